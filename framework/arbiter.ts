@@ -1,0 +1,128 @@
+// The cluster primary, like gunicorn's arbiter: it forks the workers (each
+// loads its models after the fork), keeps their number up, and turns signals
+// into worker management. It never serves HTTP itself.
+//
+// - A worker that fails to boot (a model does not load) stops the whole server
+//   with exit code 3 and the model's error: retrying would fail the same way.
+// - A worker that dies after it was ready is replaced, with a back-off that
+//   grows while workers keep dying, so a crash loop does not spin the CPU.
+// - TERM: workers drain; exit 0 once all are gone (kill after the graceful timeout).
+// - INT, QUIT: workers stop at once. HUP: workers are replaced one by one, each
+//   new one ready before the old one drains, so no request is dropped.
+// - TTIN / TTOU: one worker more / less. A worker that reached --max-requests is
+//   replaced the same way as on HUP.
+import cluster, { type Worker } from 'node:cluster'
+import pino from 'pino'
+import type { Settings } from './settings.ts'
+import type { WorkerMessage } from './serve.ts'
+
+const BOOT_FAILURE = 3
+const MAX_BACKOFF_MS = 10_000
+
+export function runArbiter (settings: Settings): void {
+  const log = pino({ level: settings.logLevel, base: { pid: process.pid, role: 'arbiter' } })
+  let target = settings.workers
+  let stopping = false
+  let backoffMs = 0
+  let lastDeath = 0
+  const ready = new Set<Worker>()
+  const retiring = new Set<Worker>()
+  const waiters = new Map<Worker, (ok: boolean) => void>()
+
+  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !retiring.has(w))
+
+  const spawn = (): Promise<boolean> => {
+    const worker = cluster.fork()
+    return new Promise(resolve => waiters.set(worker, resolve))
+  }
+
+  const shutdown = (code: number, signal: NodeJS.Signals) => {
+    if (stopping) return
+    stopping = true
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w)
+    log.info({ signal, workers: workers.length }, 'stopping workers')
+    if (workers.length === 0) process.exit(code)
+    for (const w of workers) w.process.kill(signal)
+    const timeoutMs = signal === 'SIGTERM' ? settings.gracefulTimeout * 1000 : 2000
+    setTimeout(() => {
+      log.warn('workers still running after the timeout: killing them')
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL')
+      process.exit(code || 1)
+    }, timeoutMs).unref()
+    cluster.on('exit', () => {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(code)
+    })
+  }
+
+  /** Starts a replacement, waits for it to be ready, then drains the old worker. */
+  const replace = async (old: Worker) => {
+    if (retiring.has(old) || stopping) return
+    retiring.add(old)
+    const ok = await spawn()
+    if (ok && !stopping) old.process.kill('SIGTERM')
+  }
+
+  cluster.on('message', (worker: Worker, message: WorkerMessage) => {
+    if (message.type === 'ready') {
+      ready.add(worker)
+      waiters.get(worker)?.(true)
+      waiters.delete(worker)
+      log.info({ worker: worker.id, port: message.port }, 'worker ready')
+    } else if (message.type === 'failed') {
+      log.fatal({ worker: worker.id, error: message.error }, 'worker failed to boot: stopping the server')
+      process.stderr.write(`error: worker failed to boot: ${message.error}\n`)
+      shutdown(BOOT_FAILURE, 'SIGKILL')
+    } else if (message.type === 'retire') {
+      void replace(worker)
+    }
+  })
+
+  cluster.on('exit', (worker, code, signal) => {
+    const wasReady = ready.delete(worker)
+    const wasRetiring = retiring.delete(worker)
+    waiters.get(worker)?.(false)
+    waiters.delete(worker)
+    if (stopping || wasRetiring) return
+    if (!wasReady) {
+      log.fatal({ worker: worker.id, code, signal }, 'worker died before it was ready: stopping the server')
+      process.stderr.write(`error: worker ${worker.id} exited (code ${code}, signal ${signal}) before it was ready\n`)
+      shutdown(BOOT_FAILURE, 'SIGKILL')
+      return
+    }
+    if (live().length >= target) return
+    const now = Date.now()
+    backoffMs = now - lastDeath > 30_000 ? 0 : Math.min(MAX_BACKOFF_MS, Math.max(100, backoffMs * 2))
+    lastDeath = now
+    log.warn({ worker: worker.id, code, signal, restartInMs: backoffMs }, 'worker died: replacing it')
+    setTimeout(() => { if (!stopping) void spawn() }, backoffMs)
+  })
+
+  process.on('SIGTERM', () => shutdown(0, 'SIGTERM'))
+  process.on('SIGINT', () => shutdown(0, 'SIGINT'))
+  process.on('SIGQUIT', () => shutdown(0, 'SIGQUIT'))
+  process.on('SIGHUP', () => {
+    const workers = live()
+    log.info({ workers: workers.length }, 'SIGHUP: replacing workers one by one')
+    void (async () => { for (const w of workers) await replace(w) })()
+  })
+  process.on('SIGTTIN', () => {
+    target++
+    log.info({ target }, 'SIGTTIN: adding a worker')
+    void spawn()
+  })
+  process.on('SIGTTOU', () => {
+    if (target <= 1) return
+    target--
+    const victim = live().at(-1)
+    log.info({ target }, 'SIGTTOU: removing a worker')
+    if (victim) {
+      retiring.add(victim)
+      victim.process.kill('SIGTERM')
+    }
+  })
+
+  log.info({ workers: target, host: settings.host, port: settings.port }, 'starting workers')
+  void Promise.all(Array.from({ length: target }, spawn)).then(results => {
+    if (results.every(Boolean)) log.info({ workers: target }, 'all workers ready')
+  })
+}

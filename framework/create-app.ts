@@ -1,0 +1,221 @@
+// Builds a fastify app that serves resources, without listening. It owns the
+// cross-cutting parts: strict validation, the one error format, 405/Allow,
+// readiness (loading -> ready -> draining), health routes, the OpenAPI
+// document and docs page, and the model store the resources load from.
+// app.ts calls `createApp` and then `app.mount(...)` once per route.
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import { Ajv } from 'ajv'
+import { ModelStore } from './models.ts'
+import { ErrorBody, HttpError, installErrorHandlers, sendError } from './errors.ts'
+import { VERBS, respondersOf, type Resource, type Verb } from './resource.ts'
+import { healthRoutes } from './health.ts'
+
+export interface AppOptions {
+  /** Directory the resources load their models from. */
+  modelsDir: string
+  /** Inference threads (one session per model per thread). */
+  threads?: number
+  /** Deadline for a whole request, in milliseconds; 504 after it (0: none). */
+  requestTimeoutMs?: number
+  /** Largest request body accepted, in bytes (413 above). */
+  bodyLimit?: number
+  /** HTTP keep-alive timeout for idle connections, in milliseconds. */
+  keepAliveTimeoutMs?: number
+  /** How long resources may take to load and warm up, in milliseconds. */
+  loadTimeoutMs?: number
+  logger?: FastifyServerOptions['logger'] | FastifyBaseLogger
+  /** A model store to use instead of making one (tests pass their own). */
+  models?: ModelStore
+}
+
+export interface MountOptions {
+  /** falcon's suffix: mount `onGetMetadata` & co. instead of `onGet` & co. */
+  suffix?: string
+  /** Section of the OpenAPI document (defaults to the resource's class name). */
+  tag?: string
+}
+
+export type LifecycleState = 'loading' | 'ready' | 'draining' | 'failed'
+
+export interface Lifecycle {
+  state: LifecycleState
+  reason: string
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Mounts a resource's responders on a URI template such as `/items/{id}`. */
+    mount(template: string, resource: Resource, options?: MountOptions): FastifyInstance
+    /** Loads and warms up every mounted resource; readiness turns 200 after it. */
+    loadResources(): Promise<void>
+    /** Marks the app as draining: readiness and resource routes answer 503. */
+    drain(): void
+    lifecycle: Lifecycle
+    models: ModelStore
+  }
+}
+
+export type App = FastifyInstance
+
+/** Converts falcon's `{name}` URI templates to fastify's `:name`. */
+export function toFastifyPath (template: string): string {
+  if (!template.startsWith('/')) throw new TypeError(`route '${template}' must start with '/'`)
+  return template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, ':$1')
+}
+
+/** Bodies reject unknown fields unless a schema says otherwise (ajv would accept them). */
+function closeObjects (schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(closeObjects)
+  if (typeof schema !== 'object' || schema === null) return schema
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(schema)) out[k] = closeObjects(v)
+  if (out.type === 'object' && out.properties && !('additionalProperties' in out)) out.additionalProperties = false
+  return out
+}
+
+const ajvBase = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const
+/** Bodies are validated as sent: "1.5" is not a number. */
+const strictAjv = new Ajv({ ...ajvBase, coerceTypes: false })
+/** URL parts are strings by nature: params and query strings may be coerced. */
+const coercingAjv = new Ajv({ ...ajvBase, coerceTypes: 'array' })
+
+export async function createApp (options: AppOptions): Promise<App> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000,
+    handlerTimeout: options.requestTimeoutMs || undefined,
+    // fastify's own 503-while-closing body is not in our format; the
+    // lifecycle hook below answers draining requests instead.
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App
+
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    httpPart === 'body' ? strictAjv.compile(schema) : coercingAjv.compile(schema))
+  installErrorHandlers(app)
+  // JSON only: anything else is 415 (fastify would parse text/plain too).
+  app.removeContentTypeParser('text/plain')
+
+  const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1 })
+  const lifecycle: Lifecycle = { state: 'loading', reason: 'loading models' }
+  const resources: Resource[] = []
+  app.decorate('models', models)
+  app.decorate('lifecycle', lifecycle)
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'ONNX model service', version: '0.1.0', description: 'Models served over REST by resource classes.' },
+    },
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  await app.register(healthRoutes, { lifecycle })
+
+  // Resource routes answer 503 until every model is loaded, and while draining.
+  const gate = async (_request: unknown, reply: import('fastify').FastifyReply) => {
+    if (lifecycle.state === 'ready') return
+    if (lifecycle.state === 'draining') {
+      reply.header('connection', 'close')
+      return sendError(reply, 'SHUTTING_DOWN', 'server is shutting down', { 'retry-after': '1' })
+    }
+    return sendError(reply, 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
+  }
+
+  app.decorate('mount', function mount (template: string, resource: Resource, mountOptions: MountOptions = {}) {
+    const url = toFastifyPath(template)
+    const responders = respondersOf(resource, mountOptions.suffix ?? '')
+    if (responders.size === 0) {
+      throw new TypeError(`${resource.constructor.name} has no responders${mountOptions.suffix ? ` with suffix '${mountOptions.suffix}'` : ''} to mount at ${template}`)
+    }
+    if (!resources.includes(resource)) resources.push(resource)
+    const tag = mountOptions.tag ?? resource.constructor.name
+    const allowed = [...responders.keys()]
+    const allow = [...allowed, ...(allowed.includes('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ')
+
+    for (const [method, r] of responders) {
+      const { body, ...rest } = r.schema
+      app.route({
+        method,
+        url,
+        schema: {
+          ...rest,
+          ...(body ? { body: closeObjects(body) } : {}),
+          response: { ...r.schema.response, '4xx': ErrorBody, '5xx': ErrorBody },
+          tags: [tag],
+          summary: r.summary,
+          description: r.description,
+        } as never,
+        handlerTimeout: r.timeoutMs,
+        bodyLimit: r.bodyLimit,
+        onRequest: gate,
+        handler: r.handler as never,
+      })
+    }
+    // Verbs the resource lacks: 405 with Allow, before any body is parsed.
+    const missing = VERBS.filter((v: Verb) => !responders.has(v))
+    const notAllowed = [...missing, ...(responders.has('GET') ? [] : ['HEAD' as const])]
+    if (notAllowed.length > 0) {
+      app.route({
+        method: notAllowed,
+        url,
+        schema: { hide: true },
+        onRequest: async (request, reply) => sendError(reply, 'METHOD_NOT_ALLOWED',
+          `${request.method} is not allowed on ${template}; allowed: ${allow}`, { allow }),
+        handler: async () => { /* onRequest always answers */ },
+      })
+    }
+    app.route({
+      method: 'OPTIONS',
+      url,
+      schema: { hide: true },
+      handler: async (_request, reply) => reply.code(204).header('allow', allow).send(),
+    })
+    return app
+  })
+
+  let loading: Promise<void> | undefined
+  app.decorate('loadResources', function loadResources () {
+    loading ??= (async () => {
+      const context = { models, log: app.log }
+      const timeoutMs = options.loadTimeoutMs ?? 120_000
+      let timer: NodeJS.Timeout | undefined
+      const timeout = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`models did not load within ${timeoutMs / 1000} s (the load timeout)`)), timeoutMs)
+      })
+      try {
+        for (const resource of resources) {
+          lifecycle.reason = `loading ${resource.constructor.name}`
+          await Promise.race([resource.load(context), timeout])
+          lifecycle.reason = `warming up ${resource.constructor.name}`
+          await Promise.race([resource.warmup(), timeout])
+        }
+        if (lifecycle.state === 'loading') Object.assign(lifecycle, { state: 'ready', reason: '' })
+      } catch (err) {
+        Object.assign(lifecycle, { state: 'failed', reason: (err as Error).message })
+        throw err
+      } finally {
+        clearTimeout(timer)
+      }
+    })()
+    return loading
+  })
+
+  app.decorate('drain', function drain () {
+    Object.assign(lifecycle, { state: 'draining', reason: 'shutting down' })
+  })
+
+  app.addHook('onClose', async () => {
+    lifecycle.state = 'draining'
+    for (const resource of resources) await resource.close()
+    await models.close()
+  })
+
+  return app
+}
+
+export { HttpError }

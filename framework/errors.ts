@@ -1,0 +1,132 @@
+// One error format for every error the service answers with:
+//
+//   {"error": "<human-readable message>", "code": "<stable code>", "statusCode": <n>}
+//
+// `error` is the field Open Inference Protocol clients read. `code` is stable:
+// clients may branch on it, so codes are only added, never renamed. Every code
+// lives in the registry below (fastify keeps its FST_ERR_* codes the same way).
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { Type } from '@sinclair/typebox'
+
+export const ERROR_CODES = {
+  BAD_REQUEST: 400,
+  VALIDATION_FAILED: 400,
+  INVALID_JSON: 400,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  UNPROCESSABLE: 422,
+  TOO_MANY_REQUESTS: 429,
+  INTERNAL_ERROR: 500,
+  NOT_READY: 503,
+  OVERLOADED: 503,
+  SHUTTING_DOWN: 503,
+  TIMEOUT: 504,
+} as const
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+/** The schema of every error body, for response serialization and OpenAPI. */
+export const ErrorBody = Type.Object(
+  {
+    error: Type.String({ description: 'Human-readable message' }),
+    code: Type.String({ description: 'Stable machine-readable code' }),
+    statusCode: Type.Integer(),
+  },
+  { $id: 'ErrorBody', title: 'Error' },
+)
+
+/**
+ * An error with an HTTP status, safe to show to the client. Throw it anywhere
+ * in a responder; the app's error handler turns it into the error body.
+ */
+export class HttpError extends Error {
+  readonly statusCode: number
+  readonly code: ErrorCode
+  readonly headers: Record<string, string>
+
+  constructor (code: ErrorCode, message: string, options: { headers?: Record<string, string>, cause?: unknown } = {}) {
+    super(message, { cause: options.cause })
+    this.name = 'HttpError'
+    this.code = code
+    this.statusCode = ERROR_CODES[code]
+    this.headers = options.headers ?? {}
+  }
+}
+
+export const badRequest = (message: string) => new HttpError('BAD_REQUEST', message)
+export const notFound = (message: string) => new HttpError('NOT_FOUND', message)
+export const payloadTooLarge = (message: string) => new HttpError('PAYLOAD_TOO_LARGE', message)
+export const notReady = (message: string, retryAfterSeconds = 1) =>
+  new HttpError('NOT_READY', message, { headers: { 'retry-after': String(retryAfterSeconds) } })
+
+/** fastify's own error codes mapped to ours, with the message the client sees. */
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_EMPTY_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+}
+
+interface ValidationItem { instancePath?: string, message?: string, keyword?: string, params?: Record<string, unknown> }
+
+/** JSON pointer to a readable path: /rows/0/1 -> .rows[0][1] */
+function fieldPath (pointer: string): string {
+  return pointer.split('/').slice(1).map(p => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map(p => (/^[0-9]+$/.test(p) ? `[${p}]` : `.${p}`)).join('')
+}
+
+/** "body/text must be string", "body must NOT have additional property 'foo'". */
+export function describeValidation (context: string | undefined, items: ValidationItem[]): string {
+  return items.slice(0, 3).map(item => {
+    const where = (context ?? 'body') + fieldPath(item.instancePath ?? '')
+    if (item.keyword === 'additionalProperties') {
+      return `${where} has an unknown field '${String(item.params?.additionalProperty)}'`
+    }
+    if (item.keyword === 'required') {
+      const field = String(item.params?.missingProperty)
+      return `${where} is missing the required field '${field}'`
+    }
+    return `${where} ${item.message ?? 'is invalid'}`
+  }).join('; ')
+}
+
+export function errorBody (code: ErrorCode, message: string) {
+  return { error: message, code, statusCode: ERROR_CODES[code] }
+}
+
+export function sendError (reply: FastifyReply, code: ErrorCode, message: string, headers: Record<string, string> = {}) {
+  return reply.code(ERROR_CODES[code]).headers(headers).type('application/json').send(errorBody(code, message))
+}
+
+/** Installs the error and not-found handlers that give every error one shape. */
+export function installErrorHandlers (app: FastifyInstance) {
+  app.setErrorHandler((err: FastifyError | HttpError, request: FastifyRequest, reply: FastifyReply) => {
+    if (err instanceof HttpError) {
+      if (err.statusCode >= 500) request.log.error({ err }, 'request failed')
+      return sendError(reply, err.code, err.message, err.headers)
+    }
+    const fe = err as FastifyError
+    if (fe.validation) {
+      return sendError(reply, 'VALIDATION_FAILED', describeValidation(fe.validationContext, fe.validation))
+    }
+    const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined
+    if (mapped) return sendError(reply, mapped, fe.message)
+    if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
+      // Other client errors raised by fastify or its plugins: keep the status.
+      return reply.code(fe.statusCode).type('application/json')
+        .send({ error: fe.message, code: 'BAD_REQUEST', statusCode: fe.statusCode })
+    }
+    // Anything else is our fault: log it with its cause, never show it.
+    request.log.error({ err }, 'unhandled error')
+    return sendError(reply, 'INTERNAL_ERROR', 'Internal server error')
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    sendError(reply, 'NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)
+  })
+}

@@ -1,0 +1,29 @@
+// Liveness and readiness, the way Kubernetes probes them:
+// - /health/live is 200 while the process serves HTTP at all;
+// - /health/ready is 200 only once every model is loaded and warmed up, and
+//   503 (with the reason) while loading, after a failed load, or while draining,
+//   so a load balancer stops sending traffic before the process goes away.
+import type { FastifyInstance } from 'fastify'
+import { Type } from '@sinclair/typebox'
+import { ErrorBody, sendError } from './errors.ts'
+import type { Lifecycle } from './create-app.ts'
+
+const Status = Type.Object({ status: Type.String() })
+
+export async function healthRoutes (app: FastifyInstance, { lifecycle }: { lifecycle: Lifecycle }) {
+  app.get('/health/live', {
+    schema: { tags: ['health'], summary: 'Liveness: 200 while the process serves', response: { 200: Status } },
+  }, async () => ({ status: 'live' }))
+
+  app.get('/health/ready', {
+    schema: {
+      tags: ['health'],
+      summary: 'Readiness: 200 once every model is loaded and warmed up',
+      response: { 200: Status, 503: ErrorBody },
+    },
+  }, async (_request, reply) => {
+    if (lifecycle.state === 'ready') return { status: 'ready' }
+    return sendError(reply, lifecycle.state === 'draining' ? 'SHUTTING_DOWN' : 'NOT_READY',
+      `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
+  })
+}

@@ -1,0 +1,126 @@
+// One serving process: builds the app, listens, loads the models, and handles
+// signals. Used directly when --workers is 1, and by every cluster worker.
+//
+// Order matters: the process listens first and loads after, so /health/live
+// answers at once and /health/ready says "loading" until the models are in.
+// Signals: TERM drains (readiness 503, no new connections, in-flight requests
+// finish, exit 0; killed after the graceful timeout); INT and QUIT stop at once.
+import cluster from 'node:cluster'
+import type { FastifyBaseLogger } from 'fastify'
+import type { App, AppOptions } from './create-app.ts'
+import type { Settings } from './settings.ts'
+
+export type BuildApp = (options: AppOptions) => Promise<App>
+
+/** Messages a cluster worker sends the primary. */
+export type WorkerMessage =
+  | { type: 'ready', port: number }
+  | { type: 'failed', error: string }
+  | { type: 'retire' }
+
+export function appOptions (settings: Settings, logger: AppOptions['logger']): AppOptions {
+  return {
+    modelsDir: settings.modelsDir,
+    threads: settings.threads,
+    requestTimeoutMs: Math.round(settings.timeout * 1000),
+    keepAliveTimeoutMs: Math.round(settings.keepAlive * 1000),
+    loadTimeoutMs: Math.round(settings.loadTimeout * 1000),
+    bodyLimit: settings.bodyLimit,
+    logger,
+  }
+}
+
+function tell (message: WorkerMessage) {
+  if (cluster.isWorker && process.send) process.send(message)
+}
+
+export async function serve (buildApp: BuildApp, settings: Settings): Promise<void> {
+  const app = await buildApp(appOptions(settings, {
+    level: settings.logLevel,
+    base: { pid: process.pid, ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) },
+  }))
+  const log: FastifyBaseLogger = app.log
+
+  let stopping = false
+  const exit = (code: number) => {
+    // Let the logger flush its last lines before the process goes.
+    setImmediate(() => process.exit(code))
+  }
+
+  const drain = async (signal: string) => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal, gracefulTimeout: settings.gracefulTimeout }, 'draining: finishing in-flight requests')
+    app.drain()
+    const timer = setTimeout(() => {
+      log.warn('graceful timeout reached: stopping with requests still in flight')
+      exit(1)
+    }, settings.gracefulTimeout * 1000)
+    timer.unref()
+    try {
+      await app.close()
+      log.info('drained, exiting')
+      exit(0)
+    } catch (err) {
+      log.error({ err }, 'error while closing')
+      exit(1)
+    }
+  }
+
+  const stopNow = (signal: string) => {
+    log.info({ signal }, 'stopping now')
+    exit(0)
+  }
+
+  process.once('SIGTERM', () => { void drain('SIGTERM') })
+  process.once('SIGINT', () => stopNow('SIGINT'))
+  process.once('SIGQUIT', () => stopNow('SIGQUIT'))
+  // In a cluster the primary decides about HUP; alone, HUP has no workers to replace.
+  process.on('SIGHUP', () => log.info('SIGHUP ignored: run with --workers >= 2 to replace workers'))
+  if (cluster.isWorker) {
+    // The primary going away (crash, kill -9) must not leave orphaned workers.
+    process.on('disconnect', () => { void drain('primary disconnected') })
+  }
+
+  if (settings.maxRequests > 0) {
+    if (!cluster.isWorker) {
+      log.warn('--max-requests needs --workers >= 2 (a lone process has nobody to replace it); ignored')
+    } else {
+      const limit = settings.maxRequests + Math.floor(Math.random() * (settings.maxRequestsJitter + 1))
+      let served = 0
+      app.addHook('onResponse', async () => {
+        if (++served === limit) {
+          log.info({ served }, 'max requests reached: asking to be replaced')
+          tell({ type: 'retire' })
+        }
+      })
+    }
+  }
+
+  try {
+    await app.listen({ host: settings.host, port: settings.port })
+  } catch (err) {
+    log.error({ err }, 'cannot listen')
+    tell({ type: 'failed', error: `cannot listen on ${settings.host}:${settings.port}: ${(err as Error).message}` })
+    process.exitCode = 1
+    await app.close().catch(() => {})
+    exit(1)
+    return
+  }
+  const address = app.server.address()
+  const port = typeof address === 'object' && address ? address.port : settings.port
+
+  try {
+    const started = performance.now()
+    await app.loadResources()
+    log.info({ port, loadMs: Math.round(performance.now() - started) }, 'ready: models loaded')
+    tell({ type: 'ready', port })
+  } catch (err) {
+    const message = (err as Error).message
+    log.fatal({ err }, 'models failed to load')
+    process.stderr.write(`error: ${message}\n`)
+    tell({ type: 'failed', error: message })
+    await app.close().catch(() => {})
+    exit(3)
+  }
+}

@@ -1,0 +1,135 @@
+// The server's settings, gunicorn-style: one declarative table (name, flag,
+// environment variable, default, validator, help) that drives parsing,
+// `--help` and error messages. Precedence: defaults < environment < flags.
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { availableParallelism } from 'node:os'
+
+const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+type Parser<T> = (raw: string) => T
+
+interface Setting<T> {
+  flag: string
+  env: string
+  default: T
+  parse: Parser<T>
+  help: string
+  /** How the default is shown in --help when it is computed. */
+  shownDefault?: string
+}
+
+class SettingError extends Error {}
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> => raw => {
+  if (!/^-?[0-9]+$/.test(raw.trim())) throw new SettingError(`expected an integer, got '${raw}'`)
+  const n = Number(raw)
+  if (n < min || n > max) throw new SettingError(`expected an integer from ${min} to ${max}, got ${n}`)
+  return n
+}
+
+const seconds = (min: number): Parser<number> => raw => {
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(raw.trim())) throw new SettingError(`expected a number of seconds, got '${raw}'`)
+  const n = Number(raw)
+  if (n < min) throw new SettingError(`expected at least ${min} seconds, got ${n}`)
+  return n
+}
+
+const oneOf = <T extends string>(...choices: T[]): Parser<T> => raw => {
+  if (!(choices as string[]).includes(raw)) throw new SettingError(`expected one of ${choices.join(', ')}, got '${raw}'`)
+  return raw as T
+}
+
+const text: Parser<string> = raw => {
+  if (raw.trim() === '') throw new SettingError('expected a non-empty value')
+  return raw
+}
+
+const host: Parser<string> = raw => {
+  if (!/^[A-Za-z0-9.:_-]+$/.test(raw) && !/^\[[0-9a-fA-F:]+\]$/.test(raw)) throw new SettingError(`expected a host name or IP address, got '${raw}'`)
+  return raw
+}
+
+/** Default inference threads: one per core, minus the one the HTTP thread uses. */
+export const DEFAULT_THREADS = Math.max(1, availableParallelism() - 1)
+
+export const SETTINGS = {
+  host: { flag: '--host', env: 'HOST', default: '127.0.0.1', parse: host, help: 'Address to listen on (0.0.0.0 for every interface)' },
+  port: { flag: '--port', env: 'PORT', default: 8000, parse: int(0, 65535), help: 'Port to listen on (0 picks a free one)' },
+  workers: { flag: '--workers', env: 'WEB_CONCURRENCY', default: 1, parse: int(1, 64), help: 'Worker processes; 1 serves from this process without a cluster' },
+  threads: { flag: '--threads', env: 'INFERENCE_THREADS', default: DEFAULT_THREADS, parse: int(1, 64), shownDefault: 'cores - 1, at least 1', help: 'Inference threads per worker (one model session each)' },
+  modelsDir: { flag: '--models-dir', env: 'MODELS_DIR', default: join(PROJECT_ROOT, 'models'), parse: text, shownDefault: './models', help: 'Directory holding the ONNX models' },
+  timeout: { flag: '--timeout', env: 'REQUEST_TIMEOUT', default: 30, parse: seconds(0), help: 'Request deadline in seconds: 504 after it (0 disables)' },
+  keepAlive: { flag: '--keep-alive', env: 'KEEP_ALIVE', default: 5, parse: seconds(0), help: 'Seconds an idle keep-alive connection stays open' },
+  gracefulTimeout: { flag: '--graceful-timeout', env: 'GRACEFUL_TIMEOUT', default: 30, parse: seconds(0), help: 'On SIGTERM, seconds in-flight requests get before the rest is killed' },
+  loadTimeout: { flag: '--load-timeout', env: 'LOAD_TIMEOUT', default: 120, parse: seconds(1), help: 'Seconds models may take to load and warm up' },
+  maxRequests: { flag: '--max-requests', env: 'MAX_REQUESTS', default: 0, parse: int(0), help: 'Recycle a worker after this many requests (0 disables; needs --workers >= 2)' },
+  maxRequestsJitter: { flag: '--max-requests-jitter', env: 'MAX_REQUESTS_JITTER', default: 0, parse: int(0), help: 'Random extra requests (0..N) added to --max-requests per worker' },
+  bodyLimit: { flag: '--body-limit', env: 'BODY_LIMIT', default: 1024 * 1024, parse: int(1), help: 'Largest request body in bytes (413 above it)' },
+  logLevel: { flag: '--log-level', env: 'LOG_LEVEL', default: 'info' as string, parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), help: 'Log level' },
+} satisfies Record<string, Setting<unknown>>
+
+export type Settings = { [K in keyof typeof SETTINGS]: typeof SETTINGS[K]['default'] }
+
+export class UsageError extends Error {}
+
+/** Parses flags and environment over the defaults; throws UsageError naming the setting. */
+export function parseSettings (argv: string[], env: NodeJS.ProcessEnv = {}): Settings | 'help' {
+  const values: Record<string, unknown> = {}
+  const entries = Object.entries(SETTINGS) as Array<[string, Setting<unknown>]>
+  const apply = (name: string, setting: Setting<unknown>, raw: string, source: string) => {
+    try {
+      values[name] = setting.parse(raw)
+    } catch (err) {
+      if (!(err instanceof SettingError)) throw err
+      throw new UsageError(`invalid ${source} for ${name}: ${err.message}`)
+    }
+  }
+  for (const [name, setting] of entries) {
+    values[name] = setting.default
+    const raw = env[setting.env]
+    if (raw !== undefined && raw !== '') apply(name, setting, raw, `${setting.env} (environment)`)
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (arg === '--help' || arg === '-h') return 'help'
+    const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined]
+    const entry = entries.find(([, s]) => s.flag === flag)
+    if (!entry) throw new UsageError(`unknown option '${flag}' (see --help)`)
+    const raw = inline ?? argv[++i]
+    if (raw === undefined) throw new UsageError(`option ${flag} needs a value`)
+    apply(entry[0], entry[1], raw, `value of ${flag}`)
+  }
+  values.modelsDir = resolve(values.modelsDir as string)
+  return values as Settings
+}
+
+/** The --help text, generated from the table. */
+export function helpText (): string {
+  const rows = (Object.values(SETTINGS) as Array<Setting<unknown>>).map(s => {
+    const def = s.shownDefault ?? String(s.default)
+    return `  ${`${s.flag} <value>`.padEnd(30)}${s.help}\n  ${''.padEnd(30)}env ${s.env}, default ${def}`
+  })
+  return [
+    'Usage: npm start -- [options]   (or: node --import tsx server.ts [options])',
+    '',
+    'Serves the ONNX models mounted in app.ts over HTTP.',
+    'Precedence: defaults < environment variables < command-line flags.',
+    '',
+    'Options:',
+    ...rows,
+    `  ${'-h, --help'.padEnd(30)}Show this help`,
+    '',
+    'Signals: TERM drains and exits 0; INT and QUIT stop at once; HUP replaces workers one by one;',
+    'TTIN adds a worker; TTOU removes one.',
+  ].join('\n')
+}
+
+/** Markdown table of the settings, for the README. */
+export function settingsTable (): string {
+  const lines = ['| Setting | Flag | Environment | Default | Meaning |', '| --- | --- | --- | --- | --- |']
+  for (const [name, s] of Object.entries(SETTINGS) as Array<[string, Setting<unknown>]>) {
+    lines.push(`| ${name} | \`${s.flag}\` | \`${s.env}\` | ${s.shownDefault ?? String(s.default)} | ${s.help} |`)
+  }
+  return lines.join('\n')
+}

@@ -1,0 +1,82 @@
+// Tensors as the framework passes them around: plain data, no ONNX Runtime
+// types, so resources never import onnxruntime-node.
+import type { ElementType, TypedData } from './onnx-builder.ts'
+
+export type { ElementType, TypedData }
+
+export interface Tensor {
+  type: ElementType
+  data: TypedData | string[] | boolean[]
+  dims: number[]
+}
+
+/** Metadata of a model input or output: -1 (or a name) marks a dynamic dimension. */
+export interface TensorInfo {
+  name: string
+  type: ElementType | 'non-tensor'
+  shape: Array<number | string>
+}
+
+/** What a resource expects of a model's input or output. */
+export interface TensorSpec {
+  type: ElementType
+  /** Fixed sizes must match; -1 or a name accepts any size. Omit to accept any shape. */
+  shape?: Array<number | string>
+}
+
+export interface ModelContract {
+  inputs: Record<string, TensorSpec>
+  outputs: Record<string, TensorSpec>
+}
+
+export const TYPED_ARRAYS = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  int16: Int16Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  uint8: Uint8Array,
+  uint16: Uint16Array,
+  uint32: Uint32Array,
+  uint64: BigUint64Array,
+  bool: Uint8Array,
+  float16: Uint16Array,
+} as const
+
+export function formatShape (shape: Array<number | string>): string {
+  return `[${shape.map(d => (typeof d === 'number' && d < 0 ? '?' : String(d))).join(', ')}]`
+}
+
+const isFixed = (d: number | string) => typeof d === 'number' && d >= 0
+
+/**
+ * Compares what a resource expects with what a model declares; returns the
+ * mismatches as sentences naming expected and actual (empty when they agree).
+ */
+export function checkContract (contract: ModelContract, actual: { inputs: TensorInfo[], outputs: TensorInfo[] }): string[] {
+  const problems: string[] = []
+  const side = (kind: 'input' | 'output', expected: Record<string, TensorSpec>, got: TensorInfo[]) => {
+    const byName = new Map(got.map(i => [i.name, i]))
+    for (const [name, spec] of Object.entries(expected)) {
+      const info = byName.get(name)
+      const want = `${spec.type} ${spec.shape ? formatShape(spec.shape) : '[any]'}`
+      if (!info) {
+        problems.push(`${kind} '${name}': expected ${want}, but the model has no such ${kind} (it has ${got.map(i => `'${i.name}'`).join(', ') || 'none'})`)
+        continue
+      }
+      const have = `${info.type} ${formatShape(info.shape)}`
+      const shapeOk = !spec.shape || (spec.shape.length === info.shape.length &&
+        spec.shape.every((d, i) => !isFixed(d) || d === info.shape[i]))
+      if (info.type !== spec.type || !shapeOk) problems.push(`${kind} '${name}': expected ${want}, got ${have}`)
+    }
+    if (kind === 'input') {
+      for (const info of got) {
+        if (!(info.name in expected)) problems.push(`input '${info.name}': not expected by the resource (expected only ${Object.keys(expected).map(n => `'${n}'`).join(', ')})`)
+      }
+    }
+  }
+  side('input', contract.inputs, actual.inputs)
+  side('output', contract.outputs, actual.outputs)
+  return problems
+}

@@ -1,0 +1,84 @@
+// FeatureScaler: standardizes Iris flower measurements before classification.
+// Model: models/scaler.onnx (scripts/make-models.ts), float32 x [batch, 4] ->
+// float32 y [batch, 4], y = (x - mean) / std with the Iris dataset statistics.
+//
+//   POST /scale {"rows": [[5.1, 3.5, 1.4, 0.2]]}
+//   -> {"rows": [[-0.9007, 1.0190, -1.3402, -1.3154]]}
+//
+// The framework's example resource: small enough to read in one go, and
+// it exercises every path (validation, limits, off-thread inference, metadata).
+import { Type } from '@sinclair/typebox'
+import { Resource, responder, type ResourceContext } from '../framework/resource.ts'
+import { badRequest } from '../framework/errors.ts'
+import type { Model } from '../framework/models.ts'
+
+const FEATURES = 4
+const Row = Type.Array(Type.Number(), { minItems: FEATURES, maxItems: FEATURES, description: 'sepal length, sepal width, petal length, petal width (cm)' })
+
+export interface FeatureScalerOptions {
+  /** Model name in the models directory. */
+  model: string
+  /** Most rows accepted in one request. */
+  maxRows?: number
+}
+
+export class FeatureScaler extends Resource {
+  private model!: Model
+  private readonly maxRows: number
+
+  constructor (private readonly options: FeatureScalerOptions) {
+    super()
+    this.maxRows = options.maxRows ?? 1024
+  }
+
+  async load ({ models }: ResourceContext) {
+    this.model = await models.load(this.options.model, {
+      inputs: { x: { type: 'float32', shape: [-1, FEATURES] } },
+      outputs: { y: { type: 'float32', shape: [-1, FEATURES] } },
+    })
+  }
+
+  async warmup () {
+    await this.scale([[0, 0, 0, 0]])
+  }
+
+  private async scale (rows: number[][], signal?: AbortSignal): Promise<number[][]> {
+    const x = Float32Array.from(rows.flat())
+    const { y } = await this.model.run({ x: { type: 'float32', data: x, dims: [rows.length, FEATURES] } }, { signal })
+    const out = y.data as Float32Array
+    return rows.map((_, i) => Array.from(out.subarray(i * FEATURES, (i + 1) * FEATURES)))
+  }
+
+  onPost = responder({
+    summary: 'Standardize rows of Iris measurements',
+    schema: {
+      body: Type.Object({ rows: Type.Array(Row, { minItems: 1 }) }),
+      response: { 200: Type.Object({ rows: Type.Array(Type.Array(Type.Number())) }) },
+    },
+    handler: async (request) => {
+      const { rows } = request.body
+      if (rows.length > this.maxRows) throw badRequest(`body.rows has ${rows.length} rows; at most ${this.maxRows} are accepted`)
+      return { rows: await this.scale(rows, request.signal) }
+    },
+  })
+
+  onGet = responder({
+    summary: 'Describe the model',
+    schema: {
+      response: {
+        200: Type.Object({
+          model: Type.String(),
+          inputs: Type.Array(Type.Object({ name: Type.String(), type: Type.String(), shape: Type.Array(Type.Union([Type.Integer(), Type.String()])) })),
+          outputs: Type.Array(Type.Object({ name: Type.String(), type: Type.String(), shape: Type.Array(Type.Union([Type.Integer(), Type.String()])) })),
+          maxRows: Type.Integer(),
+        }),
+      },
+    },
+    handler: async () => ({
+      model: this.model.name,
+      inputs: this.model.inputs,
+      outputs: this.model.outputs,
+      maxRows: this.maxRows,
+    }),
+  })
+}

@@ -1,0 +1,34 @@
+// Process concerns, the way gunicorn owns them for a falcon app: settings,
+// host and port, workers, timeouts and signals. The app itself (app.ts) never
+// reads the environment and never listens.
+//
+//   npm start                          # 127.0.0.1:8000, one process
+//   PORT=9000 npm start -- --workers 2 # cluster of two workers
+//   npm start -- --help                # every setting
+import cluster from 'node:cluster'
+import { buildApp } from './app.ts'
+import { helpText, parseSettings, UsageError } from './framework/settings.ts'
+import { serve } from './framework/serve.ts'
+import { runArbiter } from './framework/arbiter.ts'
+
+function main () {
+  let settings
+  try {
+    settings = parseSettings(process.argv.slice(2), process.env)
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err
+    process.stderr.write(`error: ${err.message}\n`)
+    process.exit(2)
+  }
+  if (settings === 'help') {
+    process.stdout.write(helpText() + '\n')
+    return
+  }
+  if (settings.workers > 1 && cluster.isPrimary) {
+    runArbiter(settings)
+  } else {
+    void serve(buildApp, settings)
+  }
+}
+
+main()
