@@ -1,0 +1,77 @@
+// Writes a trained linear-chain tagger as ONNX + config.json.
+//
+// Graph: features int64 [batch, tokens, F] -> Gather over the weight table
+// float32 [buckets, L] -> [batch, tokens, F, L] -> ReduceSum over axis 2 ->
+// scores float32 [batch, tokens, L]. Row 0 of the table (the padding feature)
+// is zero. Transitions, labels and the feature template live in config.json,
+// and the labels and template version are also in the model's metadata.
+import { buildModel } from '../framework/onnx-builder.ts'
+import type { FeatureSpec } from './features.ts'
+import type { LinearChainModel } from './perceptron.ts'
+import type { TaggerConfig } from './tagger.ts'
+
+export const INPUT_NAME = 'features'
+export const OUTPUT_NAME = 'scores'
+
+export interface ExportInfo extends FeatureSpec {
+  name: string
+  task: 'pos' | 'ner'
+  labels: string[]
+  /** Extra config.json fields (accuracy, training settings...). */
+  extra?: Record<string, unknown>
+}
+
+/** Config for a trained model; key order is fixed so the JSON is byte-stable. */
+export function taggerConfig (model: LinearChainModel, info: ExportInfo): TaggerConfig {
+  const L = model.labels
+  const rows: number[][] = []
+  for (let i = 0; i < L; i++) rows.push(Array.from(model.transitions.subarray(i * L, (i + 1) * L)))
+  return {
+    name: info.name,
+    task: info.task,
+    labels: info.labels,
+    featureTemplate: info.featureTemplate,
+    buckets: info.buckets,
+    featuresPerToken: info.featuresPerToken,
+    input: INPUT_NAME,
+    output: OUTPUT_NAME,
+    transitions: rows,
+    start: Array.from(model.start),
+    end: Array.from(model.end),
+    ...info.extra,
+  }
+}
+
+/** ONNX bytes of the emission scorer. */
+export function taggerOnnx (model: LinearChainModel, info: ExportInfo): Uint8Array {
+  const L = model.labels
+  const weights = model.weights.slice()
+  weights.fill(0, 0, L)
+  return buildModel({
+    name: info.name,
+    opset: 17,
+    docString: `${info.task} tagger: hashed feature ids -> emission scores; decode with config.json`,
+    inputs: [{ name: INPUT_NAME, type: 'int64', shape: ['batch', 'tokens', info.featuresPerToken] }],
+    outputs: [{ name: OUTPUT_NAME, type: 'float32', shape: ['batch', 'tokens', L] }],
+    initializers: [
+      { name: 'weights', type: 'float32', dims: [info.buckets, L], data: weights },
+      { name: 'feature_axis', type: 'int64', dims: [1], data: BigInt64Array.from([2n]) },
+    ],
+    nodes: [
+      { op: 'Gather', inputs: ['weights', INPUT_NAME], outputs: ['gathered'], attributes: { axis: 0 } },
+      { op: 'ReduceSum', inputs: ['gathered', 'feature_axis'], outputs: [OUTPUT_NAME], attributes: { keepdims: 0 } },
+    ],
+    metadata: {
+      task: info.task,
+      labels: JSON.stringify(info.labels),
+      feature_template: info.featureTemplate,
+      buckets: String(info.buckets),
+      features_per_token: String(info.featuresPerToken),
+    },
+  })
+}
+
+/** config.json text: two-space JSON with a final newline. */
+export function configJson (config: TaggerConfig): string {
+  return JSON.stringify(config, null, 2) + '\n'
+}

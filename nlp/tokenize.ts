@@ -1,0 +1,122 @@
+// Rule-based tokenizer: raw text -> tokens with offsets into the input.
+//
+// Offsets are UTF-16 code units, i.e. ordinary JavaScript string indices, so
+// `text.slice(token.start, token.end) === token.text` always holds. A token
+// never starts or ends inside a surrogate pair (astral characters such as
+// most emoji are two code units and stay whole); a lone surrogate becomes a
+// one-unit token of its own, and NUL / control characters act as separators.
+//
+// The rules follow the word segmentation of the UD English Web Treebank, the
+// corpus the taggers are trained on: contractions are split ("don't" -> "do"
+// "n't", "I'm" -> "I" "'m", "gonna" -> "gon" "na"), hyphens between words are
+// tokens of their own ("non-stop" -> "non" "-" "stop"), while URLs, e-mail
+// addresses, @mentions, #hashtags, numbers ("3.14", "1,000", "10:30") and
+// emoji sequences (ZWJ families, skin tones, flags, keycaps) stay whole.
+
+export interface Token {
+  text: string
+  /** Start offset in UTF-16 code units (a JS string index). */
+  start: number
+  /** End offset (exclusive) in UTF-16 code units. */
+  end: number
+}
+
+// Separators: white space, control characters (NUL included), zero-width
+// space, bidi marks and embeddings, word joiner, byte-order mark.
+const SEPARATOR = /[\p{White_Space}\p{Cc}\u200B\u200E\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]+/uy
+
+const URL = /(?:[a-z][a-z0-9+.-]*:\/\/|www\.)[^\s<>"]+/iuy
+const EMAIL = /[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.\p{L}{2,}/uy
+const HANDLE = /[@#][\p{L}_][\p{L}\p{M}\p{N}_]*/uy
+// Numbers with internal separators: 3.14, 1,000,000, 10:30, 12/25/2008.
+const NUMBER = /\p{N}+(?:[.,:/]\p{N}+)*/uy
+// A word: letters, marks, digits, joiners (ZWNJ/ZWJ occur inside Persian and
+// Indic words), with internal apostrophes ("O'Neill") and periods of
+// abbreviations ("U.S.", "e.g.").
+const WORD = /(?:\p{L}\.){2,}|[\p{L}\p{M}\p{N}_\u200C\u200D]+(?:['\u2019][\p{L}\p{M}\p{N}]+)*/uy
+const EMOJI_PART = '(?:\\p{Extended_Pictographic}|\\p{Emoji_Modifier_Base})[\\uFE0F\\u20E3\\p{Emoji_Modifier}\\p{M}]*'
+const EMOJI = new RegExp(
+  `\\p{Regional_Indicator}{2}|[0-9#*]\\uFE0F?\\u20E3|${EMOJI_PART}(?:\\u200D${EMOJI_PART})*`, 'uy')
+// Runs of the same punctuation mark stay together ("...", "!!!", "--").
+const PUNCT_RUN = /([\p{P}\p{S}])\1*/uy
+// Anything else: one code point (a whole surrogate pair, or a lone surrogate)
+// and the combining marks that follow it.
+const OTHER = /[^][\p{M}]*/uy
+
+const CONTRACTION_SUFFIX = /(?:n['\u2019]t|['\u2019](?:s|re|ve|ll|d|m))$/iu
+const SPLIT_WORDS: Record<string, number> = {
+  gonna: 3, wanna: 3, gotta: 3, cannot: 3, dunno: 2, lemme: 3, gimme: 3,
+}
+
+function at (re: RegExp, text: string, pos: number): number {
+  re.lastIndex = pos
+  return re.test(text) ? re.lastIndex : pos
+}
+
+function count (s: string, c: string, end: number): number {
+  let k = 0
+  for (let i = 0; i < end; i++) if (s[i] === c) k++
+  return k
+}
+
+// URLs end before trailing sentence punctuation and an unbalanced ')'.
+function trimUrl (url: string): number {
+  let end = url.length
+  while (end > 0) {
+    const c = url[end - 1]
+    if ('.,;:!?\'"'.includes(c)) end--
+    else if (c === ')' && count(url, ')', end) > count(url, '(', end)) end--
+    else break
+  }
+  return end
+}
+
+function pushWord (out: Token[], text: string, start: number, end: number): void {
+  const word = text.slice(start, end)
+  const lower = word.toLowerCase()
+  const split = SPLIT_WORDS[lower]
+  if (split !== undefined) {
+    out.push({ text: word.slice(0, split), start, end: start + split })
+    out.push({ text: word.slice(split), start: start + split, end })
+    return
+  }
+  const m = CONTRACTION_SUFFIX.exec(word)
+  if (m !== null && m.index > 0) {
+    const cut = start + m.index
+    out.push({ text: text.slice(start, cut), start, end: cut })
+    out.push({ text: text.slice(cut, end), start: cut, end })
+    return
+  }
+  out.push({ text: word, start, end })
+}
+
+/** Splits raw text into tokens; see the header comment for the rules. */
+export function tokenize (text: string): Token[] {
+  const out: Token[] = []
+  let pos = 0
+  const n = text.length
+  while (pos < n) {
+    const afterSep = at(SEPARATOR, text, pos)
+    if (afterSep > pos) { pos = afterSep; continue }
+    let end = at(URL, text, pos)
+    if (end > pos) end = pos + trimUrl(text.slice(pos, end))
+    if (end === pos) end = at(EMAIL, text, pos)
+    if (end === pos) end = at(HANDLE, text, pos)
+    if (end === pos) end = at(EMOJI, text, pos)
+    if (end === pos) {
+      const num = at(NUMBER, text, pos)
+      const word = at(WORD, text, pos)
+      if (word > pos && word >= num) {
+        pushWord(out, text, pos, word)
+        pos = word
+        continue
+      }
+      end = num
+    }
+    if (end === pos) end = at(PUNCT_RUN, text, pos)
+    if (end === pos) end = at(OTHER, text, pos)
+    out.push({ text: text.slice(pos, end), start: pos, end })
+    pos = end
+  }
+  return out
+}

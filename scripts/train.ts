@@ -1,0 +1,95 @@
+// npm run train [-- --data DIR] [--only pos|ner] [--out DIR]
+//
+// Rebuilds models/pos and models/ner from the corpora: averaged structured
+// perceptron, exported to ONNX, then measured through ONNX Runtime on the
+// test sets (the figures go into config.json). Deterministic: running it twice
+// gives byte-identical files.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { evaluateNer, evaluatePos } from '../nlp/evaluation.ts'
+import { entityScores, tokenAccuracy } from '../nlp/metrics.ts'
+import { loadScorer } from '../nlp/ort.ts'
+import { predict, type LinearChainModel } from '../nlp/perceptron.ts'
+import { configJson, featureSpec, NER_LABELS, toSequences, trainTagger, UPOS_LABELS } from '../nlp/training.ts'
+import type { TaggedSentence } from '../nlp/corpus.ts'
+import { argValue, dataDir, nerData, posData, REPO_ROOT } from './datasets.ts'
+
+const argv = process.argv.slice(2)
+const data = dataDir(argv)
+const outDir = resolve(argValue(argv, '--out') ?? join(REPO_ROOT, 'models'))
+const only = argValue(argv, '--only')
+
+const round = (x: number): number => Number(x.toFixed(4))
+const pct = (x: number): string => `${(100 * x).toFixed(2)}%`
+
+interface TaskSpec {
+  task: 'pos' | 'ner'
+  labels: string[]
+  buckets: number
+  epochs: number
+  load: () => { train: TaggedSentence[], dev: TaggedSentence[], test: TaggedSentence[], sources?: Record<string, number> }
+}
+
+const TASKS: TaskSpec[] = [
+  { task: 'pos', labels: UPOS_LABELS, buckets: 1 << 18, epochs: 10, load: () => posData(data) },
+  { task: 'ner', labels: NER_LABELS, buckets: 1 << 18, epochs: 10, load: () => nerData(data) },
+]
+
+async function build (spec: TaskSpec): Promise<void> {
+  const t0 = Date.now()
+  const { train, dev, test, sources } = spec.load()
+  console.log(`[${spec.task}] ${train.length} training sentences, ${dev.length} dev, ${test.length} test (data: ${data})`)
+  const devSeqs = toSequences(dev, spec.labels, featureSpec(spec.buckets))
+  const devScore = (model: LinearChainModel): number => {
+    const pred = devSeqs.map(s => Array.from(predict(model, s.features), i => spec.labels[i]))
+    const gold = dev.map(s => s.tags)
+    return spec.task === 'pos' ? tokenAccuracy(gold, pred) : entityScores(gold, pred).overall.f1
+  }
+  let tEpochs = Date.now()
+  const { onnx, config } = trainTagger({
+    name: `${spec.task}-en`,
+    task: spec.task,
+    labels: spec.labels,
+    train,
+    buckets: spec.buckets,
+    epochs: spec.epochs,
+    seed: 1,
+    onEpoch: (epoch, model, trainAcc) => {
+      const elapsed = (Date.now() - tEpochs) / 1000
+      const left = elapsed / epoch * (spec.epochs - epoch)
+      console.log(`[${spec.task}] epoch ${epoch}/${spec.epochs}  train acc ${pct(trainAcc)}  ` +
+        `dev ${spec.task === 'pos' ? 'acc' : 'F1'} ${pct(devScore(model))}  ${elapsed.toFixed(1)}s elapsed, ~${left.toFixed(0)}s left`)
+    },
+  })
+  tEpochs = Date.now()
+  const dir = join(outDir, spec.task)
+  mkdirSync(dir, { recursive: true })
+  const onnxPath = join(dir, 'model.onnx')
+  writeFileSync(onnxPath, onnx)
+  const run = await loadScorer(onnxPath)
+  if (spec.task === 'pos') {
+    const devAcc = await evaluatePos(dev, config, run)
+    const testAcc = await evaluatePos(test, config, run)
+    config.accuracy = { metric: 'UPOS token accuracy (gold tokenization)', test: round(testAcc), dev: round(devAcc), testSet: 'UD English EWT test' }
+    console.log(`[pos] ONNX: dev ${pct(devAcc)}, test ${pct(testAcc)}`)
+  } else {
+    const d = await evaluateNer(dev, config, run)
+    const t = await evaluateNer(test, config, run)
+    config.accuracy = {
+      metric: 'entity-level exact span+label, micro-averaged (gold tokenization)',
+      testSet: 'UNER English-EWT test',
+      precision: round(t.overall.precision),
+      recall: round(t.overall.recall),
+      f1: round(t.overall.f1),
+      devF1: round(d.overall.f1),
+    }
+    console.log(`[ner] ONNX: dev F1 ${pct(d.overall.f1)}, test P ${pct(t.overall.precision)} R ${pct(t.overall.recall)} F1 ${pct(t.overall.f1)}`)
+  }
+  if (sources !== undefined) (config.training as Record<string, unknown>).sources = sources
+  writeFileSync(join(dir, 'config.json'), configJson(config))
+  console.log(`[${spec.task}] wrote ${dir} (${(onnx.length / 1048576).toFixed(1)} MiB) in ${((Date.now() - t0) / 1000).toFixed(0)}s`)
+}
+
+for (const spec of TASKS) {
+  if (only === undefined || only === spec.task) await build(spec)
+}
