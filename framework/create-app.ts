@@ -12,6 +12,7 @@ import { ModelStore } from './models.ts'
 import { ErrorBody, HttpError, installErrorHandlers, sendError } from './errors.ts'
 import { VERBS, respondersOf, type Resource, type Verb } from './resource.ts'
 import { healthRoutes } from './health.ts'
+import { installDeadlines } from './deadline.ts'
 
 export interface AppOptions {
   /** Directory the resources load their models from. */
@@ -87,7 +88,6 @@ export async function createApp (options: AppOptions): Promise<App> {
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000,
-    handlerTimeout: options.requestTimeoutMs || undefined,
     // fastify's own 503-while-closing body is not in our format; the
     // lifecycle hook below answers draining requests instead.
     return503OnClosing: false,
@@ -97,6 +97,7 @@ export async function createApp (options: AppOptions): Promise<App> {
   app.setValidatorCompiler(({ schema, httpPart }) =>
     httpPart === 'body' ? strictAjv.compile(schema) : coercingAjv.compile(schema))
   installErrorHandlers(app)
+  installDeadlines(app, options.requestTimeoutMs ?? 30_000)
   // JSON only: anything else is 415 (fastify would parse text/plain too).
   app.removeContentTypeParser('text/plain')
 
@@ -150,7 +151,7 @@ export async function createApp (options: AppOptions): Promise<App> {
           summary: r.summary,
           description: r.description,
         } as never,
-        handlerTimeout: r.timeoutMs,
+        config: { timeoutMs: r.timeoutMs },
         bodyLimit: r.bodyLimit,
         onRequest: gate,
         handler: r.handler as never,

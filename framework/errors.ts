@@ -7,6 +7,7 @@
 // lives in the registry below (fastify keeps its FST_ERR_* codes the same way).
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
+import { AbortedError } from './pool.ts'
 
 export const ERROR_CODES = {
   BAD_REQUEST: 400,
@@ -109,6 +110,10 @@ export function installErrorHandlers (app: FastifyInstance) {
     if (err instanceof HttpError) {
       if (err.statusCode >= 500) request.log.error({ err }, 'request failed')
       return sendError(reply, err.code, err.message, err.headers)
+    }
+    if (err instanceof AbortedError) {
+      // The request's deadline passed (504 already sent) or its client left.
+      return reply.sent ? reply : sendError(reply, 'TIMEOUT', 'request was cancelled before the model ran it')
     }
     const fe = err as FastifyError
     if (fe.validation) {

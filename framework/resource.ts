@@ -41,7 +41,7 @@ export interface ResponderSpec<S extends RouteSchema> {
   /** One line for the OpenAPI document. */
   summary?: string
   description?: string
-  /** Overrides the server's request timeout for this responder (milliseconds). */
+  /** Overrides the server's request deadline for this responder (milliseconds). */
   timeoutMs?: number
   /** Overrides the server's body limit for this responder (bytes). */
   bodyLimit?: number

@@ -58,7 +58,7 @@ export class FeatureScaler extends Resource {
     handler: async (request) => {
       const { rows } = request.body
       if (rows.length > this.maxRows) throw badRequest(`body.rows has ${rows.length} rows; at most ${this.maxRows} are accepted`)
-      return { rows: await this.scale(rows, request.signal) }
+      return { rows: await this.scale(rows, request.abortSignal) }
     },
   })
 
