@@ -6,12 +6,12 @@
 //   PORT=9000 npm start -- --workers 2 # cluster of two workers
 //   npm start -- --help                # every setting
 import cluster from 'node:cluster'
-import { buildApp } from './app.ts'
+import { pathToFileURL } from 'node:url'
 import { helpText, parseSettings, UsageError } from './framework/settings.ts'
 import { serve } from './framework/serve.ts'
 import { runArbiter } from './framework/arbiter.ts'
 
-function main () {
+async function main () {
   let settings
   try {
     settings = parseSettings(process.argv.slice(2), process.env)
@@ -27,8 +27,14 @@ function main () {
   if (settings.workers > 1 && cluster.isPrimary) {
     runArbiter(settings)
   } else {
-    void serve(buildApp, settings)
+    // Like gunicorn's `module:app`, the app is loaded after the fork, in the worker.
+    const { buildApp } = await import(pathToFileURL(settings.app).href)
+    if (typeof buildApp !== 'function') {
+      process.stderr.write(`error: ${settings.app} does not export buildApp(options)\n`)
+      process.exit(2)
+    }
+    await serve(buildApp, settings)
   }
 }
 
-main()
+void main()

@@ -54,6 +54,7 @@ const host: Parser<string> = raw => {
 export const DEFAULT_THREADS = Math.max(1, availableParallelism() - 1)
 
 export const SETTINGS = {
+  app: { flag: '--app', env: 'APP_MODULE', default: join(PROJECT_ROOT, 'app.ts'), parse: text, shownDefault: './app.ts', help: 'Module whose buildApp(options) builds the app to serve' },
   host: { flag: '--host', env: 'HOST', default: '127.0.0.1', parse: host, help: 'Address to listen on (0.0.0.0 for every interface)' },
   port: { flag: '--port', env: 'PORT', default: 8000, parse: int(0, 65535), help: 'Port to listen on (0 picks a free one)' },
   workers: { flag: '--workers', env: 'WEB_CONCURRENCY', default: 1, parse: int(1, 64), help: 'Worker processes; 1 serves from this process without a cluster' },
@@ -82,13 +83,13 @@ export function parseSettings (argv: string[], env: NodeJS.ProcessEnv = {}): Set
       values[name] = setting.parse(raw)
     } catch (err) {
       if (!(err instanceof SettingError)) throw err
-      throw new UsageError(`invalid ${source} for ${name}: ${err.message}`)
+      throw new UsageError(`invalid value for ${name} (${source}): ${err.message}`)
     }
   }
   for (const [name, setting] of entries) {
     values[name] = setting.default
     const raw = env[setting.env]
-    if (raw !== undefined && raw !== '') apply(name, setting, raw, `${setting.env} (environment)`)
+    if (raw !== undefined && raw !== '') apply(name, setting, raw, `environment variable ${setting.env}`)
   }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
@@ -98,9 +99,10 @@ export function parseSettings (argv: string[], env: NodeJS.ProcessEnv = {}): Set
     if (!entry) throw new UsageError(`unknown option '${flag}' (see --help)`)
     const raw = inline ?? argv[++i]
     if (raw === undefined) throw new UsageError(`option ${flag} needs a value`)
-    apply(entry[0], entry[1], raw, `value of ${flag}`)
+    apply(entry[0], entry[1], raw, flag)
   }
   values.modelsDir = resolve(values.modelsDir as string)
+  values.app = resolve(values.app as string)
   return values as Settings
 }
 
