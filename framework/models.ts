@@ -24,24 +24,60 @@ export class ModelLoadError extends Error {
   }
 }
 
-/** A loaded model: what it takes, what it gives, and a way to run it off the main thread. */
+/** One set of sessions (a model file loaded in every thread), known by its pool key. */
+export interface LoadedModel {
+  key: string
+  path: string
+  version: string | undefined
+  inputs: TensorInfo[]
+  outputs: TensorInfo[]
+  /** The optional `config.json` beside the model (labels and the like). */
+  config: Record<string, unknown>
+}
+
+/**
+ * A loaded model: what it takes, what it gives, and a way to run it off the
+ * main thread. It is a view on a LoadedModel that a hot swap may retarget
+ * (framework/repository.ts), so a resource keeps its handle across swaps.
+ */
 export class Model {
+  private target: LoadedModel
+
   constructor (
     readonly name: string,
-    readonly path: string,
-    readonly version: string | undefined,
-    readonly inputs: TensorInfo[],
-    readonly outputs: TensorInfo[],
-    /** The optional `config.json` beside the model (labels and the like). */
-    readonly config: Record<string, unknown>,
-    private readonly pool: InferencePool,
-    private readonly key: string,
-  ) {}
+    path: string,
+    version: string | undefined,
+    inputs: TensorInfo[],
+    outputs: TensorInfo[],
+    config: Record<string, unknown>,
+    private readonly runner: ModelRunner,
+    key: string,
+  ) {
+    this.target = { key, path, version, inputs, outputs, config }
+  }
+
+  get path (): string { return this.target.path }
+  get version (): string | undefined { return this.target.version }
+  get inputs (): TensorInfo[] { return this.target.inputs }
+  get outputs (): TensorInfo[] { return this.target.outputs }
+  get config (): Record<string, unknown> { return this.target.config }
+  /** The sessions this model runs on now. */
+  get loaded (): LoadedModel { return this.target }
 
   /** Runs the model on one set of feeds, on an inference thread. */
   run (feeds: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
-    return this.pool.run(this.key, feeds, options)
+    return this.runner.run(this.target.key, feeds, options)
   }
+
+  /** Points later runs at other sessions; runs already started finish on the old ones. */
+  retarget (loaded: LoadedModel): void {
+    this.target = loaded
+  }
+}
+
+/** Runs jobs by pool key, counting the runs in flight per key (see ModelStore.release). */
+export interface ModelRunner {
+  run (key: string, feeds: Record<string, Tensor>, options?: RunOptions): Promise<Record<string, Tensor>>
 }
 
 /** Finds a model's file: `name.onnx`, `name/model.onnx`, or the highest `name/<n>/model.onnx`. */
@@ -65,9 +101,14 @@ function insideDir (dir: string, path: string): boolean {
   return !rel.startsWith('..') && !isAbsolute(rel)
 }
 
-export class ModelStore {
+export class ModelStore implements ModelRunner {
   readonly pool: InferencePool
   private models = new Map<string, Model>()
+  private contracts = new Map<string, ModelContract>()
+  /** Runs queued or computing, per pool key; a key is unloaded only at zero. */
+  private inflight = new Map<string, number>()
+  private idleWaiters = new Map<string, Array<() => void>>()
+  private generation = 0
 
   constructor (readonly options: ModelStoreOptions) {
     this.pool = new InferencePool({ threads: options.threads })
@@ -99,16 +140,67 @@ export class ModelStore {
           throw new ModelLoadError(`cannot read ${configPath}: ${(err as Error).message}`, { cause: err })
         }
       }
-      model = new Model(name, path, version, meta.inputs, meta.outputs, config, this.pool, name)
+      model = new Model(name, path, version, meta.inputs, meta.outputs, config, this, name)
       this.models.set(name, model)
     }
     if (contract) {
+      this.contracts.set(name, contract)
       const problems = checkContract(contract, model)
       if (problems.length > 0) {
         throw new ModelLoadError(`model '${name}' (${path}) does not match what its resource expects:\n  ${problems.join('\n  ')}`)
       }
     }
     return model
+  }
+
+  /** What the resource that loaded `name` expects of it (a hot swap must keep to it). */
+  contractOf (name: string): ModelContract | undefined {
+    return this.contracts.get(name)
+  }
+
+  /**
+   * Loads a model file under a fresh pool key, beside anything already loaded
+   * (the repository's versions and hot swaps). Not registered by name: the
+   * caller owns it and gives it back with `release`.
+   */
+  async loadFile (name: string, path: string, version: string | undefined, config: Record<string, unknown>): Promise<LoadedModel> {
+    const key = `${name}@${version ?? ''}#${++this.generation}`
+    try {
+      const meta = await this.pool.load(key, path)
+      return { key, path, version, inputs: meta.inputs, outputs: meta.outputs, config }
+    } catch (err) {
+      await this.pool.unload(key)
+      throw new ModelLoadError(`cannot load model '${name}' from ${path}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  /** Runs a job on the sessions under `key`, counted as in flight until it settles. */
+  run (key: string, feeds: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
+    this.inflight.set(key, (this.inflight.get(key) ?? 0) + 1)
+    return this.pool.run(key, feeds, options).finally(() => {
+      const left = (this.inflight.get(key) ?? 1) - 1
+      if (left > 0) return void this.inflight.set(key, left)
+      this.inflight.delete(key)
+      for (const wake of this.idleWaiters.get(key) ?? []) wake()
+      this.idleWaiters.delete(key)
+    })
+  }
+
+  /** Runs queued or computing on `key`. */
+  inFlight (key: string): number {
+    return this.inflight.get(key) ?? 0
+  }
+
+  /** Unloads the sessions under `key` once the runs in flight on them have finished. */
+  async release (key: string): Promise<void> {
+    if (this.inFlight(key) > 0) {
+      await new Promise<void>(resolve => {
+        const waiters = this.idleWaiters.get(key) ?? []
+        waiters.push(resolve)
+        this.idleWaiters.set(key, waiters)
+      })
+    }
+    await this.pool.unload(key)
   }
 
   get (name: string): Model | undefined {
