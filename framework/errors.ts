@@ -7,7 +7,7 @@
 // lives in the registry below (fastify keeps its FST_ERR_* codes the same way).
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { AbortedError } from './pool.ts'
+import { AbortedError, OverloadedError } from './pool.ts'
 
 export const ERROR_CODES = {
   BAD_REQUEST: 400,
@@ -61,6 +61,9 @@ export const notFound = (message: string) => new HttpError('NOT_FOUND', message)
 export const payloadTooLarge = (message: string) => new HttpError('PAYLOAD_TOO_LARGE', message)
 export const notReady = (message: string, retryAfterSeconds = 1) =>
   new HttpError('NOT_READY', message, { headers: { 'retry-after': String(retryAfterSeconds) } })
+/** A model's queue is full: 503 with Retry-After, answered before any work is queued. */
+export const overloaded = (message: string, retryAfterSeconds = 1) =>
+  new HttpError('OVERLOADED', message, { headers: { 'retry-after': String(retryAfterSeconds) } })
 
 /** fastify's own error codes mapped to ours, with the message the client sees. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -110,6 +113,9 @@ export function installErrorHandlers (app: FastifyInstance) {
     if (err instanceof HttpError) {
       if (err.statusCode >= 500) request.log.error({ err }, 'request failed')
       return sendError(reply, err.code, err.message, err.headers)
+    }
+    if (err instanceof OverloadedError) {
+      return sendError(reply, 'OVERLOADED', err.message, { 'retry-after': String(err.retryAfterSeconds) })
     }
     if (err instanceof AbortedError) {
       // The request's deadline passed (504 already sent) or its client left.

@@ -5,7 +5,8 @@
 // (the threads in inference-worker.js do the actual calls).
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs'
 import { join, relative, isAbsolute } from 'node:path'
-import { InferencePool, type RunOptions } from './pool.ts'
+import { InferencePool, type BatchOptions, type RunOptions } from './pool.ts'
+import { batchOptionsFromConfig } from './batcher.ts'
 import { checkContract, type ModelContract, type Tensor, type TensorInfo } from './tensor.ts'
 
 export interface ModelStoreOptions {
@@ -13,6 +14,8 @@ export interface ModelStoreOptions {
   dir: string
   /** Inference threads (one session of each model per thread). */
   threads: number
+  /** Batching and queue defaults; a model's config.json may override them (see batcher.ts). */
+  batching?: Partial<BatchOptions>
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -111,7 +114,7 @@ export class ModelStore implements ModelRunner {
   private generation = 0
 
   constructor (readonly options: ModelStoreOptions) {
-    this.pool = new InferencePool({ threads: options.threads })
+    this.pool = new InferencePool({ threads: options.threads, batching: options.batching })
   }
 
   /**
@@ -140,6 +143,7 @@ export class ModelStore implements ModelRunner {
           throw new ModelLoadError(`cannot read ${configPath}: ${(err as Error).message}`, { cause: err })
         }
       }
+      this.configureBatching(name, config, configPath)
       model = new Model(name, path, version, meta.inputs, meta.outputs, config, this, name)
       this.models.set(name, model)
     }
@@ -151,6 +155,15 @@ export class ModelStore implements ModelRunner {
       }
     }
     return model
+  }
+
+  /** Applies config.json's batching options (maxBatchSize, maxQueueItems, maxQueueDelayMs, padValue...). */
+  private configureBatching (key: string, config: Record<string, unknown>, where: string) {
+    try {
+      this.pool.configure(key, batchOptionsFromConfig(config))
+    } catch (err) {
+      throw new ModelLoadError(`invalid batching options in ${where}: ${(err as Error).message}`, { cause: err })
+    }
   }
 
   /** What the resource that loaded `name` expects of it (a hot swap must keep to it). */
@@ -167,6 +180,7 @@ export class ModelStore implements ModelRunner {
     const key = `${name}@${version ?? ''}#${++this.generation}`
     try {
       const meta = await this.pool.load(key, path)
+      this.configureBatching(key, config, `the config of '${name}'`)
       return { key, path, version, inputs: meta.inputs, outputs: meta.outputs, config }
     } catch (err) {
       await this.pool.unload(key)

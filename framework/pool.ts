@@ -4,12 +4,29 @@
 // threads' message ports) is what lets a job be dropped before it computes when
 // its request has been aborted or has passed its deadline.
 //
+// Batching: when a thread frees up it takes the oldest waiting request and the
+// requests queued behind it for the same model (compatible shapes, up to the
+// model's max batch items), as one session.run; framework/batcher.ts merges and
+// splits. Nothing waits for a batch to fill unless a model asks for a max
+// delay, so a lone request on an idle server runs at once and batches form
+// from what queued while the threads were busy.
+//
+// Queues are per model and bounded in items; a request that would go over is
+// refused at once (OverloadedError, 503). A request whose signal fires while
+// queued leaves the queue at that moment and is never computed.
+//
 // Why not piscina: loads must reach every thread (one session per thread), and
-// the queue must stay inspectable on the main thread for deadlines and, later,
+// the queue must stay inspectable on the main thread for deadlines and
 // batching. piscina hides both behind its own task queue.
 import { Worker } from 'node:worker_threads'
 import { availableParallelism } from 'node:os'
 import type { TensorInfo, Tensor } from './tensor.ts'
+import {
+  DEFAULT_BATCH_OPTIONS, compatible, mergeFeeds, modelBatches, rowsOf, splitOutputs, validateBatchOptions,
+  type BatchOptions, type ModelShape,
+} from './batcher.ts'
+
+export type { BatchOptions }
 
 const WORKER_URL = new URL('./inference-worker.js', import.meta.url)
 
@@ -18,6 +35,8 @@ export interface PoolOptions {
   threads: number
   /** Threads ONNX Runtime may use inside one session.run (intra-op). */
   intraOpThreads?: number
+  /** Batching and queue defaults for every model (`configure` overrides per model). */
+  batching?: Partial<BatchOptions>
 }
 
 export interface RunOptions {
@@ -35,6 +54,44 @@ interface Job {
   signal?: AbortSignal
   resolve: (value: Record<string, Tensor>) => void
   reject: (err: Error) => void
+  /** Rows along axis 0 (1 when the feeds cannot be batched). */
+  items: number
+  /** Whether it may share a session.run (false after its batch failed: rerun alone). */
+  batchable: boolean
+  enqueuedAt: number
+  onAbort?: () => void
+}
+
+/** Counters per model, for tests, logs and metrics. */
+export interface ModelStats {
+  /** Requests and items waiting for a thread now. */
+  queuedRequests: number
+  queuedItems: number
+  /** session.run calls, and the requests and items they computed. */
+  batches: number
+  requests: number
+  items: number
+  largestBatch: number
+  /** Requests dropped from the queue because their signal fired (never computed). */
+  dropped: number
+  /** Requests refused because the queue was full. */
+  refused: number
+  /** Requests that failed in ONNX Runtime. */
+  failed: number
+}
+
+class ModelQueue {
+  jobs: Job[] = []
+  items = 0
+  shape?: ModelShape
+  batches = false
+  stats: Omit<ModelStats, 'queuedRequests' | 'queuedItems'> = { batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0 }
+  constructor (public options: BatchOptions) {}
+
+  remove (taken: Set<Job>) {
+    this.jobs = this.jobs.filter(j => !taken.has(j))
+    for (const j of taken) this.items -= j.items
+  }
 }
 
 interface Pending { resolve: (msg: any) => void, reject: (err: Error) => void }
@@ -44,6 +101,14 @@ export class AbortedError extends Error {
   constructor (reason: unknown) {
     super(reason instanceof Error ? reason.message : 'aborted', { cause: reason })
     this.name = 'AbortedError'
+  }
+}
+
+/** The model's queue is full: refused before queueing, answered with 503 and Retry-After. */
+export class OverloadedError extends Error {
+  constructor (readonly key: string, readonly queuedItems: number, readonly maxQueueItems: number, readonly retryAfterSeconds = 1) {
+    super(`model '${key}' is overloaded: ${queuedItems} items queued (at most ${maxQueueItems}); retry later`)
+    this.name = 'OverloadedError'
   }
 }
 
@@ -102,8 +167,10 @@ class InferenceThread {
 
 export class InferencePool {
   private threads: InferenceThread[] = []
-  private queue: Job[] = []
+  private queues = new Map<string, ModelQueue>()
   private loaded = new Map<string, Record<string, unknown>>()
+  private defaults: BatchOptions
+  private delayTimer?: NodeJS.Timeout
   private closed = false
   readonly size: number
 
@@ -111,6 +178,9 @@ export class InferencePool {
     if (!Number.isInteger(options.threads) || options.threads < 1) {
       throw new RangeError(`threads must be a positive integer, got ${options.threads}`)
     }
+    const problems = validateBatchOptions(options.batching ?? {})
+    if (problems.length > 0) throw new RangeError(`invalid batching defaults: ${problems.join('; ')}`)
+    this.defaults = { ...DEFAULT_BATCH_OPTIONS, ...options.batching }
     this.size = options.threads
     for (let i = 0; i < options.threads; i++) this.threads.push(this.spawn())
   }
@@ -136,57 +206,181 @@ export class InferencePool {
       .finally(() => { fresh.busy = false; this.drain() })
   }
 
+  private queue (key: string): ModelQueue {
+    let q = this.queues.get(key)
+    if (!q) {
+      q = new ModelQueue({ ...this.defaults })
+      this.queues.set(key, q)
+    }
+    return q
+  }
+
+  /**
+   * Sets a model's batching and queue options (over the pool's defaults);
+   * may be called before or after `load`, and again at any time.
+   */
+  configure (key: string, options: Partial<BatchOptions>): BatchOptions {
+    const problems = validateBatchOptions(options)
+    if (problems.length > 0) throw new RangeError(`invalid batching options for '${key}': ${problems.join('; ')}`)
+    const q = this.queue(key)
+    q.options = { ...q.options, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) }
+    return { ...q.options }
+  }
+
+  /** A model's batching and queue options. */
+  batchOptions (key: string): BatchOptions {
+    return { ...(this.queues.get(key)?.options ?? this.defaults) }
+  }
+
   /** Loads a model into every thread; resolves with its metadata. */
   async load (key: string, source: string | Uint8Array): Promise<LoadedMetadata> {
     const msg = typeof source === 'string' ? { op: 'load', key, path: source } : { op: 'load', key, bytes: source }
     const replies = await Promise.all(this.threads.map(t => t.call(msg)))
     this.loaded.set(key, msg)
-    return { inputs: replies[0].inputs, outputs: replies[0].outputs }
+    const meta = { inputs: replies[0].inputs, outputs: replies[0].outputs }
+    const q = this.queue(key)
+    q.shape = meta
+    q.batches = modelBatches(meta)
+    return meta
   }
 
   async unload (key: string): Promise<void> {
     this.loaded.delete(key)
+    if (this.queues.get(key)?.jobs.length === 0) this.queues.delete(key)
     await Promise.all(this.threads.map(t => t.call({ op: 'unload', key }).catch(() => {})))
   }
 
-  /** Queues one inference job; a free thread takes it in FIFO order. */
+  /**
+   * Queues one inference job; a free thread takes it, possibly batched with
+   * other queued jobs for the same model. Rejects at once with OverloadedError
+   * when the model's queue is full, and with AbortedError when `signal` fires
+   * before the job reaches a thread.
+   */
   run (key: string, feeds: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
     if (this.closed) return Promise.reject(new Error('inference pool is closed'))
     if (options.signal?.aborted) return Promise.reject(new AbortedError(options.signal.reason))
+    const q = this.queue(key)
+    const rows = rowsOf(feeds)
+    const items = rows ?? 1
+    // A request bigger than the whole queue is still admitted into an empty one.
+    if (q.items > 0 && q.items + items > q.options.maxQueueItems) {
+      q.stats.refused++
+      return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems))
+    }
     return new Promise((resolve, reject) => {
-      this.queue.push({ key, feeds, outputs: options.outputs, signal: options.signal, resolve, reject })
+      const job: Job = {
+        key, feeds, outputs: options.outputs, signal: options.signal, resolve, reject,
+        items, batchable: rows !== undefined, enqueuedAt: performance.now(),
+      }
+      if (job.signal) {
+        const signal = job.signal
+        job.onAbort = () => {
+          q.remove(new Set([job]))
+          q.stats.dropped++
+          reject(new AbortedError(signal.reason))
+        }
+        signal.addEventListener('abort', job.onAbort, { once: true })
+      }
+      q.jobs.push(job)
+      q.items += items
       this.drain()
     })
   }
 
-  /** Jobs waiting for a thread (not counting the ones computing). */
-  get queued (): number { return this.queue.length }
+  /** Jobs waiting for a thread (not counting the ones computing), over every model. */
+  get queued (): number {
+    let n = 0
+    for (const q of this.queues.values()) n += q.jobs.length
+    return n
+  }
+
+  /** A model's counters. */
+  stats (key: string): ModelStats {
+    const q = this.queues.get(key)
+    if (!q) return { queuedRequests: 0, queuedItems: 0, batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0 }
+    return { queuedRequests: q.jobs.length, queuedItems: q.items, ...q.stats }
+  }
 
   private drain () {
     for (const thread of this.threads) {
       if (thread.busy || thread.exited) continue
-      const job = this.next()
-      if (!job) return
-      this.dispatch(thread, job)
+      const next = this.nextBatch()
+      if (!next) return
+      this.dispatch(thread, next.queue, next.jobs)
     }
   }
 
-  private next (): Job | undefined {
-    while (this.queue.length > 0) {
-      const job = this.queue.shift()!
-      if (job.signal?.aborted) {
-        job.reject(new AbortedError(job.signal.reason))
+  /**
+   * The next batch: from the model whose oldest job has waited longest, among
+   * those ready to go (no max delay, a full batch, or the delay spent). When a
+   * model is only waiting out its delay, a timer calls drain again.
+   */
+  private nextBatch (): { queue: ModelQueue, jobs: Job[] } | undefined {
+    const now = performance.now()
+    let best: ModelQueue | undefined
+    let wakeAt = Infinity
+    for (const q of this.queues.values()) {
+      const head = q.jobs[0]
+      if (!head) continue
+      const readyAt = head.enqueuedAt + q.options.maxDelayMs
+      if (q.options.maxDelayMs > 0 && readyAt > now && q.items < q.options.maxBatchItems && head.batchable) {
+        wakeAt = Math.min(wakeAt, readyAt)
         continue
       }
-      return job
+      if (!best || head.enqueuedAt < best.jobs[0].enqueuedAt) best = q
     }
-    return undefined
+    if (wakeAt < Infinity && !this.delayTimer) {
+      this.delayTimer = setTimeout(() => { this.delayTimer = undefined; this.drain() }, Math.max(0, wakeAt - now))
+    }
+    if (!best) return undefined
+    const jobs = this.gather(best)
+    best.remove(new Set(jobs))
+    for (const job of jobs) {
+      if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
+    }
+    return { queue: best, jobs }
   }
 
-  private dispatch (thread: InferenceThread, job: Job) {
+  /** The head job and the compatible jobs behind it, up to the model's limits. */
+  private gather (q: ModelQueue): Job[] {
+    const head = q.jobs[0]
+    const batch = [head]
+    const { maxBatchItems, padValue, maxBatchTokens } = q.options
+    if (!head.batchable || !q.batches || !q.shape || maxBatchItems <= 1) return batch
+    let items = head.items
+    // Longest size per axis of each input so far, to bound padded tokens.
+    const longest = new Map(Object.entries(head.feeds).map(([name, t]) => [name, t.dims.slice(1)]))
+    const outputs = head.outputs?.join('\0')
+    for (let i = 1; i < q.jobs.length && items < maxBatchItems; i++) {
+      const job = q.jobs[i]
+      if (!job.batchable || items + job.items > maxBatchItems || job.outputs?.join('\0') !== outputs) continue
+      if (!compatible(head.feeds, job.feeds, q.shape, padValue)) continue
+      if (maxBatchTokens !== undefined) {
+        let cost = 0
+        for (const [name, dims] of longest) {
+          const perRow = dims.reduce((a, d, axis) => a * Math.max(d, job.feeds[name].dims[axis + 1]), 1)
+          cost = Math.max(cost, perRow * (items + job.items))
+        }
+        if (cost > maxBatchTokens) continue
+      }
+      for (const [name, dims] of longest) dims.forEach((d, axis) => { dims[axis] = Math.max(d, job.feeds[name].dims[axis + 1]) })
+      batch.push(job)
+      items += job.items
+    }
+    return batch
+  }
+
+  private dispatch (thread: InferenceThread, q: ModelQueue, jobs: Job[]) {
     thread.busy = true
+    const merged = jobs.length > 1 ? mergeFeeds(jobs.map(j => j.feeds), q.shape!, q.options.padValue) : undefined
+    const feeds = merged?.feeds ?? jobs[0].feeds
+    const items = jobs.reduce((n, j) => n + j.items, 0)
+    q.stats.batches++
+    q.stats.requests += jobs.length
+    q.stats.items += items
+    q.stats.largestBatch = Math.max(q.stats.largestBatch, items)
     const transfer: ArrayBuffer[] = []
-    for (const t of Object.values(job.feeds)) {
+    for (const t of Object.values(feeds)) {
       // Only transfer buffers the job owns outright; views into a shared
       // buffer (a slice of a request body) are copied by postMessage instead.
       if (ArrayBuffer.isView(t.data) && t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength &&
@@ -194,8 +388,34 @@ export class InferencePool {
         transfer.push(t.data.buffer)
       }
     }
-    thread.call({ op: 'run', key: job.key, feeds: job.feeds, outputs: job.outputs }, transfer)
-      .then(msg => job.resolve(msg.outputs), job.reject)
+    const key = jobs[0].key
+    thread.call({ op: 'run', key, feeds, outputs: jobs[0].outputs }, transfer)
+      .then(msg => {
+        if (!merged) return jobs[0].resolve(msg.outputs)
+        let parts
+        try {
+          parts = splitOutputs(msg.outputs, merged, q.shape!)
+        } catch (err) {
+          for (const job of jobs) job.reject(new InferenceError(`cannot split the outputs of a batch of ${jobs.length} requests for '${key}': ${(err as Error).message}`))
+          return
+        }
+        jobs.forEach((job, i) => job.resolve(parts[i]))
+      }, (err: Error) => {
+        if (jobs.length === 1) {
+          q.stats.failed++
+          return jobs[0].reject(err)
+        }
+        // One bad request must not fail its neighbours: rerun each alone, at
+        // the front of the queue, so only the culprit gets the error.
+        for (const job of jobs) {
+          job.batchable = false
+          if (job.signal?.aborted) { q.stats.dropped++; job.reject(new AbortedError(job.signal.reason)); continue }
+          if (job.onAbort) job.signal?.addEventListener('abort', job.onAbort, { once: true })
+        }
+        const retry = jobs.filter(j => !j.signal?.aborted)
+        q.jobs.unshift(...retry)
+        for (const j of retry) q.items += j.items
+      })
       .finally(() => {
         thread.busy = false
         this.drain()
@@ -204,7 +424,14 @@ export class InferencePool {
 
   async close (): Promise<void> {
     this.closed = true
-    for (const job of this.queue.splice(0)) job.reject(new Error('inference pool is closed'))
+    clearTimeout(this.delayTimer)
+    for (const q of this.queues.values()) {
+      for (const job of q.jobs.splice(0)) {
+        if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
+        job.reject(new Error('inference pool is closed'))
+      }
+      q.items = 0
+    }
     await Promise.all(this.threads.map(t => t.worker.terminate()))
   }
 }

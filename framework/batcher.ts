@@ -1,0 +1,264 @@
+// Adaptive batching, the pure half: which queued requests may share one
+// `session.run`, how their feeds are merged along axis 0, and how the outputs
+// are split back. framework/pool.ts decides *when* (a thread is free) and
+// calls these; keeping them pure lets the tests check them directly.
+//
+// Limits are counted in items: an item is one example (one row along axis 0),
+// whatever the request that carried it. Inputs whose other dimensions vary
+// between requests (sequence lengths) are padded per batch with the model's
+// pad value on the axes the model declares dynamic, and the outputs that share
+// those axes (same symbolic name, else same position) are cropped back, so each
+// request gets exactly what an unbatched run would give it. A model without a
+// pad value only batches requests whose shapes agree.
+import { TYPED_ARRAYS, type Tensor, type TensorInfo } from './tensor.ts'
+
+/** Per-model batching and queueing options (`pool.configure(key, ...)`). */
+export interface BatchOptions {
+  /** Most items (rows along axis 0) merged into one session.run. 1 disables batching. */
+  maxBatchItems: number
+  /** Most items waiting for a thread; a request that would go over is refused (503). */
+  maxQueueItems: number
+  /**
+   * How long a batch that is not full may wait for more requests, in
+   * milliseconds. 0 (the default) never waits: a lone request runs at once, and
+   * batches form only from what queued while every thread was busy.
+   */
+  maxDelayMs: number
+  /** Value that pads dynamic non-batch axes; undefined: only same-shape requests batch. */
+  padValue?: number
+  /**
+   * Most padded elements along the padded axes in one batch (rows x padded
+   * length, e.g. tokens), when set. A request alone may exceed it.
+   */
+  maxBatchTokens?: number
+}
+
+export const DEFAULT_BATCH_OPTIONS: BatchOptions = { maxBatchItems: 64, maxQueueItems: 256, maxDelayMs: 0 }
+
+/** Checks options (a typo in config.json should fail at load, not under load). */
+export function validateBatchOptions (options: Partial<BatchOptions>): string[] {
+  const problems: string[] = []
+  const positiveInt = (name: keyof BatchOptions) => {
+    const v = options[name]
+    if (v !== undefined && (!Number.isInteger(v) || (v as number) < 1)) problems.push(`${name} must be a positive integer, got ${JSON.stringify(v)}`)
+  }
+  positiveInt('maxBatchItems')
+  positiveInt('maxQueueItems')
+  positiveInt('maxBatchTokens')
+  if (options.maxDelayMs !== undefined && !(typeof options.maxDelayMs === 'number' && options.maxDelayMs >= 0 && Number.isFinite(options.maxDelayMs))) {
+    problems.push(`maxDelayMs must be a number >= 0, got ${JSON.stringify(options.maxDelayMs)}`)
+  }
+  if (options.padValue !== undefined && !(typeof options.padValue === 'number' && Number.isFinite(options.padValue))) {
+    problems.push(`padValue must be a finite number, got ${JSON.stringify(options.padValue)}`)
+  }
+  return problems
+}
+
+export interface ModelShape { inputs: TensorInfo[], outputs: TensorInfo[] }
+
+const isDynamic = (d: number | string | undefined) => typeof d === 'string' || (typeof d === 'number' && d < 0)
+
+/**
+ * Whether a model can batch at all: every input and output must have a
+ * dynamic first axis (otherwise rows cannot be stacked or split).
+ */
+export function modelBatches (shape: ModelShape): boolean {
+  const all = [...shape.inputs, ...shape.outputs]
+  return all.length > 0 && all.every(t => t.type !== 'non-tensor' && t.shape.length >= 1 && isDynamic(t.shape[0]))
+}
+
+/** Rows of a request: its inputs' common first dimension; undefined if they disagree. */
+export function rowsOf (feeds: Record<string, Tensor>): number | undefined {
+  let rows: number | undefined
+  for (const t of Object.values(feeds)) {
+    if (t.dims.length === 0) return undefined
+    if (rows === undefined) rows = t.dims[0]
+    else if (rows !== t.dims[0]) return undefined
+  }
+  return rows
+}
+
+/**
+ * Whether two requests may share a batch: same input names, types and ranks;
+ * other dimensions equal, or differing only on axes the model declares dynamic
+ * when a pad value is set.
+ */
+export function compatible (a: Record<string, Tensor>, b: Record<string, Tensor>, shape: ModelShape, padValue?: number): boolean {
+  const names = Object.keys(a)
+  if (names.length !== Object.keys(b).length) return false
+  for (const name of names) {
+    const x = a[name]
+    const y = b[name]
+    if (!y || x.type !== y.type || x.dims.length !== y.dims.length) return false
+    const declared = shape.inputs.find(i => i.name === name)?.shape
+    for (let axis = 1; axis < x.dims.length; axis++) {
+      if (x.dims[axis] === y.dims[axis]) continue
+      if (padValue === undefined || x.type === 'string' || !declared || !isDynamic(declared[axis])) return false
+    }
+  }
+  return true
+}
+
+/** Elements a batch holds after padding, per row: the product of the padded non-batch dims of its largest input. */
+export function paddedCost (batch: Array<Record<string, Tensor>>): number {
+  let cost = 0
+  const first = batch[0]
+  for (const name of Object.keys(first)) {
+    const rank = first[name].dims.length
+    let perRow = 1
+    for (let axis = 1; axis < rank; axis++) perRow *= Math.max(...batch.map(f => f[name].dims[axis]))
+    cost = Math.max(cost, perRow * batch.reduce((n, f) => n + f[name].dims[0], 0))
+  }
+  return cost
+}
+
+type Data = Tensor['data']
+
+function allocate (type: Tensor['type'], length: number, fill?: number): Data {
+  if (type === 'string') return new Array<string>(length).fill('')
+  const Ctor = TYPED_ARRAYS[type as keyof typeof TYPED_ARRAYS]
+  const out = new Ctor(length)
+  if (fill !== undefined && fill !== 0) {
+    if (out instanceof BigInt64Array || out instanceof BigUint64Array) out.fill(BigInt(fill))
+    else (out as Float32Array).fill(fill)
+  }
+  return out
+}
+
+const product = (dims: number[], from = 0) => dims.slice(from).reduce((a, b) => a * b, 1)
+
+/**
+ * Copies the block `src` (row-major, dims `srcDims`) into `dst` (dims
+ * `dstDims`) at element `dstOffset`, over the region both cover: pads when
+ * `dst` is larger, crops when it is smaller.
+ */
+export function copyBlock (src: Data, srcDims: number[], dst: Data, dstDims: number[], dstOffset = 0, srcOffset = 0) {
+  const rank = srcDims.length
+  if (rank === 0) { (dst as unknown[])[dstOffset] = (src as unknown[])[srcOffset]; return }
+  const n = Math.min(srcDims[0], dstDims[0])
+  if (rank === 1) {
+    if (ArrayBuffer.isView(src) && ArrayBuffer.isView(dst)) {
+      (dst as Float32Array).set((src as Float32Array).subarray(srcOffset, srcOffset + n), dstOffset)
+    } else {
+      for (let i = 0; i < n; i++) (dst as unknown[])[dstOffset + i] = (src as unknown[])[srcOffset + i]
+    }
+    return
+  }
+  const srcStride = product(srcDims, 1)
+  const dstStride = product(dstDims, 1)
+  // Same inner shape: one contiguous copy.
+  if (srcStride === dstStride && srcDims.slice(1).every((d, i) => d === dstDims[i + 1])) {
+    copyBlock(src, [n * srcStride], dst, [n * dstStride], dstOffset, srcOffset)
+    return
+  }
+  for (let i = 0; i < n; i++) {
+    copyBlock(src, srcDims.slice(1), dst, dstDims.slice(1), dstOffset + i * dstStride, srcOffset + i * srcStride)
+  }
+}
+
+export interface MergedBatch {
+  feeds: Record<string, Tensor>
+  /** Rows each request contributed, in order. */
+  rows: number[]
+  /**
+   * For each padded axis, by its symbolic name (or `#<axis>` when unnamed):
+   * the padded size and each request's own size, used to crop outputs.
+   */
+  padded: Map<string, { axis: number, size: number, sizes: number[] }>
+}
+
+/** Stacks compatible requests along axis 0, padding dynamic axes to the batch's longest. */
+export function mergeFeeds (batch: Array<Record<string, Tensor>>, shape: ModelShape, padValue = 0): MergedBatch {
+  const rows = batch.map(f => rowsOf(f)!)
+  const feeds: Record<string, Tensor> = {}
+  const padded: MergedBatch['padded'] = new Map()
+  for (const name of Object.keys(batch[0])) {
+    const first = batch[0][name]
+    if (batch.length === 1) { feeds[name] = first; continue }
+    const dims = first.dims.map((_, axis) => axis === 0 ? rows.reduce((a, b) => a + b, 0) : Math.max(...batch.map(f => f[name].dims[axis])))
+    const declared = shape.inputs.find(i => i.name === name)?.shape ?? []
+    for (let axis = 1; axis < dims.length; axis++) {
+      const sizes = batch.map(f => f[name].dims[axis])
+      if (sizes.some(s => s !== dims[axis])) {
+        const label = typeof declared[axis] === 'string' ? declared[axis] as string : `#${axis}`
+        padded.set(label, { axis, size: dims[axis], sizes })
+      }
+    }
+    const needsPad = dims.slice(1).some((d, i) => batch.some(f => f[name].dims[i + 1] !== d))
+    const data = allocate(first.type, product(dims), needsPad ? padValue : undefined)
+    const rowStride = product(dims, 1)
+    let offset = 0
+    for (const f of batch) {
+      const t = f[name]
+      copyBlock(t.data, t.dims, data, [t.dims[0], ...dims.slice(1)], offset)
+      offset += t.dims[0] * rowStride
+    }
+    feeds[name] = { type: first.type, data, dims }
+  }
+  return { feeds, rows, padded }
+}
+
+/** The padded axis an output's axis follows, if any: same symbolic name, else same position. */
+function paddedAxisOf (info: TensorInfo | undefined, axis: number, size: number, padded: MergedBatch['padded']) {
+  const declared = info?.shape[axis]
+  if (typeof declared === 'string') {
+    const p = padded.get(declared)
+    return p && p.size === size ? p : undefined
+  }
+  const p = padded.get(`#${axis}`)
+  return p && p.size === size ? p : undefined
+}
+
+/** Splits a batch's outputs back into one result per request, cropping padding. */
+export function splitOutputs (outputs: Record<string, Tensor>, merged: MergedBatch, shape: ModelShape): Array<Record<string, Tensor>> {
+  const { rows, padded } = merged
+  const total = rows.reduce((a, b) => a + b, 0)
+  const results: Array<Record<string, Tensor>> = rows.map(() => ({}))
+  if (rows.length === 1) return [outputs]
+  for (const [name, t] of Object.entries(outputs)) {
+    if (t.dims[0] !== total) throw new Error(`output '${name}' has ${t.dims[0]} rows for a batch of ${total}; the model does not batch along axis 0`)
+    const info = shape.outputs.find(o => o.name === name)
+    const follows = t.dims.map((d, axis) => axis === 0 ? undefined : paddedAxisOf(info, axis, d, padded))
+    const rowStride = product(t.dims, 1)
+    let row = 0
+    for (let r = 0; r < rows.length; r++) {
+      const dims = t.dims.map((d, axis) => axis === 0 ? rows[r] : (follows[axis]?.sizes[r] ?? d))
+      const start = row * rowStride
+      if (dims.every((d, axis) => axis === 0 || d === t.dims[axis])) {
+        // No padding to remove: a view, no copy.
+        const data = ArrayBuffer.isView(t.data)
+          ? (t.data as Float32Array).subarray(start, start + rows[r] * rowStride)
+          : (t.data as unknown[]).slice(start, start + rows[r] * rowStride)
+        results[r][name] = { type: t.type, data: data as Data, dims }
+      } else {
+        const data = allocate(t.type, product(dims))
+        copyBlock(t.data, [rows[r], ...t.dims.slice(1)], data, dims, 0, start)
+        results[r][name] = { type: t.type, data, dims }
+      }
+      row += rows[r]
+    }
+  }
+  return results
+}
+
+/**
+ * Batching options from a model's config.json: `maxBatchSize`,
+ * `maxQueueItems`, `maxQueueDelayMs`, `padValue`, `maxBatchTokens` (each
+ * optional; the server's settings give the rest). Throws on a bad value.
+ */
+export function batchOptionsFromConfig (config: Record<string, unknown>): Partial<BatchOptions> {
+  const options: Partial<BatchOptions> = {}
+  const take = (from: string, to: keyof BatchOptions) => {
+    if (config[from] !== undefined) (options as Record<string, unknown>)[to] = config[from]
+  }
+  take('maxBatchSize', 'maxBatchItems')
+  take('maxQueueItems', 'maxQueueItems')
+  take('maxQueueDelayMs', 'maxDelayMs')
+  take('padValue', 'padValue')
+  take('maxBatchTokens', 'maxBatchTokens')
+  const problems = validateBatchOptions(options)
+  if (problems.length > 0) {
+    throw new RangeError(problems.join('; ').replace('maxBatchItems', 'maxBatchSize').replace('maxDelayMs', 'maxQueueDelayMs'))
+  }
+  return options
+}
