@@ -9,6 +9,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { Ajv } from 'ajv'
 import { ModelStore } from './models.ts'
+import type { BatchOptions } from './batcher.ts'
 import { ErrorBody, HttpError, installErrorHandlers, sendError } from './errors.ts'
 import { VERBS, respondersOf, type Resource, type Verb } from './resource.ts'
 import { healthRoutes } from './health.ts'
@@ -21,6 +22,8 @@ export interface AppOptions {
   threads?: number
   /** Deadline for a whole request, in milliseconds; 504 after it (0: none). */
   requestTimeoutMs?: number
+  /** Batching and queue defaults for every model (a model's config.json may override). */
+  batching?: Partial<BatchOptions>
   /** Largest request body accepted, in bytes (413 above). */
   bodyLimit?: number
   /** HTTP keep-alive timeout for idle connections, in milliseconds. */
@@ -101,7 +104,7 @@ export async function createApp (options: AppOptions): Promise<App> {
   // JSON only: anything else is 415 (fastify would parse text/plain too).
   app.removeContentTypeParser('text/plain')
 
-  const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1 })
+  const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1, batching: options.batching })
   const lifecycle: Lifecycle = { state: 'loading', reason: 'loading models' }
   const resources: Resource[] = []
   app.decorate('models', models)

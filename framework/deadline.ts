@@ -37,6 +37,41 @@ export class ClientGoneError extends Error {
   }
 }
 
+interface DeadlineState {
+  controller: AbortController
+  reply: FastifyReply
+  timer?: NodeJS.Timeout
+  /** performance.now() at which the deadline fires (Infinity: none). */
+  expiresAt: number
+}
+
+const DEADLINE = Symbol('deadline')
+type WithDeadline = FastifyRequest & { [DEADLINE]?: DeadlineState }
+
+function arm (state: DeadlineState, timeoutMs: number) {
+  clearTimeout(state.timer)
+  state.expiresAt = performance.now() + timeoutMs
+  state.timer = setTimeout(() => {
+    const err = new DeadlineError(timeoutMs)
+    state.controller.abort(err)
+    const { reply } = state
+    if (!reply.sent && !reply.raw.headersSent) sendError(reply, 'TIMEOUT', err.message)
+  }, timeoutMs)
+}
+
+/**
+ * Shortens a request's deadline to `timeoutMs` from now (never lengthens it),
+ * for deadlines that arrive in the body, such as the Open Inference
+ * Protocol's `timeout` parameter. Returns the milliseconds left.
+ */
+export function limitDeadline (request: FastifyRequest, timeoutMs: number): number {
+  const state = (request as WithDeadline)[DEADLINE]
+  if (!state || !(timeoutMs > 0)) return state ? state.expiresAt - performance.now() : Infinity
+  if (state.controller.signal.aborted) return 0
+  if (performance.now() + timeoutMs < state.expiresAt) arm(state, timeoutMs)
+  return state.expiresAt - performance.now()
+}
+
 export function clientTimeoutMs (request: FastifyRequest): number | undefined {
   const raw = request.headers[CLIENT_TIMEOUT_HEADER]
   if (typeof raw !== 'string') return undefined
@@ -52,16 +87,11 @@ export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number
     const routeMs = request.routeOptions.config?.timeoutMs ?? defaultTimeoutMs
     const askedMs = clientTimeoutMs(request)
     const timeoutMs = askedMs !== undefined && (routeMs <= 0 || askedMs < routeMs) ? askedMs : routeMs
-    let timer: NodeJS.Timeout | undefined
-    if (timeoutMs > 0) {
-      timer = setTimeout(() => {
-        const err = new DeadlineError(timeoutMs)
-        controller.abort(err)
-        if (!reply.sent && !reply.raw.headersSent) sendError(reply, 'TIMEOUT', err.message)
-      }, timeoutMs)
-    }
+    const state: DeadlineState = { controller, reply, expiresAt: Infinity }
+    ;(request as WithDeadline)[DEADLINE] = state
+    if (timeoutMs > 0) arm(state, timeoutMs)
     reply.raw.once('close', () => {
-      clearTimeout(timer)
+      clearTimeout(state.timer)
       if (!reply.raw.writableFinished) controller.abort(new ClientGoneError())
     })
   })

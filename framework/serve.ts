@@ -26,6 +26,7 @@ export function appOptions (settings: Settings, logger: AppOptions['logger']): A
     keepAliveTimeoutMs: Math.round(settings.keepAlive * 1000),
     loadTimeoutMs: Math.round(settings.loadTimeout * 1000),
     bodyLimit: settings.bodyLimit,
+    batching: { maxBatchItems: settings.maxBatchSize, maxDelayMs: settings.maxQueueDelay, maxQueueItems: settings.maxQueueItems },
     logger,
   }
 }

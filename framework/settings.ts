@@ -66,6 +66,9 @@ export const SETTINGS = {
   loadTimeout: { flag: '--load-timeout', env: 'LOAD_TIMEOUT', default: 120, parse: seconds(1), help: 'Seconds models may take to load and warm up' },
   maxRequests: { flag: '--max-requests', env: 'MAX_REQUESTS', default: 0, parse: int(0), help: 'Recycle a worker after this many requests (0 disables; needs --workers >= 2)' },
   maxRequestsJitter: { flag: '--max-requests-jitter', env: 'MAX_REQUESTS_JITTER', default: 0, parse: int(0), help: 'Random extra requests (0..N) added to --max-requests per worker' },
+  maxBatchSize: { flag: '--max-batch-size', env: 'MAX_BATCH_SIZE', default: 64, parse: int(1, 65536), help: 'Most examples (rows) merged into one model run; 1 disables batching. A model\'s config.json may set maxBatchSize' },
+  maxQueueDelay: { flag: '--max-queue-delay', env: 'MAX_QUEUE_DELAY', default: 0, parse: int(0, 60_000), help: 'Milliseconds a batch that is not full may wait for more requests (0: never wait). config.json: maxQueueDelayMs' },
+  maxQueueItems: { flag: '--max-queue-items', env: 'MAX_QUEUE_ITEMS', default: 256, parse: int(1), help: 'Most examples waiting per model; over it, 503 with Retry-After at once. config.json: maxQueueItems' },
   bodyLimit: { flag: '--body-limit', env: 'BODY_LIMIT', default: 1024 * 1024, parse: int(1), help: 'Largest request body in bytes (413 above it)' },
   logLevel: { flag: '--log-level', env: 'LOG_LEVEL', default: 'info' as string, parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), help: 'Log level' },
 } satisfies Record<string, Setting<unknown>>
