@@ -33,6 +33,10 @@ export interface AppOptions {
   logger?: FastifyServerOptions['logger'] | FastifyBaseLogger
   /** A model store to use instead of making one (tests pass their own). */
   models?: ModelStore
+  /** Open Inference Protocol: serve the repository extension's load/unload/index routes. */
+  repositoryApi?: boolean
+  /** Open Inference Protocol: a model in the directory that fails to load stops the server. */
+  stopOnModelFailure?: boolean
 }
 
 export interface MountOptions {
@@ -57,6 +61,12 @@ declare module 'fastify' {
     loadResources(): Promise<void>
     /** Marks the app as draining: readiness and resource routes answer 503. */
     drain(): void
+    /** Adds start-up work that readiness waits for, run after the resources load (the model repository). */
+    onLoad(name: string, task: () => Promise<void>): void
+    /** Adds work for `reload()` (SIGHUP in a single process: re-scan the models). */
+    onReload(task: () => Promise<void>): void
+    /** Runs the reload tasks in order. */
+    reload(): Promise<void>
     lifecycle: Lifecycle
     models: ModelStore
   }
@@ -107,6 +117,8 @@ export async function createApp (options: AppOptions): Promise<App> {
   const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1, batching: options.batching })
   const lifecycle: Lifecycle = { state: 'loading', reason: 'loading models' }
   const resources: Resource[] = []
+  const loadTasks: Array<{ name: string, task: () => Promise<void> }> = []
+  const reloadTasks: Array<() => Promise<void>> = []
   app.decorate('models', models)
   app.decorate('lifecycle', lifecycle)
 
@@ -198,6 +210,10 @@ export async function createApp (options: AppOptions): Promise<App> {
           lifecycle.reason = `warming up ${resource.constructor.name}`
           await Promise.race([resource.warmup(), timeout])
         }
+        for (const { name, task } of loadTasks) {
+          lifecycle.reason = `loading ${name}`
+          await Promise.race([task(), timeout])
+        }
         if (lifecycle.state === 'loading') Object.assign(lifecycle, { state: 'ready', reason: '' })
       } catch (err) {
         Object.assign(lifecycle, { state: 'failed', reason: (err as Error).message })
@@ -207,6 +223,16 @@ export async function createApp (options: AppOptions): Promise<App> {
       }
     })()
     return loading
+  })
+
+  app.decorate('onLoad', function onLoad (name: string, task: () => Promise<void>) {
+    loadTasks.push({ name, task })
+  })
+  app.decorate('onReload', function onReload (task: () => Promise<void>) {
+    reloadTasks.push(task)
+  })
+  app.decorate('reload', async function reload () {
+    for (const task of reloadTasks) await task()
   })
 
   app.decorate('drain', function drain () {

@@ -26,6 +26,8 @@ export function appOptions (settings: Settings, logger: AppOptions['logger']): A
     keepAliveTimeoutMs: Math.round(settings.keepAlive * 1000),
     loadTimeoutMs: Math.round(settings.loadTimeout * 1000),
     bodyLimit: settings.bodyLimit,
+    repositoryApi: settings.repositoryApi,
+    stopOnModelFailure: settings.stopOnModelFailure,
     batching: { maxBatchItems: settings.maxBatchSize, maxDelayMs: settings.maxQueueDelay, maxQueueItems: settings.maxQueueItems },
     logger,
   }
@@ -76,8 +78,13 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   process.once('SIGTERM', () => { void drain('SIGTERM') })
   process.once('SIGINT', () => stopNow('SIGINT'))
   process.once('SIGQUIT', () => stopNow('SIGQUIT'))
-  // In a cluster the primary decides about HUP; alone, HUP has no workers to replace.
-  process.on('SIGHUP', () => log.info('SIGHUP ignored: run with --workers >= 2 to replace workers'))
+  // In a cluster the primary replaces workers on HUP; alone, HUP reloads in
+  // place (the model repository re-scans and hot-swaps what changed).
+  process.on('SIGHUP', () => {
+    if (cluster.isWorker) return
+    log.info('SIGHUP: reloading')
+    app.reload().then(() => log.info('reload done'), (err: Error) => log.error({ err }, 'reload failed'))
+  })
   if (cluster.isWorker) {
     // The primary going away (crash, kill -9) must not leave orphaned workers.
     process.on('disconnect', () => { void drain('primary disconnected') })

@@ -50,6 +50,13 @@ const host: Parser<string> = raw => {
   return raw
 }
 
+const bool: Parser<boolean> = raw => {
+  const v = raw.trim().toLowerCase()
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true
+  if (['0', 'false', 'no', 'off'].includes(v)) return false
+  throw new SettingError(`expected true or false, got '${raw}'`)
+}
+
 /** Default inference threads: one per core, minus the one the HTTP thread uses. */
 export const DEFAULT_THREADS = Math.max(1, availableParallelism() - 1)
 
@@ -70,6 +77,8 @@ export const SETTINGS = {
   maxQueueDelay: { flag: '--max-queue-delay', env: 'MAX_QUEUE_DELAY', default: 0, parse: int(0, 60_000), help: 'Milliseconds a batch that is not full may wait for more requests (0: never wait). config.json: maxQueueDelayMs' },
   maxQueueItems: { flag: '--max-queue-items', env: 'MAX_QUEUE_ITEMS', default: 256, parse: int(1), help: 'Most examples waiting per model; over it, 503 with Retry-After at once. config.json: maxQueueItems' },
   bodyLimit: { flag: '--body-limit', env: 'BODY_LIMIT', default: 1024 * 1024, parse: int(1), help: 'Largest request body in bytes (413 above it)' },
+  repositoryApi: { flag: '--repository-api', env: 'REPOSITORY_API', default: false as boolean, parse: bool, help: 'Serve the Open Inference Protocol repository API (load/unload models over HTTP: a management action)' },
+  stopOnModelFailure: { flag: '--stop-on-model-failure', env: 'STOP_ON_MODEL_FAILURE', default: false as boolean, parse: bool, help: 'A model in the directory that fails to load stops the server (else it is reported not-ready; resources\' models always stop it)' },
   logLevel: { flag: '--log-level', env: 'LOG_LEVEL', default: 'info' as string, parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), help: 'Log level' },
 } satisfies Record<string, Setting<unknown>>
 
@@ -125,8 +134,8 @@ export function helpText (): string {
     ...rows,
     `  ${'-h, --help'.padEnd(30)}Show this help`,
     '',
-    'Signals: TERM drains and exits 0; INT and QUIT stop at once; HUP replaces workers one by one;',
-    'TTIN adds a worker; TTOU removes one.',
+    'Signals: TERM drains and exits 0; INT and QUIT stop at once; HUP replaces workers one by one',
+    '(with one process: re-scans the models directory and hot-swaps what changed); TTIN adds a worker; TTOU removes one.',
   ].join('\n')
 }
 
