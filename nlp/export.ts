@@ -39,6 +39,9 @@ export function taggerConfig (model: LinearChainModel, info: ExportInfo): Tagger
     start: Array.from(model.start),
     end: Array.from(model.end),
     ...info.extra,
+    lexicon: info.lexicon ?? {},
+    ...(info.entities !== undefined ? { entities: info.entities } : {}),
+    ...(info.gazetteer !== undefined ? { gazetteer: info.gazetteer } : {}),
   }
 }
 

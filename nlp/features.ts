@@ -8,7 +8,7 @@
 // mapping needs a new version and retrained models.
 import { fnv1a32 } from './hash.ts'
 
-export const FEATURE_TEMPLATE_VERSION = 'v1'
+export const FEATURE_TEMPLATE_VERSION = 'v3'
 
 /** Names of the templates, in the order of the ids of one token. */
 export const TEMPLATES = [
@@ -16,6 +16,8 @@ export const TEMPLATES = [
   'shape', 'longshape', 'norm-1', 'norm-2', 'norm+1', 'norm+2', 'suf3-1', 'suf3+1',
   'shape-1', 'shape+1', 'shape-2', 'shape+2', 'norm-1|norm', 'norm|norm+1', 'norm-1|norm+1',
   'shape-1|shape|shape+1', 'flags', 'first|shape', 'length', 'suf2-1|suf2',
+  'class', 'class-1', 'class+1', 'class-2', 'class+2', 'class-1|class|class+1', 'class|shape', 'class-1|norm', 'norm|class+1',
+  'ent', 'ent-1', 'ent+1', 'ent|shape', 'gaz', 'gaz|shape', 'gaz-1|gaz|gaz+1',
 ] as const
 
 export const FEATURES_PER_TOKEN = TEMPLATES.length
@@ -24,6 +26,45 @@ export interface FeatureSpec {
   featureTemplate: string
   buckets: number
   featuresPerToken: number
+  /**
+   * Word classes: normalized word -> the UPOS tags it takes in UD EWT train
+   * (its ambiguity class, e.g. "NOUN|VERB"), for frequent words. Words not in
+   * the lexicon get the class "?".
+   */
+  lexicon?: Readonly<Record<string, string>>
+  /**
+   * Entity classes: normalized word -> the entity types (or O) it takes in
+   * the NER training data, e.g. "LOC" or "O|PER"; unknown words get "?".
+   */
+  entities?: Readonly<Record<string, string>>
+  /** Gazetteer: normalized entity token sequence joined by spaces -> entity type. */
+  gazetteer?: Readonly<Record<string, string>>
+}
+
+/** Longest gazetteer entry an entity may have, in tokens. */
+export const GAZETTEER_MAX_TOKENS = 6
+
+/**
+ * Marks gazetteer matches: greedy longest match from left to right, "B-LOC",
+ * "I-LOC" on matched tokens, "-" elsewhere.
+ */
+export function gazetteerTags (norm: readonly string[], gazetteer: Readonly<Record<string, string>>): string[] {
+  const out = norm.map(() => '-')
+  let i = 0
+  while (i < norm.length) {
+    let matched = 0
+    for (let k = Math.min(GAZETTEER_MAX_TOKENS, norm.length - i); k >= 1; k--) {
+      const key = norm.slice(i, i + k).join(' ')
+      if (Object.hasOwn(gazetteer, key)) {
+        const label = gazetteer[key]
+        for (let j = 0; j < k; j++) out[i + j] = `${j === 0 ? 'B' : 'I'}-${label}`
+        matched = k
+        break
+      }
+    }
+    i += Math.max(1, matched)
+  }
+  return out
 }
 
 /** Lowercase with every decimal digit mapped to 0 ("Q3" -> "q0"). */
@@ -81,9 +122,17 @@ export function bucketOf (feature: string, buckets: number): number {
 }
 
 /** The feature strings of every token, FEATURES_PER_TOKEN of them per token. */
-export function featureStrings (words: readonly string[]): string[][] {
+export function featureStrings (words: readonly string[], spec: Omit<FeatureSpec, 'featureTemplate' | 'buckets' | 'featuresPerToken'> = {}): string[][] {
   const T = words.length
   const norm = words.map(normalize)
+  const look = (dict: Readonly<Record<string, string>> | undefined, n: string): string =>
+    dict !== undefined && Object.hasOwn(dict, n) ? dict[n] : '?'
+  const cls = norm.map(n => look(spec.lexicon, n))
+  const ent = norm.map(n => look(spec.entities, n))
+  const gaz = gazetteerTags(norm, spec.gazetteer ?? {})
+  const eAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : ent[i])
+  const gAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : gaz[i])
+  const cAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : cls[i])
   const sh = words.map(w => shape(w, false))
   const nAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : norm[i])
   const shAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : sh[i])
@@ -99,10 +148,83 @@ export function featureStrings (words: readonly string[]): string[][] {
       `${nAt(i - 1)}|${n}`, `${n}|${nAt(i + 1)}`, `${nAt(i - 1)}|${nAt(i + 1)}`,
       `${shAt(i - 1)}|${sh[i]}|${shAt(i + 1)}`, flags(w), i === 0 ? `first|${sh[i]}` : '-',
       String(Math.min(Array.from(w).length, 12)), `${suffix(nAt(i - 1), 2)}|${suffix(n, 2)}`,
+      cls[i], cAt(i - 1), cAt(i + 1), cAt(i - 2), cAt(i + 2), `${cAt(i - 1)}|${cls[i]}|${cAt(i + 1)}`,
+      `${cls[i]}|${sh[i]}`, `${cAt(i - 1)}|${n}`, `${n}|${cAt(i + 1)}`,
+      ent[i], eAt(i - 1), eAt(i + 1), `${ent[i]}|${sh[i]}`, gaz[i], `${gaz[i]}|${sh[i]}`, `${gAt(i - 1)}|${gaz[i]}|${gAt(i + 1)}`,
     ]
     out.push(values.map((v, k) => `${k}\u001f${v}`))
   }
   return out
+}
+
+/**
+ * Builds the word-class lexicon from UPOS-tagged sentences: every normalized
+ * word seen at least `minCount` times maps to the tags that make up at least
+ * `minShare` of its occurrences, sorted and joined with "|".
+ */
+export function buildLexicon (sentences: ReadonlyArray<{ words: readonly string[], tags: readonly string[] }>, minCount = 5, minShare = 0.1): Record<string, string> {
+  const counts = new Map<string, Map<string, number>>()
+  for (const s of sentences) {
+    s.words.forEach((w, i) => {
+      const n = normalize(w)
+      let c = counts.get(n)
+      if (c === undefined) { c = new Map(); counts.set(n, c) }
+      c.set(s.tags[i], (c.get(s.tags[i]) ?? 0) + 1)
+    })
+  }
+  const out: Record<string, string> = {}
+  for (const n of [...counts.keys()].sort()) {
+    const c = counts.get(n) as Map<string, number>
+    let total = 0
+    for (const v of c.values()) total += v
+    if (total < minCount) continue
+    out[n] = [...c.entries()].filter(([, v]) => v >= minShare * total).map(([k]) => k).sort().join('|')
+  }
+  return out
+}
+
+/**
+ * Builds the entity lexicons from BIO-tagged sentences: `entities` maps each
+ * normalized word seen at least `minCount` times and at least once inside an
+ * entity to the types (O included) making up at least `minShare` of its
+ * occurrences; `gazetteer` maps every entity's normalized token sequence to
+ * its most frequent type (ties: alphabetical).
+ */
+export function buildEntityLexicons (sentences: ReadonlyArray<{ words: readonly string[], tags: readonly string[] }>, minCount = 2, minShare = 0.2): { entities: Record<string, string>, gazetteer: Record<string, string> } {
+  const words = new Map<string, Map<string, number>>()
+  const spans = new Map<string, Map<string, number>>()
+  const bump = (m: Map<string, Map<string, number>>, key: string, label: string): void => {
+    let c = m.get(key)
+    if (c === undefined) { c = new Map(); m.set(key, c) }
+    c.set(label, (c.get(label) ?? 0) + 1)
+  }
+  for (const s of sentences) {
+    const norm = s.words.map(normalize)
+    norm.forEach((n, i) => bump(words, n, s.tags[i] === 'O' ? 'O' : s.tags[i].slice(2)))
+    let i = 0
+    while (i < norm.length) {
+      if (s.tags[i] === 'O') { i++; continue }
+      const label = s.tags[i].slice(2)
+      let j = i + 1
+      while (j < norm.length && s.tags[j] === `I-${label}`) j++
+      if (j - i <= GAZETTEER_MAX_TOKENS) bump(spans, norm.slice(i, j).join(' '), label)
+      i = j
+    }
+  }
+  const entities: Record<string, string> = {}
+  for (const n of [...words.keys()].sort()) {
+    const c = words.get(n) as Map<string, number>
+    let total = 0
+    for (const v of c.values()) total += v
+    if (total < minCount || c.get('O') === total) continue
+    entities[n] = [...c.entries()].filter(([, v]) => v >= minShare * total).map(([k]) => k).sort().join('|')
+  }
+  const gazetteer: Record<string, string> = {}
+  for (const key of [...spans.keys()].sort()) {
+    const c = [...(spans.get(key) as Map<string, number>).entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    gazetteer[key] = c[0][0]
+  }
+  return { entities, gazetteer }
 }
 
 /**
@@ -114,7 +236,7 @@ export function extractFeatures (words: readonly string[], spec: FeatureSpec): I
     throw new Error(`feature template ${spec.featureTemplate} with ${spec.featuresPerToken} features per token ` +
       `is not supported (this code implements ${FEATURE_TEMPLATE_VERSION} with ${FEATURES_PER_TOKEN})`)
   }
-  const strings = featureStrings(words)
+  const strings = featureStrings(words, spec)
   const out = new Int32Array(words.length * FEATURES_PER_TOKEN)
   let k = 0
   for (const row of strings) for (const f of row) out[k++] = bucketOf(f, spec.buckets)

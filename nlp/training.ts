@@ -1,6 +1,6 @@
 // Training of a tagger from tagged sentences: features, perceptron, export.
 // Used by `npm run train` and by the determinism test.
-import { extractFeatures, FEATURE_TEMPLATE_VERSION, FEATURES_PER_TOKEN, type FeatureSpec } from './features.ts'
+import { buildEntityLexicons, extractFeatures, FEATURE_TEMPLATE_VERSION, FEATURES_PER_TOKEN, type FeatureSpec } from './features.ts'
 import { configJson, taggerConfig, taggerOnnx } from './export.ts'
 import { train, type LinearChainModel, type Sequence } from './perceptron.ts'
 import type { TaggedSentence } from './corpus.ts'
@@ -36,6 +36,8 @@ export interface TrainTaggerOptions {
   labels: string[]
   train: readonly TaggedSentence[]
   buckets: number
+  /** Word classes for the features (see buildLexicon); stored in config.json. */
+  lexicon?: Record<string, string>
   epochs: number
   seed: number
   onEpoch?: (epoch: number, model: LinearChainModel, trainAccuracy: number) => void
@@ -53,14 +55,45 @@ export function toSequences (sentences: readonly TaggedSentence[], labels: reado
   }))
 }
 
-export function featureSpec (buckets: number): FeatureSpec {
-  return { featureTemplate: FEATURE_TEMPLATE_VERSION, buckets, featuresPerToken: FEATURES_PER_TOKEN }
+export function featureSpec (buckets: number, lexicon?: Record<string, string>): FeatureSpec {
+  return { featureTemplate: FEATURE_TEMPLATE_VERSION, buckets, featuresPerToken: FEATURES_PER_TOKEN, lexicon }
+}
+
+/** Number of folds for the jackknifed entity lexicons. */
+export const FOLDS = 5
+
+/**
+ * The feature spec a model is trained and served with: for NER it adds the
+ * entity lexicons built from all the training data.
+ */
+export function modelSpec (opts: Pick<TrainTaggerOptions, 'task' | 'buckets' | 'lexicon' | 'train'>): FeatureSpec {
+  const spec = featureSpec(opts.buckets, opts.lexicon)
+  return opts.task === 'ner' ? { ...spec, ...buildEntityLexicons(opts.train) } : spec
+}
+
+/**
+ * Training features. The entity lexicons of sentence i come from the folds
+ * that do not hold it (i % FOLDS), so that during training they are as
+ * reliable as they will be on unseen text (otherwise every training entity is
+ * in the gazetteer and the model learns to trust it blindly).
+ */
+function trainingSequences (opts: TrainTaggerOptions): Sequence[] {
+  const base = featureSpec(opts.buckets, opts.lexicon)
+  if (opts.task !== 'ner') return toSequences(opts.train, opts.labels, base)
+  const out: Sequence[] = new Array(opts.train.length)
+  for (let k = 0; k < FOLDS; k++) {
+    const idx = opts.train.map((_, i) => i).filter(i => i % FOLDS === k)
+    const spec = { ...base, ...buildEntityLexicons(opts.train.filter((_, i) => i % FOLDS !== k)) }
+    const seqs = toSequences(idx.map(i => opts.train[i]), opts.labels, spec)
+    idx.forEach((i, j) => { out[i] = seqs[j] })
+  }
+  return out
 }
 
 /** Trains a model; returns it with its ONNX bytes and config (without accuracy figures). */
 export function trainTagger (opts: TrainTaggerOptions): { model: LinearChainModel, onnx: Uint8Array, config: TaggerConfig } {
-  const spec = featureSpec(opts.buckets)
-  const data = toSequences(opts.train, opts.labels, spec)
+  const spec = modelSpec(opts)
+  const data = trainingSequences(opts)
   const model = train(data, {
     labels: opts.labels.length,
     buckets: opts.buckets,

@@ -27,7 +27,7 @@ export function posData (dir: string): Record<'train' | 'dev' | 'test', TaggedSe
 }
 
 /** NER documents of UNER dev whose index is a multiple of 5 are held out as the dev set. */
-export function nerData (dir: string): Record<'train' | 'dev' | 'test', TaggedSentence[]> & { sources: Record<string, number> } {
+export function nerData (dir: string, inDomainRepeat = 1): Record<'train' | 'dev' | 'test', TaggedSentence[]> & { sources: Record<string, number> } {
   const unerDev = readIob(read(dir, 'uner_english_ewt', 'en_ewt-ud-dev.iob2'), 1, 2)
   const unerTest = readIob(read(dir, 'uner_english_ewt', 'en_ewt-ud-test.iob2'), 1, 2)
   const docs = [...new Set(unerDev.map(s => s.doc))]
@@ -38,7 +38,7 @@ export function nerData (dir: string): Record<'train' | 'dev' | 'test', TaggedSe
   const wnut = ['wnut17train.conll', 'emerging.dev.conll', 'emerging.test.annotated']
     .flatMap(f => readIob(read(dir, 'wnut17', f), 0, 1))
   return {
-    train: [...unerTrain, ...btc, ...wnut],
+    train: [...Array.from({ length: inDomainRepeat }, () => unerTrain).flat(), ...btc, ...wnut],
     dev,
     test: unerTest,
     sources: { 'UNER English-EWT dev (4/5 of documents)': unerTrain.length, 'Broad Twitter Corpus (all splits)': btc.length, 'WNUT17 (all splits)': wnut.length },

@@ -10,8 +10,9 @@ import { evaluateNer, evaluatePos } from '../nlp/evaluation.ts'
 import { entityScores, tokenAccuracy } from '../nlp/metrics.ts'
 import { loadScorer } from '../nlp/ort.ts'
 import { predict, type LinearChainModel } from '../nlp/perceptron.ts'
-import { configJson, featureSpec, NER_LABELS, toSequences, trainTagger, UPOS_LABELS } from '../nlp/training.ts'
+import { configJson, modelSpec, NER_LABELS, toSequences, trainTagger, UPOS_LABELS } from '../nlp/training.ts'
 import type { TaggedSentence } from '../nlp/corpus.ts'
+import { buildLexicon } from '../nlp/features.ts'
 import { argValue, dataDir, nerData, posData, REPO_ROOT } from './datasets.ts'
 
 const argv = process.argv.slice(2)
@@ -30,16 +31,21 @@ interface TaskSpec {
   load: () => { train: TaggedSentence[], dev: TaggedSentence[], test: TaggedSentence[], sources?: Record<string, number> }
 }
 
+// --epochs / --buckets override the defaults below (for experiments).
+const num = (name: string): number | undefined => {
+  const v = argValue(argv, name)
+  return v === undefined ? undefined : Number(v)
+}
 const TASKS: TaskSpec[] = [
-  { task: 'pos', labels: UPOS_LABELS, buckets: 1 << 18, epochs: 10, load: () => posData(data) },
-  { task: 'ner', labels: NER_LABELS, buckets: 1 << 18, epochs: 10, load: () => nerData(data) },
+  { task: 'pos', labels: UPOS_LABELS, buckets: num('--buckets') ?? 1 << 17, epochs: num('--epochs') ?? 10, load: () => posData(data) },
+  { task: 'ner', labels: NER_LABELS, buckets: num('--buckets') ?? 1 << 19, epochs: num('--epochs') ?? 10, load: () => nerData(data, num('--in-domain-repeat') ?? 1) },
 ]
 
-async function build (spec: TaskSpec): Promise<void> {
+async function build (spec: TaskSpec, lexicon: Record<string, string>): Promise<void> {
   const t0 = Date.now()
   const { train, dev, test, sources } = spec.load()
   console.log(`[${spec.task}] ${train.length} training sentences, ${dev.length} dev, ${test.length} test (data: ${data})`)
-  const devSeqs = toSequences(dev, spec.labels, featureSpec(spec.buckets))
+  const devSeqs = toSequences(dev, spec.labels, modelSpec({ task: spec.task, buckets: spec.buckets, lexicon, train }))
   const devScore = (model: LinearChainModel): number => {
     const pred = devSeqs.map(s => Array.from(predict(model, s.features), i => spec.labels[i]))
     const gold = dev.map(s => s.tags)
@@ -52,6 +58,7 @@ async function build (spec: TaskSpec): Promise<void> {
     labels: spec.labels,
     train,
     buckets: spec.buckets,
+    lexicon,
     epochs: spec.epochs,
     seed: 1,
     onEpoch: (epoch, model, trainAcc) => {
@@ -90,6 +97,10 @@ async function build (spec: TaskSpec): Promise<void> {
   console.log(`[${spec.task}] wrote ${dir} (${(onnx.length / 1048576).toFixed(1)} MiB) in ${((Date.now() - t0) / 1000).toFixed(0)}s`)
 }
 
+// Both models use the word classes of UD EWT train (gold UPOS): for NER they
+// carry in-domain evidence such as "this word is usually a proper noun".
+const lexicon = buildLexicon(posData(data).train, num('--lexicon-min') ?? 5)
+console.log(`word-class lexicon: ${Object.keys(lexicon).length} words`)
 for (const spec of TASKS) {
-  if (only === undefined || only === spec.task) await build(spec)
+  if (only === undefined || only === spec.task) await build(spec, lexicon)
 }
