@@ -24,7 +24,11 @@ export interface BatchOptions {
    * batches form only from what queued while every thread was busy.
    */
   maxDelayMs: number
-  /** Value that pads dynamic non-batch axes; undefined: only same-shape requests batch. */
+  /**
+   * Value that pads dynamic non-batch axes; undefined: only same-shape
+   * requests batch. It must be neutral for the model (the outputs at real
+   * positions must not depend on padded ones, e.g. a zero embedding row).
+   */
   padValue?: number
   /**
    * Most padded elements along the padded axes in one batch (rows x padded

@@ -1,0 +1,120 @@
+// The pure half of batching: compatibility, merge with padding, split with
+// cropping, limits from config.json.
+import t from 'tap'
+import {
+  batchOptionsFromConfig, compatible, copyBlock, mergeFeeds, modelBatches, rowsOf, splitOutputs, validateBatchOptions,
+  type ModelShape,
+} from '../../framework/batcher.ts'
+import type { Tensor } from '../../framework/tensor.ts'
+
+const seqShape: ModelShape = {
+  inputs: [{ name: 'ids', type: 'int64', shape: ['batch', 'tokens'] }],
+  outputs: [
+    { name: 'scores', type: 'float32', shape: ['batch', 'tokens', 3] },
+    { name: 'total', type: 'float32', shape: ['batch', 3] },
+  ],
+}
+const ids = (rows: number[][]): Record<string, Tensor> =>
+  ({ ids: { type: 'int64', data: BigInt64Array.from(rows.flat().map(BigInt)), dims: [rows.length, rows[0].length] } })
+
+t.test('rowsOf: the inputs\' common first dimension', async t => {
+  t.equal(rowsOf(ids([[1, 2], [3, 4], [5, 6]])), 3)
+  t.equal(rowsOf({ a: { type: 'float32', data: new Float32Array(2), dims: [2] }, b: { type: 'float32', data: new Float32Array(3), dims: [3] } }), undefined)
+  t.equal(rowsOf({ s: { type: 'float32', data: new Float32Array(1), dims: [] } }), undefined)
+})
+
+t.test('modelBatches needs a dynamic first axis everywhere', async t => {
+  t.ok(modelBatches(seqShape))
+  t.notOk(modelBatches({ inputs: [{ name: 'x', type: 'float32', shape: [1, 1] }], outputs: [{ name: 'y', type: 'float32', shape: [1, 1] }] }))
+  t.ok(modelBatches({ inputs: [{ name: 'x', type: 'float32', shape: [-1, 4] }], outputs: [{ name: 'y', type: 'float32', shape: [-1, 4] }] }))
+})
+
+t.test('compatible: equal shapes always; other lengths only with a pad value on dynamic axes', async t => {
+  t.ok(compatible(ids([[1, 2]]), ids([[3, 4], [5, 6]]), seqShape))
+  t.notOk(compatible(ids([[1, 2]]), ids([[3, 4, 5]]), seqShape))
+  t.ok(compatible(ids([[1, 2]]), ids([[3, 4, 5]]), seqShape, 0))
+  const fixed: ModelShape = { inputs: [{ name: 'ids', type: 'int64', shape: ['batch', 2] }], outputs: seqShape.outputs }
+  t.notOk(compatible(ids([[1, 2]]), ids([[3, 4, 5]]), fixed, 0), 'a fixed axis is never padded')
+  t.notOk(compatible(ids([[1, 2]]), { ids: { type: 'int32', data: new Int32Array(2), dims: [1, 2] } }, seqShape, 0), 'types must agree')
+  t.notOk(compatible(ids([[1, 2]]), { other: ids([[1, 2]]).ids }, seqShape, 0), 'names must agree')
+})
+
+t.test('merge pads to the longest and split crops back', async t => {
+  const batch = [ids([[1, 2]]), ids([[3, 4, 5], [6, 7, 8]]), ids([[9]])]
+  const merged = mergeFeeds(batch, seqShape, 0)
+  t.same(merged.rows, [1, 2, 1])
+  t.same(merged.feeds.ids.dims, [4, 3])
+  t.same(Array.from(merged.feeds.ids.data as BigInt64Array, Number), [1, 2, 0, 3, 4, 5, 6, 7, 8, 9, 0, 0])
+  t.same(merged.padded.get('tokens'), { axis: 1, size: 3, sizes: [2, 3, 1] })
+
+  // Fake outputs: scores[b, k, j] = id * 10 + j; total[b, j] = b * 10 + j.
+  const idsData = Array.from(merged.feeds.ids.data as BigInt64Array, Number)
+  const scores = new Float32Array(4 * 3 * 3).map((_, i) => idsData[Math.floor(i / 3)] * 10 + (i % 3))
+  const total = new Float32Array(4 * 3).map((_, i) => Math.floor(i / 3) * 10 + (i % 3))
+  const parts = splitOutputs({
+    scores: { type: 'float32', data: scores, dims: [4, 3, 3] },
+    total: { type: 'float32', data: total, dims: [4, 3] },
+  }, merged, seqShape)
+  t.equal(parts.length, 3)
+  t.same(parts[0].scores.dims, [1, 2, 3])
+  t.same(Array.from(parts[0].scores.data as Float32Array), [10, 11, 12, 20, 21, 22])
+  t.same(parts[1].scores.dims, [2, 3, 3])
+  t.same(Array.from(parts[1].scores.data as Float32Array).slice(0, 3), [30, 31, 32])
+  t.same(Array.from(parts[2].scores.data as Float32Array), [90, 91, 92])
+  t.same(parts[1].total.dims, [2, 3])
+  t.same(Array.from(parts[1].total.data as Float32Array), [10, 11, 12, 20, 21, 22])
+  t.same(Array.from(parts[2].total.data as Float32Array), [30, 31, 32])
+})
+
+t.test('split refuses outputs that do not follow the batch', async t => {
+  const merged = mergeFeeds([ids([[1]]), ids([[2]])], seqShape)
+  t.throws(() => splitOutputs({ total: { type: 'float32', data: new Float32Array(3), dims: [1, 3] } }, merged, seqShape), /1 rows for a batch of 2/)
+})
+
+t.test('a batch of one passes feeds and outputs through untouched', async t => {
+  const one = ids([[1, 2]])
+  const merged = mergeFeeds([one], seqShape, 0)
+  t.equal(merged.feeds.ids, one.ids)
+  const out = { total: { type: 'float32' as const, data: new Float32Array(3), dims: [1, 3] } }
+  t.equal(splitOutputs(out, merged, seqShape)[0], out)
+})
+
+t.test('unnamed dynamic axes pad and crop by position', async t => {
+  const shape: ModelShape = {
+    inputs: [{ name: 'x', type: 'float32', shape: [-1, -1] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [-1, -1] }],
+  }
+  const a = { x: { type: 'float32' as const, data: new Float32Array([1]), dims: [1, 1] } }
+  const b = { x: { type: 'float32' as const, data: new Float32Array([2, 3]), dims: [1, 2] } }
+  const merged = mergeFeeds([a, b], shape, -1)
+  t.same(Array.from(merged.feeds.x.data as Float32Array), [1, -1, 2, 3])
+  const parts = splitOutputs({ y: merged.feeds.x }, merged, shape)
+  t.same(Array.from(parts[0].y.data as Float32Array), [1])
+  t.same(Array.from(parts[1].y.data as Float32Array), [2, 3])
+})
+
+t.test('strings stack but never pad', async t => {
+  const shape: ModelShape = { inputs: [{ name: 's', type: 'string', shape: ['b', 'n'] }], outputs: [{ name: 'o', type: 'string', shape: ['b', 'n'] }] }
+  const a = { s: { type: 'string' as const, data: ['a', 'b'], dims: [1, 2] } }
+  const b = { s: { type: 'string' as const, data: ['c'], dims: [1, 1] } }
+  t.notOk(compatible(a, b, shape, 0))
+  const merged = mergeFeeds([a, a], shape)
+  t.same(merged.feeds.s.data, ['a', 'b', 'a', 'b'])
+  t.same(splitOutputs({ o: merged.feeds.s }, merged, shape)[1].o.data, ['a', 'b'])
+})
+
+t.test('copyBlock copies the common region of n-d blocks', async t => {
+  const src = Float32Array.from([1, 2, 3, 4, 5, 6]) // [2, 3]
+  const dst = new Float32Array(4) // [2, 2]
+  copyBlock(src, [2, 3], dst, [2, 2])
+  t.same(Array.from(dst), [1, 2, 4, 5])
+})
+
+t.test('options are checked, and config.json names map to them', async t => {
+  t.same(validateBatchOptions({ maxBatchItems: 8, maxQueueItems: 10, maxDelayMs: 2, padValue: 0 }), [])
+  t.match(validateBatchOptions({ maxBatchItems: 0 }), [/maxBatchItems must be a positive integer/])
+  t.match(validateBatchOptions({ maxDelayMs: -1 }), [/maxDelayMs must be a number >= 0/])
+  t.match(validateBatchOptions({ padValue: 'x' as never }), [/padValue must be a finite number/])
+  t.same(batchOptionsFromConfig({ maxBatchSize: 16, maxQueueDelayMs: 1, padValue: 0, labels: [] }), { maxBatchItems: 16, maxDelayMs: 1, padValue: 0 })
+  t.throws(() => batchOptionsFromConfig({ maxBatchSize: 1.5 }), /maxBatchSize must be a positive integer/)
+})

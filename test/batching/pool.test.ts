@@ -1,0 +1,209 @@
+// Batching in the inference pool, driven directly: batches form while a thread
+// is busy and results go back to the right caller; limits are counted in
+// items; full queues refuse at once; aborted jobs never compute; a failing
+// batch fails only the request that caused it.
+import t from 'tap'
+import { AbortedError, InferenceError, InferencePool, OverloadedError } from '../../framework/pool.ts'
+import { affineModel, ids, rows, sequenceModel, slowAffineModel, toRows, SEQ_VOCAB } from '../fixtures/batching.ts'
+
+async function pool (t: Tap.Test, options: ConstructorParameters<typeof InferencePool>[0] = { threads: 1 }) {
+  const p = new InferencePool(options)
+  t.teardown(() => p.close())
+  await p.load('affine', affineModel())
+  await p.load('slow', slowAffineModel())
+  await p.load('seq', sequenceModel())
+  return p
+}
+type Tap = typeof t
+declare namespace Tap { type Test = typeof t }
+
+/** Occupies the only thread with a slow run, so that what follows queues. */
+const occupy = (p: InferencePool) => p.run('slow', { x: rows([[0, 0, 0, 0]]) })
+
+t.test('a lone request on an idle pool runs at once, alone', async t => {
+  const p = await pool(t)
+  const out = await p.run('affine', { x: rows([[1, 2, 3, 4]]) })
+  t.same(toRows(out.y), [[3, 5, 7, 9]])
+  t.match(p.stats('affine'), { batches: 1, requests: 1, items: 1, queuedItems: 0 })
+})
+
+t.test('requests queued behind a busy thread form one batch and each gets its own rows back', async t => {
+  const p = await pool(t)
+  const busy = occupy(p)
+  const inputs = Array.from({ length: 10 }, (_, i) => i % 3 === 0 ? [[i, i, i, i], [-i, -i, -i, -i]] : [[i, i + 1, i + 2, i + 3]])
+  const results = await Promise.all(inputs.map(x => p.run('affine', { x: rows(x) })))
+  await busy
+  results.forEach((out, i) => t.same(toRows(out.y), inputs[i].map(r => r.map(v => v * 2 + 1)), `request ${i}`))
+  const stats = p.stats('affine')
+  t.equal(stats.batches, 1, 'one session.run for all ten')
+  t.equal(stats.requests, 10)
+  t.equal(stats.items, 14, 'items are rows, not requests')
+})
+
+t.test('batches hold at most maxBatchItems rows; a larger request runs alone', async t => {
+  const p = await pool(t)
+  p.configure('affine', { maxBatchItems: 5 })
+  const busy = occupy(p)
+  const sizes = [2, 2, 2, 2, 7, 1]
+  const results = await Promise.all(sizes.map((n, k) => p.run('affine', { x: rows(Array.from({ length: n }, (_, i) => [k, i, 0, 0])) })))
+  await busy
+  results.forEach((out, k) => t.same(toRows(out.y), Array.from({ length: sizes[k] }, (_, i) => [2 * k + 1, 2 * i + 1, 1, 1])))
+  const stats = p.stats('affine')
+  t.equal(stats.largestBatch, 7, 'the 7-row request went alone')
+  // [2,2,1] (the 1-row request fills the gap), [2,2], [7]
+  t.equal(stats.batches, 3)
+})
+
+t.test('results equal unbatched runs, with padding for different lengths', async t => {
+  const p = await pool(t)
+  p.configure('seq', { padValue: 0 })
+  const lengths = [3, 7, 1, 5, 5, 2, 9, 4]
+  const inputs = lengths.map((n, k) => Array.from({ length: 1 + (k % 2) }, (_, r) => Array.from({ length: n }, (_, i) => 1 + (k * 7 + r * 3 + i * 5) % (SEQ_VOCAB - 1))))
+  const alone = []
+  for (const x of inputs) alone.push(await p.run('seq', { ids: ids(x) }))
+  t.equal(p.stats('seq').batches, inputs.length)
+  const busy = occupy(p)
+  const batched = await Promise.all(inputs.map(x => p.run('seq', { ids: ids(x) })))
+  await busy
+  t.equal(p.stats('seq').batches, inputs.length + 1, 'all in one batch')
+  batched.forEach((out, k) => {
+    t.same(out.scores.dims, alone[k].scores.dims, `scores dims ${k}`)
+    t.same(Array.from(out.scores.data as Float32Array), Array.from(alone[k].scores.data as Float32Array), `scores ${k}`)
+    // Sums over a padded axis may round differently (another summation order).
+    const diff = Array.from(out.total.data as Float32Array).map((v, i) => Math.abs(v - (alone[k].total.data as Float32Array)[i]))
+    t.same(out.total.dims, alone[k].total.dims)
+    t.ok(Math.max(...diff) < 1e-5, `total ${k} within 1e-5 (max diff ${Math.max(...diff)})`)
+  })
+})
+
+t.test('without a pad value only same-length requests share a batch', async t => {
+  const p = await pool(t)
+  const busy = occupy(p)
+  await Promise.all([[[1, 2]], [[3, 4, 5]], [[6, 7]], [[8, 9, 10]]].map(x => p.run('seq', { ids: ids(x) })))
+  await busy
+  t.equal(p.stats('seq').batches, 2, 'grouped by length')
+})
+
+t.test('maxBatchTokens bounds padded tokens per batch', async t => {
+  const p = await pool(t)
+  p.configure('seq', { padValue: 0, maxBatchTokens: 10 })
+  const busy = occupy(p)
+  await Promise.all([[[1, 2]], [[1, 2, 3, 4, 5, 6]], [[1, 2, 3]], [[4, 5]]].map(x => p.run('seq', { ids: ids(x) })))
+  await busy
+  // Head [1,2]; [1..6] would make 2 x 6 = 12 tokens: skipped; [1,2,3] makes
+  // 2 x 3 = 6; [4,5] makes 3 x 3 = 9. Then [1..6] alone.
+  t.equal(p.stats('seq').batches, 2)
+  t.equal(p.stats('seq').largestBatch, 3)
+})
+
+t.test('a full queue refuses at once, counting items', async t => {
+  const p = await pool(t)
+  p.configure('affine', { maxQueueItems: 4 })
+  const busy = occupy(p)
+  const admitted = [p.run('affine', { x: rows([[1, 1, 1, 1], [2, 2, 2, 2], [3, 3, 3, 3]]) })]
+  admitted.push(p.run('affine', { x: rows([[4, 4, 4, 4]]) }))
+  const started = performance.now()
+  const refused = await p.run('affine', { x: rows([[5, 5, 5, 5]]) }).catch(err => err)
+  t.ok(performance.now() - started < 50, 'refused without waiting')
+  t.type(refused, OverloadedError)
+  t.match(refused.message, /model 'affine' is overloaded: 4 items queued \(at most 4\)/)
+  t.equal(p.stats('affine').refused, 1)
+  await Promise.all([busy, ...admitted])
+  // Room again once the queue drained.
+  t.ok(await p.run('affine', { x: rows([[5, 5, 5, 5]]) }))
+})
+
+t.test('a job whose signal fires while queued leaves the queue and never computes', async t => {
+  const p = await pool(t)
+  const busy = occupy(p)
+  const controller = new AbortController()
+  const dropped = p.run('affine', { x: rows([[1, 1, 1, 1]]) }, { signal: controller.signal })
+  const kept = p.run('affine', { x: rows([[2, 2, 2, 2]]) })
+  t.equal(p.stats('affine').queuedItems, 2)
+  controller.abort(new Error('deadline'))
+  const err = await dropped.catch(e => e)
+  t.type(err, AbortedError)
+  t.equal(err.message, 'deadline')
+  t.equal(p.stats('affine').queuedItems, 1, 'its place in the queue is freed at once')
+  t.same(toRows((await kept).y), [[5, 5, 5, 5]])
+  await busy
+  t.match(p.stats('affine'), { requests: 1, items: 1, dropped: 1 })
+  await t.rejects(p.run('affine', { x: rows([[1, 1, 1, 1]]) }, { signal: AbortSignal.abort() }), AbortedError)
+})
+
+t.test('a failing batch fails only the request that caused it, and the next batch runs', async t => {
+  const p = await pool(t)
+  p.configure('seq', { padValue: 0 })
+  const busy = occupy(p)
+  const good = [[[1, 2, 3]], [[4, 5]], [[6]]]
+  const bad = [[7, SEQ_VOCAB + 100]]
+  const all = [good[0], good[1], bad, good[2]].map(x => p.run('seq', { ids: ids(x) }).then(r => r, e => e as Error))
+  const [a, b, c, d] = await Promise.all(all)
+  await busy
+  t.type(c, InferenceError)
+  t.match((c as Error).message, /indices|out of|bounds/i, 'ONNX Runtime says what is wrong')
+  for (const [k, out] of [a, b, d].entries()) {
+    t.notOk(out instanceof Error, `good request ${k} succeeded`)
+    t.same((out as Record<string, { dims: number[] }>).scores.dims, [1, good[k][0].length, 3])
+  }
+  t.equal(p.stats('seq').failed, 1)
+  const next = await p.run('seq', { ids: ids([[1, 2]]) })
+  t.same(next.scores.dims, [1, 2, 3], 'the next batch runs')
+})
+
+t.test('maxDelayMs lets a batch wait for company; 0 never waits', async t => {
+  const p = await pool(t)
+  p.configure('affine', { maxDelayMs: 150 })
+  const started = performance.now()
+  const first = p.run('affine', { x: rows([[1, 1, 1, 1]]) })
+  await new Promise(resolve => setTimeout(resolve, 20))
+  const second = p.run('affine', { x: rows([[2, 2, 2, 2]]) })
+  await Promise.all([first, second])
+  t.ok(performance.now() - started >= 140, 'waited out the delay')
+  t.match(p.stats('affine'), { batches: 1, requests: 2 })
+  p.configure('affine', { maxDelayMs: 0, maxBatchItems: 2 })
+  const t0 = performance.now()
+  await p.run('affine', { x: rows([[1, 1, 1, 1]]) })
+  t.ok(performance.now() - t0 < 100, 'no delay')
+})
+
+t.test('a full batch does not wait for the delay', async t => {
+  const p = await pool(t)
+  p.configure('affine', { maxDelayMs: 5000, maxBatchItems: 2 })
+  const t0 = performance.now()
+  await Promise.all([p.run('affine', { x: rows([[1, 1, 1, 1]]) }), p.run('affine', { x: rows([[1, 1, 1, 1]]) })])
+  t.ok(performance.now() - t0 < 1000)
+})
+
+t.test('the oldest waiting job picks the model; its batch takes that model\'s later jobs too', async t => {
+  const p = await pool(t)
+  const order: string[] = []
+  const busy = occupy(p)
+  const jobs = [
+    p.run('seq', { ids: ids([[1]]) }).then(() => order.push('seq 1')),
+    p.run('affine', { x: rows([[1, 1, 1, 1]]) }).then(() => order.push('affine')),
+    p.run('seq', { ids: ids([[2]]) }).then(() => order.push('seq 2')),
+  ]
+  await Promise.all([busy, ...jobs])
+  t.same(order, ['seq 1', 'seq 2', 'affine'])
+  t.equal(p.stats('seq').batches, 1)
+})
+
+t.test('bad options are refused with the reason', async t => {
+  const p = await pool(t)
+  t.throws(() => p.configure('affine', { maxBatchItems: 0 }), /invalid batching options for 'affine': maxBatchItems must be a positive integer/)
+  t.throws(() => new InferencePool({ threads: 1, batching: { maxQueueItems: -1 } }), /invalid batching defaults/)
+  t.equal(p.batchOptions('affine').maxBatchItems, 64)
+})
+
+t.test('closing rejects what is queued', async t => {
+  const p = new InferencePool({ threads: 1 })
+  await p.load('slow', slowAffineModel())
+  await p.load('affine', affineModel())
+  const busy = occupy(p).catch(() => {})
+  const queued = t.rejects(p.run('affine', { x: rows([[1, 1, 1, 1]]) }), /inference pool is closed/)
+  await p.close()
+  await queued
+  await busy
+})
+
