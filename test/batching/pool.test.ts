@@ -2,11 +2,12 @@
 // is busy and results go back to the right caller; limits are counted in
 // items; full queues refuse at once; aborted jobs never compute; a failing
 // batch fails only the request that caused it.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { AbortedError, InferenceError, InferencePool, OverloadedError } from '../../framework/pool.ts'
+import type { Tensor } from '../../framework/tensor.ts'
 import { affineModel, ids, rows, sequenceModel, slowAffineModel, toRows, SEQ_VOCAB } from '../fixtures/batching.ts'
 
-async function pool (t: Tap.Test, options: ConstructorParameters<typeof InferencePool>[0] = { threads: 1 }) {
+async function pool (t: Test, options: ConstructorParameters<typeof InferencePool>[0] = { threads: 1 }) {
   const p = new InferencePool(options)
   t.teardown(() => p.close())
   await p.load('affine', affineModel())
@@ -14,8 +15,6 @@ async function pool (t: Tap.Test, options: ConstructorParameters<typeof Inferenc
   await p.load('seq', sequenceModel())
   return p
 }
-type Tap = typeof t
-declare namespace Tap { type Test = typeof t }
 
 /** Occupies the only thread with a slow run, so that what follows queues. */
 const occupy = (p: InferencePool) => p.run('slow', { x: rows([[0, 0, 0, 0]]) })
@@ -59,7 +58,7 @@ t.test('results equal unbatched runs, with padding for different lengths', async
   p.configure('seq', { padValue: 0 })
   const lengths = [3, 7, 1, 5, 5, 2, 9, 4]
   const inputs = lengths.map((n, k) => Array.from({ length: 1 + (k % 2) }, (_, r) => Array.from({ length: n }, (_, i) => 1 + (k * 7 + r * 3 + i * 5) % (SEQ_VOCAB - 1))))
-  const alone = []
+  const alone: Array<Record<string, Tensor>> = []
   for (const x of inputs) alone.push(await p.run('seq', { ids: ids(x) }))
   t.equal(p.stats('seq').batches, inputs.length)
   const busy = occupy(p)
