@@ -2,6 +2,7 @@
 // (falcon's add_route). Builds the app without listening; server.ts owns
 // host, port, workers and signals.
 import { createApp, type App, type AppOptions } from './framework/create-app.ts'
+import { openInferenceProtocol } from './framework/oip.ts'
 import { FeatureScaler } from './resources/feature-scaler.ts'
 
 export type { App, AppOptions }
@@ -10,6 +11,8 @@ export async function buildApp (options: AppOptions): Promise<App> {
   const app = await createApp(options)
 
   app.mount('/scale', new FeatureScaler({ model: 'scaler' }))
+  // Every model in the models directory, over the Open Inference Protocol (/v2/...).
+  await app.register(openInferenceProtocol, { repositoryApi: options.repositoryApi, stopOnModelFailure: options.stopOnModelFailure })
 
   return app
 }

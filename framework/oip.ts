@@ -1,0 +1,401 @@
+// The Open Inference Protocol (KServe V2, Triton's and MLServer's HTTP API)
+// over the model repository: every model in the models directory is an
+// endpoint, with no code. A fastify plugin, mounted from app.ts:
+//
+//   app.register(openInferenceProtocol, { repositoryApi: options.repositoryApi })
+//
+//   GET  /v2/health/live                      {"live": true}
+//   GET  /v2/health/ready                     {"live": true, "ready": true} (503 while loading or draining)
+//   GET  /v2                                  {"name", "version", "extensions"}
+//   GET  /v2/models/{name}[/versions/{v}]     {"name", "versions", "platform", "inputs", "outputs"}
+//   GET  /v2/models/{name}[/versions/{v}]/ready
+//   POST /v2/models/{name}[/versions/{v}]/infer
+//   POST /v2/repository/index                 (with repositoryApi)
+//   POST /v2/repository/models/{name}/load    (with repositoryApi)
+//   POST /v2/repository/models/{name}/unload  (with repositoryApi)
+//
+//   curl -s localhost:8000/v2/models/mlp/infer -H 'content-type: application/json' \
+//     -d '{"id":"1","inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}'
+//   -> {"model_name":"mlp","id":"1","outputs":[{"name":"y","datatype":"FP32","shape":[1,4],"data":[...]}]}
+//
+// Binary tensor data extension: a body of JSON then raw tensors, the JSON's
+// length in `Inference-Header-Content-Length`. Its parser is registered in
+// this plugin's scope only; resource routes stay JSON-only.
+//
+// Server readiness follows the app's lifecycle (ready once start-up loading is
+// done), not every model: a model that failed to load is reported by its own
+// ready route and the repository index, and does not take the server down.
+import { Type, type Static } from '@sinclair/typebox'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { ErrorBody, HttpError, errorBody, sendError } from './errors.ts'
+import { limitDeadline } from './deadline.ts'
+import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
+import type { LoadedModel } from './models.ts'
+import type { Tensor } from './tensor.ts'
+import {
+  checkBatch, checkInput, dataBinary, dataJson, datatypeOf, elementCount, fromBinary, fromJson,
+  isDatatype, tensorMetadata, type RequestInput,
+} from './oip-tensors.ts'
+
+export interface OipOptions {
+  /** Serve the repository extension (load, unload, index): off by default, it is a management action. */
+  repositoryApi?: boolean
+  /** A model that fails to load at start-up stops the server instead of being reported. */
+  stopOnModelFailure?: boolean
+  serverName?: string
+  serverVersion?: string
+}
+
+const TAG = 'Open Inference Protocol'
+export const PLATFORM = 'onnx_onnxv1'
+const HEADER_LENGTH = 'inference-header-content-length'
+const MAX_ELEMENTS = 2 ** 31 - 1
+
+const Parameters = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form key/value parameters' })
+const Shape = Type.Array(Type.Integer({ minimum: 0 }), { description: 'Dimensions, row-major' })
+const MetadataTensor = Type.Object({ name: Type.String(), datatype: Type.String(), shape: Type.Array(Type.Integer({ description: '-1 for a dynamic dimension' })) })
+
+const RequestInputSchema = Type.Object({
+  name: Type.String(),
+  shape: Shape,
+  datatype: Type.String({ description: 'BOOL, UINT8..UINT64, INT8..INT64, FP16 (binary only), FP32, FP64, BYTES' }),
+  parameters: Type.Optional(Parameters),
+  data: Type.Optional(Type.Unknown({ description: 'Elements, flat or nested, row-major; omit with parameters.binary_data_size' })),
+}, { additionalProperties: false })
+
+const InferRequest = Type.Object({
+  id: Type.Optional(Type.String()),
+  parameters: Type.Optional(Parameters),
+  inputs: Type.Array(RequestInputSchema),
+  outputs: Type.Optional(Type.Array(Type.Object({ name: Type.String(), parameters: Type.Optional(Parameters) }, { additionalProperties: false }))),
+}, { additionalProperties: false, title: 'InferenceRequest' })
+type InferRequest = Static<typeof InferRequest>
+
+const InferResponse = Type.Object({
+  model_name: Type.String(),
+  model_version: Type.Optional(Type.String()),
+  id: Type.Optional(Type.String()),
+  parameters: Type.Optional(Parameters),
+  outputs: Type.Array(Type.Object({
+    name: Type.String(),
+    datatype: Type.String(),
+    shape: Type.Array(Type.Integer()),
+    parameters: Type.Optional(Parameters),
+    data: Type.Optional(Type.Array(Type.Unknown())),
+  })),
+}, { title: 'InferenceResponse' })
+
+const ModelMetadata = Type.Object({
+  name: Type.String(),
+  versions: Type.Optional(Type.Array(Type.String())),
+  platform: Type.String(),
+  inputs: Type.Array(MetadataTensor),
+  outputs: Type.Array(MetadataTensor),
+  parameters: Type.Optional(Parameters),
+})
+
+const ModelReady = Type.Object({
+  name: Type.String(),
+  ready: Type.Boolean(),
+  error: Type.Optional(Type.String()),
+  code: Type.Optional(Type.String()),
+  statusCode: Type.Optional(Type.Integer()),
+})
+
+const IndexEntry = Type.Object({ name: Type.String(), version: Type.Optional(Type.String()), state: Type.String(), reason: Type.String() })
+
+const ModelParams = Type.Object({ name: Type.String() })
+const VersionParams = Type.Object({ name: Type.String(), version: Type.String() })
+const errors = { '4xx': ErrorBody, '5xx': ErrorBody }
+
+/** Binary tensor data that followed a parsed JSON header, by header object. */
+const binaryBodies = new WeakMap<object, Buffer>()
+
+const bad = (message: string) => new HttpError('BAD_REQUEST', message)
+const modelNotReady = (message: string) => new HttpError('MODEL_NOT_READY', message, { headers: { 'retry-after': '1' } })
+
+export async function openInferenceProtocol (app: FastifyInstance, options: OipOptions = {}) {
+  const store = app.models
+  const lifecycle = app.lifecycle
+  const repository = new ModelRepository({ store, dir: store.options.dir, log: app.log, stopOnFailure: options.stopOnModelFailure })
+  repository.discover()
+  app.onLoad('the model repository', () => repository.loadAll())
+  app.onReload(() => repository.reload())
+
+  // JSON, or JSON followed by binary tensors (binary tensor data extension).
+  // Scoped to this plugin: fastify copies parsers into each encapsulation context.
+  const json = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser(['application/json', 'application/octet-stream'], { parseAs: 'buffer' }, (request, body, done) => {
+    const buffer = body as Buffer
+    const raw = request.headers[HEADER_LENGTH]
+    if (raw === undefined) {
+      if (!String(request.headers['content-type']).startsWith('application/json')) {
+        return done(bad(`an application/octet-stream body needs the ${HEADER_LENGTH} header (binary tensor data extension)`), undefined)
+      }
+      if (buffer.length === 0) return done(null, undefined)
+      return json(request, buffer.toString('utf8'), done)
+    }
+    const n = Number(raw)
+    if (typeof raw !== 'string' || !/^[0-9]+$/.test(raw) || n > buffer.length) {
+      return done(bad(`${HEADER_LENGTH} must be an integer from 0 to the body's length (${buffer.length}), got '${String(raw)}'`), undefined)
+    }
+    json(request, buffer.subarray(0, n).toString('utf8'), (err, parsed) => {
+      if (err) return done(err, undefined)
+      if (typeof parsed === 'object' && parsed !== null) binaryBodies.set(parsed, buffer.subarray(n))
+      done(null, parsed)
+    })
+  })
+
+  const extensions = ['binary_tensor_data', ...(options.repositoryApi ? ['model_repository'] : [])]
+
+  /** The model and version a request names; 404 unknown, 503 not (yet) ready. */
+  const resolve = (name: string, version: string | undefined): { model: RepositoryModel, served: ServedVersion, loaded: LoadedModel } => {
+    const model = repository.get(name)
+    if (!model) {
+      if (lifecycle.state === 'loading') throw new HttpError('NOT_READY', `not ready: ${lifecycle.reason}`, { headers: { 'retry-after': '1' } })
+      throw new HttpError('MODEL_NOT_FOUND', `unknown model '${name}'`)
+    }
+    let served: ServedVersion | undefined
+    if (version !== undefined) {
+      const v = /^[0-9]+$/.test(version) ? String(Number(version)) : version
+      served = model.versions.get(v)
+      if (!served) {
+        if (model.state === 'LOADING') throw modelNotReady(`model '${name}' is loading`)
+        const known = [...model.versions.keys()].filter(k => k !== '')
+        throw new HttpError('MODEL_NOT_FOUND', `model '${name}' has no version '${version}'${known.length > 0 ? ` (versions: ${known.join(', ')})` : ' (it is not versioned)'}`)
+      }
+    } else {
+      served = repository.defaultVersion(model)
+    }
+    if (!served || served.state !== 'READY' || !served.loaded) {
+      const reason = served?.reason || model.reason || model.state.toLowerCase()
+      throw modelNotReady(`model '${name}'${version !== undefined ? ` version ${version}` : ''} is not ready: ${reason}`)
+    }
+    return { model, served, loaded: served.loaded }
+  }
+
+  const versionsOf = (model: RepositoryModel) => [...model.versions.keys()].filter(v => v !== '').sort((a, b) => Number(a) - Number(b))
+
+  app.get('/v2/health/live', {
+    schema: { tags: [TAG], summary: 'Server live', response: { 200: Type.Object({ live: Type.Boolean() }) } },
+  }, async () => ({ live: true }))
+
+  app.get('/v2/health/ready', {
+    schema: { tags: [TAG], summary: 'Server ready: 200 once start-up loading is done', response: { 200: Type.Object({ live: Type.Boolean(), ready: Type.Boolean() }), 503: ErrorBody } },
+  }, async (_request, reply) => {
+    if (lifecycle.state === 'ready') return { live: true, ready: true }
+    return sendError(reply, lifecycle.state === 'draining' ? 'SHUTTING_DOWN' : 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
+  })
+
+  app.get('/v2', {
+    schema: {
+      tags: [TAG],
+      summary: 'Server metadata',
+      response: { 200: Type.Object({ name: Type.String(), version: Type.String(), extensions: Type.Array(Type.String()) }) },
+    },
+  }, async () => ({ name: options.serverName ?? 'onnx-serve', version: options.serverVersion ?? '0.1.0', extensions }))
+
+  const metadata = async (request: FastifyRequest<{ Params: { name: string, version?: string } }>) => {
+    const { model, loaded } = resolve(request.params.name, request.params.version)
+    const versions = versionsOf(model)
+    const parameters: Record<string, unknown> = {}
+    if (model.config.labels !== undefined) parameters.labels = model.config.labels
+    if (model.config.maxBatchSize > 0) parameters.max_batch_size = model.config.maxBatchSize
+    return {
+      name: model.name,
+      ...(versions.length > 0 ? { versions } : {}),
+      platform: PLATFORM,
+      inputs: loaded.inputs.map(tensorMetadata),
+      outputs: loaded.outputs.map(tensorMetadata),
+      ...(Object.keys(parameters).length > 0 ? { parameters } : {}),
+    }
+  }
+  const metadataSchema = (params: typeof ModelParams | typeof VersionParams) => ({
+    tags: [TAG], summary: 'Model metadata', params, response: { 200: ModelMetadata, ...errors },
+  })
+  app.get('/v2/models/:name', { schema: metadataSchema(ModelParams) }, metadata)
+  app.get('/v2/models/:name/versions/:version', { schema: metadataSchema(VersionParams) }, metadata)
+
+  const ready = async (request: FastifyRequest<{ Params: { name: string, version?: string } }>, reply: FastifyReply) => {
+    try {
+      resolve(request.params.name, request.params.version)
+      return { name: request.params.name, ready: true }
+    } catch (err) {
+      if (!(err instanceof HttpError) || err.code === 'MODEL_NOT_FOUND') throw err
+      return reply.code(err.statusCode).headers(err.headers).send({ name: request.params.name, ready: false, ...errorBody(err.code, err.message) })
+    }
+  }
+  const readySchema = (params: typeof ModelParams | typeof VersionParams) => ({
+    tags: [TAG], summary: 'Model ready: 200 when it serves, 503 (with the reason) while it loads or after it failed', params, response: { 200: ModelReady, 503: ModelReady, 404: ErrorBody },
+  })
+  app.get('/v2/models/:name/ready', { schema: readySchema(ModelParams) }, ready)
+  app.get('/v2/models/:name/versions/:version/ready', { schema: readySchema(VersionParams) }, ready)
+
+  const infer = async (request: FastifyRequest<{ Params: { name: string, version?: string }, Body: InferRequest }>, reply: FastifyReply) => {
+    if (lifecycle.state === 'draining') {
+      reply.header('connection', 'close')
+      throw new HttpError('SHUTTING_DOWN', 'server is shutting down', { headers: { 'retry-after': '1' } })
+    }
+    const body = request.body
+    const timeoutUs = body.parameters?.timeout
+    if (typeof timeoutUs === 'number' && timeoutUs > 0) limitDeadline(request, Math.ceil(timeoutUs / 1000))
+    // From here to store.run nothing awaits: the sessions picked are the ones
+    // run, and a hot swap cannot release them in between (see repository.ts).
+    const { model, loaded } = resolve(request.params.name, request.params.version)
+    const binary = binaryBodies.get(body)
+    const feeds = decodeInputs(body, loaded, binary, model.config.allowNonFinite)
+    checkBatch(body.inputs, model.config.maxBatchSize)
+    const wanted = chooseOutputs(body, loaded)
+    const results = await store.run(loaded.key, feeds, { signal: request.abortSignal, outputs: wanted.map(w => w.name) })
+    return sendInferResponse(reply, {
+      model_name: model.name,
+      ...(loaded.version !== undefined ? { model_version: loaded.version } : {}),
+      ...(body.id !== undefined ? { id: body.id } : {}),
+    }, wanted, results)
+  }
+  const inferSchema = (params: typeof ModelParams | typeof VersionParams) => ({
+    tags: [TAG],
+    summary: 'Inference',
+    description: 'JSON, or with the binary tensor data extension: the JSON header, then each binary input in order; `Inference-Header-Content-Length` gives the JSON length.',
+    params,
+    body: InferRequest,
+    response: { 200: InferResponse, ...errors },
+  })
+  app.post('/v2/models/:name/infer', { schema: inferSchema(ModelParams) }, infer)
+  app.post('/v2/models/:name/versions/:version/infer', { schema: inferSchema(VersionParams) }, infer)
+
+  if (options.repositoryApi) {
+    const objectBody = (body: unknown, allowed: string[]): Record<string, unknown> => {
+      if (body === undefined || body === null) return {}
+      if (typeof body !== 'object' || Array.isArray(body)) throw bad('body must be a JSON object')
+      for (const key of Object.keys(body)) if (!allowed.includes(key)) throw bad(`body has an unknown field '${key}'`)
+      return body as Record<string, unknown>
+    }
+    app.post('/v2/repository/index', {
+      schema: {
+        tags: [TAG],
+        summary: 'Repository index: every model (and version) in the directory, with its state',
+        description: 'Body (optional): {"ready": true} lists only the ready ones.',
+        response: { 200: Type.Array(IndexEntry), ...errors },
+      },
+    }, async (request) => {
+      const { ready: onlyReady } = objectBody(request.body, ['ready'])
+      if (onlyReady !== undefined && typeof onlyReady !== 'boolean') throw bad('body.ready must be true or false')
+      repository.discover()
+      const entries: Array<Static<typeof IndexEntry>> = []
+      for (const m of repository.list()) {
+        if (m.versions.size === 0) entries.push({ name: m.name, state: m.state, reason: m.reason })
+        for (const [v, s] of [...m.versions].sort((a, b) => Number(a[0]) - Number(b[0]))) {
+          entries.push({ name: m.name, ...(v !== '' ? { version: v } : {}), state: s.state, reason: s.reason || m.reason })
+        }
+      }
+      return onlyReady ? entries.filter(e => e.state === 'READY') : entries
+    })
+    const manage = { tags: [TAG], params: ModelParams, response: { 200: Type.Object({}), ...errors } }
+    app.post('/v2/repository/models/:name/load', {
+      schema: { ...manage, summary: 'Load or reload a model from the directory: the new one is swapped in once warm; a failed load leaves the old one serving' },
+    }, async (request: FastifyRequest<{ Params: { name: string } }>) => {
+      objectBody(request.body, ['parameters'])
+      const { name } = request.params
+      let model
+      try {
+        model = await repository.load(name)
+      } catch (err) {
+        throw new HttpError('MODEL_NOT_FOUND', (err as Error).message)
+      }
+      if (model.state !== 'READY' || model.reason) throw bad(`failed to load model '${name}': ${model.reason || model.state}`)
+      return {}
+    })
+    app.post('/v2/repository/models/:name/unload', {
+      schema: { ...manage, summary: 'Unload a model: it stops serving at once; its sessions go when in-flight requests finish' },
+    }, async (request: FastifyRequest<{ Params: { name: string } }>) => {
+      objectBody(request.body, ['parameters'])
+      const { name } = request.params
+      if (!repository.get(name)) throw new HttpError('MODEL_NOT_FOUND', `unknown model '${name}'`)
+      try {
+        await repository.unload(name)
+      } catch (err) {
+        throw bad((err as Error).message)
+      }
+      return {}
+    })
+  }
+}
+
+/** Checks every input against the model and turns it into a tensor; binary data is consumed in order. */
+export function decodeInputs (body: InferRequest, loaded: LoadedModel, binary: Buffer | undefined, allowNonFinite: boolean): Record<string, Tensor> {
+  const byName = new Map(loaded.inputs.map(i => [i.name, i]))
+  const known = loaded.inputs.map(i => i.name)
+  const symbols = new Map<string, { size: number, input: string }>()
+  const feeds: Record<string, Tensor> = {}
+  let at = 0
+  for (const input of body.inputs as RequestInput[]) {
+    if (feeds[input.name]) throw bad(`input '${input.name}' is given twice`)
+    if (!isDatatype(input.datatype)) throw bad(`input '${input.name}': unknown datatype '${input.datatype}'`)
+    const datatype = checkInput(input, byName.get(input.name), known, symbols)
+    if (elementCount(input.shape) > MAX_ELEMENTS) throw bad(`input '${input.name}': shape [${input.shape.join(', ')}] has too many elements`)
+    const size = input.parameters?.binary_data_size
+    if (size !== undefined) {
+      if (input.data !== undefined) throw bad(`input '${input.name}' has both data and binary_data_size`)
+      if (!binary) throw bad(`input '${input.name}' has binary_data_size but the request has no binary data (send ${HEADER_LENGTH})`)
+      if (!Number.isInteger(size) || (size as number) < 0) throw bad(`input '${input.name}': binary_data_size must be an integer >= 0`)
+      if (at + (size as number) > binary.length) throw bad(`input '${input.name}': binary_data_size ${size} goes past the end of the binary data (${binary.length - at} bytes left)`)
+      feeds[input.name] = fromBinary(input, datatype, binary.subarray(at, at + (size as number)), { allowNonFinite })
+      at += size as number
+    } else {
+      if (input.data === undefined) throw bad(`input '${input.name}' has no data`)
+      feeds[input.name] = fromJson(input, datatype, { allowNonFinite })
+    }
+  }
+  if (binary && at !== binary.length) throw bad(`the request has ${binary.length - at} bytes of binary data that no input claims`)
+  const missing = known.filter(n => !feeds[n])
+  if (missing.length > 0) throw bad(`missing input${missing.length > 1 ? 's' : ''} ${missing.map(n => `'${n}'`).join(', ')}`)
+  return feeds
+}
+
+interface WantedOutput { name: string, binary: boolean }
+
+/** The outputs to compute and how to send each (all, in the model's order, when none are named). */
+export function chooseOutputs (body: InferRequest, loaded: LoadedModel): WantedOutput[] {
+  const allBinary = body.parameters?.binary_data_output === true
+  const byName = new Map(loaded.outputs.map(o => [o.name, o]))
+  const asked = body.outputs ?? loaded.outputs.map(o => ({ name: o.name, parameters: undefined }))
+  const seen = new Set<string>()
+  return asked.map(o => {
+    const info = byName.get(o.name)
+    if (!info) throw bad(`unknown output '${o.name}'; the model's outputs are ${[...byName.keys()].map(n => `'${n}'`).join(', ')}`)
+    if (seen.has(o.name)) throw bad(`output '${o.name}' is requested twice`)
+    seen.add(o.name)
+    const flag = o.parameters?.binary_data
+    if (flag !== undefined && typeof flag !== 'boolean') throw bad(`output '${o.name}': binary_data must be true or false`)
+    const binary = flag ?? allBinary
+    if (!binary && info.type === 'float16') throw bad(`output '${o.name}' is FP16, which JSON cannot carry: request it with "parameters": {"binary_data": true}`)
+    if (!datatypeOf(info.type)) throw bad(`output '${o.name}' has type ${info.type}, which this server cannot return`)
+    return { name: o.name, binary }
+  })
+}
+
+/** Sends the response: JSON text (64-bit integers exact), or JSON then binary outputs. */
+function sendInferResponse (reply: FastifyReply, head: Record<string, string>, wanted: WantedOutput[], results: Record<string, Tensor>) {
+  const parts: Buffer[] = []
+  const outputs = wanted.map(({ name, binary }) => {
+    const t = results[name]
+    if (!t) throw new Error(`the model returned no output '${name}'`)
+    const meta = { name, datatype: datatypeOf(t.type) ?? t.type, shape: t.dims }
+    if (!binary) return { ...meta, data: dataJson(t) }
+    const bytes = dataBinary(t)
+    parts.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+    return { ...meta, parameters: { binary_data_size: bytes.byteLength } }
+  })
+  // Data is spliced in as prepared JSON text (JSON.stringify cannot write BigInt).
+  const text = `{${Object.entries(head).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).concat(
+    `"outputs":[${outputs.map(o => {
+      const { data, ...rest } = o as { data?: string }
+      const json = JSON.stringify(rest)
+      return data === undefined ? json : `${json.slice(0, -1)},"data":${data}}`
+    }).join(',')}]`).join(',')}}`
+  if (parts.length === 0) return reply.type('application/json').send(text)
+  const header = Buffer.from(text, 'utf8')
+  return reply.type('application/octet-stream').header(HEADER_LENGTH, String(header.length)).send(Buffer.concat([header, ...parts]))
+}
