@@ -1,0 +1,374 @@
+// Open Inference Protocol conformance, written from the REST spec
+// (kserve/open-inference-protocol specification/protocol/inference_rest.md)
+// and the binary tensor data extension, against models the tests generate.
+import t from 'tap'
+import { buildApp } from '../../app.ts'
+import {
+  addModel, binaryBody, bytesOf, embeddingModel, fixedModel, identityModel, oipApp, scalerModel, splitBinary,
+  tempModels, twoWayModel,
+} from '../fixtures/oip.ts'
+
+const infer = (app: Awaited<ReturnType<typeof oipApp>>['app'], url: string, payload: unknown) =>
+  app.inject({ method: 'POST', url, payload: payload as object })
+
+t.test('health: live at once, ready only after loading; model ready 503 while loading', async t => {
+  const dir = tempModels(t, { 'scaler.onnx': scalerModel(), 'mlp.onnx': addModel() })
+  const app = await buildApp({ modelsDir: dir, threads: 1 })
+  t.teardown(() => app.close())
+  await app.ready()
+  const live = await app.inject({ url: '/v2/health/live' })
+  t.equal(live.statusCode, 200)
+  t.same(live.json(), { live: true })
+  const notReady = await app.inject({ url: '/v2/health/ready' })
+  t.equal(notReady.statusCode, 503)
+  t.equal(notReady.json().code, 'NOT_READY')
+  t.equal(notReady.headers['retry-after'], '1')
+  const modelNotReady = await app.inject({ url: '/v2/models/mlp/ready' })
+  t.equal(modelNotReady.statusCode, 503)
+  t.match(modelNotReady.json(), { name: 'mlp', ready: false, code: 'MODEL_NOT_READY' })
+  const inferWhileLoading = await infer(app as never, '/v2/models/mlp/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
+  t.equal(inferWhileLoading.statusCode, 503)
+  t.equal(inferWhileLoading.headers['retry-after'], '1')
+  await app.loadResources()
+  const ready = await app.inject({ url: '/v2/health/ready' })
+  t.equal(ready.statusCode, 200)
+  t.same(ready.json(), { live: true, ready: true })
+  t.same((await app.inject({ url: '/v2/models/mlp/ready' })).json(), { name: 'mlp', ready: true })
+  app.drain()
+  const draining = await app.inject({ url: '/v2/health/ready' })
+  t.equal(draining.statusCode, 503)
+  t.equal(draining.json().code, 'SHUTTING_DOWN')
+  t.equal((await app.inject({ url: '/v2/health/live' })).statusCode, 200)
+  const inferDraining = await infer(app as never, '/v2/models/mlp/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
+  t.equal(inferDraining.statusCode, 503)
+  t.equal(inferDraining.json().code, 'SHUTTING_DOWN')
+})
+
+t.test('server metadata: name, version, extensions', async t => {
+  const { app } = await oipApp(t, {})
+  const res = await app.inject({ url: '/v2' })
+  t.equal(res.statusCode, 200)
+  const body = res.json()
+  t.type(body.name, 'string')
+  t.type(body.version, 'string')
+  t.same(body.extensions, ['binary_tensor_data'], 'the repository extension is off by default')
+  const { app: withRepo } = await oipApp(t, {}, { repositoryApi: true })
+  t.same((await withRepo.inject({ url: '/v2' })).json().extensions, ['binary_tensor_data', 'model_repository'])
+})
+
+t.test('model metadata: name, platform, inputs and outputs from the session, -1 for dynamic dims, versions', async t => {
+  const { app } = await oipApp(t, {
+    'mlp.onnx': addModel(),
+    'fixed/model.onnx': fixedModel(),
+    'clf/1/model.onnx': addModel(),
+    'clf/2/model.onnx': addModel([0, 0, 0, 0]),
+    'clf/config.json': JSON.stringify({ versionPolicy: 'all', labels: ['a', 'b'], maxBatchSize: 8 }),
+  })
+  const mlp = await app.inject({ url: '/v2/models/mlp' })
+  t.equal(mlp.statusCode, 200)
+  t.same(mlp.json(), {
+    name: 'mlp',
+    platform: 'onnx_onnxv1',
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 4] }],
+    outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, 4] }],
+  }, 'an unversioned model has no versions field')
+  t.same((await app.inject({ url: '/v2/models/fixed' })).json().inputs, [{ name: 'x', datatype: 'FP32', shape: [2, 3] }])
+  const clf = (await app.inject({ url: '/v2/models/clf' })).json()
+  t.same(clf.versions, ['1', '2'])
+  t.same(clf.parameters, { labels: ['a', 'b'], max_batch_size: 8 }, 'config.json labels and max batch size')
+  t.equal((await app.inject({ url: '/v2/models/clf/versions/1' })).statusCode, 200)
+  const noVersion = await app.inject({ url: '/v2/models/clf/versions/7' })
+  t.equal(noVersion.statusCode, 404)
+  t.equal(noVersion.json().code, 'MODEL_NOT_FOUND')
+  t.match(noVersion.json().error, /no version '7'/)
+  t.equal((await app.inject({ url: '/v2/models/mlp/versions/1' })).statusCode, 404, 'an unversioned model has no versions')
+  const unknown = await app.inject({ url: '/v2/models/nope' })
+  t.equal(unknown.statusCode, 404)
+  t.same(unknown.json(), { error: "unknown model 'nope'", code: 'MODEL_NOT_FOUND', statusCode: 404 })
+  t.equal((await app.inject({ url: '/v2/models/nope/ready' })).statusCode, 404)
+  t.equal((await app.inject({ url: '/v2/models/clf/versions/2/ready' })).statusCode, 200)
+})
+
+t.test('a model a resource uses appears too, sharing its sessions', async t => {
+  const { app } = await oipApp(t, {})
+  const meta = await app.inject({ url: '/v2/models/scaler' })
+  t.equal(meta.statusCode, 200)
+  t.equal(app.models.pool.size, 1)
+  const scaler = app.models.get('scaler')!
+  const oip = await infer(app, '/v2/models/scaler/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }] })
+  t.equal(oip.statusCode, 200)
+  const rest = await infer(app, '/scale', { rows: [[5.1, 3.5, 1.4, 0.2]] })
+  t.same(oip.json().outputs[0].data, rest.json().rows[0], 'OIP and the resource answer alike')
+  t.equal(scaler.loaded.key, 'scaler', 'the repository adopted the resource\'s sessions rather than loading a second copy')
+})
+
+t.test('infer: flat and nested data give the same answer; id echoed; model_version when versioned', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel(), 'v/3/model.onnx': addModel() })
+  const flat = await infer(app, '/v2/models/mlp/infer', { id: 'req-1', inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6, 7, 8] }] })
+  const nested = await infer(app, '/v2/models/mlp/infer', { inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', data: [[1, 2, 3, 4], [5, 6, 7, 8]] }] })
+  t.equal(flat.statusCode, 200)
+  t.equal(nested.statusCode, 200)
+  t.same(flat.json(), {
+    model_name: 'mlp',
+    id: 'req-1',
+    outputs: [{ name: 'y', datatype: 'FP32', shape: [2, 4], data: [2, 4, 6, 8, 6, 8, 10, 12] }],
+  })
+  t.same(nested.json().outputs, flat.json().outputs)
+  t.notOk('id' in nested.json(), 'no id when none was given')
+  t.notOk('model_version' in flat.json(), 'no model_version for an unversioned model')
+  const versioned = await infer(app, '/v2/models/v/versions/3/infer', { id: 'x', inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [0, 0, 0, 0] }] })
+  t.equal(versioned.statusCode, 200)
+  t.equal(versioned.json().model_version, '3')
+  t.equal((await infer(app, '/v2/models/v/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [0, 0, 0, 0] }] })).json().model_version, '3')
+})
+
+t.test('infer: outputs filter returns only (and in the order of) the outputs asked for', async t => {
+  const { app } = await oipApp(t, { 'twoway.onnx': twoWayModel() })
+  const inputs = [
+    { name: 'a', shape: [1, 2], datatype: 'FP32', data: [2, 3] },
+    { name: 'b', shape: [1, 2], datatype: 'FP32', data: [4, 5] },
+  ]
+  const all = (await infer(app, '/v2/models/twoway/infer', { inputs })).json()
+  t.same(all.outputs.map((o: { name: string }) => o.name), ['sum', 'product'])
+  const one = (await infer(app, '/v2/models/twoway/infer', { inputs, outputs: [{ name: 'product' }] })).json()
+  t.same(one.outputs, [{ name: 'product', datatype: 'FP32', shape: [1, 2], data: [8, 15] }])
+  const order = (await infer(app, '/v2/models/twoway/infer', { inputs, outputs: [{ name: 'product' }, { name: 'sum' }] })).json()
+  t.same(order.outputs.map((o: { name: string }) => o.name), ['product', 'sum'])
+  const unknown = await infer(app, '/v2/models/twoway/infer', { inputs, outputs: [{ name: 'nope' }] })
+  t.equal(unknown.statusCode, 400)
+  t.match(unknown.json().error, /unknown output 'nope'/)
+})
+
+const SAMPLES: Record<string, { type: Parameters<typeof identityModel>[0], data: unknown[] }> = {
+  BOOL: { type: 'bool', data: [true, false, true, true] },
+  UINT8: { type: 'uint8', data: [0, 1, 128, 255] },
+  UINT16: { type: 'uint16', data: [0, 1, 300, 65535] },
+  UINT32: { type: 'uint32', data: [0, 1, 70000, 4294967295] },
+  UINT64: { type: 'uint64', data: [0, 1, 2 ** 40, Number.MAX_SAFE_INTEGER] },
+  INT8: { type: 'int8', data: [-128, -1, 0, 127] },
+  INT16: { type: 'int16', data: [-32768, -1, 0, 32767] },
+  INT32: { type: 'int32', data: [-2147483648, -1, 0, 2147483647] },
+  INT64: { type: 'int64', data: [Number.MIN_SAFE_INTEGER, -1, 0, Number.MAX_SAFE_INTEGER] },
+  FP32: { type: 'float32', data: [-1.5, 0, 0.25, 3.4028234663852886e38] },
+  FP64: { type: 'float64', data: [-1.5, 0, 0.1, 1e300] },
+  BYTES: { type: 'string', data: ['a', '', 'héllo', 'x y'] },
+}
+
+t.test('every datatype round-trips through JSON', async t => {
+  const files: Record<string, Uint8Array> = {}
+  for (const [dt, s] of Object.entries(SAMPLES)) files[`id_${dt.toLowerCase()}.onnx`] = identityModel(s.type)
+  files['id_fp16.onnx'] = identityModel('float16')
+  const { app } = await oipApp(t, files)
+  for (const [dt, s] of Object.entries(SAMPLES)) {
+    const res = await infer(app, `/v2/models/id_${dt.toLowerCase()}/infer`, { inputs: [{ name: 'x', shape: [2, 2], datatype: dt, data: s.data }] })
+    t.equal(res.statusCode, 200, `${dt}: ${res.body}`)
+    t.same(res.json().outputs, [{ name: 'y', datatype: dt, shape: [2, 2], data: s.data }], dt)
+    const meta = (await app.inject({ url: `/v2/models/id_${dt.toLowerCase()}` })).json()
+    t.equal(meta.inputs[0].datatype, dt, `${dt} in metadata`)
+  }
+  // 64-bit integers beyond 2^53 are written exactly in JSON output (here via binary input).
+  const big = BigInt64Array.from([2n ** 62n + 1n, -(2n ** 63n)])
+  const res = await app.inject({ method: 'POST', url: '/v2/models/id_int64/infer', ...binaryBody({ inputs: [{ name: 'x', shape: [1, 2], datatype: 'INT64', parameters: { binary_data_size: 16 } }] }, bytesOf(big)) })
+  t.equal(res.statusCode, 200)
+  t.match(res.body, '"data":[4611686018427387905,-9223372036854775808]')
+  // FP16 is binary only.
+  const fp16json = await infer(app, '/v2/models/id_fp16/infer', { inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP16', data: [1] }] })
+  t.equal(fp16json.statusCode, 400)
+  t.match(fp16json.json().error, /FP16 data must be sent as binary/)
+})
+
+t.test('every datatype round-trips through binary data, FP16 included', async t => {
+  const encode: Record<string, (d: unknown[]) => Uint8Array> = {
+    BOOL: d => Uint8Array.from(d as boolean[], v => (v ? 1 : 0)),
+    UINT8: d => bytesOf(Uint8Array.from(d as number[])),
+    UINT16: d => bytesOf(Uint16Array.from(d as number[])),
+    UINT32: d => bytesOf(Uint32Array.from(d as number[])),
+    UINT64: d => bytesOf(BigUint64Array.from(d as number[], BigInt)),
+    INT8: d => bytesOf(Int8Array.from(d as number[])),
+    INT16: d => bytesOf(Int16Array.from(d as number[])),
+    INT32: d => bytesOf(Int32Array.from(d as number[])),
+    INT64: d => bytesOf(BigInt64Array.from(d as number[], BigInt)),
+    FP32: d => bytesOf(Float32Array.from(d as number[])),
+    FP64: d => bytesOf(Float64Array.from(d as number[])),
+    BYTES: d => Buffer.concat((d as string[]).map(s => { const b = Buffer.from(s); const n = Buffer.alloc(4); n.writeUInt32LE(b.length); return Buffer.concat([n, b]) })),
+    // 1.0, -2.0, 0.5, 65504 (max half)
+    FP16: () => bytesOf(Uint16Array.from([0x3c00, 0xc000, 0x3800, 0x7bff])),
+  }
+  const files: Record<string, Uint8Array> = {}
+  for (const [dt, s] of Object.entries(SAMPLES)) files[`id_${dt.toLowerCase()}.onnx`] = identityModel(s.type)
+  files['id_fp16.onnx'] = identityModel('float16')
+  const { app } = await oipApp(t, files)
+  for (const dt of Object.keys(encode)) {
+    const bytes = encode[dt](SAMPLES[dt]?.data ?? [])
+    const res = await app.inject({
+      method: 'POST',
+      url: `/v2/models/id_${dt.toLowerCase()}/infer`,
+      ...binaryBody({ id: dt, inputs: [{ name: 'x', shape: [2, 2], datatype: dt, parameters: { binary_data_size: bytes.byteLength } }], outputs: [{ name: 'y', parameters: { binary_data: true } }] }, bytes),
+    })
+    t.equal(res.statusCode, 200, `${dt}: ${res.statusCode === 200 ? '' : res.body}`)
+    t.equal(res.headers['content-type'], 'application/octet-stream')
+    const { json, binary } = splitBinary(res)
+    t.same(json, { model_name: `id_${dt.toLowerCase()}`, id: dt, outputs: [{ name: 'y', datatype: dt, shape: [2, 2], parameters: { binary_data_size: bytes.byteLength } }] }, dt)
+    t.same([...binary], [...bytes], `${dt} bytes round-trip`)
+  }
+})
+
+t.test('binary extension: binary_data_output for all outputs, a per-output override, mixed JSON and binary inputs', async t => {
+  const { app } = await oipApp(t, { 'twoway.onnx': twoWayModel() })
+  const b = bytesOf(new Float32Array([4, 5]))
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v2/models/twoway/infer',
+    ...binaryBody({
+      parameters: { binary_data_output: true },
+      inputs: [
+        { name: 'a', shape: [1, 2], datatype: 'FP32', data: [2, 3] },
+        { name: 'b', shape: [1, 2], datatype: 'FP32', parameters: { binary_data_size: 8 } },
+      ],
+      outputs: [{ name: 'sum' }, { name: 'product', parameters: { binary_data: false } }],
+    }, b),
+  })
+  t.equal(res.statusCode, 200, res.body)
+  const { json, binary } = splitBinary(res)
+  t.same(json.outputs, [
+    { name: 'sum', datatype: 'FP32', shape: [1, 2], parameters: { binary_data_size: 8 } },
+    { name: 'product', datatype: 'FP32', shape: [1, 2], data: [8, 15] },
+  ])
+  t.same([...new Float32Array(binary.buffer.slice(binary.byteOffset, binary.byteOffset + 8))], [6, 8])
+  // JSON content type with the header works too (some clients send it).
+  const json2 = binaryBody({ inputs: [{ name: 'a', shape: [1, 2], datatype: 'FP32', data: [1, 1] }, { name: 'b', shape: [1, 2], datatype: 'FP32', parameters: { binary_data_size: 8 } }] }, b)
+  const res2 = await app.inject({ method: 'POST', url: '/v2/models/twoway/infer', headers: { ...json2.headers, 'content-type': 'application/json' }, payload: json2.payload })
+  t.equal(res2.statusCode, 200, res2.body)
+  t.same(res2.json().outputs[0].data, [5, 6])
+})
+
+t.test('binary extension errors', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel(), 'id_bytes.onnx': identityModel('string') })
+  const header = (size: number) => ({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: size } }] })
+  const data = bytesOf(new Float32Array([1, 2, 3, 4]))
+  const cases: Array<[string, { headers: Record<string, string>, payload: Buffer }, RegExp]> = [
+    ['size too small for the shape', binaryBody(header(12), data.subarray(0, 12)), /needs 16 bytes of binary data, got 12/],
+    ['size past the end', binaryBody(header(32), data), /goes past the end/],
+    ['bytes nobody claims', binaryBody(header(16), data, data), /16 bytes of binary data that no input claims/],
+    ['binary_data_size with data', binaryBody({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4], parameters: { binary_data_size: 16 } }] }, data), /both data and binary_data_size/],
+    ['non-finite binary float', binaryBody(header(16), bytesOf(new Float32Array([1, NaN, 3, 4]))), /element 1 is not a finite FP32/],
+    ['BYTES length past the end', binaryBody({ inputs: [{ name: 'x', shape: [1, 1], datatype: 'BYTES', parameters: { binary_data_size: 6 } }] }, Uint8Array.from([9, 0, 0, 0, 65, 66])), /claims 9 bytes/],
+  ]
+  for (const [what, body, message] of cases) {
+    const url = what.startsWith('BYTES') ? '/v2/models/id_bytes/infer' : '/v2/models/mlp/infer'
+    const res = await app.inject({ method: 'POST', url, ...body })
+    t.equal(res.statusCode, 400, what)
+    t.match(res.json(), { code: 'BAD_REQUEST', statusCode: 400, error: message }, what)
+  }
+  const noHeader = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from('{}') })
+  t.equal(noHeader.statusCode, 400)
+  t.match(noHeader.json().error, /needs the inference-header-content-length header/)
+  const badHeader = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': '999' }, payload: Buffer.from('{}') })
+  t.equal(badHeader.statusCode, 400)
+  const noBinary = await infer(app, '/v2/models/mlp/infer', header(16))
+  t.equal(noBinary.statusCode, 400)
+  t.match(noBinary.json().error, /no binary data/)
+  // Resource routes stay JSON-only: the octet-stream parser lives in the OIP scope.
+  const scale = await app.inject({ method: 'POST', url: '/scale', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from('{}') })
+  t.equal(scale.statusCode, 415)
+})
+
+t.test('tensor validation: every error is a 400 with the project error body, before ONNX Runtime', async t => {
+  const { app } = await oipApp(t, {
+    'mlp.onnx': addModel(),
+    'fixed.onnx': fixedModel(),
+    'twoway.onnx': twoWayModel(),
+    'id_u8.onnx': identityModel('uint8'),
+    'id_i64.onnx': identityModel('int64'),
+    'id_bool.onnx': identityModel('bool'),
+    'capped.onnx': addModel(),
+    'capped.json': JSON.stringify({ maxBatchSize: 2 }),
+  })
+  const x = (over: Record<string, unknown> = {}) => ({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4], ...over }] })
+  const cases: Array<[string, string, unknown, RegExp]> = [
+    ['unknown input', 'mlp', { inputs: [{ name: 'z', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }, /unknown input 'z'; the model's inputs are 'x'/],
+    ['missing input', 'twoway', { inputs: [{ name: 'a', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] }, /missing input 'b'/],
+    ['duplicate input', 'mlp', { inputs: [x().inputs[0], x().inputs[0]] }, /given twice/],
+    ['wrong datatype', 'mlp', x({ datatype: 'FP64' }), /expected datatype FP32, got FP64/],
+    ['unknown datatype', 'mlp', x({ datatype: 'FLOAT' }), /unknown datatype 'FLOAT'/],
+    ['element count vs shape', 'mlp', x({ shape: [2, 4] }), /needs 8 elements, got 4/],
+    ['rank mismatch', 'mlp', x({ shape: [4] }), /rank 2.*rank 1/],
+    ['fixed dimension mismatch', 'fixed', { inputs: [{ name: 'x', shape: [3, 2], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6] }] }, /dimension 0 must be 2, got 3/],
+    ['inputs disagree on a shared dimension', 'twoway', { inputs: [{ name: 'a', shape: [1, 2], datatype: 'FP32', data: [1, 2] }, { name: 'b', shape: [2, 2], datatype: 'FP32', data: [1, 2, 3, 4] }] }, /'batch'\) is 2, but input 'a' gives 'batch' = 1/],
+    ['non-finite number (1e999 parses to Infinity)', 'mlp', '{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,1e999]}]}', /element 3 is not a finite FP32/],
+    ['FP32 overflow', 'mlp', x({ data: [1, 2, 3, 1e39] }), /element 3 is not a finite FP32/],
+    ['string where a number goes', 'mlp', x({ data: [1, 2, 3, '4'] }), /element 3 must be a number/],
+    ['integer overflow UINT8', 'id_u8', { inputs: [{ name: 'x', shape: [1, 2], datatype: 'UINT8', data: [1, 256] }] }, /element 1 \(256\) is out of range for UINT8: 0 to 255/],
+    ['negative UINT8', 'id_u8', { inputs: [{ name: 'x', shape: [1, 1], datatype: 'UINT8', data: [-1] }] }, /out of range for UINT8/],
+    ['fraction in an integer', 'id_u8', { inputs: [{ name: 'x', shape: [1, 1], datatype: 'UINT8', data: [1.5] }] }, /must be an integer for UINT8/],
+    ['INT64 beyond 2^53 in JSON', 'id_i64', { inputs: [{ name: 'x', shape: [1, 1], datatype: 'INT64', data: [2 ** 60] }] }, /out of range for INT64.*binary data/],
+    ['number where a BOOL goes', 'id_bool', { inputs: [{ name: 'x', shape: [1, 1], datatype: 'BOOL', data: [1] }] }, /must be true or false/],
+    ['batch over the model maximum', 'capped', { inputs: [{ name: 'x', shape: [3, 4], datatype: 'FP32', data: new Array(12).fill(0) }] }, /batch size 3 is over the model's maximum of 2/],
+    ['no data', 'mlp', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32' }] }, /has no data/],
+    ['unknown field (strict schema)', 'mlp', { ...x(), extra: 1 }, /unknown field 'extra'/],
+    ['negative dimension', 'mlp', x({ shape: [-1, 4] }), /must be >= 0/],
+    ['id must be a string', 'mlp', { ...x(), id: 7 }, /id must be string/],
+  ]
+  for (const [what, model, payload, message] of cases) {
+    const res = await app.inject({ method: 'POST', url: `/v2/models/${model}/infer`, headers: { 'content-type': 'application/json' }, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) })
+    t.equal(res.statusCode, 400, `${what}: ${res.body}`)
+    const body = res.json()
+    t.same(Object.keys(body).sort(), ['code', 'error', 'statusCode'], what)
+    t.match(body.error, message, what)
+  }
+  const unknownModel = await infer(app, '/v2/models/nope/infer', x())
+  t.equal(unknownModel.statusCode, 404)
+  t.equal(unknownModel.json().code, 'MODEL_NOT_FOUND')
+  const unknownVersion = await infer(app, '/v2/models/mlp/versions/2/infer', x())
+  t.equal(unknownVersion.statusCode, 404)
+  const ok = await infer(app, '/v2/models/capped/infer', { inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', data: new Array(8).fill(0) }] })
+  t.equal(ok.statusCode, 200, 'a batch at the maximum is fine')
+})
+
+t.test('out-of-range embedding indices: 500 without details, and the server keeps serving', async t => {
+  const { app } = await oipApp(t, { 'embedding.onnx': embeddingModel() })
+  const good = await infer(app, '/v2/models/embedding/infer', { inputs: [{ name: 'ids', shape: [1, 2], datatype: 'INT64', data: [1, 9] }] })
+  t.equal(good.statusCode, 200)
+  t.same(good.json().outputs[0].data, [2, 3, 18, 19])
+  for (const ids of [[1, 10], [-11, 0], [1e9, 0]]) {
+    const res = await infer(app, '/v2/models/embedding/infer', { inputs: [{ name: 'ids', shape: [1, 2], datatype: 'INT64', data: ids }] })
+    t.equal(res.statusCode, 500, `ids ${ids}`)
+    t.same(res.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 }, 'no ONNX Runtime details')
+  }
+  const after = await infer(app, '/v2/models/embedding/infer', { inputs: [{ name: 'ids', shape: [1, 1], datatype: 'INT64', data: [0] }] })
+  t.equal(after.statusCode, 200, 'still serving')
+})
+
+t.test('a failed model is reported not-ready with its reason and does not take the others down', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel(), 'broken.onnx': 'not a model', 'badcfg.onnx': addModel(), 'badcfg.json': '{"maxBatchSize": -1}' })
+  t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200)
+  const ready = await app.inject({ url: '/v2/models/broken/ready' })
+  t.equal(ready.statusCode, 503)
+  t.match(ready.json(), { name: 'broken', ready: false, code: 'MODEL_NOT_READY', error: /cannot load model 'broken' from broken\.onnx/ })
+  t.notMatch(ready.json().error, /\/tmp\//, 'no absolute paths in the reason')
+  const cfg = await app.inject({ url: '/v2/models/badcfg' })
+  t.equal(cfg.statusCode, 503)
+  t.match(cfg.json().error, /maxBatchSize must be an integer >= 0/)
+  const res = await infer(app, '/v2/models/broken/infer', { inputs: [] })
+  t.equal(res.statusCode, 503)
+  t.equal(res.headers['retry-after'], '1')
+  t.equal((await infer(app, '/v2/models/mlp/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })).statusCode, 200)
+})
+
+t.test('stopOnModelFailure: a failed model fails the start-up', async t => {
+  const { app } = await oipApp(t, { 'broken.onnx': 'not a model' }, { stopOnModelFailure: true, load: false })
+  await t.rejects(app.loadResources(), /models failed to load.*\n.*model 'broken'/)
+  t.equal(app.lifecycle.state, 'failed')
+})
+
+t.test('the OIP routes are in /openapi.json', async t => {
+  const { app } = await oipApp(t, {}, { repositoryApi: true })
+  const doc = (await app.inject({ url: '/openapi.json' })).json()
+  for (const path of ['/v2', '/v2/health/live', '/v2/health/ready', '/v2/models/{name}', '/v2/models/{name}/versions/{version}',
+    '/v2/models/{name}/ready', '/v2/models/{name}/infer', '/v2/models/{name}/versions/{version}/infer',
+    '/v2/repository/index', '/v2/repository/models/{name}/load', '/v2/repository/models/{name}/unload']) {
+    t.ok(doc.paths[path], path)
+  }
+  t.ok(doc.paths['/v2/models/{name}/infer'].post.requestBody.content['application/json'].schema.properties.inputs)
+  t.ok(doc.paths['/scale'], 'resource routes still there')
+})
