@@ -1,0 +1,80 @@
+import t, { type Test } from 'tap'
+import { tokenize, type Token } from '../../nlp/tokenize.ts'
+
+const texts = (s: string): string[] => tokenize(s).map(x => x.text)
+
+// Every token must be the exact slice of the input at its offsets.
+function checkOffsets (t: Test, s: string, tokens: Token[]): void {
+  for (const tok of tokens) t.equal(s.slice(tok.start, tok.end), tok.text, `offsets of ${JSON.stringify(tok.text)}`)
+}
+
+t.test('punctuation and whitespace runs', async t => {
+  t.same(texts('Hello,   world!\t\n How are you?'), ['Hello', ',', 'world', '!', 'How', 'are', 'you', '?'])
+  t.same(texts('Wait...!!! --ok'), ['Wait', '...', '!!!', '--', 'ok'])
+  t.same(texts(''), [])
+  t.same(texts(' \t\n\u00a0\u2003 '), [])
+  t.same(tokenize('  a  b '), [{ text: 'a', start: 2, end: 3 }, { text: 'b', start: 5, end: 6 }])
+})
+
+t.test('contractions split as in UD EWT', async t => {
+  t.same(texts("I don't know, can't you? It's Bush's."),
+    ['I', 'do', "n't", 'know', ',', 'ca', "n't", 'you', '?', 'It', "'s", 'Bush', "'s", '.'])
+  t.same(texts("won't I'm we're they've you'll he'd"), ['wo', "n't", 'I', "'m", 'we', "'re", 'they', "'ve", 'you', "'ll", 'he', "'d"])
+  t.same(texts('I\u2019m fine'), ['I', '\u2019m', 'fine'], 'curly apostrophe')
+  t.same(texts('gonna wanna Cannot'), ['gon', 'na', 'wan', 'na', 'Can', 'not'])
+  t.same(texts("O'Neill rock'n'roll n't"), ["O'Neill", "rock'n'roll", "n't"], 'other apostrophes stay inside the word')
+  const s = "Don't"
+  checkOffsets(t, s, tokenize(s))
+})
+
+t.test('URLs and e-mail addresses', async t => {
+  t.same(texts('see https://example.com/a_(b)?x=1&y=2. ok'), ['see', 'https://example.com/a_(b)?x=1&y=2', '.', 'ok'])
+  t.same(texts('(www.example.org)'), ['(', 'www.example.org', ')'], 'unbalanced closing parenthesis is not part of the URL')
+  t.same(texts('mail bob.smith+tag@mail.example.co.uk!'), ['mail', 'bob.smith+tag@mail.example.co.uk', '!'])
+  t.same(texts('@user #tag #1'), ['@user', '#tag', '#', '1'])
+})
+
+t.test('numbers, hyphens and abbreviations', async t => {
+  t.same(texts('3.14 1,000 10:30 12/25/2008 $5 10% -3'), ['3.14', '1,000', '10:30', '12/25/2008', '$', '5', '10', '%', '-', '3'])
+  t.same(texts('non-stop well-known'), ['non', '-', 'stop', 'well', '-', 'known'])
+  t.same(texts('the U.S. e.g. 10am'), ['the', 'U.S.', 'e.g.', '10am'])
+})
+
+t.test('emoji stay whole, astral offsets are UTF-16 units', async t => {
+  const s = 'family 👨‍👩‍👧‍👦 thumbs 👍🏽 flag 🇫🇷 key 1️⃣ ok😀!'
+  const toks = tokenize(s)
+  t.same(toks.map(x => x.text), ['family', '👨‍👩‍👧‍👦', 'thumbs', '👍🏽', 'flag', '🇫🇷', 'key', '1️⃣', 'ok', '😀', '!'])
+  checkOffsets(t, s, toks)
+  t.same(tokenize('😀a'), [{ text: '😀', start: 0, end: 2 }, { text: 'a', start: 2, end: 3 }])
+  t.same(texts('𝐀𝐁𝐂 𠀋'), ['𝐀𝐁𝐂', '𠀋'], 'astral letters')
+  for (const tok of toks) {
+    const first = tok.text.charCodeAt(0)
+    t.notOk(first >= 0xdc00 && first <= 0xdfff, 'no token starts with a low surrogate')
+  }
+})
+
+t.test('combining marks and right-to-left scripts', async t => {
+  t.same(texts('cafe\u0301 nai\u0308ve'), ['cafe\u0301', 'nai\u0308ve'], 'combining marks stay on their base letter')
+  t.same(texts('\u0301x'), ['\u0301x'], 'a leading combining mark is kept')
+  t.same(texts('مرحبا بالعالم، שלום עולם.'), ['مرحبا', 'بالعالم', '،', 'שלום', 'עולם', '.'])
+  t.same(texts('\u200fשלום\u200e abc'), ['שלום', 'abc'], 'bidi marks are separators')
+  t.same(texts('می\u200cخواهم'), ['می\u200cخواهم'], 'ZWNJ inside a Persian word')
+  t.same(texts('हिन्दी'), ['हिन्दी'], 'Devanagari with virama')
+})
+
+t.test('NUL, control characters and lone surrogates do not crash', async t => {
+  const s = 'a\u0000b \ud800 x\udc00y\u0007z \ud83d'
+  const toks = tokenize(s)
+  t.same(toks.map(x => x.text), ['a', 'b', '\ud800', 'x', '\udc00', 'y', 'z', '\ud83d'])
+  checkOffsets(t, s, toks)
+  t.same(texts('\u0000\u0000'), [])
+  t.same(texts('\u2603\u0301 \u00a9'), ['\u2603\u0301', '\u00a9'], 'symbol with a mark, symbols')
+  t.same(texts('\u0e01'), ['\u0e01'], 'Thai letter')
+  t.same(texts('\u3000\u4e2d\u6587'), ['\u4e2d\u6587'], 'ideographs, ideographic space')
+  t.same(texts('\u{E0001}'), ['\u{E0001}'], 'an unassigned-looking astral format character is one token')
+})
+
+t.test('offsets hold for a mixed text', async t => {
+  const s = "Hi 👋🏾! Email me: ann@x.io or visit http://x.io/a?b=c — it's 100% free :) \u05e9\u05dc\u05d5\u05dd"
+  checkOffsets(t, s, tokenize(s))
+})
