@@ -1,0 +1,64 @@
+// The benchmark's synthetic models, written with the project's ONNX writer and
+// seeded weights (byte-for-byte the same on every run):
+//   tiny   float32 x [N, 4] -> y = x + b                     (pure serving overhead)
+//   mlp    float32 x [N, 256] -> 1024 -> 1024 -> 16, ReLU    (compute-bound)
+//   tagger int64 ids [N, 32] -> Gather 20000x128 -> MatMul 128x64 + ReLU -> MatMul 64x17 (per-token logits)
+import { buildModel, randomWeights } from '../framework/onnx-builder.ts'
+
+export interface BenchModel {
+  name: string
+  bytes: Uint8Array
+  input: string
+  output: string
+  type: 'float32' | 'int64'
+  /** Elements of one example. */
+  width: number
+  /** One example, as a JSON-able row. */
+  example: number[]
+}
+
+function dense (name: string, input: string, inSize: number, outSize: number, seed: number, relu: boolean) {
+  const w = { name: `${name}_w`, type: 'float32' as const, dims: [inSize, outSize], data: randomWeights(inSize * outSize, seed, 1 / Math.sqrt(inSize)) }
+  const b = { name: `${name}_b`, type: 'float32' as const, dims: [outSize], data: randomWeights(outSize, seed + 1, 0.01) }
+  const nodes = [
+    { op: 'MatMul', inputs: [input, w.name], outputs: [`${name}_mm`] },
+    { op: 'Add', inputs: [`${name}_mm`, b.name], outputs: [relu ? `${name}_pre` : name] },
+    ...(relu ? [{ op: 'Relu', inputs: [`${name}_pre`], outputs: [name] }] : []),
+  ]
+  return { nodes, initializers: [w, b] }
+}
+
+export function benchModels (): BenchModel[] {
+  const tiny = buildModel({
+    name: 'tiny',
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 4] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 4] }],
+    initializers: [{ name: 'b', type: 'float32', dims: [4], data: new Float32Array([1, 2, 3, 4]) }],
+    nodes: [{ op: 'Add', inputs: ['x', 'b'], outputs: ['y'] }],
+  })
+  const l1 = dense('h1', 'x', 256, 1024, 1, true)
+  const l2 = dense('h2', 'h1', 1024, 1024, 3, true)
+  const l3 = dense('y', 'h2', 1024, 16, 5, false)
+  const mlp = buildModel({
+    name: 'mlp',
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 256] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 16] }],
+    initializers: [...l1.initializers, ...l2.initializers, ...l3.initializers],
+    nodes: [...l1.nodes, ...l2.nodes, ...l3.nodes],
+  })
+  const t1 = dense('t1', 'emb', 128, 64, 9, true)
+  const t2 = dense('logits', 't1', 64, 17, 11, false)
+  const tagger = buildModel({
+    name: 'tagger',
+    inputs: [{ name: 'ids', type: 'int64', shape: ['batch', 32] }],
+    outputs: [{ name: 'logits', type: 'float32', shape: ['batch', 32, 17] }],
+    initializers: [{ name: 'table', type: 'float32', dims: [20000, 128], data: randomWeights(20000 * 128, 7, 0.1) }, ...t1.initializers, ...t2.initializers],
+    nodes: [{ op: 'Gather', inputs: ['table', 'ids'], outputs: ['emb'], attributes: { axis: 0 } }, ...t1.nodes, ...t2.nodes],
+  })
+  const rand = randomWeights(256, 42, 1)
+  return [
+    { name: 'tiny', bytes: tiny, input: 'x', output: 'y', type: 'float32', width: 4, example: [0.5, -1.25, 2, 3.75] },
+    { name: 'mlp', bytes: mlp, input: 'x', output: 'y', type: 'float32', width: 256, example: Array.from(rand, v => Math.round(v * 1e4) / 1e4) },
+    { name: 'tagger', bytes: tagger, input: 'ids', output: 'logits', type: 'int64', width: 32, example: Array.from({ length: 32 }, (_, i) => (i * 7919 + 13) % 20000) },
+  ]
+}

@@ -1,0 +1,22 @@
+// The ceiling: session.run in a loop, in-process, no HTTP. Prints one JSON
+// line per batch size. argv: <model.onnx> <input> <float32|int64> <width> <seconds>
+import * as ort from 'onnxruntime-node'
+
+const [path, input, type, width, seconds] = process.argv.slice(2)
+const session = await ort.InferenceSession.create(path, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' })
+for (const batch of [1, 64]) {
+  const n = batch * Number(width)
+  const data = type === 'int64' ? BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 7919) % 20000)) : Float32Array.from({ length: n }, (_, i) => Math.sin(i))
+  const feeds = { [input]: new ort.Tensor(type as 'float32', data, [batch, Number(width)]) }
+  for (let i = 0; i < 20; i++) await session.run(feeds)
+  const times: number[] = []
+  const end = performance.now() + Number(seconds) * 1000
+  while (performance.now() < end) {
+    const t0 = performance.now()
+    await session.run(feeds)
+    times.push(performance.now() - t0)
+  }
+  times.sort((a, b) => a - b)
+  const total = times.reduce((a, b) => a + b, 0) / 1000
+  process.stdout.write(JSON.stringify({ batch, callsPerSec: times.length / total, examplesPerSec: times.length * batch / total, p50: times[Math.floor(times.length / 2)], p99: times[Math.floor(times.length * 0.99)] }) + '\n')
+}
