@@ -1,14 +1,14 @@
 // Hot swap on a real server: requests flow over HTTP from several clients
 // while the model file is replaced and a version folder is added, then
 // SIGHUP; not one request may fail, and the new model must be served after.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { addModel, scalerModel, tempModels, writeModels } from '../fixtures/oip.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
-async function startServer (t: Parameters<Parameters<typeof t.test>[1]>[0], dir: string) {
+async function startServer (t: Test, dir: string) {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts', '--port', '0', '--models-dir', dir, '--threads', '1'], {
     cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
   })
