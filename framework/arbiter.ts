@@ -67,7 +67,7 @@ export function runArbiter (settings: Settings): void {
       ready.add(worker)
       waiters.get(worker)?.(true)
       waiters.delete(worker)
-      log.info({ worker: worker.id, port: message.port }, 'worker ready')
+      log.info({ worker: worker.id, workerPid: worker.process.pid, port: message.port }, 'worker ready')
     } else if (message.type === 'failed') {
       log.fatal({ worker: worker.id, error: message.error }, 'worker failed to boot: stopping the server')
       process.stderr.write(`error: worker failed to boot: ${message.error}\n`)
@@ -78,6 +78,7 @@ export function runArbiter (settings: Settings): void {
   })
 
   cluster.on('exit', (worker, code, signal) => {
+    log.info({ worker: worker.id, workerPid: worker.process.pid, code, signal }, 'worker exited')
     const wasReady = ready.delete(worker)
     const wasRetiring = retiring.delete(worker)
     waiters.get(worker)?.(false)

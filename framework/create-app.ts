@@ -132,12 +132,15 @@ export async function createApp (options: AppOptions): Promise<App> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   await app.register(healthRoutes, { lifecycle })
 
-  // Resource routes answer 503 until every model is loaded, and while draining.
+  // Resource routes answer 503 until every model is loaded. While draining
+  // they still serve what arrives (on connections opened before the drain),
+  // but ask the client to close the connection, so keep-alive clients move to
+  // another worker instead of racing the listener's close.
   const gate = async (_request: unknown, reply: import('fastify').FastifyReply) => {
     if (lifecycle.state === 'ready') return
     if (lifecycle.state === 'draining') {
       reply.header('connection', 'close')
-      return sendError(reply, 'SHUTTING_DOWN', 'server is shutting down', { 'retry-after': '1' })
+      return
     }
     return sendError(reply, 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
   }

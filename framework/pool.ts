@@ -287,6 +287,11 @@ export class InferencePool {
     })
   }
 
+  /** Threads computing right now. */
+  get computing (): number {
+    return this.threads.filter(t => t.busy && !t.exited).length
+  }
+
   /** Jobs waiting for a thread (not counting the ones computing), over every model. */
   get queued (): number {
     let n = 0

@@ -47,7 +47,14 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   let stopping = false
   const exit = (code: number) => {
     // Let the logger flush its last lines before the process goes.
-    setImmediate(() => process.exit(code))
+    setImmediate(() => {
+      // process.exit() cannot interrupt an inference thread inside
+      // session.run (native code): Node waits for it, and ONNX Runtime aborts
+      // when its globals are torn down under a running kernel. A process
+      // that must stop while a model computes is killed outright instead.
+      if (app.models.pool.computing > 0) process.kill(process.pid, 'SIGKILL')
+      else process.exit(code)
+    })
   }
 
   const drain = async (signal: string) => {
@@ -60,6 +67,11 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
       exit(1)
     }, settings.gracefulTimeout * 1000)
     timer.unref()
+    // For a moment, keep accepting: responses now carry `Connection: close`,
+    // so busy keep-alive clients leave on their own rather than have an idle
+    // connection closed under a request they are sending.
+    await new Promise(resolve => setTimeout(resolve, Math.min(500, settings.gracefulTimeout * 250)))
+    log.info('closing the listener: new connections are refused')
     try {
       await app.close()
       log.info('drained, exiting')

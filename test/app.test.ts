@@ -1,0 +1,159 @@
+// The app as users see it: routes, errors, validation, docs, readiness.
+import t from 'tap'
+import { readdirSync, readFileSync } from 'node:fs'
+import { build, bareApp } from './fixtures/build.ts'
+import { Faulty, Greeter, Unloadable } from './fixtures/resources.ts'
+
+t.test('every resource file is mounted in app.ts', async t => {
+  const appSource = readFileSync(new URL('../app.ts', import.meta.url), 'utf8')
+  const files = readdirSync(new URL('../resources/', import.meta.url)).filter(f => f.endsWith('.ts'))
+  t.ok(files.length > 0)
+  for (const file of files) {
+    const source = readFileSync(new URL(`../resources/${file}`, import.meta.url), 'utf8')
+    const classes = [...source.matchAll(/export class (\w+) extends Resource/g)].map(m => m[1])
+    t.ok(classes.length > 0, `${file} exports a resource class`)
+    for (const name of classes) t.match(appSource, new RegExp(`app\\.mount\\([^\\n]*new ${name}\\(`), `${name} is mounted`)
+  }
+})
+
+t.test('health: live and ready', async t => {
+  const app = await build(t)
+  const live = await app.inject({ url: '/health/live' })
+  t.equal(live.statusCode, 200)
+  t.same(live.json(), { status: 'live' })
+  const ready = await app.inject({ url: '/health/ready' })
+  t.equal(ready.statusCode, 200)
+  t.same(ready.json(), { status: 'ready' })
+})
+
+t.test('readiness is 503 with the reason while loading, and resources refuse', async t => {
+  const app = await bareApp(t)
+  app.mount('/hello/{name}', new Greeter('hi'))
+  await app.ready()
+  const ready = await app.inject({ url: '/health/ready' })
+  t.equal(ready.statusCode, 503)
+  t.same(ready.json(), { error: 'not ready: loading models', code: 'NOT_READY', statusCode: 503 })
+  t.equal(ready.headers['retry-after'], '1')
+  const res = await app.inject({ url: '/hello/bob' })
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'NOT_READY')
+  await app.loadResources()
+  t.equal((await app.inject({ url: '/health/ready' })).statusCode, 200)
+  t.equal((await app.inject({ url: '/hello/bob' })).statusCode, 200)
+})
+
+t.test('a failed load keeps readiness at 503 with the model error', async t => {
+  const app = await bareApp(t)
+  app.mount('/broken', new Unloadable())
+  await app.ready()
+  await t.rejects(app.loadResources(), /model 'does-not-exist' not found/)
+  const ready = await app.inject({ url: '/health/ready' })
+  t.equal(ready.statusCode, 503)
+  t.match(ready.json().error, /does-not-exist/)
+})
+
+t.test('draining: readiness 503; requests still served, with Connection: close', async t => {
+  const app = await build(t)
+  app.drain()
+  const ready = await app.inject({ url: '/health/ready' })
+  t.equal(ready.statusCode, 503)
+  t.equal(ready.json().code, 'SHUTTING_DOWN')
+  const res = await app.inject({ method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3, 4]] } })
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers.connection, 'close')
+  t.equal((await app.inject({ url: '/health/live' })).statusCode, 200)
+})
+
+t.test('405 with Allow for verbs a resource lacks; OPTIONS lists them', async t => {
+  const app = await build(t)
+  for (const method of ['PUT', 'PATCH', 'DELETE'] as const) {
+    const res = await app.inject({ method, url: '/scale', payload: { rows: [] } })
+    t.equal(res.statusCode, 405, method)
+    t.equal(res.headers.allow, 'POST, GET, HEAD, OPTIONS')
+    t.same(res.json(), { error: `${method} is not allowed on /scale; allowed: POST, GET, HEAD, OPTIONS`, code: 'METHOD_NOT_ALLOWED', statusCode: 405 })
+  }
+  // 405 is decided before the body is parsed: bad JSON does not turn it into 400.
+  const bad = await app.inject({ method: 'DELETE', url: '/scale', payload: '{nope', headers: { 'content-type': 'application/json' } })
+  t.equal(bad.statusCode, 405)
+  const options = await app.inject({ method: 'OPTIONS', url: '/scale' })
+  t.equal(options.statusCode, 204)
+  t.equal(options.headers.allow, 'POST, GET, HEAD, OPTIONS')
+  const head = await app.inject({ method: 'HEAD', url: '/scale' })
+  t.equal(head.statusCode, 200)
+})
+
+t.test('HEAD is 405 on a resource without GET', async t => {
+  const app = await bareApp(t)
+  app.mount('/faulty', new Faulty())
+  await app.loadResources()
+  const res = await app.inject({ method: 'HEAD', url: '/faulty' })
+  t.equal(res.statusCode, 405)
+  t.equal(res.headers.allow, 'POST, OPTIONS')
+})
+
+t.test('one error format: unknown route, malformed JSON, wrong type, unknown field, missing field', async t => {
+  const app = await build(t)
+  const cases: Array<[string, Record<string, unknown>, number, string, RegExp]> = [
+    ['unknown route', { method: 'GET', url: '/nope?x=1' }, 404, 'NOT_FOUND', /^No route for GET \/nope$/],
+    ['malformed JSON', { method: 'POST', url: '/scale', payload: '{"rows": [', headers: { 'content-type': 'application/json' } }, 400, 'INVALID_JSON', /not valid JSON/],
+    ['empty JSON body', { method: 'POST', url: '/scale', payload: '', headers: { 'content-type': 'application/json' } }, 400, 'INVALID_JSON', /empty/i],
+    ['string for number', { method: 'POST', url: '/scale', payload: { rows: [['1.5', 2, 3, 4]] } }, 400, 'VALIDATION_FAILED', /^body\.rows\[0\]\[0\] must be number$/],
+    ['unknown field', { method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3, 4]], extra: true } }, 400, 'VALIDATION_FAILED', /^body has an unknown field 'extra'$/],
+    ['missing field', { method: 'POST', url: '/scale', payload: {} }, 400, 'VALIDATION_FAILED', /^body is missing the required field 'rows'$/],
+    ['wrong row length', { method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3]] } }, 400, 'VALIDATION_FAILED', /^body\.rows\[0\] must NOT have fewer than 4 items$/],
+    ['body not an object', { method: 'POST', url: '/scale', payload: '[1]', headers: { 'content-type': 'application/json' } }, 400, 'VALIDATION_FAILED', /^body must be object$/],
+    ['text/plain', { method: 'POST', url: '/scale', payload: 'rows', headers: { 'content-type': 'text/plain' } }, 415, 'UNSUPPORTED_MEDIA_TYPE', /Unsupported Media Type/i],
+    ['no content type', { method: 'POST', url: '/scale', payload: 'rows', headers: { 'content-type': '' } }, 415, 'UNSUPPORTED_MEDIA_TYPE', /./],
+  ]
+  for (const [name, request, status, code, message] of cases) {
+    const res = await app.inject(request as never)
+    t.equal(res.statusCode, status, `${name}: status`)
+    const body = res.json()
+    t.same(Object.keys(body).sort(), ['code', 'error', 'statusCode'], `${name}: exactly the error fields`)
+    t.equal(body.code, code, `${name}: code`)
+    t.equal(body.statusCode, status, `${name}: statusCode field`)
+    t.match(body.error, message, `${name}: message`)
+    t.match(res.headers['content-type'], /application\/json/)
+  }
+})
+
+t.test('body over the limit is 413 in the error format', async t => {
+  const app = await build(t, { bodyLimit: 200 })
+  const rows = Array.from({ length: 20 }, () => [1, 2, 3, 4])
+  const res = await app.inject({ method: 'POST', url: '/scale', payload: { rows } })
+  t.equal(res.statusCode, 413)
+  t.equal(res.json().code, 'PAYLOAD_TOO_LARGE')
+})
+
+t.test('a 5xx never shows its message or stack, and is logged with its cause', async t => {
+  const lines: string[] = []
+  const app = await bareApp(t, { logger: { level: 'error', stream: { write: (l: string) => { lines.push(l) } } } as never })
+  app.mount('/faulty', new Faulty())
+  await app.loadResources()
+  const res = await app.inject({ method: 'POST', url: '/faulty', payload: { kind: 'bug' } })
+  t.equal(res.statusCode, 500)
+  t.same(res.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 })
+  t.notMatch(res.body, /hunter2|secret|at /)
+  t.match(lines.join(''), /hunter2/, 'the real error is in the log')
+  const client = await app.inject({ method: 'POST', url: '/faulty', payload: { kind: 'client' } })
+  t.same(client.json(), { error: 'kind client is refused', code: 'BAD_REQUEST', statusCode: 400 })
+  // The app keeps serving after the failure.
+  t.equal((await app.inject({ url: '/health/live' })).statusCode, 200)
+})
+
+t.test('OpenAPI lists every mounted route; /docs serves a page', async t => {
+  const app = await build(t)
+  const doc = (await app.inject({ url: '/openapi.json' })).json()
+  t.equal(doc.openapi, '3.0.3')
+  t.ok(doc.paths['/scale'].post, 'POST /scale')
+  t.ok(doc.paths['/scale'].get, 'GET /scale')
+  t.notOk(doc.paths['/scale'].delete, '405 routes are hidden')
+  t.ok(doc.paths['/health/ready'].get)
+  t.ok(doc.paths['/scale'].post.requestBody.content['application/json'].schema.properties.rows)
+  t.ok(doc.paths['/scale'].post.responses['200'])
+  t.ok(doc.paths['/scale'].post.responses['4XX'] ?? doc.paths['/scale'].post.responses['4xx'])
+  const docs = await app.inject({ url: '/docs' })
+  t.equal(docs.statusCode, 200)
+  t.match(docs.headers['content-type'], /text\/html/)
+  t.match(docs.body, /swagger/i)
+})

@@ -1,0 +1,143 @@
+// The model module: finding files, checking contracts, running off the main thread.
+import t, { type Test } from 'tap'
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { ModelStore, resolveModelPath } from '../../framework/models.ts'
+import { InferencePool, AbortedError } from '../../framework/pool.ts'
+import { checkContract, formatShape } from '../../framework/tensor.ts'
+import { addModel, modelsDir, slowModel } from '../fixtures/models.ts'
+
+const addContract = {
+  inputs: { x: { type: 'float32' as const, shape: [-1, 4] } },
+  outputs: { y: { type: 'float32' as const, shape: [-1, 4] } },
+}
+
+function store (t: Test, files: Record<string, Uint8Array | string>, threads = 1) {
+  const s = new ModelStore({ dir: modelsDir(t, files), threads })
+  t.teardown(() => s.close())
+  return s
+}
+
+t.test('resolves name.onnx, name/model.onnx and the highest name/<n>/model.onnx', async t => {
+  const dir = modelsDir(t, {
+    'flat.onnx': addModel(),
+    'folder/model.onnx': addModel(),
+    'versioned/1/model.onnx': addModel(),
+    'versioned/10/model.onnx': addModel(),
+    'versioned/9/model.onnx': addModel(),
+  })
+  t.equal(resolveModelPath(dir, 'flat').path, join(dir, 'flat.onnx'))
+  t.equal(resolveModelPath(dir, 'folder').path, join(dir, 'folder', 'model.onnx'))
+  const v = resolveModelPath(dir, 'versioned')
+  t.equal(v.version, '10')
+  t.equal(v.path, join(dir, 'versioned', '10', 'model.onnx'))
+  t.throws(() => resolveModelPath(dir, '../etc/passwd'), /invalid model name/)
+  t.throws(() => resolveModelPath(dir, 'missing'), /model 'missing' not found in .* \(looked for missing\.onnx/)
+})
+
+t.test('a symlink leaving the models directory is refused', async t => {
+  const outside = modelsDir(t, { 'secret.onnx': addModel() })
+  const dir = modelsDir(t, {})
+  symlinkSync(join(outside, 'secret.onnx'), join(dir, 'escape.onnx'))
+  const s = new ModelStore({ dir, threads: 1 })
+  t.teardown(() => s.close())
+  await t.rejects(s.load('escape'), /resolves outside/)
+})
+
+t.test('loads, exposes metadata and config, runs off the main thread', async t => {
+  const s = store(t, { 'add/model.onnx': addModel(), 'add/config.json': JSON.stringify({ labels: ['a', 'b'] }) })
+  const model = await s.load('add', addContract)
+  t.same(model.inputs, [{ name: 'x', type: 'float32', shape: ['batch', 4] }])
+  t.same(model.outputs, [{ name: 'y', type: 'float32', shape: ['batch', 4] }])
+  t.same(model.config, { labels: ['a', 'b'] })
+  const out = await model.run({ x: { type: 'float32', data: new Float32Array([1, 1, 1, 1, 0, 0, 0, 0]), dims: [2, 4] } })
+  t.same(out.y.dims, [2, 4])
+  t.same(Array.from(out.y.data as Float32Array), [2, 3, 4, 5, 1, 2, 3, 4])
+  t.equal(await s.load('add'), model, 'a second load shares the sessions')
+  t.equal(s.get('add'), model)
+  t.same(s.list().map(m => m.name), ['add'])
+})
+
+t.test('a wrong model fails at load with expected and actual', async t => {
+  const s = store(t, { 'add.onnx': addModel() })
+  const err = await s.load('add', {
+    inputs: { x: { type: 'float32', shape: [-1, 3] } },
+    outputs: { y: { type: 'int64', shape: [-1, 4] }, z: { type: 'float32' } },
+  }).then(() => undefined, (e: Error) => e)
+  t.ok(err, 'rejected')
+  t.match(err?.message, /model 'add' \(.*add\.onnx\) does not match what its resource expects/)
+  t.match(err?.message, /input 'x': expected float32 \[\?, 3\], got float32 \[batch, 4\]/)
+  t.match(err?.message, /output 'y': expected int64 \[\?, 4\], got float32 \[batch, 4\]/)
+  t.match(err?.message, /output 'z': expected float32 \[any\], but the model has no such output \(it has 'y'\)/)
+  await t.rejects(s.load('add', { inputs: {}, outputs: {} }), /input 'x': not expected by the resource/)
+})
+
+t.test('a corrupt model or a bad config fails naming the file', async t => {
+  const s = store(t, { 'corrupt.onnx': 'this is not protobuf', 'cfg/model.onnx': addModel(), 'cfg/config.json': '{oops' })
+  await t.rejects(s.load('corrupt'), /cannot load model 'corrupt' from .*corrupt\.onnx/)
+  await t.rejects(s.load('cfg'), /cannot read .*cfg\/config\.json/)
+})
+
+t.test('contract helpers', async t => {
+  t.equal(formatShape([-1, 'n', 4]), '[?, n, 4]')
+  t.same(checkContract(addContract, { inputs: [{ name: 'x', type: 'float32', shape: ['b', 4] }], outputs: [{ name: 'y', type: 'float32', shape: [2, 4] }] }), [])
+  t.same(checkContract({ inputs: {}, outputs: {} }, { inputs: [], outputs: [] }), [])
+  t.match(checkContract({ inputs: { a: { type: 'int64', shape: [2] } }, outputs: {} }, { inputs: [{ name: 'a', type: 'int64', shape: [2, 2] }], outputs: [] })[0], /expected int64 \[2\], got int64 \[2, 2\]/)
+  t.match(checkContract({ inputs: { a: { type: 'int64' } }, outputs: {} }, { inputs: [], outputs: [] })[0], /it has none/)
+})
+
+t.test('pool: FIFO across threads, aborted jobs never run, bad feeds reject', async t => {
+  const pool = new InferencePool({ threads: 2 })
+  t.teardown(() => pool.close())
+  t.equal(pool.size, 2)
+  t.throws(() => new InferencePool({ threads: 0 }), /threads must be a positive integer/)
+  t.ok(InferencePool.defaultThreads() >= 1)
+  const meta = await pool.load('add', addModel())
+  t.equal(meta.inputs[0].name, 'x')
+  const x = () => ({ x: { type: 'float32' as const, data: new Float32Array([0, 0, 0, 0]), dims: [1, 4] } })
+  const results = await Promise.all(Array.from({ length: 20 }, () => pool.run('add', x())))
+  t.equal(results.length, 20)
+  for (const r of results) t.same(Array.from(r.y.data as Float32Array), [1, 2, 3, 4])
+
+  const aborted = new AbortController()
+  aborted.abort(new Error('gone'))
+  await t.rejects(pool.run('add', x(), { signal: aborted.signal }), AbortedError)
+
+  await t.rejects(pool.run('add', { x: { type: 'float32', data: new Float32Array(3), dims: [1, 3] } }), /Got invalid dimensions|dimension/i)
+  await t.rejects(pool.run('nope', x()), /not loaded/)
+  // Still serving after errors.
+  t.same(Array.from((await pool.run('add', x())).y.data as Float32Array), [1, 2, 3, 4])
+  const only = await pool.run('add', x(), { outputs: ['y'] })
+  t.same(Object.keys(only), ['y'])
+  await pool.unload('add')
+  await t.rejects(pool.run('add', x()), /not loaded/)
+})
+
+t.test('pool: a job queued behind a slow one is dropped when aborted before its turn', async t => {
+  const pool = new InferencePool({ threads: 1 })
+  t.teardown(() => pool.close())
+  await pool.load('slow', slowModel(30))
+  await pool.load('add', addModel())
+  const busy = pool.run('slow', { x: { type: 'float32', data: new Float32Array([1]), dims: [1, 1] } })
+  const controller = new AbortController()
+  const queued = pool.run('add', { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } }, { signal: controller.signal })
+  t.equal(pool.queued, 1)
+  controller.abort(new Error('deadline'))
+  await t.rejects(queued, { name: 'AbortedError', message: 'deadline' })
+  await busy
+  t.equal(pool.queued, 0)
+})
+
+t.test('pool: a thread that dies is replaced and gets its models back', async t => {
+  const pool = new InferencePool({ threads: 1 })
+  t.teardown(() => pool.close())
+  await pool.load('add', addModel())
+  const thread = (pool as any).threads[0]
+  await thread.worker.terminate()
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const out = await pool.run('add', { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } })
+  t.same(Array.from(out.y.data as Float32Array), [1, 2, 3, 4])
+  await pool.close()
+  await t.rejects(pool.run('add', { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } }), /closed/)
+})

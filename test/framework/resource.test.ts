@@ -1,0 +1,81 @@
+// The resource contract: responders by name, URI templates, suffixes, double mounts.
+import t from 'tap'
+import { Type } from '@sinclair/typebox'
+import { bareApp } from '../fixtures/build.ts'
+import { Greeter } from '../fixtures/resources.ts'
+import { Resource, respondersOf, responder } from '../../framework/resource.ts'
+import { toFastifyPath } from '../../framework/create-app.ts'
+
+t.test('URI templates with parameters; the same class mounted twice with different options', async t => {
+  const app = await bareApp(t)
+  app.mount('/hello/{name}', new Greeter('hello'))
+  app.mount('/hola/{name}', new Greeter('hola'))
+  app.mount('/hola/meta', new Greeter('hola'), { suffix: 'Metadata' })
+  await app.loadResources()
+  t.same((await app.inject({ url: '/hello/ada' })).json(), { message: 'hello, ada' })
+  t.same((await app.inject({ url: '/hola/ada?times=2' })).json(), { message: 'hola, adahola, ada' })
+  t.same((await app.inject({ url: '/hola/meta' })).json(), { greeting: 'hola' }, 'suffixed responder on its own route')
+  const put = await app.inject({ method: 'PUT', url: '/hello/ada', payload: { count: 3 } })
+  t.same(put.json(), { name: 'ada', count: 3 })
+  // Query strings are coerced (they are strings by nature), bodies are not.
+  const badQuery = await app.inject({ url: '/hello/ada?times=9' })
+  t.equal(badQuery.statusCode, 400)
+  t.equal(badQuery.json().error, 'querystring.times must be <= 3')
+  const badBody = await app.inject({ method: 'PUT', url: '/hello/ada', payload: { count: '3' } })
+  t.equal(badBody.json().error, 'body.count must be integer')
+  // Suffixed mount answers only the suffixed verbs.
+  const post = await app.inject({ method: 'POST', url: '/hola/meta', payload: {} })
+  t.equal(post.statusCode, 405)
+  t.equal(post.headers.allow, 'GET, HEAD, OPTIONS')
+})
+
+t.test('responders are found by name, with and without suffix', async t => {
+  const g = new Greeter('x')
+  t.same([...respondersOf(g).keys()].sort(), ['GET', 'PUT'])
+  t.same([...respondersOf(g, 'Metadata').keys()], ['GET'])
+  t.same([...respondersOf(g, 'Nothing').keys()], [])
+})
+
+t.test('mistakes fail at mount time with a clear message', async t => {
+  class NotAResponder extends Resource {
+    onGet = async () => ({})
+  }
+  class Empty extends Resource {}
+  const app = await bareApp(t)
+  t.throws(() => app.mount('/x', new NotAResponder()), /NotAResponder\.onGet looks like a responder but was not made with responder/)
+  t.throws(() => app.mount('/y', new Empty()), /Empty has no responders to mount at \/y/)
+  t.throws(() => app.mount('/z', new Greeter('a'), { suffix: 'Nope' }), /no responders with suffix 'Nope'/)
+  t.throws(() => toFastifyPath('no-slash'), /must start with '\//)
+  t.equal(toFastifyPath('/a/{id}/b/{other_id}'), '/a/:id/b/:other_id')
+})
+
+t.test('lifecycle: load, warmup and close run in order, once per resource', async t => {
+  const calls: string[] = []
+  class Tracked extends Resource {
+    async load () { calls.push('load') }
+    async warmup () { calls.push('warmup') }
+    async close () { calls.push('close') }
+    onGet = responder({ schema: { response: { 200: Type.Object({ ok: Type.Boolean() }) } }, handler: async () => ({ ok: true }) })
+    onGetInfo = responder({ schema: {}, handler: async () => ({}) })
+  }
+  const app = await bareApp(t)
+  const tracked = new Tracked()
+  app.mount('/t', tracked)
+  app.mount('/t/info', tracked, { suffix: 'Info' })
+  await app.ready()
+  await Promise.all([app.loadResources(), app.loadResources()])
+  t.same(calls, ['load', 'warmup'])
+  await app.close()
+  t.same(calls, ['load', 'warmup', 'close'])
+})
+
+t.test('a load that exceeds the load timeout fails readiness', async t => {
+  class Sluggish extends Resource {
+    async load () { await new Promise(resolve => setTimeout(resolve, 5000)) }
+    onGet = responder({ schema: {}, handler: async () => ({}) })
+  }
+  const app = await bareApp(t, { loadTimeoutMs: 100 })
+  app.mount('/s', new Sluggish())
+  await t.rejects(app.loadResources(), /models did not load within 0.1 s \(the load timeout\)/)
+  t.equal((await app.inject({ url: '/health/ready' })).statusCode, 503)
+})

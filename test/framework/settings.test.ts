@@ -1,0 +1,61 @@
+import t from 'tap'
+import { helpText, parseSettings, settingsTable, SETTINGS, UsageError } from '../../framework/settings.ts'
+
+t.test('defaults', async t => {
+  const s = parseSettings([], {})
+  if (s === 'help') throw new Error('unexpected help')
+  t.equal(s.host, '127.0.0.1')
+  t.equal(s.port, 8000)
+  t.equal(s.workers, 1)
+  t.equal(s.timeout, 30)
+  t.match(s.modelsDir, /models$/)
+  t.ok(s.threads >= 1)
+})
+
+t.test('precedence: defaults < environment < flags', async t => {
+  const env = { PORT: '9000', HOST: '0.0.0.0', WEB_CONCURRENCY: '3', REQUEST_TIMEOUT: '2.5', MODELS_DIR: '/tmp/m' }
+  const fromEnv = parseSettings([], env)
+  if (fromEnv === 'help') throw new Error('unexpected help')
+  t.equal(fromEnv.port, 9000)
+  t.equal(fromEnv.host, '0.0.0.0')
+  t.equal(fromEnv.workers, 3)
+  t.equal(fromEnv.timeout, 2.5)
+  t.equal(fromEnv.modelsDir, '/tmp/m')
+  const fromFlags = parseSettings(['--port', '9100', '--workers=2', '--graceful-timeout', '4'], env)
+  if (fromFlags === 'help') throw new Error('unexpected help')
+  t.equal(fromFlags.port, 9100)
+  t.equal(fromFlags.workers, 2)
+  t.equal(fromFlags.gracefulTimeout, 4)
+  t.equal(fromFlags.host, '0.0.0.0', 'environment still applies where no flag is given')
+  t.equal(parseSettings(['--port', '1'], { PORT: '' }) !== 'help' && (parseSettings(['--port', '1'], { PORT: '' }) as any).port, 1)
+})
+
+t.test('invalid values name the setting and the source', async t => {
+  const cases: Array<[string[], Record<string, string>, RegExp]> = [
+    [['--port', 'abc'], {}, /invalid value for port \(--port\): expected an integer, got 'abc'/],
+    [['--port', '70000'], {}, /port \(--port\): expected an integer from 0 to 65535, got 70000/],
+    [[], { WEB_CONCURRENCY: '0' }, /workers \(environment variable WEB_CONCURRENCY\)/],
+    [['--timeout', '-1'], {}, /timeout \(--timeout\): expected a number of seconds/],
+    [['--load-timeout', '0'], {}, /loadTimeout \(--load-timeout\): expected at least 1 seconds/],
+    [['--log-level', 'loud'], {}, /logLevel \(--log-level\): expected one of fatal, error/],
+    [['--host', 'a b'], {}, /host \(--host\): expected a host name/],
+    [['--models-dir', ' '], {}, /modelsDir \(--models-dir\): expected a non-empty value/],
+    [['--bogus', '1'], {}, /unknown option '--bogus'/],
+    [['--port'], {}, /option --port needs a value/],
+  ]
+  for (const [argv, env, message] of cases) {
+    t.throws(() => parseSettings(argv, env), { constructor: UsageError, message }, argv.join(' ') || JSON.stringify(env))
+  }
+})
+
+t.test('--help and the settings table come from the one table', async t => {
+  t.equal(parseSettings(['--help'], {}), 'help')
+  t.equal(parseSettings(['-h'], {}), 'help')
+  const help = helpText()
+  const table = settingsTable()
+  for (const s of Object.values(SETTINGS)) {
+    t.match(help, s.flag)
+    t.match(help, s.env)
+    t.match(table, `\`${s.flag}\``)
+  }
+})

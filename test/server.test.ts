@@ -1,0 +1,230 @@
+// server.ts as a real process: settings, signals, workers, failures.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { connect } from 'node:net'
+import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
+import { post, ROOT, SLOW_APP, startReady, startServer } from './fixtures/server.ts'
+
+const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
+const row = { rows: [[5.1, 3.5, 1.4, 0.2]] }
+const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
+const refused = (port: number) => new Promise<boolean>(resolve => {
+  const socket = connect(port, '127.0.0.1')
+  socket.on('connect', () => { socket.destroy(); resolve(false) })
+  socket.on('error', () => resolve(true))
+})
+
+t.test('--help prints every setting and exits 0', async t => {
+  const res = spawnSync(tsx[0], [...tsx.slice(1), '--help'], { cwd: ROOT, encoding: 'utf8' })
+  t.equal(res.status, 0)
+  for (const flag of ['--host', '--port', '--workers', '--threads', '--models-dir', '--timeout', '--keep-alive', '--graceful-timeout', '--load-timeout', '--max-requests', '--max-requests-jitter', '--log-level']) {
+    t.match(res.stdout, flag)
+  }
+  t.match(res.stdout, 'WEB_CONCURRENCY')
+})
+
+t.test('a bad setting exits 2 naming the setting', async t => {
+  const flag = spawnSync(tsx[0], [...tsx.slice(1), '--workers', 'many'], { cwd: ROOT, encoding: 'utf8' })
+  t.equal(flag.status, 2)
+  t.match(flag.stderr, /invalid value for workers \(--workers\): expected an integer/)
+  const env = spawnSync(tsx[0], tsx.slice(1), { cwd: ROOT, encoding: 'utf8', env: { ...process.env, PORT: 'eighty' } })
+  t.equal(env.status, 2)
+  t.match(env.stderr, /invalid value for port \(environment variable PORT\)/)
+})
+
+t.test('serves the app: ready, a model answer, OpenAPI; SIGTERM exits 0', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
+  const server = await startReady(t, ['--models-dir', dir])
+  const ready = await fetch(`http://127.0.0.1:${server.port}/health/ready`)
+  t.equal(ready.status, 200)
+  const res = await post(server.port, '/scale', row)
+  t.equal(res.status, 200)
+  t.ok(Math.abs(res.body.rows[0][0] + 0.9006) < 1e-3)
+  const doc = await (await fetch(`http://127.0.0.1:${server.port}/openapi.json`)).json() as any
+  t.ok(doc.paths['/scale'])
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('SIGTERM with a request in flight: it completes, new connections are refused, exit 0', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(120) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP])
+  const inFlight = post(server.port, '/slow', { x: 1 })
+  await sleep(150)
+  server.proc.kill('SIGTERM')
+  await server.waitFor(l => l.msg === 'closing the listener: new connections are refused')
+  await sleep(100)
+  t.ok(await refused(server.port), 'new connections are refused while draining')
+  const res = await inFlight
+  t.equal(res.status, 200, 'the in-flight request completed')
+  t.ok(Number.isFinite(res.body.y))
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('after the graceful timeout the rest is killed (exit 1)', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(400) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--graceful-timeout', '0.2'])
+  const inFlight = post(server.port, '/slow', { x: 1 }).catch(err => err)
+  await sleep(100)
+  const started = Date.now()
+  server.proc.kill('SIGTERM')
+  // Killed outright: a model was still computing, which process.exit() cannot interrupt.
+  t.same(await server.exited, { code: null, signal: 'SIGKILL' })
+  t.ok(Date.now() - started < 3000, 'did not wait for the slow request')
+  t.type(await inFlight, Error, 'the cut request fails on the client side')
+})
+
+t.test('SIGINT stops at once when idle, exit 0', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
+  const server = await startReady(t, ['--models-dir', dir])
+  server.proc.kill('SIGINT')
+  t.same(await server.exited, { code: 0, signal: null })
+  t.ok(server.lines.some(l => l.msg === 'stopping now' && l.signal === 'SIGINT'))
+})
+
+t.test('SIGINT stops at once, without waiting for in-flight work', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(400) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP])
+  void post(server.port, '/slow', { x: 1 }).catch(() => {})
+  await sleep(100)
+  const started = Date.now()
+  server.proc.kill('SIGINT')
+  t.same(await server.exited, { code: null, signal: 'SIGKILL' }, 'killed outright while a model computes')
+  t.ok(Date.now() - started < 3000, 'did not wait for the slow request')
+})
+
+t.test('a missing model stops the server with a non-zero exit naming it', async t => {
+  const dir = modelsDir(t, {})
+  const server = startServer(t, ['--models-dir', dir])
+  const exit = await server.exited
+  t.equal(exit.code, 3)
+  t.match(server.stderr(), /model 'scaler' not found in .*looked for scaler\.onnx/)
+})
+
+t.test('a corrupt model stops the server with a non-zero exit naming the file', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': 'garbage, not an ONNX protobuf' })
+  const server = startServer(t, ['--models-dir', dir])
+  const exit = await server.exited
+  t.equal(exit.code, 3)
+  t.match(server.stderr(), /cannot load model 'scaler' from .*scaler\.onnx/)
+})
+
+t.test('cluster: a worker that fails to load stops the whole server', async t => {
+  const dir = modelsDir(t, {})
+  const server = startServer(t, ['--models-dir', dir, '--workers', '2'])
+  const exit = await server.exited
+  t.equal(exit.code, 3)
+  t.match(server.stderr(), /worker failed to boot: model 'scaler' not found/)
+})
+
+t.test('/health/live answers within 50 ms while a slow model computes', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(150) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--threads', '1'])
+  // Warm the connection pool so we time the server, not the TCP handshake.
+  await fetch(`http://127.0.0.1:${server.port}/health/live`)
+  const slow = post(server.port, '/slow', { x: 1 })
+  await sleep(50)
+  const times: number[] = []
+  let computing = true
+  void slow.then(() => { computing = false })
+  while (computing && times.length < 200) {
+    const started = performance.now()
+    const res = await fetch(`http://127.0.0.1:${server.port}/health/live`)
+    await res.text()
+    times.push(performance.now() - started)
+    await sleep(5)
+  }
+  const res = await slow
+  t.equal(res.status, 200)
+  t.ok(res.body.ms > 300, `the model computed for ${Math.round(res.body.ms)} ms`)
+  t.ok(times.length >= 10, `${times.length} probes while it computed`)
+  times.sort((a, b) => a - b)
+  const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))].toFixed(1)
+  // p95, not max: this 2-core machine is shared, and the probe client runs
+  // on it too; a blocked event loop would push every probe past 50 ms.
+  t.ok(Number(at(0.95)) < 50, `/health/live over ${times.length} probes: median ${at(0.5)} ms, p95 ${at(0.95)} ms, max ${at(1)} ms`)
+  server.proc.kill('SIGTERM')
+  await server.exited
+})
+
+t.test('cluster: a killed worker is replaced while the others keep serving', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
+  const server = await startReady(t, ['--models-dir', dir, '--workers', '2'])
+  const workers = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
+  t.equal(workers.length, 2)
+  process.kill(workers[0], 'SIGKILL')
+  // A connection the primary handed to the worker as it died is lost with it;
+  // from the moment the primary knows, every request must succeed.
+  await server.waitFor(l => l.msg === 'worker died: replacing it')
+  let failures = 0
+  const deadline = Date.now() + 1500
+  let served = 0
+  const replaced = server.waitFor(l => l.msg === 'worker ready' && !workers.includes(l.workerPid))
+  while (Date.now() < deadline) {
+    const res = await post(server.port, '/scale', row).catch(() => ({ status: 0 }))
+    if (res.status === 200) served++
+    else failures++
+  }
+  t.ok(served > 10, `${served} requests served after the kill`)
+  t.equal(failures, 0, 'no request failed')
+  const fresh = await replaced
+  t.ok(alive(fresh.workerPid), 'a new worker took its place')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+  t.notOk(alive(workers[1]), 'workers are gone after the primary exits')
+})
+
+t.test('cluster: SIGHUP replaces workers one by one without dropping requests', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
+  const server = await startReady(t, ['--models-dir', dir, '--workers', '2'])
+  const before = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
+  let failures = 0
+  let served = 0
+  let running = true
+  const load = (async () => {
+    while (running) {
+      const res = await post(server.port, '/scale', row).catch(() => ({ status: 0 }))
+      if (res.status === 200) served++
+      else failures++
+    }
+  })()
+  server.proc.kill('SIGHUP')
+  await server.waitFor(l => l.msg === 'worker exited' && l.workerPid === before[0] && l.code === 0)
+  await server.waitFor(l => l.msg === 'worker exited' && l.workerPid === before[1] && l.code === 0)
+  await sleep(200)
+  running = false
+  await load
+  const after = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number).filter(p => !before.includes(p))
+  t.equal(after.length, 2, 'two new workers')
+  t.ok(served > 20, `${served} requests served during the reload`)
+  t.equal(failures, 0, 'no request failed during the reload')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('cluster: --max-requests recycles a worker without failing requests', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
+  const server = await startReady(t, ['--models-dir', dir, '--workers', '2', '--max-requests', '15', '--max-requests-jitter', '5'])
+  let failures = 0
+  for (let i = 0; i < 60; i++) {
+    const res = await post(server.port, '/scale', row).catch(() => ({ status: 0 }))
+    if (res.status !== 200) failures++
+  }
+  await server.waitFor(l => l.msg === 'max requests reached: asking to be replaced')
+  await server.waitFor(l => l.msg === 'worker exited' && l.code === 0)
+  t.equal(failures, 0)
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('npm start passes signals to node: no orphaned process', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
+  const server = await startReady(t, ['--models-dir', dir], { command: ['npm', 'start', '--silent', '--'] })
+  const nodePid = server.lines.find(l => l.msg === 'ready: models loaded')!.pid as number
+  t.not(nodePid, server.proc.pid)
+  server.proc.kill('SIGTERM')
+  await server.exited
+  await sleep(300)
+  t.notOk(alive(nodePid), 'the node process exited with npm')
+})
