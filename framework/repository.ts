@@ -222,6 +222,7 @@ export function warmupFeeds (loaded: LoadedModel): Record<string, Tensor> | unde
 
 export class ModelRepository {
   private models = new Map<string, RepositoryModel>()
+  private started = false
   /** One operation at a time per model (start-up, reload, load and unload API). */
   private locks = new Map<string, Promise<unknown>>()
   readonly dir: string
@@ -234,10 +235,16 @@ export class ModelRepository {
     this.log = options.log
   }
 
-  /** Lists the directory now (cheap): found models are LOADING until `loadAll`. */
+  /**
+   * Lists the directory now (cheap): models found before start-up loading are
+   * LOADING; ones dropped in later are UNAVAILABLE until loaded (API or SIGHUP).
+   */
   discover (): void {
     for (const f of this.safeScan()) {
-      if (!this.models.has(f.name)) this.models.set(f.name, this.placeholder(f.name))
+      if (this.models.has(f.name)) continue
+      const m = this.placeholder(f.name)
+      if (this.started) Object.assign(m, { state: 'UNAVAILABLE', reason: 'not loaded yet: use the load API or send SIGHUP' })
+      this.models.set(f.name, m)
     }
   }
 
@@ -271,6 +278,7 @@ export class ModelRepository {
   /** Start-up: loads every model found; failures are reported (or thrown with stopOnFailure). */
   async loadAll (): Promise<void> {
     this.discover()
+    this.started = true
     const failures: string[] = []
     for (const f of this.safeScan()) {
       await this.locked(f.name, () => this.apply(f, { adopt: true }))

@@ -100,7 +100,8 @@ t.test('repository API: index, load a model dropped in later, reload, unload', a
   // Dropped in after start-up: listed by the index (not loaded), loadable by the API.
   writeModels(dir, { 'late/1/model.onnx': addModel([5, 5, 5, 5]) })
   const late = (await app.inject({ method: 'POST', url: '/v2/repository/index' })).json().find((e: { name: string }) => e.name === 'late')
-  t.equal(late.state, 'LOADING')
+  t.equal(late.state, 'UNAVAILABLE')
+  t.match(late.reason, /not loaded yet/)
   t.equal((await infer(app, '/v2/models/late/infer')).statusCode, 503)
   const load = await app.inject({ method: 'POST', url: '/v2/repository/models/late/load', headers: { 'content-type': 'application/json' }, payload: '' })
   t.equal(load.statusCode, 200, load.body)
