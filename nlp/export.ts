@@ -74,7 +74,14 @@ export function taggerOnnx (model: LinearChainModel, info: ExportInfo): Uint8Arr
   })
 }
 
-/** config.json text: two-space JSON with a final newline. */
+const LEXICONS = ['lexicon', 'entities', 'gazetteer']
+
+/**
+ * config.json text: two-space JSON with a final newline, the (long) lexicons
+ * last so that the head of the file stays readable.
+ */
 export function configJson (config: TaggerConfig): string {
-  return JSON.stringify(config, null, 2) + '\n'
+  const keys = Object.keys(config)
+  const ordered = [...keys.filter(k => !LEXICONS.includes(k)), ...LEXICONS.filter(k => keys.includes(k))]
+  return JSON.stringify(Object.fromEntries(ordered.map(k => [k, config[k]])), null, 2) + '\n'
 }

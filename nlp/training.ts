@@ -40,7 +40,31 @@ export interface TrainTaggerOptions {
   lexicon?: Record<string, string>
   epochs: number
   seed: number
-  onEpoch?: (epoch: number, model: LinearChainModel, trainAccuracy: number) => void
+  /** Independent runs with seeds seed, seed + 1, ... whose weights are averaged (default 1). */
+  runs?: number
+  onEpoch?: (epoch: number, model: LinearChainModel, trainAccuracy: number, run: number) => void
+}
+
+/** The mean of several models of the same shape (a single linear model again). */
+export function averageModels (models: readonly LinearChainModel[]): LinearChainModel {
+  if (models.length === 1) return models[0]
+  const n = models.length
+  const mean = <A extends Float32Array | Float64Array>(pick: (m: LinearChainModel) => A, make: (k: number) => A): A => {
+    const first = pick(models[0])
+    const sum = new Float64Array(first.length)
+    for (const m of models) { const a = pick(m); for (let i = 0; i < a.length; i++) sum[i] += a[i] }
+    const out = make(first.length)
+    for (let i = 0; i < sum.length; i++) out[i] = sum[i] / n
+    return out
+  }
+  return {
+    labels: models[0].labels,
+    featuresPerToken: models[0].featuresPerToken,
+    weights: mean(m => m.weights, k => new Float32Array(k)),
+    transitions: mean(m => m.transitions, k => new Float64Array(k)),
+    start: mean(m => m.start, k => new Float64Array(k)),
+    end: mean(m => m.end, k => new Float64Array(k)),
+  }
 }
 
 export function toSequences (sentences: readonly TaggedSentence[], labels: readonly string[], spec: FeatureSpec): Sequence[] {
@@ -94,17 +118,28 @@ function trainingSequences (opts: TrainTaggerOptions): Sequence[] {
 export function trainTagger (opts: TrainTaggerOptions): { model: LinearChainModel, onnx: Uint8Array, config: TaggerConfig } {
   const spec = modelSpec(opts)
   const data = trainingSequences(opts)
-  const model = train(data, {
-    labels: opts.labels.length,
-    buckets: opts.buckets,
-    featuresPerToken: spec.featuresPerToken,
+  const runs = opts.runs ?? 1
+  const models: LinearChainModel[] = []
+  for (let r = 0; r < runs; r++) {
+    models.push(train(data, {
+      labels: opts.labels.length,
+      buckets: opts.buckets,
+      featuresPerToken: spec.featuresPerToken,
+      epochs: opts.epochs,
+      seed: opts.seed + r,
+      constraints: opts.task === 'ner' ? bioConstraints(opts.labels) : undefined,
+      onEpoch: (epoch, model, acc) => opts.onEpoch?.(epoch, model, acc, r),
+    }))
+  }
+  const model = averageModels(models)
+  const info = { name: opts.name, task: opts.task, labels: opts.labels, ...spec }
+  const training = {
+    algorithm: runs > 1 ? `averaged structured perceptron, mean of ${runs} runs (seeds ${opts.seed}..${opts.seed + runs - 1})` : 'averaged structured perceptron',
     epochs: opts.epochs,
     seed: opts.seed,
-    constraints: opts.task === 'ner' ? bioConstraints(opts.labels) : undefined,
-    onEpoch: opts.onEpoch,
-  })
-  const info = { name: opts.name, task: opts.task, labels: opts.labels, ...spec }
-  const training = { algorithm: 'averaged structured perceptron', epochs: opts.epochs, seed: opts.seed, sentences: opts.train.length }
+    runs,
+    sentences: opts.train.length,
+  }
   return { model, onnx: taggerOnnx(model, info), config: taggerConfig(model, { ...info, extra: { training } }) }
 }
 

@@ -27,16 +27,19 @@ export function posData (dir: string): Record<'train' | 'dev' | 'test', TaggedSe
 }
 
 /** NER documents of UNER dev whose index is a multiple of 5 are held out as the dev set. */
-export function nerData (dir: string, inDomainRepeat = 1): Record<'train' | 'dev' | 'test', TaggedSentence[]> & { sources: Record<string, number> } {
+export function nerData (dir: string, inDomainRepeat = 1, corpora = ['uner', 'btc', 'wnut']): Record<'train' | 'dev' | 'test', TaggedSentence[]> & { sources: Record<string, number> } {
   const unerDev = readIob(read(dir, 'uner_english_ewt', 'en_ewt-ud-dev.iob2'), 1, 2)
   const unerTest = readIob(read(dir, 'uner_english_ewt', 'en_ewt-ud-test.iob2'), 1, 2)
   const docs = [...new Set(unerDev.map(s => s.doc))]
   const heldOut = new Set(docs.filter((_, i) => i % 5 === 0))
   const unerTrain = unerDev.filter(s => !heldOut.has(s.doc))
   const dev = unerDev.filter(s => heldOut.has(s.doc))
-  const btc = ['btc.train', 'btc.dev', 'btc.test'].flatMap(f => readIob(read(dir, 'broad_twitter_corpus', f), 0, 1))
-  const wnut = ['wnut17train.conll', 'emerging.dev.conll', 'emerging.test.annotated']
-    .flatMap(f => readIob(read(dir, 'wnut17', f), 0, 1))
+  const btc = corpora.includes('btc')
+    ? ['btc.train', 'btc.dev', 'btc.test'].flatMap(f => readIob(read(dir, 'broad_twitter_corpus', f), 0, 1))
+    : []
+  const wnut = corpora.includes('wnut')
+    ? ['wnut17train.conll', 'emerging.dev.conll', 'emerging.test.annotated'].flatMap(f => readIob(read(dir, 'wnut17', f), 0, 1))
+    : []
   return {
     train: [...Array.from({ length: inDomainRepeat }, () => unerTrain).flat(), ...btc, ...wnut],
     dev,

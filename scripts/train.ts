@@ -28,6 +28,10 @@ interface TaskSpec {
   labels: string[]
   buckets: number
   epochs: number
+  /** Training runs with consecutive seeds, averaged into one model. */
+  runs: number
+  /** Minimum count in UD EWT train for a word to enter the word-class lexicon. */
+  lexiconMin: number
   load: () => { train: TaggedSentence[], dev: TaggedSentence[], test: TaggedSentence[], sources?: Record<string, number> }
 }
 
@@ -37,8 +41,8 @@ const num = (name: string): number | undefined => {
   return v === undefined ? undefined : Number(v)
 }
 const TASKS: TaskSpec[] = [
-  { task: 'pos', labels: UPOS_LABELS, buckets: num('--buckets') ?? 1 << 17, epochs: num('--epochs') ?? 10, load: () => posData(data) },
-  { task: 'ner', labels: NER_LABELS, buckets: num('--buckets') ?? 1 << 19, epochs: num('--epochs') ?? 10, load: () => nerData(data, num('--in-domain-repeat') ?? 1) },
+  { task: 'pos', labels: UPOS_LABELS, buckets: num('--buckets') ?? 1 << 17, epochs: num('--epochs') ?? 10, lexiconMin: num('--lexicon-min') ?? 5, runs: num('--pos-runs') ?? 1, load: () => posData(data) },
+  { task: 'ner', labels: NER_LABELS, buckets: num('--buckets') ?? 1 << 19, epochs: num('--epochs') ?? 10, lexiconMin: num('--ner-lexicon-min') ?? 5, runs: num('--ner-runs') ?? 1, load: () => nerData(data, num('--in-domain-repeat') ?? 1, argValue(argv, '--ner-corpora')?.split(',')) },
 ]
 
 async function build (spec: TaskSpec, lexicon: Record<string, string>): Promise<void> {
@@ -60,11 +64,14 @@ async function build (spec: TaskSpec, lexicon: Record<string, string>): Promise<
     buckets: spec.buckets,
     lexicon,
     epochs: spec.epochs,
-    seed: 1,
-    onEpoch: (epoch, model, trainAcc) => {
+    seed: num('--seed') ?? 1,
+    runs: spec.runs,
+    onEpoch: (epoch, model, trainAcc, run) => {
       const elapsed = (Date.now() - tEpochs) / 1000
-      const left = elapsed / epoch * (spec.epochs - epoch)
-      console.log(`[${spec.task}] epoch ${epoch}/${spec.epochs}  train acc ${pct(trainAcc)}  ` +
+      const done = run * spec.epochs + epoch
+      const left = elapsed / done * (spec.runs * spec.epochs - done)
+      const runInfo = spec.runs > 1 ? `run ${run + 1}/${spec.runs} ` : ''
+      console.log(`[${spec.task}] ${runInfo}epoch ${epoch}/${spec.epochs}  train acc ${pct(trainAcc)}  ` +
         `dev ${spec.task === 'pos' ? 'acc' : 'F1'} ${pct(devScore(model))}  ${elapsed.toFixed(1)}s elapsed, ~${left.toFixed(0)}s left`)
     },
   })
@@ -99,8 +106,10 @@ async function build (spec: TaskSpec, lexicon: Record<string, string>): Promise<
 
 // Both models use the word classes of UD EWT train (gold UPOS): for NER they
 // carry in-domain evidence such as "this word is usually a proper noun".
-const lexicon = buildLexicon(posData(data).train, num('--lexicon-min') ?? 5)
-console.log(`word-class lexicon: ${Object.keys(lexicon).length} words`)
+const ewtTrain = posData(data).train
 for (const spec of TASKS) {
-  if (only === undefined || only === spec.task) await build(spec, lexicon)
+  if (only !== undefined && only !== spec.task) continue
+  const lexicon = buildLexicon(ewtTrain, spec.lexiconMin)
+  console.log(`[${spec.task}] word-class lexicon: ${Object.keys(lexicon).length} words seen at least ${spec.lexiconMin} times in UD EWT train`)
+  await build(spec, lexicon)
 }
