@@ -75,7 +75,7 @@ export const SETTINGS = {
   maxRequestsJitter: { flag: '--max-requests-jitter', env: 'MAX_REQUESTS_JITTER', default: 0, parse: int(0), help: 'Random extra requests (0..N) added to --max-requests per worker' },
   maxBatchSize: { flag: '--max-batch-size', env: 'MAX_BATCH_SIZE', default: 64, parse: int(1, 65536), help: 'Most examples (rows) merged into one model run; 1 disables batching. A model\'s config.json may set maxBatchSize' },
   maxQueueDelay: { flag: '--max-queue-delay', env: 'MAX_QUEUE_DELAY', default: 0, parse: int(0, 60_000), help: 'Milliseconds a batch that is not full may wait for more requests (0: never wait). config.json: maxQueueDelayMs' },
-  maxQueueItems: { flag: '--max-queue-items', env: 'MAX_QUEUE_ITEMS', default: 256, parse: int(1), help: 'Most examples waiting per model; over it, 503 with Retry-After at once. config.json: maxQueueItems' },
+  maxQueueItems: { flag: '--max-queue-items', env: 'MAX_QUEUE_ITEMS', default: 128, parse: int(1), help: 'Most examples waiting per model; over it, 503 with Retry-After at once. config.json: maxQueueItems' },
   bodyLimit: { flag: '--body-limit', env: 'BODY_LIMIT', default: 1024 * 1024, parse: int(1), help: 'Largest request body in bytes (413 above it)' },
   repositoryApi: { flag: '--repository-api', env: 'REPOSITORY_API', default: false as boolean, parse: bool, help: 'Serve the Open Inference Protocol repository API (load/unload models over HTTP: a management action)' },
   stopOnModelFailure: { flag: '--stop-on-model-failure', env: 'STOP_ON_MODEL_FAILURE', default: false as boolean, parse: bool, help: 'A model in the directory that fails to load stops the server (else it is reported not-ready; resources\' models always stop it)' },
