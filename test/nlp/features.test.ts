@@ -99,6 +99,7 @@ t.test('entity lexicons and gazetteer', async t => {
   t.same(buildEntityLexicons(sentences, 2, 0.3).entities, { paris: 'LOC' }, 'types under the share drop out')
   t.same(gazetteer, { france: 'LOC', paris: 'LOC', 'paris hilton': 'PER' }, 'majority type; entities longer than 6 tokens are skipped')
   t.same(buildEntityLexicons([{ words: ['X', 'X'], tags: ['B-PER', 'B-LOC'] }]).gazetteer, { x: 'LOC' }, 'ties go alphabetically')
+  t.same(buildEntityLexicons([{ words: ['X', 'X'], tags: ['B-LOC', 'B-PER'] }]).gazetteer, { x: 'LOC' }, 'whatever the order')
   t.same(gazetteerTags(['in', 'new', 'york', 'city', 'new'], { 'new york': 'LOC', 'new york city': 'LOC', new: 'ORG' }),
     ['-', 'B-LOC', 'I-LOC', 'I-LOC', 'B-ORG'], 'longest match first')
 })

@@ -4,7 +4,7 @@ import onnxProto from 'onnx-proto'
 import { readConllu, readIob } from '../../nlp/corpus.ts'
 import { buildLexicon } from '../../nlp/features.ts'
 import { emissionScores, predict, shuffledOrder, train } from '../../nlp/perceptron.ts'
-import { bioConstraints, configJson, FORBIDDEN, NER_LABELS, toSequences, trainTagger, UPOS_LABELS, featureSpec } from '../../nlp/training.ts'
+import { averageModels, bioConstraints, configJson, FORBIDDEN, NER_LABELS, toSequences, trainTagger, UPOS_LABELS, featureSpec } from '../../nlp/training.ts'
 import { seededRandom } from '../../framework/onnx-builder.ts'
 
 const fixture = (name: string): string => readFileSync(new URL(`../fixtures/nlp/${name}`, import.meta.url), 'utf8')
@@ -53,6 +53,21 @@ t.test('NER training uses BIO constraints and jackknifed lexicons', async t => {
   t.throws(() => toSequences([{ words: ['x'], tags: ['B-MISC'] }], NER_LABELS, featureSpec(16)), /unknown label B-MISC/)
 })
 
+t.test('several runs are averaged into one model', async t => {
+  const opts = { name: 'pos-test', task: 'pos' as const, labels: UPOS_LABELS, train: ewt.slice(0, 40), buckets: 1 << 10, epochs: 1, seed: 3 }
+  const runs: number[] = []
+  const avg = trainTagger({ ...opts, runs: 2, onEpoch: (_e, _m, _a, run) => runs.push(run) })
+  t.same(runs, [0, 1])
+  const a = trainTagger(opts).model
+  const b = trainTagger({ ...opts, seed: 4 }).model
+  const mean = averageModels([a, b])
+  t.same(avg.model, mean)
+  t.equal(mean.weights[100], Math.fround((a.weights[100] + b.weights[100]) / 2))
+  t.equal(mean.start[0], (a.start[0] + b.start[0]) / 2)
+  t.match(avg.config.training, { runs: 2, algorithm: /mean of 2 runs \(seeds 3\.\.4\)/ })
+  t.equal(averageModels([a]), a)
+})
+
 t.test('BIO constraints', async t => {
   const c = bioConstraints(['O', 'B-X', 'I-X', 'B-Y', 'I-Y'])
   const L = 5
@@ -71,6 +86,7 @@ t.test('perceptron pieces', async t => {
   // Two features, two labels: feature 1 means label 0, feature 2 label 1.
   const data = [
     { features: Int32Array.from([1, 2, 1]), labels: Int32Array.from([0, 1, 0]) },
+    { features: Int32Array.from([0, 2]), labels: Int32Array.from([1, 1]) },
     { features: Int32Array.from([]), labels: Int32Array.from([]) },
   ]
   const model = train(data, { labels: 2, buckets: 3, featuresPerToken: 1, epochs: 3, seed: 1 })
