@@ -6,6 +6,8 @@ export interface TaggedSentence {
   tags: string[]
   /** Document id when the file marks documents (`# newdoc id = ...`). */
   doc?: string
+  /** The raw sentence text, when the file gives it (`# text = ...`). */
+  text?: string
 }
 
 /** UPOS-tagged sentences of a CoNLL-U file: syntactic words, so multiword tokens and empty nodes are skipped. */
@@ -15,6 +17,7 @@ export function readConllu (text: string): TaggedSentence[] {
   let doc: string | undefined
   for (const line of text.split('\n')) {
     if (line.startsWith('# newdoc id = ')) { doc = line.slice(14).trim(); continue }
+    if (line.startsWith('# text = ')) { cur.text = line.slice(9); continue }
     if (line.startsWith('#')) continue
     if (line.trim() === '') {
       if (cur.words.length > 0) out.push(cur)

@@ -46,3 +46,29 @@ export function entityScores (gold: readonly string[][], pred: readonly string[]
   }
   return { overall: prf(G, P, C), byLabel }
 }
+
+/**
+ * Segmentation agreement: tokens of `pred` whose character span (counted with
+ * white space removed) equals a token span of `gold`. Precision over predicted
+ * tokens, recall over gold tokens.
+ */
+export function segmentationScores (gold: readonly string[][], pred: readonly string[][]): Prf {
+  let G = 0; let P = 0; let C = 0
+  const spans = (words: readonly string[]): Set<string> => {
+    let p = 0
+    return new Set(words.map(w => {
+      const n = w.replace(/\s+/gu, '').length
+      const key = `${p}:${p + n}`
+      p += n
+      return key
+    }))
+  }
+  gold.forEach((g, s) => {
+    const gs = spans(g)
+    const ps = spans(pred[s])
+    G += g.length
+    P += pred[s].length
+    for (const k of ps) if (gs.has(k)) C++
+  })
+  return prf(G, P, C)
+}

@@ -3,10 +3,13 @@
 // Measures the committed models through the served pipeline (features ->
 // ONNX Runtime -> Viterbi): POS token accuracy on UD English EWT test and NER
 // entity-level precision / recall / F1 (exact span and label) on UNER
-// English-EWT test.
+// English-EWT test. Also how often the tokenizer reproduces the gold
+// segmentation of UD EWT test from its raw sentence text.
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { evaluateNer, evaluatePos } from '../nlp/evaluation.ts'
+import { segmentationScores } from '../nlp/metrics.ts'
+import { tokenize } from '../nlp/tokenize.ts'
 import { loadScorer } from '../nlp/ort.ts'
 import type { TaggerConfig } from '../nlp/tagger.ts'
 import { argValue, dataDir, nerData, posData, REPO_ROOT } from './datasets.ts'
@@ -27,6 +30,9 @@ const posTest = posData(data).test
 const acc = await evaluatePos(posTest, pos.config, pos.run)
 const posTokens = posTest.reduce((n, s) => n + s.words.length, 0)
 console.log(`POS  UD English EWT test  ${posTest.length} sentences, ${posTokens} tokens  UPOS accuracy ${pct(acc)}  (${Date.now() - t0} ms)`)
+const withText = posTest.filter(s => s.text !== undefined)
+const seg = segmentationScores(withText.map(s => s.words), withText.map(s => tokenize(s.text as string).map(t => t.text)))
+console.log(`TOK  tokenizer vs UD English EWT test segmentation  P ${pct(seg.precision)}  R ${pct(seg.recall)}  F1 ${pct(seg.f1)}`)
 
 const ner = await load('ner')
 const t1 = Date.now()

@@ -19,7 +19,7 @@ t.test('CoNLL-U: syntactic words and UPOS, multiword tokens skipped', async t =>
     '1\tOk\tok\tINTJ\t_\t_\t_\t_\t_\t_',
   ].join('\n')
   t.same(readConllu(text), [
-    { words: ['I', 'do', "n't", '.'], tags: ['PRON', 'AUX', 'PART', 'PUNCT'], doc: 'd1' },
+    { words: ['I', 'do', "n't", '.'], tags: ['PRON', 'AUX', 'PART', 'PUNCT'], doc: 'd1', text: "I don't." },
     { words: ['Ok'], tags: ['INTJ'], doc: 'd1' },
   ])
   const slice = readConllu(fixture('ewt-train-slice.conllu'))

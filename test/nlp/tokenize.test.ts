@@ -10,7 +10,7 @@ function checkOffsets (t: Test, s: string, tokens: Token[]): void {
 
 t.test('punctuation and whitespace runs', async t => {
   t.same(texts('Hello,   world!\t\n How are you?'), ['Hello', ',', 'world', '!', 'How', 'are', 'you', '?'])
-  t.same(texts('Wait...!!! --ok'), ['Wait', '...', '!!!', '--', 'ok'])
+  t.same(texts('Wait...!!! --ok?! **'), ['Wait', '...!!!', '--', 'ok', '?!', '**'])
   t.same(texts(''), [])
   t.same(texts(' \t\n\u00a0\u2003 '), [])
   t.same(tokenize('  a  b '), [{ text: 'a', start: 2, end: 3 }, { text: 'b', start: 5, end: 6 }])
@@ -21,7 +21,7 @@ t.test('contractions split as in UD EWT', async t => {
     ['I', 'do', "n't", 'know', ',', 'ca', "n't", 'you', '?', 'It', "'s", 'Bush', "'s", '.'])
   t.same(texts("won't I'm we're they've you'll he'd"), ['wo', "n't", 'I', "'m", 'we', "'re", 'they', "'ve", 'you', "'ll", 'he', "'d"])
   t.same(texts('I\u2019m fine'), ['I', '\u2019m', 'fine'], 'curly apostrophe')
-  t.same(texts('gonna wanna Cannot'), ['gon', 'na', 'wan', 'na', 'Can', 'not'])
+  t.same(texts('gonna wanna Cannot dont wont'), ['gon', 'na', 'wan', 'na', 'Can', 'not', 'do', 'nt', 'wo', 'nt'])
   t.same(texts("O'Neill rock'n'roll n't"), ["O'Neill", "rock'n'roll", "n't"], 'other apostrophes stay inside the word')
   const s = "Don't"
   checkOffsets(t, s, tokenize(s))
@@ -32,12 +32,23 @@ t.test('URLs and e-mail addresses', async t => {
   t.same(texts('(www.example.org)'), ['(', 'www.example.org', ')'], 'unbalanced closing parenthesis is not part of the URL')
   t.same(texts('mail bob.smith+tag@mail.example.co.uk!'), ['mail', 'bob.smith+tag@mail.example.co.uk', '!'])
   t.same(texts('@user #tag #1'), ['@user', '#tag', '#', '1'])
+  t.same(texts('<mailto:ann@x.io>'), ['<', 'mailto:ann@x.io', '>'])
 })
 
 t.test('numbers, hyphens and abbreviations', async t => {
   t.same(texts('3.14 1,000 10:30 12/25/2008 $5 10% -3'), ['3.14', '1,000', '10:30', '12/25/2008', '$', '5', '10', '%', '-', '3'])
-  t.same(texts('non-stop well-known'), ['non', '-', 'stop', 'well', '-', 'known'])
+  t.same(texts('long-term well-known'), ['long', '-', 'term', 'well', '-', 'known'])
+  t.same(texts('e-mail non-stop Anti-war co-'), ['e-mail', 'non-stop', 'Anti-war', 'co', '-'], 'prefixes keep their hyphen')
+  t.same(texts('call 713-853-3989 or 555-1234'), ['call', '713-853-3989', 'or', '555-1234'])
   t.same(texts('the U.S. e.g. 10am'), ['the', 'U.S.', 'e.g.', '10am'])
+  t.same(texts('Dr. Smith met J. R. Ewing on Sat. etc.'), ['Dr.', 'Smith', 'met', 'J.', 'R.', 'Ewing', 'on', 'Sat.', 'etc', '.'])
+  t.same(texts('plan B.'), ['plan', 'B', '.'], 'a final capital is not an initial')
+  t.same(texts('open notes.doc on Space.com. Done.Then'), ['open', 'notes.doc', 'on', 'Space.com', '.', 'Done', '.', 'Then'])
+})
+
+t.test('emoticons', async t => {
+  t.same(texts('ok :) :-D ;P (: <3 :(('), ['ok', ':)', ':-D', ';P', '(:', '<3', ':(', '('])
+  t.same(texts('Note:Done'), ['Note', ':', 'Done'], 'not an emoticon before a letter')
 })
 
 t.test('emoji stay whole, astral offsets are UTF-16 units', async t => {
