@@ -33,16 +33,21 @@ t.test('a bad setting exits 2 naming the setting', async t => {
   t.match(env.stderr, /invalid value for port \(environment variable PORT\)/)
 })
 
-t.test('serves the app: ready, a model answer, OpenAPI; SIGTERM exits 0', async t => {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
-  const server = await startReady(t, ['--models-dir', dir])
+t.test('serves the app with its defaults: ready, model answers, OpenAPI; SIGTERM exits 0', async t => {
+  const server = await startReady(t, [])
   const ready = await fetch(`http://127.0.0.1:${server.port}/health/ready`)
   t.equal(ready.status, 200)
   const res = await post(server.port, '/scale', row)
   t.equal(res.status, 200)
   t.ok(Math.abs(res.body.rows[0][0] + 0.9006) < 1e-3)
+  const ner = await post(server.port, '/ner', { text: 'Barack Obama visited Paris with Microsoft engineers.' })
+  t.same(ner.body.entities, [
+    { text: 'Barack Obama', label: 'PER', start: 0, end: 12 },
+    { text: 'Paris', label: 'LOC', start: 21, end: 26 },
+    { text: 'Microsoft', label: 'ORG', start: 32, end: 41 },
+  ])
   const doc = await (await fetch(`http://127.0.0.1:${server.port}/openapi.json`)).json() as any
-  t.ok(doc.paths['/scale'])
+  for (const path of ['/ner', '/pos', '/scale', '/health/ready', '/v2/models/{name}/infer']) t.ok(doc.paths[path], `${path} is documented`)
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
 })
@@ -76,8 +81,8 @@ t.test('after the graceful timeout the rest is killed (exit 1)', async t => {
 })
 
 t.test('SIGINT stops at once when idle, exit 0', async t => {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
-  const server = await startReady(t, ['--models-dir', dir])
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP])
   server.proc.kill('SIGINT')
   t.same(await server.exited, { code: 0, signal: null })
   t.ok(server.lines.some(l => l.msg === 'stopping now' && l.signal === 'SIGINT'))
@@ -96,7 +101,7 @@ t.test('SIGINT stops at once, without waiting for in-flight work', async t => {
 
 t.test('a missing model stops the server with a non-zero exit naming it', async t => {
   const dir = modelsDir(t, {})
-  const server = startServer(t, ['--models-dir', dir])
+  const server = startServer(t, ['--models-dir', dir, '--app', SLOW_APP])
   const exit = await server.exited
   t.equal(exit.code, 3)
   t.match(server.stderr(), /model 'scaler' not found in .*looked for scaler\.onnx/)
@@ -104,7 +109,7 @@ t.test('a missing model stops the server with a non-zero exit naming it', async 
 
 t.test('a corrupt model stops the server with a non-zero exit naming the file', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': 'garbage, not an ONNX protobuf' })
-  const server = startServer(t, ['--models-dir', dir])
+  const server = startServer(t, ['--models-dir', dir, '--app', SLOW_APP])
   const exit = await server.exited
   t.equal(exit.code, 3)
   t.match(server.stderr(), /cannot load model 'scaler' from .*scaler\.onnx/)
@@ -112,7 +117,7 @@ t.test('a corrupt model stops the server with a non-zero exit naming the file', 
 
 t.test('cluster: a worker that fails to load stops the whole server', async t => {
   const dir = modelsDir(t, {})
-  const server = startServer(t, ['--models-dir', dir, '--workers', '2'])
+  const server = startServer(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2'])
   const exit = await server.exited
   t.equal(exit.code, 3)
   t.match(server.stderr(), /worker failed to boot: model 'scaler' not found/)
@@ -149,8 +154,8 @@ t.test('/health/live answers within 50 ms while a slow model computes', async t 
 })
 
 t.test('cluster: a killed worker is replaced while the others keep serving', async t => {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
-  const server = await startReady(t, ['--models-dir', dir, '--workers', '2'])
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2'])
   const workers = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
   t.equal(workers.length, 2)
   process.kill(workers[0], 'SIGKILL')
@@ -176,8 +181,8 @@ t.test('cluster: a killed worker is replaced while the others keep serving', asy
 })
 
 t.test('cluster: SIGHUP replaces workers one by one without dropping requests', async t => {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
-  const server = await startReady(t, ['--models-dir', dir, '--workers', '2'])
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2'])
   const before = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
   let failures = 0
   let served = 0
@@ -204,8 +209,8 @@ t.test('cluster: SIGHUP replaces workers one by one without dropping requests', 
 })
 
 t.test('cluster: --max-requests recycles a worker without failing requests', async t => {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
-  const server = await startReady(t, ['--models-dir', dir, '--workers', '2', '--max-requests', '15', '--max-requests-jitter', '5'])
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--max-requests', '15', '--max-requests-jitter', '5'])
   let failures = 0
   for (let i = 0; i < 60; i++) {
     const res = await post(server.port, '/scale', row).catch(() => ({ status: 0 }))
@@ -219,8 +224,7 @@ t.test('cluster: --max-requests recycles a worker without failing requests', asy
 })
 
 t.test('npm start passes signals to node: no orphaned process', async t => {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
-  const server = await startReady(t, ['--models-dir', dir], { command: ['npm', 'start', '--silent', '--'] })
+  const server = await startReady(t, [], { command: ['npm', 'start', '--silent', '--'] })
   const nodePid = server.lines.find(l => l.msg === 'ready: models loaded')!.pid as number
   t.not(nodePid, server.proc.pid)
   server.proc.kill('SIGTERM')

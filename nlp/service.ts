@@ -1,0 +1,140 @@
+// What the /ner and /pos resources share: the three input forms, the limits,
+// and tagging through a framework model handle (off the main thread, batched
+// by the framework with other requests for the same model).
+//
+//   {"text": "..."}            one raw text, tokenized here
+//   {"tokens": ["...", ...]}   one pre-tokenized text: tags for exactly these tokens
+//   {"texts": ["...", ...]}    several raw texts, answered in order
+import { Type, type Static } from '@sinclair/typebox'
+import { badRequest, payloadTooLarge } from '../framework/errors.ts'
+import type { Model } from '../framework/models.ts'
+import type { ModelContract } from '../framework/tensor.ts'
+import { tagBatch, tokensFromWords, type RunScores, type TaggedToken, type TaggerConfig } from './tagger.ts'
+import { tokenize, type Token } from './tokenize.ts'
+
+export interface TaggingLimits {
+  /** Longest text, in UTF-16 code units (JS string length). */
+  maxTextLength: number
+  /** Most texts in one `texts` request. */
+  maxBatch: number
+  /** Most tokens in one `tokens` request. */
+  maxTokens: number
+}
+
+export const DEFAULT_LIMITS: TaggingLimits = { maxTextLength: 10_000, maxBatch: 64, maxTokens: 2_000 }
+
+export const TaggingInput = Type.Object({
+  text: Type.Optional(Type.String({ description: 'One raw text' })),
+  tokens: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'One pre-tokenized text' })),
+  texts: Type.Optional(Type.Array(Type.String(), { description: 'Several raw texts, answered in order' })),
+}, { description: 'Exactly one of text, tokens or texts' })
+
+export type TaggingInput = Static<typeof TaggingInput>
+
+export const TaggedTokenSchema = Type.Object({
+  text: Type.String(),
+  start: Type.Integer({ description: 'Offset of the first UTF-16 code unit' }),
+  end: Type.Integer({ description: 'Offset after the last UTF-16 code unit' }),
+  tag: Type.String(),
+})
+
+/** Which of the three forms a body uses, with the limits checked. */
+export type Parsed =
+  | { form: 'text', texts: [string] }
+  | { form: 'tokens', tokens: string[] }
+  | { form: 'texts', texts: string[] }
+
+export function parseInput (body: TaggingInput, limits: TaggingLimits): Parsed {
+  const given = (['text', 'tokens', 'texts'] as const).filter(k => body[k] !== undefined)
+  if (given.length !== 1) {
+    throw badRequest(given.length === 0
+      ? 'body needs one of the fields text, tokens or texts'
+      : `body has ${given.join(' and ')}; give exactly one of text, tokens or texts`)
+  }
+  const checkLength = (text: string, where: string) => {
+    if (text.length > limits.maxTextLength) {
+      throw payloadTooLarge(`${where} is ${text.length} characters long; at most ${limits.maxTextLength} are accepted`)
+    }
+  }
+  if (body.text !== undefined) {
+    checkLength(body.text, 'body.text')
+    return { form: 'text', texts: [body.text] }
+  }
+  if (body.tokens !== undefined) {
+    if (body.tokens.length > limits.maxTokens) throw payloadTooLarge(`body.tokens has ${body.tokens.length} tokens; at most ${limits.maxTokens} are accepted`)
+    body.tokens.forEach((token, i) => checkLength(token, `body.tokens[${i}]`))
+    return { form: 'tokens', tokens: body.tokens }
+  }
+  const texts = body.texts!
+  if (texts.length > limits.maxBatch) throw payloadTooLarge(`body.texts has ${texts.length} texts; at most ${limits.maxBatch} are accepted`)
+  texts.forEach((text, i) => checkLength(text, `body.texts[${i}]`))
+  return { form: 'texts', texts }
+}
+
+/** The contract every tagger model meets: feature ids in, emission scores out. */
+export function taggerContract (config: TaggerConfig): ModelContract {
+  return {
+    inputs: { [config.input]: { type: 'int64', shape: [-1, -1, config.featuresPerToken] } },
+    outputs: { [config.output]: { type: 'float32', shape: [-1, -1, config.labels.length] } },
+  }
+}
+
+/** Reads the tagger's config.json from the loaded model, checking the fields used here. */
+export function taggerConfigOf (model: Model, task: 'pos' | 'ner'): TaggerConfig {
+  const config = model.config as Partial<TaggerConfig>
+  for (const field of ['labels', 'transitions', 'start', 'end', 'featuresPerToken', 'buckets', 'input', 'output'] as const) {
+    if (config[field] === undefined) throw new Error(`model '${model.name}' (${model.path}): config.json lacks '${field}'`)
+  }
+  if (config.task !== task) throw new Error(`model '${model.name}' (${model.path}) is a '${config.task}' model, not '${task}'`)
+  return config as TaggerConfig
+}
+
+/** Model scores through the framework: off the main thread, batched with other requests. */
+export function scorer (model: Model, config: TaggerConfig, signal?: AbortSignal): RunScores {
+  return async features => {
+    const out = await model.run({ [config.input]: { type: 'int64', data: features.data, dims: features.dims } }, { signal })
+    const scores = out[config.output]
+    return { data: scores.data as Float32Array, dims: scores.dims }
+  }
+}
+
+/** Tags the parsed input: one token list per text (one for `text` and `tokens`). */
+export async function tagInput (parsed: Parsed, config: TaggerConfig, run: RunScores): Promise<{ texts: string[], tagged: TaggedToken[][] }> {
+  if (parsed.form === 'tokens') {
+    const tokens = tokensFromWords(parsed.tokens)
+    const texts = [parsed.tokens.join(' ')]
+    return { texts, tagged: parsed.tokens.length === 0 ? [[]] : await tagBatch([tokens], config, run) }
+  }
+  const tokenLists: Token[][] = parsed.texts.map(text => tokenize(text))
+  // Empty texts have nothing to tag; the rest go to the model in one call.
+  const nonEmpty = tokenLists.map((tokens, i) => ({ tokens, i })).filter(x => x.tokens.length > 0)
+  const taggedNonEmpty = await tagBatch(nonEmpty.map(x => x.tokens), config, run)
+  const tagged: TaggedToken[][] = tokenLists.map(() => [])
+  nonEmpty.forEach((x, k) => { tagged[x.i] = taggedNonEmpty[k] })
+  return { texts: parsed.texts, tagged }
+}
+
+/** GET's description of a tagger: model, version, labels, measured accuracy. */
+export const TaggerDescription = Type.Object({
+  model: Type.String(),
+  version: Type.String(),
+  task: Type.String(),
+  labels: Type.Array(Type.String()),
+  featureTemplate: Type.String(),
+  accuracy: Type.Record(Type.String(), Type.Union([Type.Number(), Type.String()])),
+  limits: Type.Object({ maxTextLength: Type.Integer(), maxBatch: Type.Integer(), maxTokens: Type.Integer() }),
+  licence: Type.String(),
+})
+
+export function describe (model: Model, config: TaggerConfig, limits: TaggingLimits): Static<typeof TaggerDescription> {
+  return {
+    model: config.name ?? model.name,
+    version: model.version ?? '1',
+    task: config.task,
+    labels: config.labels,
+    featureTemplate: String(config.featureTemplate),
+    accuracy: (config.accuracy ?? {}) as Record<string, number | string>,
+    limits: { ...limits },
+    licence: 'CC BY-SA 4.0 (trained on CC BY-SA corpora; see the model card)',
+  }
+}

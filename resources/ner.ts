@@ -1,0 +1,75 @@
+// EntityRecognizer: named entities (PER, ORG, LOC) with offsets into the text.
+// Model: models/ner (an averaged structured perceptron trained on UNER
+// English-EWT, the Broad Twitter Corpus and WNUT17 by `npm run train`; see
+// models/ner/README.md). Input int64 features [batch, tokens, features],
+// output float32 scores [batch, tokens, 7] over BIO tags; Viterbi decoding.
+//
+//   POST /ner {"text": "Barack Obama visited Paris."}
+//   -> {"entities": [{"text": "Barack Obama", "label": "PER", "start": 0, "end": 12},
+//                    {"text": "Paris", "label": "LOC", "start": 21, "end": 26}],
+//       "tokens": [{"text": "Barack", "start": 0, "end": 6, "tag": "B-PER"}, ...]}
+//
+// Also {"tokens": [...]} (pre-tokenized; offsets then refer to the tokens
+// joined by single spaces) and {"texts": [...]} -> {"results": [...]}.
+import { Type } from '@sinclair/typebox'
+import { Resource, responder, type ResourceContext } from '../framework/resource.ts'
+import type { Model } from '../framework/models.ts'
+import { entitiesFromBio, type TaggerConfig } from '../nlp/tagger.ts'
+import {
+  DEFAULT_LIMITS, TaggedTokenSchema, TaggerDescription, TaggingInput, describe, parseInput, scorer,
+  tagInput, taggerConfigOf, taggerContract, type TaggingLimits,
+} from '../nlp/service.ts'
+
+const Recognized = Type.Object({
+  entities: Type.Array(Type.Object({
+    text: Type.String(),
+    label: Type.String({ description: 'PER, ORG or LOC' }),
+    start: Type.Integer(),
+    end: Type.Integer(),
+  })),
+  tokens: Type.Array(TaggedTokenSchema),
+})
+
+export class EntityRecognizer extends Resource {
+  private model!: Model
+  private config!: TaggerConfig
+  private readonly limits: TaggingLimits
+
+  constructor (private readonly options: { model: string, limits?: Partial<TaggingLimits> }) {
+    super()
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+  }
+
+  async load ({ models }: ResourceContext) {
+    const model = await models.load(this.options.model)
+    this.config = taggerConfigOf(model, 'ner')
+    this.model = await models.load(this.options.model, taggerContract(this.config))
+  }
+
+  async warmup () {
+    await tagInput({ form: 'text', texts: ['Warming up in London.'] }, this.config, scorer(this.model, this.config))
+  }
+
+  onPost = responder({
+    summary: 'Find the people, organizations and locations in a text, a token list, or several texts',
+    schema: {
+      body: TaggingInput,
+      response: { 200: Type.Union([Recognized, Type.Object({ results: Type.Array(Recognized) })]) },
+    },
+    handler: async (request) => {
+      const parsed = parseInput(request.body, this.limits)
+      const { texts, tagged } = await tagInput(parsed, this.config, scorer(this.model, this.config, request.abortSignal))
+      const results = tagged.map((tokens, i) => ({
+        entities: entitiesFromBio(tokens, tokens.map(t => t.tag), texts[i]),
+        tokens,
+      }))
+      return parsed.form === 'texts' ? { results } : results[0]
+    },
+  })
+
+  onGet = responder({
+    summary: 'Describe the NER model: version, labels, measured accuracy, limits',
+    schema: { response: { 200: TaggerDescription } },
+    handler: async () => describe(this.model, this.config, this.limits),
+  })
+}

@@ -1,0 +1,64 @@
+// PosTagger: part-of-speech tagging with the 17 Universal POS tags.
+// Model: models/pos (an averaged structured perceptron trained on UD English
+// EWT by `npm run train`; see models/pos/README.md). Input int64 features
+// [batch, tokens, features], output float32 scores [batch, tokens, 17];
+// Viterbi over the scores and the tag transitions in config.json.
+//
+//   POST /pos {"text": "I love Paris."}
+//   -> {"tokens": [{"text": "I", "start": 0, "end": 1, "tag": "PRON"},
+//                  {"text": "love", "start": 2, "end": 6, "tag": "VERB"},
+//                  {"text": "Paris", "start": 7, "end": 12, "tag": "PROPN"},
+//                  {"text": ".", "start": 12, "end": 13, "tag": "PUNCT"}]}
+//
+// Also {"tokens": [...]} (pre-tokenized) and {"texts": [...]} -> {"results": [...]}.
+import { Type } from '@sinclair/typebox'
+import { Resource, responder, type ResourceContext } from '../framework/resource.ts'
+import type { Model } from '../framework/models.ts'
+import type { TaggerConfig } from '../nlp/tagger.ts'
+import {
+  DEFAULT_LIMITS, TaggedTokenSchema, TaggerDescription, TaggingInput, describe, parseInput, scorer,
+  tagInput, taggerConfigOf, taggerContract, type TaggingLimits,
+} from '../nlp/service.ts'
+
+const Tagged = Type.Object({ tokens: Type.Array(TaggedTokenSchema) })
+
+export class PosTagger extends Resource {
+  private model!: Model
+  private config!: TaggerConfig
+  private readonly limits: TaggingLimits
+
+  constructor (private readonly options: { model: string, limits?: Partial<TaggingLimits> }) {
+    super()
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+  }
+
+  async load ({ models }: ResourceContext) {
+    const model = await models.load(this.options.model)
+    this.config = taggerConfigOf(model, 'pos')
+    this.model = await models.load(this.options.model, taggerContract(this.config))
+  }
+
+  async warmup () {
+    await tagInput({ form: 'text', texts: ['Warming up the tagger.'] }, this.config, scorer(this.model, this.config))
+  }
+
+  onPost = responder({
+    summary: 'Tag the parts of speech of a text, a token list, or several texts',
+    schema: {
+      body: TaggingInput,
+      response: { 200: Type.Union([Tagged, Type.Object({ results: Type.Array(Tagged) })]) },
+    },
+    handler: async (request) => {
+      const parsed = parseInput(request.body, this.limits)
+      const { tagged } = await tagInput(parsed, this.config, scorer(this.model, this.config, request.abortSignal))
+      const results = tagged.map(tokens => ({ tokens }))
+      return parsed.form === 'texts' ? { results } : results[0]
+    },
+  })
+
+  onGet = responder({
+    summary: 'Describe the POS model: version, labels, measured accuracy, limits',
+    schema: { response: { 200: TaggerDescription } },
+    handler: async () => describe(this.model, this.config, this.limits),
+  })
+}

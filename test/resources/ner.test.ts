@@ -1,0 +1,121 @@
+// /ner with the committed model: known sentences, every input form, every limit.
+import t from 'tap'
+import { build, bareApp, MODELS_DIR } from '../fixtures/build.ts'
+import { EntityRecognizer } from '../../resources/ner.ts'
+
+const ner = (app: Awaited<ReturnType<typeof build>>, payload: unknown) =>
+  app.inject({ method: 'POST', url: '/ner', payload: payload as object })
+
+t.test('finds PER, LOC and ORG with offsets into the text', async t => {
+  const app = await build(t)
+  const text = 'Barack Obama visited Paris with Microsoft engineers.'
+  const res = await ner(app, { text })
+  t.equal(res.statusCode, 200)
+  const body = res.json()
+  t.same(body.entities, [
+    { text: 'Barack Obama', label: 'PER', start: 0, end: 12 },
+    { text: 'Paris', label: 'LOC', start: 21, end: 26 },
+    { text: 'Microsoft', label: 'ORG', start: 32, end: 41 },
+  ])
+  for (const e of body.entities) t.equal(text.slice(e.start, e.end), e.text)
+  t.same(body.tokens.map((tok: any) => tok.tag), ['B-PER', 'I-PER', 'O', 'B-LOC', 'O', 'B-ORG', 'O', 'O'])
+  for (const tok of body.tokens) t.equal(text.slice(tok.start, tok.end), tok.text)
+})
+
+t.test('offsets count UTF-16 units: correct after astral characters', async t => {
+  const app = await build(t)
+  const text = '😀😀 Angela Merkel met Emmanuel Macron in Berlin.'
+  const body = (await ner(app, { text })).json()
+  t.ok(body.entities.length >= 2)
+  for (const e of body.entities) t.equal(text.slice(e.start, e.end), e.text, `${e.label} ${e.text}`)
+  t.ok(body.entities.some((e: any) => e.label === 'LOC' && e.text === 'Berlin'))
+})
+
+t.test('pre-tokenized input gets tags for exactly those tokens', async t => {
+  const app = await build(t)
+  const tokens = ['Angela', 'Merkel', 'lives', 'in', 'Berlin', '.']
+  const body = (await ner(app, { tokens })).json()
+  t.same(body.tokens.map((x: any) => x.text), tokens)
+  t.same(body.tokens.map((x: any) => [x.start, x.end]), [[0, 6], [7, 13], [14, 19], [20, 22], [23, 29], [30, 31]])
+  t.same(body.entities.find((e: any) => e.label === 'LOC'), { text: 'Berlin', label: 'LOC', start: 23, end: 29 })
+  t.same((await ner(app, { tokens: [] })).json(), { entities: [], tokens: [] })
+})
+
+t.test('several texts are answered in order, empty ones with empty results', async t => {
+  const app = await build(t)
+  const texts = ['Paris is in France.', '', 'Google hired Sundar Pichai.']
+  const body = (await ner(app, { texts })).json()
+  t.equal(body.results.length, 3)
+  t.same(body.results[1], { entities: [], tokens: [] })
+  const single = await Promise.all(texts.map(async text => (await ner(app, { text })).json()))
+  t.same(body.results, single, 'batched answers equal one-by-one answers')
+  t.same((await ner(app, { texts: [] })).json(), { results: [] })
+})
+
+t.test('an empty or blank text gives an empty result', async t => {
+  const app = await build(t)
+  t.same((await ner(app, { text: '' })).json(), { entities: [], tokens: [] })
+  t.same((await ner(app, { text: ' \n\t ' })).json(), { entities: [], tokens: [] })
+})
+
+t.test('any Unicode: NUL, lone surrogates, RTL, combining marks, emoji give 200', async t => {
+  const app = await build(t)
+  for (const text of ['a\u0000b', '\ud800', 'x \udc00 y', 'שלום עולם', 'e\u0301te\u0301', '👨‍👩‍👧 family', '\uffff\ufffe', 'مرحبا Paris']) {
+    const res = await ner(app, { text })
+    t.equal(res.statusCode, 200, JSON.stringify(text))
+    for (const tok of res.json().tokens) t.equal(text.slice(tok.start, tok.end), tok.text)
+  }
+})
+
+t.test('bad input: one error format, never a 500', async t => {
+  const app = await build(t)
+  const cases: Array<[unknown, number, RegExp]> = [
+    [{}, 400, /needs one of the fields text, tokens or texts/],
+    [{ text: 'a', texts: ['b'] }, 400, /body has text and texts; give exactly one/],
+    [{ text: 5 }, 400, /body\.text must be string/],
+    [{ tokens: ['a', ''] }, 400, /body\.tokens\[1\] must NOT have fewer than 1 characters/],
+    [{ texts: 'abc' }, 400, /body\.texts must be array/],
+    [{ text: 'a', lang: 'en' }, 400, /unknown field 'lang'/],
+  ]
+  for (const [payload, status, message] of cases) {
+    const res = await ner(app, payload)
+    t.equal(res.statusCode, status, JSON.stringify(payload))
+    t.match(res.json().error, message)
+  }
+})
+
+t.test('limits: text length, batch size, token count answer 413', async t => {
+  const app = await bareApp(t, { modelsDir: MODELS_DIR })
+  app.mount('/ner', new EntityRecognizer({ model: 'ner', limits: { maxTextLength: 20, maxBatch: 2, maxTokens: 3 } }))
+  await app.loadResources()
+  const cases: Array<[unknown, RegExp]> = [
+    [{ text: 'x'.repeat(21) }, /body\.text is 21 characters long; at most 20 are accepted/],
+    [{ texts: ['a', 'b', 'c'] }, /body\.texts has 3 texts; at most 2 are accepted/],
+    [{ texts: ['a', 'y'.repeat(30)] }, /body\.texts\[1\] is 30 characters long/],
+    [{ tokens: ['a', 'b', 'c', 'd'] }, /body\.tokens has 4 tokens; at most 3 are accepted/],
+    [{ tokens: ['z'.repeat(25)] }, /body\.tokens\[0\] is 25 characters long/],
+  ]
+  for (const [payload, message] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/ner', payload: payload as object })
+    t.equal(res.statusCode, 413, JSON.stringify(payload).slice(0, 40))
+    t.equal(res.json().code, 'PAYLOAD_TOO_LARGE')
+    t.match(res.json().error, message)
+  }
+  t.equal((await app.inject({ method: 'POST', url: '/ner', payload: { text: 'x'.repeat(20) } })).statusCode, 200, 'at the limit is fine')
+})
+
+t.test('GET describes the model with its measured accuracy', async t => {
+  const app = await build(t)
+  const body = (await app.inject({ url: '/ner' })).json()
+  t.same(body.labels, ['O', 'B-PER', 'I-PER', 'B-ORG', 'I-ORG', 'B-LOC', 'I-LOC'])
+  t.equal(body.task, 'ner')
+  t.ok(body.accuracy.f1 >= 0.65, `F1 ${body.accuracy.f1}`)
+  t.match(body.licence, /CC BY-SA/)
+  t.same(body.limits, { maxTextLength: 10000, maxBatch: 64, maxTokens: 2000 })
+})
+
+t.test('a model for the wrong task fails at load', async t => {
+  const app = await bareApp(t, { modelsDir: MODELS_DIR })
+  app.mount('/ner', new EntityRecognizer({ model: 'pos' }))
+  await t.rejects(app.loadResources(), /model 'pos' .* is a 'pos' model, not 'ner'/)
+})

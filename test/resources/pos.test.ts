@@ -1,0 +1,49 @@
+// /pos with the committed model.
+import t from 'tap'
+import { build } from '../fixtures/build.ts'
+
+const pos = (app: Awaited<ReturnType<typeof build>>, payload: unknown) =>
+  app.inject({ method: 'POST', url: '/pos', payload: payload as object })
+
+t.test('tags known sentences', async t => {
+  const app = await build(t)
+  const cases: Array<[string, string[]]> = [
+    ['I love Paris.', ['PRON', 'VERB', 'PROPN', 'PUNCT']],
+    ['The cat sat on the mat.', ['DET', 'NOUN', 'VERB', 'ADP', 'DET', 'NOUN', 'PUNCT']],
+    ["I don't know.", ['PRON', 'AUX', 'PART', 'VERB', 'PUNCT']],
+  ]
+  for (const [text, tags] of cases) {
+    const body = (await pos(app, { text })).json()
+    t.same(body.tokens.map((x: any) => x.tag), tags, text)
+    for (const tok of body.tokens) t.equal(text.slice(tok.start, tok.end), tok.text)
+  }
+})
+
+t.test('every input form', async t => {
+  const app = await build(t)
+  const tokens = (await pos(app, { tokens: ['She', 'sings', '.'] })).json().tokens
+  t.same(tokens, [{ text: 'She', start: 0, end: 3, tag: 'PRON' }, { text: 'sings', start: 4, end: 9, tag: 'VERB' }, { text: '.', start: 10, end: 11, tag: 'PUNCT' }])
+  const texts = ['She runs fast.', '', 'Go!']
+  const body = (await pos(app, { texts })).json()
+  t.equal(body.results.length, 3)
+  t.same(body.results[1], { tokens: [] })
+  for (let i = 0; i < texts.length; i++) t.same(body.results[i], (await pos(app, { text: texts[i] })).json())
+  t.same((await pos(app, { text: '' })).json(), { tokens: [] })
+})
+
+t.test('bad input and Unicode edge cases', async t => {
+  const app = await build(t)
+  t.equal((await pos(app, { text: '\u0000\ud800\u202e' })).statusCode, 200)
+  const both = await pos(app, { text: 'a', tokens: ['a'] })
+  t.equal(both.statusCode, 400)
+  t.match(both.json().error, /give exactly one of text, tokens or texts/)
+  const big = await pos(app, { text: 'x'.repeat(10_001) })
+  t.equal(big.statusCode, 413)
+})
+
+t.test('GET describes the model', async t => {
+  const app = await build(t)
+  const body = (await app.inject({ url: '/pos' })).json()
+  t.equal(body.labels.length, 17)
+  t.ok(body.accuracy.accuracy >= 0.95 || body.accuracy.tokenAccuracy >= 0.95 || Object.values(body.accuracy).some((v: any) => typeof v === 'number' && v >= 0.95), JSON.stringify(body.accuracy))
+})
