@@ -30,8 +30,10 @@ export interface Token {
 // space, bidi marks and embeddings, word joiner, byte-order mark.
 const SEPARATOR = /[\p{White_Space}\p{Cc}\u200B\u200E\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]+/uy
 
-const URL = /(?:[a-z][a-z0-9+.-]*:\/\/|www\.|mailto:)[^\s<>"]+/iuy
-const EMAIL = /[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.\p{L}{2,}/uy
+const URL = /(?:[a-z][a-z0-9+.-]{0,31}:\/\/|www\.|mailto:)[^\s<>"]+/iuy
+// Lengths are bounded (as in RFC 5321) so that a long run of word characters
+// and dots is not rescanned from every position: tokenizing stays linear.
+const EMAIL = /[\p{L}\p{N}._%+-]{1,64}@[\p{L}\p{N}-]{1,63}(?:\.[\p{L}\p{N}-]{1,63}){0,8}\.\p{L}{2,24}/uy
 const HANDLE = /[@#][\p{L}_][\p{L}\p{M}\p{N}_]*/uy
 // Numbers with internal separators: 3.14, 1,000,000, 10:30, 12/25/2008.
 const NUMBER = /\p{N}+(?:[.,:/-]\p{N}+)*/uy
@@ -68,20 +70,19 @@ function at (re: RegExp, text: string, pos: number): number {
   return re.test(text) ? re.lastIndex : pos
 }
 
-function count (s: string, c: string, end: number): number {
-  let k = 0
-  for (let i = 0; i < end; i++) if (s[i] === c) k++
-  return k
-}
-
 // URLs end before trailing sentence punctuation and an unbalanced ')'.
 function trimUrl (url: string): number {
+  let open = 0
+  let close = 0
+  for (const c of url) {
+    if (c === '(') open++
+    else if (c === ')') close++
+  }
   let end = url.length
   while (end > 0) {
     const c = url[end - 1]
     if ('.,;:!?\'"'.includes(c)) end--
-    else if (c === ')' && count(url, ')', end) > count(url, '(', end)) end--
-    else break
+    else if (c === ')' && close > open) { end--; close-- } else break
   }
   return end
 }

@@ -89,3 +89,15 @@ t.test('offsets hold for a mixed text', async t => {
   const s = "Hi 👋🏾! Email me: ann@x.io or visit http://x.io/a?b=c — it's 100% free :) \u05e9\u05dc\u05d5\u05dd"
   checkOffsets(t, s, tokenize(s))
 })
+
+t.test('time stays linear on long runs that almost match URLs or e-mails', async t => {
+  // Unbounded patterns rescanned from every position took seconds here.
+  for (const unit of ['a-', 'a_.', 'a.b-', 'x@', 'http://x' + ')'.repeat(10)]) {
+    const s = unit.repeat(Math.ceil(100_000 / unit.length))
+    const t0 = performance.now()
+    const n = tokenize(s).length
+    const ms = performance.now() - t0
+    t.ok(ms < 1000, `${JSON.stringify(unit)} x ${s.length / unit.length}: ${n} tokens in ${ms.toFixed(0)} ms`)
+  }
+  t.same(texts('see (http://x.org/a)) (http://x.org/b_(c))'), ['see', '(', 'http://x.org/a', '))', '(', 'http://x.org/b_(c)', ')'])
+})
