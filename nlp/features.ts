@@ -22,6 +22,8 @@ export const TEMPLATES = [
 
 export const FEATURES_PER_TOKEN = TEMPLATES.length
 
+const PREFIX_HASHES = TEMPLATES.map((_, k) => fnv1a32(`${k}\u001f`))
+
 export interface FeatureSpec {
   featureTemplate: string
   buckets: number
@@ -44,15 +46,29 @@ export interface FeatureSpec {
 /** Longest gazetteer entry an entity may have, in tokens. */
 export const GAZETTEER_MAX_TOKENS = 6
 
+// First words of the gazetteer entries, computed once per gazetteer object.
+const FIRST_WORDS = new WeakMap<object, Set<string>>()
+
+function firstWords (gazetteer: Readonly<Record<string, string>>): Set<string> {
+  let set = FIRST_WORDS.get(gazetteer)
+  if (set === undefined) {
+    set = new Set(Object.keys(gazetteer).map(k => k.split(' ')[0]))
+    FIRST_WORDS.set(gazetteer, set)
+  }
+  return set
+}
+
 /**
  * Marks gazetteer matches: greedy longest match from left to right, "B-LOC",
  * "I-LOC" on matched tokens, "-" elsewhere.
  */
 export function gazetteerTags (norm: readonly string[], gazetteer: Readonly<Record<string, string>>): string[] {
   const out = norm.map(() => '-')
+  const firsts = firstWords(gazetteer)
   let i = 0
   while (i < norm.length) {
     let matched = 0
+    if (!firsts.has(norm[i])) { i++; continue }
     for (let k = Math.min(GAZETTEER_MAX_TOKENS, norm.length - i); k >= 1; k--) {
       const key = norm.slice(i, i + k).join(' ')
       if (Object.hasOwn(gazetteer, key)) {
@@ -73,6 +89,13 @@ export function normalize (word: string): string {
 }
 
 function charClass (c: string): string {
+  const code = c.charCodeAt(0)
+  if (code < 128) {
+    if (code >= 65 && code <= 90) return 'X'
+    if (code >= 97 && code <= 122) return 'x'
+    if (code >= 48 && code <= 57) return 'd'
+    return c
+  }
   if (/\p{Lu}/u.test(c)) return 'X'
   if (/\p{L}/u.test(c)) return 'x'
   if (/\p{N}/u.test(c)) return 'd'
@@ -122,9 +145,55 @@ export function bucketOf (feature: string, buckets: number): number {
 }
 
 /** The feature strings of every token, FEATURES_PER_TOKEN of them per token. */
-export function featureStrings (words: readonly string[], spec: Omit<FeatureSpec, 'featureTemplate' | 'buckets' | 'featuresPerToken'> = {}): string[][] {
+interface WordInfo {
+  norm: string
+  suf1: string
+  suf2: string
+  suf3: string
+  suf4: string
+  pre1: string
+  pre2: string
+  pre3: string
+  shape: string
+  longShape: string
+  flags: string
+  length: string
+}
+
+function wordInfo (w: string): WordInfo {
+  const norm = normalize(w)
+  return {
+    norm,
+    suf1: suffix(norm, 1),
+    suf2: suffix(norm, 2),
+    suf3: suffix(norm, 3),
+    suf4: suffix(norm, 4),
+    pre1: prefix(norm, 1),
+    pre2: prefix(norm, 2),
+    pre3: prefix(norm, 3),
+    shape: shape(w, false),
+    longShape: shape(w, true),
+    flags: flags(w),
+    length: String(Math.min(Array.from(w).length, 12)),
+  }
+}
+
+type Lexicons = Omit<FeatureSpec, 'featureTemplate' | 'buckets' | 'featuresPerToken'>
+
+/** The value of every template for every token (without the template prefix). */
+function featureValues (words: readonly string[], spec: Lexicons): string[][] {
   const T = words.length
-  const norm = words.map(normalize)
+  // Word-level values are computed once per distinct word of the input.
+  const cache = new Map<string, WordInfo>()
+  const infos = words.map(w => {
+    let info = cache.get(w)
+    if (info === undefined) { info = wordInfo(w); cache.set(w, info) }
+    return info
+  })
+  const norm = infos.map(x => x.norm)
+  const BOS = wordInfo('<s>')
+  const EOS = wordInfo('</s>')
+  const iAt = (i: number): WordInfo => (i < 0 ? BOS : i >= T ? EOS : infos[i])
   const look = (dict: Readonly<Record<string, string>> | undefined, n: string): string =>
     dict !== undefined && Object.hasOwn(dict, n) ? dict[n] : '?'
   const cls = norm.map(n => look(spec.lexicon, n))
@@ -133,28 +202,33 @@ export function featureStrings (words: readonly string[], spec: Omit<FeatureSpec
   const eAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : ent[i])
   const gAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : gaz[i])
   const cAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : cls[i])
-  const sh = words.map(w => shape(w, false))
+  const sh = infos.map(x => x.shape)
   const nAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : norm[i])
   const shAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : sh[i])
   const out: string[][] = []
   for (let i = 0; i < T; i++) {
     const w = words[i]
-    const n = norm[i]
-    const values = [
-      '', w, n, suffix(n, 1), suffix(n, 2), suffix(n, 3), suffix(n, 4), prefix(n, 1), prefix(n, 2), prefix(n, 3),
-      sh[i], shape(w, true), nAt(i - 1), nAt(i - 2), nAt(i + 1), nAt(i + 2),
-      suffix(nAt(i - 1), 3), suffix(nAt(i + 1), 3),
+    const x = infos[i]
+    const n = x.norm
+    out.push([
+      '', w, n, x.suf1, x.suf2, x.suf3, x.suf4, x.pre1, x.pre2, x.pre3,
+      sh[i], x.longShape, nAt(i - 1), nAt(i - 2), nAt(i + 1), nAt(i + 2),
+      iAt(i - 1).suf3, iAt(i + 1).suf3,
       shAt(i - 1), shAt(i + 1), shAt(i - 2), shAt(i + 2),
       `${nAt(i - 1)}|${n}`, `${n}|${nAt(i + 1)}`, `${nAt(i - 1)}|${nAt(i + 1)}`,
-      `${shAt(i - 1)}|${sh[i]}|${shAt(i + 1)}`, flags(w), i === 0 ? `first|${sh[i]}` : '-',
-      String(Math.min(Array.from(w).length, 12)), `${suffix(nAt(i - 1), 2)}|${suffix(n, 2)}`,
+      `${shAt(i - 1)}|${sh[i]}|${shAt(i + 1)}`, x.flags, i === 0 ? `first|${sh[i]}` : '-',
+      x.length, `${iAt(i - 1).suf2}|${x.suf2}`,
       cls[i], cAt(i - 1), cAt(i + 1), cAt(i - 2), cAt(i + 2), `${cAt(i - 1)}|${cls[i]}|${cAt(i + 1)}`,
       `${cls[i]}|${sh[i]}`, `${cAt(i - 1)}|${n}`, `${n}|${cAt(i + 1)}`,
       ent[i], eAt(i - 1), eAt(i + 1), `${ent[i]}|${sh[i]}`, gaz[i], `${gaz[i]}|${sh[i]}`, `${gAt(i - 1)}|${gaz[i]}|${gAt(i + 1)}`,
-    ]
-    out.push(values.map((v, k) => `${k}\u001f${v}`))
+    ])
   }
   return out
+}
+
+/** The feature strings of every token: "<template index>\u001f<value>", FEATURES_PER_TOKEN per token. */
+export function featureStrings (words: readonly string[], spec: Lexicons = {}): string[][] {
+  return featureValues(words, spec).map(row => row.map((v, k) => `${k}\u001f${v}`))
 }
 
 /**
@@ -236,9 +310,11 @@ export function extractFeatures (words: readonly string[], spec: FeatureSpec): I
     throw new Error(`feature template ${spec.featureTemplate} with ${spec.featuresPerToken} features per token ` +
       `is not supported (this code implements ${FEATURE_TEMPLATE_VERSION} with ${FEATURES_PER_TOKEN})`)
   }
-  const strings = featureStrings(words, spec)
   const out = new Int32Array(words.length * FEATURES_PER_TOKEN)
-  let k = 0
-  for (const row of strings) for (const f of row) out[k++] = bucketOf(f, spec.buckets)
+  let i = 0
+  for (const row of featureValues(words, spec)) {
+    // Same as bucketOf(`${k}\u001f${value}`), without building the string.
+    for (let k = 0; k < row.length; k++) out[i++] = 1 + (fnv1a32(row[k], PREFIX_HASHES[k]) % (spec.buckets - 1))
+  }
   return out
 }

@@ -75,6 +75,7 @@ t.test('normalize and shape', async t => {
   t.equal(shape("McDonald's", false), "XxXx'x")
   t.equal(shape("McDonald's", true), "XxXxxxx'x")
   t.equal(shape('2024', true), 'dddd')
+  t.equal(shape('Ça٣٤½', false), 'Xxd', 'non-ASCII letters and digits (Arabic-Indic, fractions)')
   t.equal(shape('😀😀!', false), '😀!', 'other characters are their own class')
 })
 
