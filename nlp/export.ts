@@ -35,6 +35,9 @@ export function taggerConfig (model: LinearChainModel, info: ExportInfo): Tagger
     featuresPerToken: info.featuresPerToken,
     input: INPUT_NAME,
     output: OUTPUT_NAME,
+    // Feature id 0 is padding (row 0 of the table is zero), so the server may
+    // pad sentences of different lengths into one batch (framework/batcher.ts).
+    padValue: 0,
     transitions: rows,
     start: Array.from(model.start),
     end: Array.from(model.end),
