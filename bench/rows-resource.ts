@@ -5,6 +5,8 @@
 import { Type } from '@sinclair/typebox'
 import { Resource, responder, type ResourceContext } from '../framework/resource.ts'
 import type { Model } from '../framework/models.ts'
+import { badRequest } from '../framework/errors.ts'
+import { rowsFromTensor, tensorFromRows } from '../framework/tensor.ts'
 
 export interface RowsOptions { model: string, input: string, output: string, type: 'float32' | 'int64', width: number }
 
@@ -22,13 +24,10 @@ export class RowsModel extends Resource {
 
   private async infer (rows: number[][], signal?: AbortSignal): Promise<number[][]> {
     const { input, output, type, width } = this.options
-    const flat = rows.flat()
-    const data = type === 'int64' ? BigInt64Array.from(flat, v => BigInt(v)) : Float32Array.from(flat)
-    const result = await this.model.run({ [input]: { type, data, dims: [rows.length, width] } }, { signal })
-    const out = result[output]
-    const per = out.data.length / rows.length
-    const values = out.data as Float32Array
-    return rows.map((_, i) => Array.from(values.subarray(i * per, (i + 1) * per)))
+    const x = tensorFromRows(rows, width, type)
+    if (!x) throw badRequest(`every row of body.inputs must have ${width} numbers`)
+    const result = await this.model.run({ [input]: x }, { signal })
+    return rowsFromTensor(result[output].data as Float32Array, rows.length)
   }
 
   onPost = responder({
@@ -38,7 +37,6 @@ export class RowsModel extends Resource {
     },
     handler: async (request) => {
       const { inputs } = request.body
-      if (inputs.some(r => r.length !== this.options.width)) throw new Error('bad width')
       return { outputs: await this.infer(inputs, request.abortSignal) }
     },
   })

@@ -27,7 +27,8 @@ function fromOrt (results) {
   for (const [name, t] of Object.entries(results)) {
     const data = t.data
     out[name] = { type: t.type, data, dims: [...t.dims] }
-    if (ArrayBuffer.isView(data) && !transfer.includes(data.buffer)) transfer.push(data.buffer)
+    // Small outputs are copied: cheaper than transferring (see TRANSFER_MIN_BYTES in pool.ts).
+    if (ArrayBuffer.isView(data) && data.byteLength >= 16 * 1024 && !transfer.includes(data.buffer)) transfer.push(data.buffer)
   }
   return { out, transfer }
 }

@@ -29,6 +29,8 @@ import {
 export type { BatchOptions }
 
 const WORKER_URL = new URL('./inference-worker.js', import.meta.url)
+/** Buffers smaller than this are copied to and from the threads rather than transferred (inference-worker.js agrees). */
+export const TRANSFER_MIN_BYTES = 16 * 1024
 
 export interface PoolOptions {
   /** Number of inference threads. */
@@ -287,6 +289,18 @@ export class InferencePool {
     })
   }
 
+  /**
+   * The refusal a one-item request for `key` would get now, counted as
+   * refused; undefined when it would be queued. Lets a route refuse in
+   * `onRequest`, before the body is read and parsed.
+   */
+  refusal (key: string): OverloadedError | undefined {
+    const q = this.queues.get(key)
+    if (!q || q.items < q.options.maxQueueItems) return undefined
+    q.stats.refused++
+    return new OverloadedError(key, q.items, q.options.maxQueueItems)
+  }
+
   /** Threads computing right now. */
   get computing (): number {
     return this.threads.filter(t => t.busy && !t.exited).length
@@ -388,8 +402,10 @@ export class InferencePool {
     for (const t of Object.values(feeds)) {
       // Only transfer buffers the job owns outright; views into a shared
       // buffer (a slice of a request body) are copied by postMessage instead.
-      if (ArrayBuffer.isView(t.data) && t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength &&
-          t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer)) {
+      // Small ones are copied too: for a few kilobytes, detaching and
+      // re-wrapping a buffer costs more than copying it.
+      if (ArrayBuffer.isView(t.data) && t.data.byteLength >= TRANSFER_MIN_BYTES && t.data.byteOffset === 0 &&
+          t.data.byteLength === t.data.buffer.byteLength && t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer)) {
         transfer.push(t.data.buffer)
       }
     }

@@ -80,3 +80,41 @@ export function checkContract (contract: ModelContract, actual: { inputs: Tensor
   side('output', contract.outputs, actual.outputs)
   return problems
 }
+
+/**
+ * Rows of numbers (a JSON body's `[[...], ...]`) as one row-major tensor of
+ * `width` columns. One pass into a preallocated array: `rows.flat()` then
+ * `Float32Array.from` cost several times more on the request path. Returns
+ * undefined when a row does not have `width` elements.
+ */
+export function tensorFromRows (rows: readonly (readonly number[])[], width: number, type: 'float32' | 'int64' = 'float32'): Tensor | undefined {
+  const n = rows.length
+  if (type === 'int64') {
+    const data = new BigInt64Array(n * width)
+    for (let r = 0; r < n; r++) {
+      const row = rows[r]
+      if (row.length !== width) return undefined
+      for (let c = 0, at = r * width; c < width; c++) data[at + c] = BigInt(row[c])
+    }
+    return { type, data, dims: [n, width] }
+  }
+  const data = new Float32Array(n * width)
+  for (let r = 0; r < n; r++) {
+    const row = rows[r]
+    if (row.length !== width) return undefined
+    for (let c = 0, at = r * width; c < width; c++) data[at + c] = row[c]
+  }
+  return { type, data, dims: [n, width] }
+}
+
+/** A row-major tensor's data as `rows` plain arrays (the JSON answer's `[[...], ...]`). */
+export function rowsFromTensor (data: ArrayLike<number>, rows: number): number[][] {
+  const per = data.length / rows
+  const out = new Array<number[]>(rows)
+  for (let r = 0; r < rows; r++) {
+    const row = new Array<number>(per)
+    for (let c = 0, at = r * per; c < per; c++) row[c] = data[at + c]
+    out[r] = row
+  }
+  return out
+}

@@ -11,6 +11,7 @@ import { Type } from '@sinclair/typebox'
 import { Resource, responder, type ResourceContext } from '../framework/resource.ts'
 import { badRequest } from '../framework/errors.ts'
 import type { Model } from '../framework/models.ts'
+import { rowsFromTensor, tensorFromRows } from '../framework/tensor.ts'
 
 const FEATURES = 4
 const Row = Type.Array(Type.Number(), { minItems: FEATURES, maxItems: FEATURES, description: 'sepal length, sepal width, petal length, petal width (cm)' })
@@ -43,10 +44,10 @@ export class FeatureScaler extends Resource {
   }
 
   private async scale (rows: number[][], signal?: AbortSignal): Promise<number[][]> {
-    const x = Float32Array.from(rows.flat())
-    const { y } = await this.model.run({ x: { type: 'float32', data: x, dims: [rows.length, FEATURES] } }, { signal })
-    const out = y.data as Float32Array
-    return rows.map((_, i) => Array.from(out.subarray(i * FEATURES, (i + 1) * FEATURES)))
+    // The schema has checked every row's length, so the tensor is always made.
+    const x = tensorFromRows(rows, FEATURES)!
+    const { y } = await this.model.run({ x }, { signal })
+    return rowsFromTensor(y.data as Float32Array, rows.length)
   }
 
   onPost = responder({
