@@ -3,12 +3,12 @@
 // readiness (loading -> ready -> draining), health routes, the OpenAPI
 // document and docs page, and the model store the resources load from.
 // app.ts calls `createApp` and then `app.mount(...)` once per route.
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { Ajv } from 'ajv'
-import { ModelStore } from './models.ts'
+import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
 import { ErrorBody, HttpError, installErrorHandlers, sendError } from './errors.ts'
 import { VERBS, respondersOf, type Resource, type Verb } from './resource.ts'
@@ -145,6 +145,18 @@ export async function createApp (options: AppOptions): Promise<App> {
     return sendError(reply, 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
   }
 
+  // The models each resource loaded (recorded by `loadResources`), so that its
+  // routes can refuse at once, before the body is read, when one of their
+  // models' queues is full: under a flood, a refusal then costs no parsing.
+  const modelsOf = new Map<Resource, Model[]>()
+  const refuseWhenFull = (resource: Resource) => async (request: FastifyRequest, reply: FastifyReply) => {
+    for (const model of modelsOf.get(resource) ?? []) {
+      const refused = models.pool.refusal(model.loaded.key)
+      if (refused) return sendError(reply, 'OVERLOADED', refused.message, { 'retry-after': String(refused.retryAfterSeconds) })
+    }
+    return gate(request, reply)
+  }
+
   app.decorate('mount', function mount (template: string, resource: Resource, mountOptions: MountOptions = {}) {
     const url = toFastifyPath(template)
     const responders = respondersOf(resource, mountOptions.suffix ?? '')
@@ -171,7 +183,8 @@ export async function createApp (options: AppOptions): Promise<App> {
         } as never,
         config: { timeoutMs: r.timeoutMs },
         bodyLimit: r.bodyLimit,
-        onRequest: gate,
+        // Verbs that carry a body are refused early when a model is overloaded.
+        onRequest: method === 'GET' || method === 'DELETE' ? gate : refuseWhenFull(resource),
         handler: r.handler as never,
       })
     }
@@ -200,7 +213,21 @@ export async function createApp (options: AppOptions): Promise<App> {
   let loading: Promise<void> | undefined
   app.decorate('loadResources', function loadResources () {
     loading ??= (async () => {
-      const context = { models, log: app.log }
+      // Each resource's store records the models it loads (see refuseWhenFull).
+      const recording = (resource: Resource): ModelStore => new Proxy(models, {
+        get (target, property) {
+          if (property === 'load') {
+            return async (...args: Parameters<ModelStore['load']>) => {
+              const model = await target.load(...args)
+              const list = modelsOf.get(resource) ?? []
+              if (!list.includes(model)) modelsOf.set(resource, [...list, model])
+              return model
+            }
+          }
+          const value = Reflect.get(target, property, target)
+          return typeof value === 'function' ? value.bind(target) : value
+        },
+      })
       const timeoutMs = options.loadTimeoutMs ?? 120_000
       let timer: NodeJS.Timeout | undefined
       const timeout = new Promise<never>((_resolve, reject) => {
@@ -209,7 +236,7 @@ export async function createApp (options: AppOptions): Promise<App> {
       try {
         for (const resource of resources) {
           lifecycle.reason = `loading ${resource.constructor.name}`
-          await Promise.race([resource.load(context), timeout])
+          await Promise.race([resource.load({ models: recording(resource), log: app.log }), timeout])
           lifecycle.reason = `warming up ${resource.constructor.name}`
           await Promise.race([resource.warmup(), timeout])
         }

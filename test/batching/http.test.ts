@@ -100,3 +100,59 @@ t.test('a disconnected client\'s request is dropped before it computes', async t
 t.test('a bad batching option in config.json fails the load with the file named', async t => {
   await t.rejects(app(t, { maxBatchSize: 0 }), /invalid batching options in .*affine\.json: maxBatchSize must be a positive integer/)
 })
+
+/** Fills affine's queue (at most 3 items) behind a busy thread; returns the admitted requests and the slow one. */
+async function fillQueue (a: Awaited<ReturnType<typeof app>>) {
+  const slow = a.inject({ method: 'POST', url: '/slow', payload: body(0) })
+  await new Promise(resolve => setImmediate(resolve))
+  const admitted = [a.inject({ method: 'POST', url: '/affine', payload: body(1, 3) })]
+  while (a.models.pool.stats('affine').queuedItems < 3) await new Promise(resolve => setTimeout(resolve, 5))
+  return { slow, admitted }
+}
+
+t.test('a full queue refuses in onRequest, before the body is read or parsed', async t => {
+  const a = await app(t, { maxQueueItems: 3 })
+  const { slow, admitted } = await fillQueue(a)
+  // Not JSON at all: a refusal decided after parsing would be 400.
+  const refused = await a.inject({ method: 'POST', url: '/affine', headers: { 'content-type': 'application/json' }, payload: '{not json' })
+  t.equal(refused.statusCode, 503)
+  t.equal(refused.headers['retry-after'], '1')
+  t.match(refused.json(), { code: 'OVERLOADED', error: /model 'affine' is overloaded: 3 items queued \(at most 3\)/ })
+  t.equal(a.models.pool.stats('affine').refused, 1)
+  // Another model's route is not refused.
+  t.equal((await a.inject({ method: 'OPTIONS', url: '/affine' })).statusCode, 204)
+  for (const res of await Promise.all(admitted)) t.equal(res.statusCode, 200)
+  t.equal((await a.inject({ method: 'POST', url: '/affine', headers: { 'content-type': 'application/json' }, payload: '{not json' })).statusCode, 400, 'parsed again once the queue has room')
+  await slow
+})
+
+t.test('OIP infer refuses in onRequest too when the model\'s queue is full', async t => {
+  const { openInferenceProtocol } = await import('../../framework/oip.ts')
+  const dir = mkdtempSync(join(tmpdir(), 'onnx-serve-batching-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, 'affine.onnx'), affineModel())
+  writeFileSync(join(dir, 'affine.json'), JSON.stringify({ maxQueueItems: 3 }))
+  writeFileSync(join(dir, 'slow.onnx'), slowAffineModel(100, 512))
+  const a = await createApp({ modelsDir: dir, threads: 1, requestTimeoutMs: 10_000 })
+  t.teardown(() => a.close())
+  await a.register(openInferenceProtocol)
+  await a.ready()
+  await a.loadResources()
+  const infer = (name: string, payload: unknown) => a.inject({ method: 'POST', url: `/v2/models/${name}/infer`, payload: payload as string })
+  const tensor = (n: number) => ({ inputs: [{ name: 'x', shape: [n, 4], datatype: 'FP32', data: new Array(n * 4).fill(1) }] })
+  const slow = infer('slow', tensor(1))
+  await new Promise(resolve => setImmediate(resolve))
+  const admitted = infer('affine', tensor(3))
+  while ((await a.inject({ method: 'POST', url: '/v2/models/affine/infer', headers: { 'content-type': 'application/json' }, payload: '{not json' })).statusCode !== 503) {
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  const refused = await a.inject({ method: 'POST', url: '/v2/models/affine/versions/1/infer', headers: { 'content-type': 'application/json' }, payload: '{not json' })
+  t.equal(refused.statusCode, 400, 'an unknown version is not refused early: parsed (and rejected) as usual')
+  const res = await infer('affine', tensor(1))
+  t.equal(res.statusCode, 503)
+  t.equal(res.headers['retry-after'], '1')
+  t.match(res.json(), { code: 'OVERLOADED' })
+  t.equal((await infer('nosuch', tensor(1))).statusCode, 404)
+  t.equal((await admitted).statusCode, 200)
+  t.equal((await slow).statusCode, 200)
+})
