@@ -6,7 +6,8 @@
 // against (a) this framework through a resource route (/bench/<model>) and
 // through the Open Inference Protocol (JSON, and binary tensors for mlp),
 // (b) the hand-written baseline (bench/baseline-server.ts), (c) session.run in
-// a loop at batch 1 and 64. Then a flood at 10x the concurrency, and the
+// a loop at batch 1 and 64; /ner and /pos with real sentences (framework only:
+// a hand-written baseline would have to re-implement the NLP pipeline). Then a flood at 10x the concurrency, and the
 // default server's start-up time and peak RSS.
 //   BENCH_SECONDS=5 (per configuration), BENCH_THREADS (framework threads; default: the server's default)
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -92,6 +93,18 @@ function oipBinary (m: BenchModel): { body: string, headers: Record<string, stri
   return { body: Buffer.concat([header, tensor]).toString('base64'), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } }
 }
 
+/** Sentences for /ner and /pos: news-like English, 5 to 30 tokens. */
+const SENTENCES = [
+  'Barack Obama visited Paris on Monday.',
+  'The European Central Bank left interest rates unchanged on Thursday, citing slowing growth in Germany and Italy.',
+  'Apple opened a new store in Tokyo.',
+  'Angela Merkel met Emmanuel Macron in Berlin to discuss the budget of the European Union and the war in Ukraine.',
+  'I think the new phone is way too expensive for what it does.',
+  'Researchers at Stanford University published the study in Nature last week.',
+  'Thanks!',
+  'Microsoft said on Tuesday that it would buy the game maker Activision Blizzard for about $69 billion in cash.',
+]
+
 interface Row { target: string, model: string, c: number | string, r: LoadResult }
 
 async function main () {
@@ -135,6 +148,16 @@ async function main () {
           rows.push({ target: 'framework: OIP binary', model: m.name, c, r: await load(`${base}/v2/models/${m.name}/infer`, c, [b.body], { base64: true, headers: b.headers }) })
         }
       }
+    }
+  }
+  // /ner and /pos (app.ts's resources on the committed taggers) with real
+  // sentences of different lengths, rotated per request, so batches pad.
+  for (const route of ['ner', 'pos']) {
+    const bodies = SENTENCES.map(text => JSON.stringify({ text }))
+    await warm(`${base}/${route}`, bodies)
+    for (const c of CONCURRENCY) {
+      log(`framework /${route} c=${c}`)
+      rows.push({ target: 'framework: resource route', model: `/${route}`, c, r: await load(`${base}/${route}`, c, bodies) })
     }
   }
   if (!hasOip) notes.push('OIP routes were not served (framework/oip.ts missing or mlp not ready): no OIP rows.')
