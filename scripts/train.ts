@@ -41,8 +41,8 @@ const num = (name: string): number | undefined => {
   return v === undefined ? undefined : Number(v)
 }
 const TASKS: TaskSpec[] = [
-  { task: 'pos', labels: UPOS_LABELS, buckets: num('--buckets') ?? 1 << 17, epochs: num('--epochs') ?? 10, lexiconMin: num('--lexicon-min') ?? 5, runs: num('--pos-runs') ?? 1, load: () => posData(data) },
-  { task: 'ner', labels: NER_LABELS, buckets: num('--buckets') ?? 1 << 19, epochs: num('--epochs') ?? 10, lexiconMin: num('--ner-lexicon-min') ?? 5, runs: num('--ner-runs') ?? 1, load: () => nerData(data, num('--in-domain-repeat') ?? 1, argValue(argv, '--ner-corpora')?.split(',')) },
+  { task: 'pos', labels: UPOS_LABELS, buckets: num('--buckets') ?? 1 << 17, epochs: num('--epochs') ?? 10, lexiconMin: num('--lexicon-min') ?? 5, runs: num('--pos-runs') ?? 5, load: () => posData(data) },
+  { task: 'ner', labels: NER_LABELS, buckets: num('--buckets') ?? 1 << 19, epochs: num('--epochs') ?? 10, lexiconMin: num('--ner-lexicon-min') ?? 5, runs: num('--ner-runs') ?? 5, load: () => nerData(data, num('--in-domain-repeat') ?? 1, argValue(argv, '--ner-corpora')?.split(',')) },
 ]
 
 async function build (spec: TaskSpec, lexicon: Record<string, string>): Promise<void> {
