@@ -3,7 +3,7 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { connect } from 'node:net'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { post, ROOT, SLOW_APP, startReady, startServer } from './fixtures/server.ts'
+import { childEnv, post, ROOT, SLOW_APP, startReady, startServer } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const row = { rows: [[5.1, 3.5, 1.4, 0.2]] }
@@ -16,7 +16,7 @@ const refused = (port: number) => new Promise<boolean>(resolve => {
 })
 
 t.test('--help prints every setting and exits 0', async t => {
-  const res = spawnSync(tsx[0], [...tsx.slice(1), '--help'], { cwd: ROOT, encoding: 'utf8' })
+  const res = spawnSync(tsx[0], [...tsx.slice(1), '--help'], { cwd: ROOT, encoding: 'utf8', env: childEnv() })
   t.equal(res.status, 0)
   for (const flag of ['--host', '--port', '--workers', '--threads', '--models-dir', '--timeout', '--keep-alive', '--graceful-timeout', '--load-timeout', '--max-requests', '--max-requests-jitter', '--log-level']) {
     t.match(res.stdout, flag)
@@ -25,10 +25,10 @@ t.test('--help prints every setting and exits 0', async t => {
 })
 
 t.test('a bad setting exits 2 naming the setting', async t => {
-  const flag = spawnSync(tsx[0], [...tsx.slice(1), '--workers', 'many'], { cwd: ROOT, encoding: 'utf8' })
+  const flag = spawnSync(tsx[0], [...tsx.slice(1), '--workers', 'many'], { cwd: ROOT, encoding: 'utf8', env: childEnv() })
   t.equal(flag.status, 2)
   t.match(flag.stderr, /invalid value for workers \(--workers\): expected an integer/)
-  const env = spawnSync(tsx[0], tsx.slice(1), { cwd: ROOT, encoding: 'utf8', env: { ...process.env, PORT: 'eighty' } })
+  const env = spawnSync(tsx[0], tsx.slice(1), { cwd: ROOT, encoding: 'utf8', env: childEnv({ PORT: 'eighty' }) })
   t.equal(env.status, 2)
   t.match(env.stderr, /invalid value for port \(environment variable PORT\)/)
 })

@@ -2,7 +2,7 @@
 // (kserve/open-inference-protocol specification/protocol/inference_rest.md)
 // and the binary tensor data extension, against models the tests generate.
 import t from 'tap'
-import { buildApp } from '../../app.ts'
+import { buildApp } from '../fixtures/oip-app.ts'
 import {
   addModel, binaryBody, bytesOf, embeddingModel, fixedModel, identityModel, oipApp, scalerModel, splitBinary,
   tempModels, twoWayModel,

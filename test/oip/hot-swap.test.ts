@@ -4,13 +4,14 @@
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { childEnv } from '../fixtures/server.ts'
 import { addModel, scalerModel, tempModels, writeModels } from '../fixtures/oip.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
 async function startServer (t: Test, dir: string) {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts', '--port', '0', '--models-dir', dir, '--threads', '1'], {
-    cwd: ROOT, env: { ...process.env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'server.ts', '--port', '0', '--models-dir', dir, '--threads', '1', '--app', fileURLToPath(new URL('../fixtures/oip-app.ts', import.meta.url))], {
+    cwd: ROOT, env: childEnv({ LOG_LEVEL: 'info' }), stdio: ['ignore', 'pipe', 'pipe'],
   })
   t.teardown(() => { if (proc.exitCode === null) proc.kill('SIGKILL') })
   const lines: Array<Record<string, any>> = []
