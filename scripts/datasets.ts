@@ -1,7 +1,7 @@
 // Where the corpora live and how each is read, for `npm run train` and
 // `npm run eval`. The data directory is --data DIR, else $DATA_DIR, else
 // ../shared/data relative to the repository root.
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { readConllu, readIob, type TaggedSentence } from '../nlp/corpus.ts'
@@ -16,7 +16,12 @@ export function argValue (argv: readonly string[], name: string): string | undef
 }
 
 export function dataDir (argv: readonly string[]): string {
-  return resolve(argValue(argv, '--data') ?? process.env.DATA_DIR ?? join(REPO_ROOT, '..', 'shared', 'data'))
+  const dir = resolve(argValue(argv, '--data') ?? process.env.DATA_DIR ?? join(REPO_ROOT, '..', 'shared', 'data'))
+  if (!existsSync(join(dir, 'ud_english_ewt'))) {
+    console.error(`corpora not found in ${dir} (expected ud_english_ewt/, uner_english_ewt/, broad_twitter_corpus/, wnut17/): pass --data DIR or set DATA_DIR`)
+    process.exit(2)
+  }
+  return dir
 }
 
 const read = (dir: string, ...p: string[]): string => readFileSync(join(dir, ...p), 'utf8')
