@@ -8,6 +8,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { badRequest, payloadTooLarge } from '../framework/errors.ts'
 import type { Model } from '../framework/models.ts'
+import { Resource, type ResourceContext } from '../framework/resource.ts'
 import type { ModelContract } from '../framework/tensor.ts'
 import { tagBatch, tokensFromWords, type RunScores, type TaggedToken, type TaggerConfig } from './tagger.ts'
 import { tokenize, type Token } from './tokenize.ts'
@@ -136,5 +137,47 @@ export function describe (model: Model, config: TaggerConfig, limits: TaggingLim
     accuracy: (config.accuracy ?? {}) as Record<string, number | string>,
     limits: { ...limits },
     licence: 'CC BY-SA 4.0 (trained on CC BY-SA corpora; see the model card)',
+  }
+}
+
+export interface TaggingOptions {
+  /** Model name in the models directory. */
+  model: string
+  limits?: Partial<TaggingLimits>
+}
+
+/**
+ * What /ner and /pos share: loading a tagger model with its config, warming
+ * it up, and tagging a request body. Subclasses add the responders.
+ */
+export abstract class TaggingResource extends Resource {
+  protected model!: Model
+  protected config!: TaggerConfig
+  protected readonly limits: TaggingLimits
+
+  constructor (protected readonly options: TaggingOptions, private readonly task: 'pos' | 'ner') {
+    super()
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+  }
+
+  async load ({ models }: ResourceContext) {
+    // The contract depends on config.json (features per token, labels), so
+    // the model is read first and then checked against it.
+    this.config = taggerConfigOf(await models.load(this.options.model), this.task)
+    this.model = await models.load(this.options.model, taggerContract(this.config))
+  }
+
+  async warmup () {
+    await tagInput({ form: 'text', texts: ['Warming up the tagger in London.'] }, this.config, scorer(this.model, this.config))
+  }
+
+  /** Parses the body (400/413 on bad input) and tags it on an inference thread. */
+  protected async tag (body: TaggingInput, signal?: AbortSignal) {
+    const parsed = parseInput(body, this.limits)
+    return { form: parsed.form, ...await tagInput(parsed, this.config, scorer(this.model, this.config, signal)) }
+  }
+
+  protected description () {
+    return describe(this.model, this.config, this.limits)
   }
 }

@@ -12,13 +12,9 @@
 // Also {"tokens": [...]} (pre-tokenized; offsets then refer to the tokens
 // joined by single spaces) and {"texts": [...]} -> {"results": [...]}.
 import { Type } from '@sinclair/typebox'
-import { Resource, responder, type ResourceContext } from '../framework/resource.ts'
-import type { Model } from '../framework/models.ts'
-import { entitiesFromBio, type TaggerConfig } from '../nlp/tagger.ts'
-import {
-  DEFAULT_LIMITS, TaggedTokenSchema, TaggerDescription, TaggingInput, describe, parseInput, scorer,
-  tagInput, taggerConfigOf, taggerContract, type TaggingLimits,
-} from '../nlp/service.ts'
+import { responder } from '../framework/resource.ts'
+import { entitiesFromBio } from '../nlp/tagger.ts'
+import { TaggedTokenSchema, TaggerDescription, TaggingInput, TaggingResource, type TaggingOptions } from '../nlp/service.ts'
 
 const Recognized = Type.Object({
   entities: Type.Array(Type.Object({
@@ -30,24 +26,9 @@ const Recognized = Type.Object({
   tokens: Type.Array(TaggedTokenSchema),
 })
 
-export class EntityRecognizer extends Resource {
-  private model!: Model
-  private config!: TaggerConfig
-  private readonly limits: TaggingLimits
-
-  constructor (private readonly options: { model: string, limits?: Partial<TaggingLimits> }) {
-    super()
-    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
-  }
-
-  async load ({ models }: ResourceContext) {
-    const model = await models.load(this.options.model)
-    this.config = taggerConfigOf(model, 'ner')
-    this.model = await models.load(this.options.model, taggerContract(this.config))
-  }
-
-  async warmup () {
-    await tagInput({ form: 'text', texts: ['Warming up in London.'] }, this.config, scorer(this.model, this.config))
+export class EntityRecognizer extends TaggingResource {
+  constructor (options: TaggingOptions) {
+    super(options, 'ner')
   }
 
   onPost = responder({
@@ -57,19 +38,18 @@ export class EntityRecognizer extends Resource {
       response: { 200: Type.Union([Recognized, Type.Object({ results: Type.Array(Recognized) })]) },
     },
     handler: async (request) => {
-      const parsed = parseInput(request.body, this.limits)
-      const { texts, tagged } = await tagInput(parsed, this.config, scorer(this.model, this.config, request.abortSignal))
+      const { form, texts, tagged } = await this.tag(request.body, request.abortSignal)
       const results = tagged.map((tokens, i) => ({
         entities: entitiesFromBio(tokens, tokens.map(t => t.tag), texts[i]),
         tokens,
       }))
-      return parsed.form === 'texts' ? { results } : results[0]
+      return form === 'texts' ? { results } : results[0]
     },
   })
 
   onGet = responder({
     summary: 'Describe the NER model: version, labels, measured accuracy, limits',
     schema: { response: { 200: TaggerDescription } },
-    handler: async () => describe(this.model, this.config, this.limits),
+    handler: async () => this.description(),
   })
 }

@@ -12,34 +12,14 @@
 //
 // Also {"tokens": [...]} (pre-tokenized) and {"texts": [...]} -> {"results": [...]}.
 import { Type } from '@sinclair/typebox'
-import { Resource, responder, type ResourceContext } from '../framework/resource.ts'
-import type { Model } from '../framework/models.ts'
-import type { TaggerConfig } from '../nlp/tagger.ts'
-import {
-  DEFAULT_LIMITS, TaggedTokenSchema, TaggerDescription, TaggingInput, describe, parseInput, scorer,
-  tagInput, taggerConfigOf, taggerContract, type TaggingLimits,
-} from '../nlp/service.ts'
+import { responder } from '../framework/resource.ts'
+import { TaggedTokenSchema, TaggerDescription, TaggingInput, TaggingResource, type TaggingOptions } from '../nlp/service.ts'
 
 const Tagged = Type.Object({ tokens: Type.Array(TaggedTokenSchema) })
 
-export class PosTagger extends Resource {
-  private model!: Model
-  private config!: TaggerConfig
-  private readonly limits: TaggingLimits
-
-  constructor (private readonly options: { model: string, limits?: Partial<TaggingLimits> }) {
-    super()
-    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
-  }
-
-  async load ({ models }: ResourceContext) {
-    const model = await models.load(this.options.model)
-    this.config = taggerConfigOf(model, 'pos')
-    this.model = await models.load(this.options.model, taggerContract(this.config))
-  }
-
-  async warmup () {
-    await tagInput({ form: 'text', texts: ['Warming up the tagger.'] }, this.config, scorer(this.model, this.config))
+export class PosTagger extends TaggingResource {
+  constructor (options: TaggingOptions) {
+    super(options, 'pos')
   }
 
   onPost = responder({
@@ -49,16 +29,15 @@ export class PosTagger extends Resource {
       response: { 200: Type.Union([Tagged, Type.Object({ results: Type.Array(Tagged) })]) },
     },
     handler: async (request) => {
-      const parsed = parseInput(request.body, this.limits)
-      const { tagged } = await tagInput(parsed, this.config, scorer(this.model, this.config, request.abortSignal))
+      const { form, tagged } = await this.tag(request.body, request.abortSignal)
       const results = tagged.map(tokens => ({ tokens }))
-      return parsed.form === 'texts' ? { results } : results[0]
+      return form === 'texts' ? { results } : results[0]
     },
   })
 
   onGet = responder({
     summary: 'Describe the POS model: version, labels, measured accuracy, limits',
     schema: { response: { 200: TaggerDescription } },
-    handler: async () => describe(this.model, this.config, this.limits),
+    handler: async () => this.description(),
   })
 }

@@ -10,7 +10,7 @@ t.test('every resource file is mounted in app.ts', async t => {
   t.ok(files.length > 0)
   for (const file of files) {
     const source = readFileSync(new URL(`../resources/${file}`, import.meta.url), 'utf8')
-    const classes = [...source.matchAll(/export class (\w+) extends Resource/g)].map(m => m[1])
+    const classes = [...source.matchAll(/export class (\w+) extends \w*Resource\b/g)].map(m => m[1])
     t.ok(classes.length > 0, `${file} exports a resource class`)
     for (const name of classes) t.match(appSource, new RegExp(`app\\.mount\\([^\\n]*new ${name}\\(`), `${name} is mounted`)
   }
