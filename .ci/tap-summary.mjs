@@ -11,6 +11,10 @@ let failed = 0
 let skipped = 0
 let previousIndent = -1
 let inYaml = false
+// Leaf failures seen below each indent since its last test point: a failing
+// parent with none (a test file that crashed after passing assertions) is
+// a failure of its own.
+const failuresBelow = new Map()
 
 for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
   process.stdout.write(line + '\n')
@@ -25,10 +29,18 @@ for await (const line of createInterface({ input: process.stdin, crlfDelay: Infi
   const m = TEST_POINT.exec(line)
   if (m) {
     const isParent = previousIndent > indent
+    let failure = false
     if (!isParent) {
       if (/#\s*(SKIP|TODO)\b/i.test(m[3])) skipped++
       else if (m[2] === 'ok') passed++
-      else failed++
+      else failure = true
+    } else if (m[2] === 'not ok' && !(failuresBelow.get(indent) > 0)) {
+      failure = true
+    }
+    failuresBelow.set(indent, 0)
+    if (failure) {
+      failed++
+      for (const [level, n] of failuresBelow) if (level < indent) failuresBelow.set(level, n + 1)
     }
   }
   previousIndent = indent

@@ -145,16 +145,36 @@ class InferenceThread {
       this.pending.delete(msg.id)
       if (msg.ok) p?.resolve(msg)
       else p?.reject(new InferenceError(msg.message ?? 'inference failed'))
+      if (this.pending.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve()
     })
     const fail = (err: Error) => {
       if (this.exited) return
       this.exited = true
       for (const p of this.pending.values()) p.reject(err)
       this.pending.clear()
+      for (const resolve of this.idleWaiters.splice(0)) resolve()
       this.onExit(this, err)
     }
     this.worker.on('error', fail)
     this.worker.on('exit', code => fail(new Error(`inference thread exited with code ${code}`)))
+  }
+
+  private idleWaiters: Array<() => void> = []
+
+  /** Resolves once the thread has answered every message sent to it. */
+  idle (): Promise<void> {
+    if (this.pending.size === 0 || this.exited) return Promise.resolve()
+    return new Promise(resolve => this.idleWaiters.push(resolve))
+  }
+
+  /**
+   * Stops the thread once it is idle: terminating a thread inside
+   * session.run tears ONNX Runtime down under a running kernel, which aborts
+   * the whole process.
+   */
+  async stop (): Promise<void> {
+    await this.idle()
+    await this.worker.terminate()
   }
 
   call (msg: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<any> {
@@ -453,6 +473,6 @@ export class InferencePool {
       }
       q.items = 0
     }
-    await Promise.all(this.threads.map(t => t.worker.terminate()))
+    await Promise.all(this.threads.map(t => t.stop()))
   }
 }
