@@ -9,7 +9,7 @@
 // a loop at batch 1 and 64; /ner and /pos with real sentences (framework only:
 // a hand-written baseline would have to re-implement the NLP pipeline). Then a flood at 10x the concurrency, and the
 // default server's start-up time and peak RSS.
-//   BENCH_SECONDS=5 (per configuration), BENCH_THREADS (framework threads; default: the server's default)
+//   BENCH_SECONDS=4 (per run of a configuration), BENCH_ROUNDS=3 (runs, interleaved with the baseline), BENCH_THREADS (framework threads; default: the server's default)
 import { spawn, type ChildProcess } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
@@ -18,7 +18,8 @@ import { fileURLToPath } from 'node:url'
 import { benchModels, type BenchModel } from './models.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const CONCURRENCY = [1, 16, 64]
 const SERVER_CORE = '0'
 const LOAD_CORE = '1'
@@ -43,9 +44,21 @@ async function load (url: string, connections: number, bodies: string[], extra: 
   return JSON.parse(out.trim().split('\n').pop()!)
 }
 
-async function warm (url: string, bodies: string[]) {
-  const out = await run('taskset', pinned(LOAD_CORE, 'bench/load.ts', [JSON.stringify({ url, connections: 64, duration: 1, bodies })]))
-  void out
+async function warm (url: string, bodies: string[], extra: { base64?: boolean, headers?: Record<string, string> } = {}) {
+  await run('taskset', pinned(LOAD_CORE, 'bench/load.ts', [JSON.stringify({ url, connections: 64, duration: 1, bodies, ...extra })]))
+}
+
+/** Median of several runs of one configuration, field by field (errors summed). */
+function median (runs: LoadResult[]): LoadResult {
+  const mid = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2 }
+  return {
+    rps: mid(runs.map(r => r.rps)),
+    p50: mid(runs.map(r => r.p50)),
+    p99: mid(runs.map(r => r.p99)),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    non2xx: runs.reduce((n, r) => n + r.non2xx, 0),
+    total: runs.reduce((n, r) => n + r.total, 0),
+  }
 }
 
 interface Server { child: ChildProcess, readyMs: number, stop: () => Promise<number> }
@@ -105,7 +118,7 @@ const SENTENCES = [
   'Microsoft said on Tuesday that it would buy the game maker Activision Blizzard for about $69 billion in cash.',
 ]
 
-interface Row { target: string, model: string, c: number | string, r: LoadResult }
+interface Row { target: string, model: string, c: number | string, r: LoadResult, spread?: number[] }
 
 async function main () {
   const dir = mkdtempSync(join(tmpdir(), 'onnx-serve-bench-'))
@@ -127,40 +140,61 @@ async function main () {
     for (const line of out.trim().split('\n')) raw.push({ model: m.name, ...JSON.parse(line) })
   }
 
-  // (a) This framework: resource routes and OIP, one server.
+  // (a) This framework and (b) the hand-written baselines run side by side
+  // (all pinned to the server core; an idle server costs nothing), and each
+  // configuration is measured in turn against its baseline, ROUNDS times in
+  // alternating order: a load change on this shared machine then hits both
+  // sides alike instead of whichever happened to run later. Medians are kept.
   const port = 18_400
   const threads = process.env.BENCH_THREADS ? ['--threads', process.env.BENCH_THREADS] : []
   const fw = await startServer(['server.ts', '--app', 'bench/app.ts', '--models-dir', dir, '--port', String(port), '--log-level', 'error', ...threads], `http://127.0.0.1:${port}/health/ready`)
   const base = `http://127.0.0.1:${port}`
   let hasOip = false
   try { hasOip = (await fetch(`${base}/v2/models/mlp/ready`)).status === 200 } catch {}
-  for (const m of models) {
-    // Warm up (JIT, sessions' first batch sizes); not measured.
-    await warm(`${base}/bench/${m.name}`, [jsonBody(m)])
-    if (hasOip) await warm(`${base}/v2/models/${m.name}/infer`, [oipBody(m)])
-    for (const c of CONCURRENCY) {
-      log(`framework ${m.name} c=${c}`)
-      rows.push({ target: 'framework: resource route', model: m.name, c, r: await load(`${base}/bench/${m.name}`, c, [jsonBody(m)]) })
-      if (hasOip) {
-        rows.push({ target: 'framework: OIP JSON', model: m.name, c, r: await load(`${base}/v2/models/${m.name}/infer`, c, [oipBody(m)]) })
-        if (m.name === 'mlp') {
-          const b = oipBinary(m)
-          rows.push({ target: 'framework: OIP binary', model: m.name, c, r: await load(`${base}/v2/models/${m.name}/infer`, c, [b.body], { base64: true, headers: b.headers }) })
+  if (!hasOip) notes.push('OIP routes were not served (framework/oip.ts missing or mlp not ready): no OIP rows.')
+  const baselines = new Map<string, Server>()
+  for (const [i, m] of models.entries()) {
+    const bport = 18_500 + i
+    baselines.set(m.name, await startServer(['bench/baseline-server.ts', join(dir, `${m.name}.onnx`), m.input, m.output, m.type, String(m.width), String(bport)], `http://127.0.0.1:${bport}/`, 404))
+  }
+
+  interface Target { target: string, model: string, url: string, bodies: string[], extra?: { base64?: boolean, headers?: Record<string, string> } }
+  const targetsFor = (m: BenchModel, i: number): Target[] => {
+    const list: Target[] = [
+      { target: 'baseline (hand-written)', model: m.name, url: `http://127.0.0.1:${18_500 + i}/infer`, bodies: [jsonBody(m)] },
+      { target: 'framework: resource route', model: m.name, url: `${base}/bench/${m.name}`, bodies: [jsonBody(m)] },
+    ]
+    if (hasOip) {
+      list.push({ target: 'framework: OIP JSON', model: m.name, url: `${base}/v2/models/${m.name}/infer`, bodies: [oipBody(m)] })
+      if (m.name === 'mlp') {
+        const b = oipBinary(m)
+        list.push({ target: 'framework: OIP binary', model: m.name, url: `${base}/v2/models/${m.name}/infer`, bodies: [b.body], extra: { base64: true, headers: b.headers } })
+      }
+    }
+    return list
+  }
+  const taggerBodies = SENTENCES.map(text => JSON.stringify({ text }))
+  const groups: Target[][] = [
+    ...models.map((m, i) => targetsFor(m, i)),
+    ...['ner', 'pos'].map(route => [{ target: 'framework: resource route', model: `/${route}`, url: `${base}/${route}`, bodies: taggerBodies }]),
+  ]
+  // Warm up every target (JIT, sessions' first batch sizes); not measured.
+  for (const group of groups) for (const tgt of group) await warm(tgt.url, tgt.bodies, tgt.extra)
+  const samples = new Map<string, { tgt: Target, c: number, runs: LoadResult[] }>()
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const group of groups) {
+      for (const c of CONCURRENCY) {
+        const order = round % 2 === 0 ? group : [...group].reverse()
+        for (const tgt of order) {
+          log(`round ${round + 1}/${ROUNDS} ${tgt.target} ${tgt.model} c=${c}`)
+          const key = `${tgt.target}|${tgt.model}|${c}`
+          if (!samples.has(key)) samples.set(key, { tgt, c, runs: [] })
+          samples.get(key)!.runs.push(await load(tgt.url, c, tgt.bodies, tgt.extra))
         }
       }
     }
   }
-  // /ner and /pos (app.ts's resources on the committed taggers) with real
-  // sentences of different lengths, rotated per request, so batches pad.
-  for (const route of ['ner', 'pos']) {
-    const bodies = SENTENCES.map(text => JSON.stringify({ text }))
-    await warm(`${base}/${route}`, bodies)
-    for (const c of CONCURRENCY) {
-      log(`framework /${route} c=${c}`)
-      rows.push({ target: 'framework: resource route', model: `/${route}`, c, r: await load(`${base}/${route}`, c, bodies) })
-    }
-  }
-  if (!hasOip) notes.push('OIP routes were not served (framework/oip.ts missing or mlp not ready): no OIP rows.')
+  for (const { tgt, c, runs } of samples.values()) rows.push({ target: tgt.target, model: tgt.model, c, r: median(runs), spread: runs.map(r => r.rps) })
 
   // Flood: 10x the top concurrency on mlp through the resource route.
   log('flood mlp c=640')
@@ -169,18 +203,7 @@ async function main () {
   const flood = JSON.parse(floodOut.trim())
   const alive = fw.child.exitCode === null
   rss.framework = await fw.stop()
-
-  // (b) The hand-written baseline, one server per model.
-  const bport = 18_500
-  for (const m of models) {
-    const b = await startServer(['bench/baseline-server.ts', join(dir, `${m.name}.onnx`), m.input, m.output, m.type, String(m.width), String(bport)], `http://127.0.0.1:${bport}/`, 404)
-    await warm(`http://127.0.0.1:${bport}/infer`, [jsonBody(m)])
-    for (const c of CONCURRENCY) {
-      log(`baseline ${m.name} c=${c}`)
-      rows.push({ target: 'baseline (hand-written)', model: m.name, c, r: await load(`http://127.0.0.1:${bport}/infer`, c, [jsonBody(m)]) })
-    }
-    rss[`baseline ${m.name}`] = await b.stop()
-  }
+  for (const [name, b] of baselines) rss[`baseline ${name}`] = await b.stop()
 
   // The default server (app.ts, the bundled models, default threads): start-up and peak RSS under load.
   const dport = 18_600
@@ -227,6 +250,7 @@ function report ({ rows, raw, rss, flood, alive, starts, notes }: {
     `Made by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
     `Machine: ${cpus().length} x ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GB RAM, Node ${process.version}, Linux; shared with other jobs, so compare within this run.`,
     `Every server pinned to core ${SERVER_CORE}, every load generator (autocannon ${'\u2265'}8, bench/load.ts) to core ${LOAD_CORE}, loopback, ${SECONDS} s per configuration, one example per request, keep-alive.`,
+    `Each configuration ran ${ROUNDS} times, interleaved with its baseline in alternating order; the tables give medians (req/s range over the runs in the last column).`,
     '',
     '## Goals',
     '',
@@ -242,15 +266,17 @@ function report ({ rows, raw, rss, flood, alive, starts, notes }: {
     goal('tiny c=64, resource route / baseline', ratio('framework: resource route', 'tiny', 64), 1),
     below('flood: refusal p99', refused?.p99 ?? NaN, 10, 'ms'),
     below('flood: admitted p99 / mlp c=64 p99', admitted && mlp64 ? admitted.p99 / mlp64.p99 : NaN, 2, 'x'),
-    below('flood: admitted p99 / mlp c=1 p99', admitted && unloaded1 ? admitted.p99 / unloaded1.p99 : NaN, 2, 'x'),
+    // autocannon counts whole milliseconds: an unloaded p99 of 0 ms has no ratio.
+    below('flood: admitted p99 / mlp c=1 p99', admitted && unloaded1?.p99 ? admitted.p99 / unloaded1.p99 : NaN, 2, 'x'),
     below('default server ready after start (median of 3)', [...starts].sort((a, b) => a - b)[1], 1500, 'ms'),
     below('default server peak RSS', rss['default server'], 200, 'MB'),
     '',
     '## Throughput and latency',
     '',
-    '| Target | Model | Concurrency | req/s | p50 ms | p99 ms | errors | non-2xx |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-    ...rows.map(({ target, model, c, r }) => `| ${target} | ${model} | ${c} | ${f0(r.rps)} | ${f1(r.p50)} | ${f1(r.p99)} | ${r.errors} | ${r.non2xx} |`),
+    '| Target | Model | Concurrency | req/s | p50 ms | p99 ms | errors | non-2xx | req/s range |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    ...[...rows].sort((a, b) => a.model.localeCompare(b.model) || Number(a.c) - Number(b.c) || a.target.localeCompare(b.target))
+      .map(({ target, model, c, r, spread }) => `| ${target} | ${model} | ${c} | ${f0(r.rps)} | ${f1(r.p50)} | ${f1(r.p99)} | ${r.errors} | ${r.non2xx} | ${spread ? `${f0(Math.min(...spread))}-${f0(Math.max(...spread))}` : ''} |`),
     '',
     '## session.run in a loop (the ceiling, one thread)',
     '',
