@@ -24,6 +24,8 @@ export interface AppOptions {
   requestTimeoutMs?: number
   /** Batching and queue defaults for every model (a model's config.json may override). */
   batching?: Partial<BatchOptions>
+  /** Models whose run is predicted under this many microseconds run on the main thread (0: never). */
+  inlineBelowUs?: number
   /** Largest request body accepted, in bytes (413 above). */
   bodyLimit?: number
   /** HTTP keep-alive timeout for idle connections, in milliseconds. */
@@ -114,7 +116,7 @@ export async function createApp (options: AppOptions): Promise<App> {
   // JSON only: anything else is 415 (fastify would parse text/plain too).
   app.removeContentTypeParser('text/plain')
 
-  const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1, batching: options.batching })
+  const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1, batching: options.batching, inlineBelowUs: options.inlineBelowUs })
   const lifecycle: Lifecycle = { state: 'loading', reason: 'loading models' }
   const resources: Resource[] = []
   const loadTasks: Array<{ name: string, task: () => Promise<void> }> = []

@@ -16,6 +16,8 @@ export interface ModelStoreOptions {
   threads: number
   /** Batching and queue defaults; a model's config.json may override them (see batcher.ts). */
   batching?: Partial<BatchOptions>
+  /** Run jobs predicted under this many microseconds on the main thread (0: never; see pool.ts). */
+  inlineBelowUs?: number
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -114,7 +116,7 @@ export class ModelStore implements ModelRunner {
   private generation = 0
 
   constructor (readonly options: ModelStoreOptions) {
-    this.pool = new InferencePool({ threads: options.threads, batching: options.batching })
+    this.pool = new InferencePool({ threads: options.threads, batching: options.batching, inlineBelowUs: options.inlineBelowUs })
   }
 
   /**

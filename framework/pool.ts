@@ -15,10 +15,20 @@
 // refused at once (OverloadedError, 503). A request whose signal fires while
 // queued leaves the queue at that moment and is never computed.
 //
+// Models too cheap to be worth the hop run inline: when the pool is idle (no
+// thread computing, nothing queued, no other inline run) and a model's
+// measured cost predicts a run under `inlineBelowUs`, the job runs on the
+// main thread (a session kept there too). Posting a job to a
+// thread and waking both sides costs more than a few-microsecond model, and
+// blocking the event loop that briefly is like parsing a small JSON body.
+// Anything slower, and everything under load (where batching on the threads
+// pays), still goes to the threads.
+//
 // Why not piscina: loads must reach every thread (one session per thread), and
 // the queue must stay inspectable on the main thread for deadlines and
 // batching. piscina hides both behind its own task queue.
 import { Worker } from 'node:worker_threads'
+import { createRuntime, type Runtime } from './inference-core.js'
 import { availableParallelism } from 'node:os'
 import type { TensorInfo, Tensor } from './tensor.ts'
 import {
@@ -39,6 +49,11 @@ export interface PoolOptions {
   intraOpThreads?: number
   /** Batching and queue defaults for every model (`configure` overrides per model). */
   batching?: Partial<BatchOptions>
+  /**
+   * Run a job on the main thread when its predicted compute time is under
+   * this many microseconds and nothing of its model is queued (0: never).
+   */
+  inlineBelowUs?: number
 }
 
 export interface RunOptions {
@@ -80,6 +95,8 @@ export interface ModelStats {
   refused: number
   /** Requests that failed in ONNX Runtime. */
   failed: number
+  /** Requests computed on the main thread (too cheap for the hop to a thread). */
+  inline: number
 }
 
 class ModelQueue {
@@ -87,8 +104,12 @@ class ModelQueue {
   items = 0
   shape?: ModelShape
   batches = false
-  stats: Omit<ModelStats, 'queuedRequests' | 'queuedItems'> = { batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0 }
-  constructor (public options: BatchOptions) {}
+  stats: Omit<ModelStats, 'queuedRequests' | 'queuedItems'> = { batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, inline: 0 }
+  /** Moving average of session.run's time per input element, in microseconds. */
+  usPerElement?: number
+  /** The main-thread session: absent, being loaded, or ready. */
+  inline: 'none' | 'loading' | 'ready' = 'none'
+  constructor (readonly key: string, public options: BatchOptions) {}
 
   remove (taken: Set<Job>) {
     this.jobs = this.jobs.filter(j => !taken.has(j))
@@ -231,7 +252,7 @@ export class InferencePool {
   private queue (key: string): ModelQueue {
     let q = this.queues.get(key)
     if (!q) {
-      q = new ModelQueue({ ...this.defaults })
+      q = new ModelQueue(key, { ...this.defaults })
       this.queues.set(key, q)
     }
     return q
@@ -263,12 +284,19 @@ export class InferencePool {
     const q = this.queue(key)
     q.shape = meta
     q.batches = modelBatches(meta)
+    // A reloaded model's cost and main-thread session are learnt afresh.
+    if (q.inline !== 'none') await this.mainRuntime?.unload({ key })
+    q.inline = 'none'
+    q.usPerElement = undefined
     return meta
   }
 
   async unload (key: string): Promise<void> {
     this.loaded.delete(key)
-    if (this.queues.get(key)?.jobs.length === 0) this.queues.delete(key)
+    const q = this.queues.get(key)
+    if (q) q.inline = 'none'
+    await this.mainRuntime?.unload({ key })
+    if (q?.jobs.length === 0) this.queues.delete(key)
     await Promise.all(this.threads.map(t => t.call({ op: 'unload', key }).catch(() => {})))
   }
 
@@ -289,6 +317,7 @@ export class InferencePool {
       q.stats.refused++
       return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems))
     }
+    if (this.idle() && this.runsInline(q, feeds)) return this.runInline(q, key, feeds, options.outputs)
     return new Promise((resolve, reject) => {
       const job: Job = {
         key, feeds, outputs: options.outputs, signal: options.signal, resolve, reject,
@@ -307,6 +336,71 @@ export class InferencePool {
       q.items += items
       this.drain()
     })
+  }
+
+  private mainRuntime?: Runtime
+  private inlineRunning = 0
+
+  /** Nothing computing or waiting anywhere: a job now would run alone. */
+  private idle (): boolean {
+    return this.inlineRunning === 0 && this.computing === 0 && this.queued === 0
+  }
+
+  /** Whether this job is cheap enough to run here; starts loading the main-thread session once a model proves cheap. */
+  private runsInline (q: ModelQueue, feeds: Record<string, Tensor>): boolean {
+    const limit = this.options.inlineBelowUs ?? 0
+    if (limit <= 0 || q.usPerElement === undefined) return false
+    if (q.usPerElement * elementsOf(feeds) >= limit) return false
+    return q.inline === 'ready'
+  }
+
+  private loadInline (q: ModelQueue) {
+    const key = q.key
+    const msg = this.loaded.get(key)
+    if (!msg) return
+    q.inline = 'loading'
+    this.mainRuntime ??= createRuntime(this.sessionOptions())
+    this.mainRuntime.load(msg as never).then(
+      () => { if (q.inline === 'loading' && this.loaded.get(key) === msg) q.inline = 'ready' },
+      () => { q.inline = 'none' },
+    )
+  }
+
+  private async runInline (q: ModelQueue, key: string, feeds: Record<string, Tensor>, outputs?: string[]): Promise<Record<string, Tensor>> {
+    q.stats.batches++
+    q.stats.requests++
+    q.stats.inline++
+    q.stats.items += rowsOf(feeds) ?? 1
+    q.stats.largestBatch = Math.max(q.stats.largestBatch, rowsOf(feeds) ?? 1)
+    this.inlineRunning++
+    try {
+      const result = await this.mainRuntime!.run({ key, feeds, outputs })
+      this.learnCost(q, feeds, result.computeUs)
+      return result.outputs
+    } catch (err) {
+      q.stats.failed++
+      throw new InferenceError((err as Error).message)
+    } finally {
+      this.inlineRunning--
+    }
+  }
+
+  /** Updates a model's cost per input element from one measured run. */
+  private learnCost (q: ModelQueue, feeds: Record<string, Tensor>, computeUs: number | undefined) {
+    if (computeUs === undefined) return
+    const per = computeUs / Math.max(1, elementsOf(feeds))
+    q.usPerElement = q.usPerElement === undefined ? per : 0.8 * q.usPerElement + 0.2 * per
+    // A model that just ran under the limit gets its main-thread session now.
+    if (q.inline === 'none' && computeUs < (this.options.inlineBelowUs ?? 0)) this.loadInline(q)
+  }
+
+  private sessionOptions () {
+    return {
+      intraOpNumThreads: this.options.intraOpThreads ?? 1,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    }
   }
 
   /**
@@ -336,7 +430,7 @@ export class InferencePool {
   /** A model's counters. */
   stats (key: string): ModelStats {
     const q = this.queues.get(key)
-    if (!q) return { queuedRequests: 0, queuedItems: 0, batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0 }
+    if (!q) return { queuedRequests: 0, queuedItems: 0, batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, inline: 0 }
     return { queuedRequests: q.jobs.length, queuedItems: q.items, ...q.stats }
   }
 
@@ -432,6 +526,7 @@ export class InferencePool {
     const key = jobs[0].key
     thread.call({ op: 'run', key, feeds, outputs: jobs[0].outputs }, transfer)
       .then(msg => {
+        this.learnCost(q, feeds, msg.computeUs)
         if (!merged) return jobs[0].resolve(msg.outputs)
         let parts
         try {
@@ -474,5 +569,13 @@ export class InferencePool {
       q.items = 0
     }
     await Promise.all(this.threads.map(t => t.stop()))
+    for (const key of this.loaded.keys()) await this.mainRuntime?.unload({ key })
   }
+}
+
+/** Elements over every input (the unit a model's cost is learnt in). */
+function elementsOf (feeds: Record<string, Tensor>): number {
+  let n = 0
+  for (const t of Object.values(feeds)) n += t.dims.reduce((a, d) => a * d, 1)
+  return n
 }

@@ -29,6 +29,7 @@ export function appOptions (settings: Settings, logger: AppOptions['logger']): A
     repositoryApi: settings.repositoryApi,
     stopOnModelFailure: settings.stopOnModelFailure,
     batching: { maxBatchItems: settings.maxBatchSize, maxDelayMs: settings.maxQueueDelay, maxQueueItems: settings.maxQueueItems },
+    inlineBelowUs: settings.inlineBelow,
     logger,
   }
 }
