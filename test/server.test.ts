@@ -232,3 +232,20 @@ t.test('npm start passes signals to node: no orphaned process', async t => {
   await sleep(300)
   t.notOk(alive(nodePid), 'the node process exited with npm')
 })
+
+t.test('cluster: TTIN adds a worker, TTOU drains one', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2'])
+  const ready = () => server.lines.filter(l => l.msg === 'worker ready').length
+  t.equal(ready(), 2)
+  server.proc.kill('SIGTTIN')
+  await server.waitFor(l => l.msg === 'worker ready' && ready() === 3)
+  t.equal(ready(), 3, 'a third worker booted')
+  server.proc.kill('SIGTTOU')
+  const gone = await server.waitFor(l => l.msg === 'worker exited')
+  t.equal(gone.code, 0, 'the removed worker drained and exited 0')
+  t.equal((await post(server.port, '/scale', row)).status, 200, 'the others keep serving')
+  t.notOk(server.lines.some(l => l.msg === 'worker died: replacing it'), 'a removed worker is not replaced')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
