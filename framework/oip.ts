@@ -115,6 +115,17 @@ const bad = (message: string) => new HttpError('BAD_REQUEST', message)
 const modelNotReady = (message: string) => new HttpError('MODEL_NOT_READY', message, { headers: { 'retry-after': '1' } })
 
 export async function openInferenceProtocol (app: FastifyInstance, options: OipOptions = {}) {
+  // Every OIP route answers the verbs it lacks with 405 and Allow, like the
+  // resources do: the routes declared below are collected, then completed.
+  const verbsByUrl = new Map<string, Set<string>>()
+  let completing = false
+  app.addHook('onRoute', route => {
+    if (completing) return
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    const set = verbsByUrl.get(route.url) ?? new Set<string>()
+    for (const m of methods) if (m !== 'HEAD') set.add(m)
+    verbsByUrl.set(route.url, set)
+  })
   const store = app.models
   const lifecycle = app.lifecycle
   const repository = new ModelRepository({ store, dir: store.options.dir, log: app.log, stopOnFailure: options.stopOnModelFailure })
@@ -331,6 +342,20 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
         throw bad((err as Error).message)
       }
       return {}
+    })
+  }
+
+  completing = true
+  for (const [url, verbs] of verbsByUrl) {
+    const allow = [...verbs, ...(verbs.has('GET') ? ['HEAD'] : [])].join(', ')
+    const missing = (['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const).filter(v => !verbs.has(v))
+    app.route({
+      method: [...missing, ...(verbs.has('GET') ? [] : ['HEAD' as const])],
+      url,
+      schema: { hide: true },
+      onRequest: async (request, reply) => sendError(reply, 'METHOD_NOT_ALLOWED',
+        `${request.method} is not allowed on ${url.replace(/:(\w+)/g, '{$1}')}; allowed: ${allow}`, { allow }),
+      handler: async () => { /* onRequest always answers */ },
     })
   }
 }
