@@ -11,7 +11,7 @@ import { Ajv } from 'ajv'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
 import { ErrorBody, HttpError, installErrorHandlers, sendError } from './errors.ts'
-import { VERBS, respondersOf, type Resource, type Verb } from './resource.ts'
+import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { installDeadlines } from './deadline.ts'
 
@@ -75,6 +75,25 @@ declare module 'fastify' {
 }
 
 export type App = FastifyInstance
+
+/**
+ * Answers the verbs a route lacks with 405 and `Allow`, in the error format,
+ * from `onRequest`, so the body is never parsed. `shown` is the URL as the
+ * message names it.
+ */
+export function refuseOtherVerbs (app: FastifyInstance, url: string, verbs: ReadonlySet<string>, allow: string, shown: string) {
+  const missing = VERBS.filter(v => !verbs.has(v))
+  const notAllowed = [...missing, ...(verbs.has('GET') ? [] : ['HEAD' as const])]
+  if (notAllowed.length === 0) return
+  app.route({
+    method: notAllowed,
+    url,
+    schema: { hide: true },
+    onRequest: async (request, reply) => sendError(reply, 'METHOD_NOT_ALLOWED',
+      `${request.method} is not allowed on ${shown}; allowed: ${allow}`, { allow }),
+    handler: async () => { /* onRequest always answers */ },
+  })
+}
 
 /** Converts falcon's `{name}` URI templates to fastify's `:name`. */
 export function toFastifyPath (template: string): string {
@@ -191,18 +210,7 @@ export async function createApp (options: AppOptions): Promise<App> {
       })
     }
     // Verbs the resource lacks: 405 with Allow, before any body is parsed.
-    const missing = VERBS.filter((v: Verb) => !responders.has(v))
-    const notAllowed = [...missing, ...(responders.has('GET') ? [] : ['HEAD' as const])]
-    if (notAllowed.length > 0) {
-      app.route({
-        method: notAllowed,
-        url,
-        schema: { hide: true },
-        onRequest: async (request, reply) => sendError(reply, 'METHOD_NOT_ALLOWED',
-          `${request.method} is not allowed on ${template}; allowed: ${allow}`, { allow }),
-        handler: async () => { /* onRequest always answers */ },
-      })
-    }
+    refuseOtherVerbs(app, url, new Set(responders.keys()), allow, template)
     app.route({
       method: 'OPTIONS',
       url,

@@ -28,6 +28,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ErrorBody, HttpError, errorBody, sendError } from './errors.ts'
+import { refuseOtherVerbs } from './create-app.ts'
 import { limitDeadline } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
 import type { LoadedModel } from './models.ts'
@@ -348,15 +349,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   completing = true
   for (const [url, verbs] of verbsByUrl) {
     const allow = [...verbs, ...(verbs.has('GET') ? ['HEAD'] : [])].join(', ')
-    const missing = (['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const).filter(v => !verbs.has(v))
-    app.route({
-      method: [...missing, ...(verbs.has('GET') ? [] : ['HEAD' as const])],
-      url,
-      schema: { hide: true },
-      onRequest: async (request, reply) => sendError(reply, 'METHOD_NOT_ALLOWED',
-        `${request.method} is not allowed on ${url.replace(/:(\w+)/g, '{$1}')}; allowed: ${allow}`, { allow }),
-      handler: async () => { /* onRequest always answers */ },
-    })
+    refuseOtherVerbs(app, url, verbs, allow, url.replace(/:(\w+)/g, '{$1}'))
   }
 }
 
