@@ -7,4 +7,6 @@ export interface Runtime {
   has (key: string): boolean
 }
 
+export const TRANSFER_MIN_BYTES: number
+export function sessionOptions (intraOpThreads?: number): Record<string, unknown>
 export function createRuntime (sessionOptions?: Record<string, unknown>): Runtime

@@ -7,6 +7,14 @@
 // loader, which keeps thread start-up fast under any runner.
 import * as ort from 'onnxruntime-node'
 
+/** Buffers smaller than this are copied between threads rather than transferred: for a few kilobytes, detaching and re-wrapping costs more than copying. */
+export const TRANSFER_MIN_BYTES = 16 * 1024
+
+/** Options every session gets: parallelism comes from the inference threads, not from inside one run. */
+export function sessionOptions (intraOpThreads = 1) {
+  return { intraOpNumThreads: intraOpThreads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' }
+}
+
 function describe (meta) {
   return meta.map(m => ({ name: m.name, type: m.isTensor ? m.type : 'non-tensor', shape: m.isTensor ? [...m.shape] : [] }))
 }

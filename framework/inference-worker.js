@@ -3,12 +3,10 @@
 // off the main thread, which stays free for HTTP, health and timeouts.
 // Protocol (see framework/pool.ts): messages {op, id, ...} in; {id, ok, ...} out.
 import { parentPort, workerData } from 'node:worker_threads'
-import { createRuntime } from './inference-core.js'
+import { TRANSFER_MIN_BYTES, createRuntime } from './inference-core.js'
 
 const runtime = createRuntime(workerData?.sessionOptions ?? {})
 
-// Small outputs are copied: cheaper than transferring (see TRANSFER_MIN_BYTES in pool.ts).
-const TRANSFER_MIN_BYTES = 16 * 1024
 
 parentPort.on('message', async msg => {
   try {

@@ -48,17 +48,8 @@ export interface LoadedModel {
 export class Model {
   private target: LoadedModel
 
-  constructor (
-    readonly name: string,
-    path: string,
-    version: string | undefined,
-    inputs: TensorInfo[],
-    outputs: TensorInfo[],
-    config: Record<string, unknown>,
-    private readonly runner: ModelRunner,
-    key: string,
-  ) {
-    this.target = { key, path, version, inputs, outputs, config }
+  constructor (readonly name: string, loaded: LoadedModel, private readonly runner: ModelRunner) {
+    this.target = loaded
   }
 
   get path (): string { return this.target.path }
@@ -146,7 +137,7 @@ export class ModelStore implements ModelRunner {
         }
       }
       this.configureBatching(name, config, configPath)
-      model = new Model(name, path, version, meta.inputs, meta.outputs, config, this, name)
+      model = new Model(name, { key: name, path, version, inputs: meta.inputs, outputs: meta.outputs, config }, this)
       this.models.set(name, model)
     }
     if (contract) {

@@ -28,7 +28,7 @@
 // the queue must stay inspectable on the main thread for deadlines and
 // batching. piscina hides both behind its own task queue.
 import { Worker } from 'node:worker_threads'
-import { createRuntime, type Runtime } from './inference-core.js'
+import { TRANSFER_MIN_BYTES, createRuntime, sessionOptions, type Runtime } from './inference-core.js'
 import { availableParallelism } from 'node:os'
 import type { TensorInfo, Tensor } from './tensor.ts'
 import {
@@ -39,8 +39,6 @@ import {
 export type { BatchOptions }
 
 const WORKER_URL = new URL('./inference-worker.js', import.meta.url)
-/** Buffers smaller than this are copied to and from the threads rather than transferred (inference-worker.js agrees). */
-export const TRANSFER_MIN_BYTES = 16 * 1024
 
 export interface PoolOptions {
   /** Number of inference threads. */
@@ -152,14 +150,7 @@ class InferenceThread {
 
   constructor (options: PoolOptions, private onExit: (thread: InferenceThread, err: Error) => void) {
     this.worker = new Worker(WORKER_URL, {
-      workerData: {
-        sessionOptions: {
-          intraOpNumThreads: options.intraOpThreads ?? 1,
-          interOpNumThreads: 1,
-          executionMode: 'sequential',
-          graphOptimizationLevel: 'all',
-        },
-      },
+      workerData: { sessionOptions: sessionOptions(options.intraOpThreads) },
     })
     this.worker.on('message', (msg: { id: number, ok: boolean, message?: string }) => {
       const p = this.pending.get(msg.id)
@@ -359,7 +350,7 @@ export class InferencePool {
     const msg = this.loaded.get(key)
     if (!msg) return
     q.inline = 'loading'
-    this.mainRuntime ??= createRuntime(this.sessionOptions())
+    this.mainRuntime ??= createRuntime(sessionOptions(this.options.intraOpThreads))
     this.mainRuntime.load(msg as never).then(
       () => { if (q.inline === 'loading' && this.loaded.get(key) === msg) q.inline = 'ready' },
       () => { q.inline = 'none' },
@@ -392,15 +383,6 @@ export class InferencePool {
     q.usPerElement = q.usPerElement === undefined ? per : 0.8 * q.usPerElement + 0.2 * per
     // A model that just ran under the limit gets its main-thread session now.
     if (q.inline === 'none' && computeUs < (this.options.inlineBelowUs ?? 0)) this.loadInline(q)
-  }
-
-  private sessionOptions () {
-    return {
-      intraOpNumThreads: this.options.intraOpThreads ?? 1,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    }
   }
 
   /**
