@@ -10,6 +10,8 @@
 // a hand-written baseline would have to re-implement the NLP pipeline). Then a flood at 10x the concurrency, and the
 // default server's start-up time and peak RSS.
 //   BENCH_SECONDS=4 (per run of a configuration), BENCH_ROUNDS=3 (runs, interleaved with the baseline), BENCH_THREADS (framework threads; default: the server's default)
+//   BENCH_ONLY=tiny,tagger: a partial run of those groups (models, /ner, /pos) for development: no
+//   flood, no default-server figures, written to bench/RESULTS.partial.md instead of RESULTS.md
 import { spawn, type ChildProcess } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
@@ -20,7 +22,8 @@ import { benchModels, type BenchModel } from './models.ts'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
-const CONCURRENCY = [1, 16, 64]
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number)
+const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : undefined
 const SERVER_CORE = '0'
 const LOAD_CORE = '1'
 const node = process.execPath
@@ -135,6 +138,7 @@ async function main () {
 
   // (c) The ceiling: session.run in a loop.
   for (const m of models) {
+    if (ONLY && !ONLY.has(m.name)) continue
     log(`raw ${m.name}`)
     const out = await run('taskset', pinned(SERVER_CORE, 'bench/raw.ts', [join(dir, `${m.name}.onnx`), m.input, m.type, String(m.width), String(Math.min(3, SECONDS))]))
     for (const line of out.trim().split('\n')) raw.push({ model: m.name, ...JSON.parse(line) })
@@ -177,7 +181,7 @@ async function main () {
   const groups: Target[][] = [
     ...models.map((m, i) => targetsFor(m, i)),
     ...['ner', 'pos'].map(route => [{ target: 'framework: resource route', model: `/${route}`, url: `${base}/${route}`, bodies: taggerBodies }]),
-  ]
+  ].filter(group => !ONLY || ONLY.has(group[0].model.replace(/^\//, '')))
   // Warm up every target (JIT, sessions' first batch sizes); not measured.
   for (const group of groups) for (const tgt of group) await warm(tgt.url, tgt.bodies, tgt.extra)
   const samples = new Map<string, { tgt: Target, c: number, runs: LoadResult[] }>()
@@ -195,6 +199,14 @@ async function main () {
     }
   }
   for (const { tgt, c, runs } of samples.values()) rows.push({ target: tgt.target, model: tgt.model, c, r: median(runs), spread: runs.map(r => r.rps) })
+  if (ONLY) {
+    rss.framework = await fw.stop()
+    for (const [name, b] of baselines) rss[`baseline ${name}`] = await b.stop()
+    rmSync(dir, { recursive: true, force: true })
+    writeFileSync(join(root, 'bench', 'RESULTS.partial.md'), report({ rows, raw, rss, flood: {}, alive: true, starts: [], notes: [`Partial run: BENCH_ONLY=${process.env.BENCH_ONLY}.`] }))
+    log('wrote bench/RESULTS.partial.md')
+    return
+  }
 
   // Flood: 10x the top concurrency on mlp through the resource route.
   log('flood mlp c=640')
