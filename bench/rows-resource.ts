@@ -7,6 +7,7 @@ import { Resource, responder, type ResourceContext } from '../framework/resource
 import type { Model } from '../framework/models.ts'
 import { badRequest } from '../framework/errors.ts'
 import { rowsFromTensor, tensorFromRows } from '../framework/tensor.ts'
+import type { AbortSignalLike } from '../framework/deadline.ts'
 
 export interface RowsOptions { model: string, input: string, output: string, type: 'float32' | 'int64', width: number }
 
@@ -22,7 +23,7 @@ export class RowsModel extends Resource {
     await this.infer([new Array(this.options.width).fill(0)])
   }
 
-  private async infer (rows: number[][], signal?: AbortSignal): Promise<number[][]> {
+  private async infer (rows: number[][], signal?: AbortSignalLike): Promise<number[][]> {
     const { input, output, type, width } = this.options
     const x = tensorFromRows(rows, width, type)
     if (!x) throw badRequest(`every row of body.inputs must have ${width} numbers`)
@@ -37,7 +38,7 @@ export class RowsModel extends Resource {
     },
     handler: async (request) => {
       const { inputs } = request.body
-      return { outputs: await this.infer(inputs, request.abortSignal) }
+      return { outputs: await this.infer(inputs, request.deadline) }
     },
   })
 }

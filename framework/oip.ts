@@ -259,7 +259,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     const feeds = decodeInputs(body, loaded, binary, model.config.allowNonFinite)
     checkBatch(body.inputs, model.config.maxBatchSize)
     const wanted = chooseOutputs(body, loaded)
-    const results = await store.run(loaded.key, feeds, { signal: request.abortSignal, outputs: wanted.map(w => w.name) })
+    const results = await store.run(loaded.key, feeds, { signal: request.deadline, outputs: wanted.map(w => w.name) })
     return sendInferResponse(reply, {
       model_name: model.name,
       ...(loaded.version !== undefined ? { model_version: loaded.version } : {}),

@@ -15,14 +15,15 @@
 // refused at once (OverloadedError, 503). A request whose signal fires while
 // queued leaves the queue at that moment and is never computed.
 //
-// Models too cheap to be worth the hop run inline: when the pool is idle (no
-// thread computing, nothing queued, no other inline run) and a model's
-// measured cost predicts a run under `inlineBelowUs`, the job runs on the
-// main thread (a session kept there too). Posting a job to a
-// thread and waking both sides costs more than a few-microsecond model, and
-// blocking the event loop that briefly is like parsing a small JSON body.
-// Anything slower, and everything under load (where batching on the threads
-// pays), still goes to the threads.
+// Models too cheap to be worth the hop run inline: when a model's measured
+// cost (learnt on the threads) predicts a job under `inlineBelowUs` and none of
+// its jobs wait for a thread, the job runs on the main thread (a session is
+// kept there too). Posting a job to a thread and waking both sides costs more
+// than a few-microsecond model, and blocking the event loop that briefly is
+// like parsing a small JSON body. Inline jobs are batched too: the ones that
+// arrive during one turn of the event loop (a burst of requests read from many
+// sockets) run together at the end of that turn (setImmediate), in runs
+// predicted under a millisecond. Anything slower goes to the threads.
 //
 // Why not piscina: loads must reach every thread (one session per thread), and
 // the queue must stay inspectable on the main thread for deadlines and
@@ -31,6 +32,7 @@ import { Worker } from 'node:worker_threads'
 import { TRANSFER_MIN_BYTES, createRuntime, sessionOptions, type Runtime } from './inference-core.js'
 import { availableParallelism } from 'node:os'
 import type { TensorInfo, Tensor } from './tensor.ts'
+import type { AbortSignalLike } from './deadline.ts'
 import {
   DEFAULT_BATCH_OPTIONS, compatible, mergeFeeds, modelBatches, rowsOf, splitOutputs, validateBatchOptions,
   type BatchOptions, type ModelShape,
@@ -40,6 +42,13 @@ export type { BatchOptions }
 
 const WORKER_URL = new URL('./inference-worker.js', import.meta.url)
 
+/**
+ * Longest predicted run for a batch of inline jobs, in microseconds: each job
+ * is cheap (under `inlineBelowUs`), and batching them pays as it does on the
+ * threads, but the event loop must not stall for long.
+ */
+const INLINE_RUN_MAX_US = 1000
+
 export interface PoolOptions {
   /** Number of inference threads. */
   threads: number
@@ -47,6 +56,8 @@ export interface PoolOptions {
   intraOpThreads?: number
   /** Batching and queue defaults for every model (`configure` overrides per model). */
   batching?: Partial<BatchOptions>
+  /** Niceness the inference threads add to the process's (Linux), so the main thread runs first on a shared core (0: none). */
+  threadNice?: number
   /**
    * Run a job on the main thread when its predicted compute time is under
    * this many microseconds and nothing of its model is queued (0: never).
@@ -55,7 +66,7 @@ export interface PoolOptions {
 }
 
 export interface RunOptions {
-  signal?: AbortSignal
+  signal?: AbortSignalLike
   /** Restrict the outputs computed and returned (all when omitted). */
   outputs?: string[]
 }
@@ -66,7 +77,7 @@ interface Job {
   key: string
   feeds: Record<string, Tensor>
   outputs?: string[]
-  signal?: AbortSignal
+  signal?: AbortSignalLike
   resolve: (value: Record<string, Tensor>) => void
   reject: (err: Error) => void
   /** Rows along axis 0 (1 when the feeds cannot be batched). */
@@ -107,6 +118,9 @@ class ModelQueue {
   usPerElement?: number
   /** The main-thread session: absent, being loaded, or ready. */
   inline: 'none' | 'loading' | 'ready' = 'none'
+  /** Jobs to run on the main thread at the end of this event-loop turn. */
+  inlineJobs: Job[] = []
+  inlineScheduled = false
   constructor (readonly key: string, public options: BatchOptions) {}
 
   remove (taken: Set<Job>) {
@@ -150,7 +164,7 @@ class InferenceThread {
 
   constructor (options: PoolOptions, private onExit: (thread: InferenceThread, err: Error) => void) {
     this.worker = new Worker(WORKER_URL, {
-      workerData: { sessionOptions: sessionOptions(options.intraOpThreads) },
+      workerData: { sessionOptions: sessionOptions(options.intraOpThreads), nice: options.threadNice ?? 0 },
     })
     this.worker.on('message', (msg: { id: number, ok: boolean, message?: string }) => {
       const p = this.pending.get(msg.id)
@@ -308,34 +322,44 @@ export class InferencePool {
       q.stats.refused++
       return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems))
     }
-    if (this.idle() && this.runsInline(q, feeds)) return this.runInline(q, key, feeds, options.outputs)
+    const inline = this.runsInline(q, feeds)
     return new Promise((resolve, reject) => {
       const job: Job = {
         key, feeds, outputs: options.outputs, signal: options.signal, resolve, reject,
         items, batchable: rows !== undefined, enqueuedAt: performance.now(),
       }
-      if (job.signal) {
-        const signal = job.signal
-        job.onAbort = () => {
-          q.remove(new Set([job]))
-          q.stats.dropped++
-          reject(new AbortedError(signal.reason))
+      if (inline) {
+        // Aborts are checked when the turn's inline batch runs: no listener.
+        q.inlineJobs.push(job)
+        q.items += items
+        if (!q.inlineScheduled) {
+          q.inlineScheduled = true
+          setImmediate(() => this.runInline(q))
         }
-        signal.addEventListener('abort', job.onAbort, { once: true })
+        return
       }
-      q.jobs.push(job)
-      q.items += items
+      this.enqueue(q, job)
       this.drain()
     })
   }
 
-  private mainRuntime?: Runtime
-  private inlineRunning = 0
-
-  /** Nothing computing or waiting anywhere: a job now would run alone. */
-  private idle (): boolean {
-    return this.inlineRunning === 0 && this.computing === 0 && this.queued === 0
+  /** Puts a job in its model's queue for the threads; its signal takes it out. */
+  private enqueue (q: ModelQueue, job: Job, first = false) {
+    if (job.signal) {
+      const signal = job.signal
+      job.onAbort ??= () => {
+        q.remove(new Set([job]))
+        q.stats.dropped++
+        job.reject(new AbortedError(signal.reason))
+      }
+      signal.addEventListener('abort', job.onAbort, { once: true })
+    }
+    if (first) q.jobs.unshift(job)
+    else q.jobs.push(job)
+    q.items += job.items
   }
+
+  private mainRuntime?: Runtime
 
   /** Whether this job is cheap enough to run here; starts loading the main-thread session once a model proves cheap. */
   private runsInline (q: ModelQueue, feeds: Record<string, Tensor>): boolean {
@@ -357,22 +381,33 @@ export class InferencePool {
     )
   }
 
-  private async runInline (q: ModelQueue, key: string, feeds: Record<string, Tensor>, outputs?: string[]): Promise<Record<string, Tensor>> {
-    q.stats.batches++
-    q.stats.requests++
-    q.stats.inline++
-    q.stats.items += rowsOf(feeds) ?? 1
-    q.stats.largestBatch = Math.max(q.stats.largestBatch, rowsOf(feeds) ?? 1)
-    this.inlineRunning++
-    try {
-      const result = await this.mainRuntime!.run({ key, feeds, outputs })
-      this.learnCost(q, feeds, result.computeUs)
-      return result.outputs
-    } catch (err) {
-      q.stats.failed++
-      throw new InferenceError((err as Error).message)
-    } finally {
-      this.inlineRunning--
+  /**
+   * Runs the inline jobs gathered during one event-loop turn, as batches of
+   * up to the model's max batch size, each predicted under INLINE_RUN_MAX_US.
+   */
+  private runInline (q: ModelQueue) {
+    q.inlineScheduled = false
+    const waiting = q.inlineJobs.splice(0)
+    for (const job of waiting) q.items -= job.items
+    const live: Job[] = []
+    for (const job of waiting) {
+      if (!job.signal?.aborted) { live.push(job); continue }
+      q.stats.dropped++
+      job.reject(new AbortedError(job.signal.reason))
+    }
+    if (q.inline !== 'ready') {
+      // The model was reloaded or unloaded meanwhile: the threads take them.
+      for (const job of live) this.enqueue(q, job)
+      this.drain()
+      return
+    }
+    const budget = INLINE_RUN_MAX_US / Math.max(q.usPerElement ?? 0, 1e-3)
+    while (live.length > 0) {
+      const jobs = this.gather(q, live, budget)
+      const taken = new Set(jobs)
+      for (let i = live.length - 1; i >= 0; i--) if (taken.has(live[i])) live.splice(i, 1)
+      q.stats.inline += jobs.length
+      void this.compute(q, jobs, false, (feeds, outputs) => this.mainRuntime!.run({ key: q.key, feeds, outputs }))
     }
   }
 
@@ -394,7 +429,15 @@ export class InferencePool {
     const q = this.queues.get(key)
     if (!q || q.items < q.options.maxQueueItems) return undefined
     q.stats.refused++
-    return new OverloadedError(key, q.items, q.options.maxQueueItems)
+    // A refusal is expected, not a bug: no stack to capture (a third of the
+    // refusal's own cost, paid thousands of times a second under a flood).
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    try {
+      return new OverloadedError(key, q.items, q.options.maxQueueItems)
+    } finally {
+      Error.stackTraceLimit = limit
+    }
   }
 
   /** Threads computing right now. */
@@ -456,19 +499,25 @@ export class InferencePool {
     return { queue: best, jobs }
   }
 
-  /** The head job and the compatible jobs behind it, up to the model's limits. */
-  private gather (q: ModelQueue): Job[] {
-    const head = q.jobs[0]
+  /**
+   * The head job of `list` and the compatible jobs behind it, up to the
+   * model's limits and to `elementBudget` input elements.
+   */
+  private gather (q: ModelQueue, list: Job[] = q.jobs, elementBudget = Infinity): Job[] {
+    const head = list[0]
     const batch = [head]
     const { maxBatchItems, padValue, maxBatchTokens } = q.options
     if (!head.batchable || !q.batches || !q.shape || maxBatchItems <= 1) return batch
     let items = head.items
+    let elements = elementBudget < Infinity ? elementsOf(head.feeds) : 0
     // Longest size per axis of each input so far, to bound padded tokens.
     const longest = new Map(Object.entries(head.feeds).map(([name, t]) => [name, t.dims.slice(1)]))
     const outputs = head.outputs?.join('\0')
-    for (let i = 1; i < q.jobs.length && items < maxBatchItems; i++) {
-      const job = q.jobs[i]
+    for (let i = 1; i < list.length && items < maxBatchItems; i++) {
+      const job = list[i]
       if (!job.batchable || items + job.items > maxBatchItems || job.outputs?.join('\0') !== outputs) continue
+      const jobElements = elementBudget < Infinity ? elementsOf(job.feeds) : 0
+      if (elements + jobElements > elementBudget) continue
       if (!compatible(head.feeds, job.feeds, q.shape, padValue)) continue
       if (maxBatchTokens !== undefined) {
         let cost = 0
@@ -481,12 +530,40 @@ export class InferencePool {
       for (const [name, dims] of longest) dims.forEach((d, axis) => { dims[axis] = Math.max(d, job.feeds[name].dims[axis + 1]) })
       batch.push(job)
       items += job.items
+      elements += jobElements
     }
     return batch
   }
 
   private dispatch (thread: InferenceThread, q: ModelQueue, jobs: Job[]) {
     thread.busy = true
+    void this.compute(q, jobs, true, (feeds, outputs) => {
+      const transfer: ArrayBuffer[] = []
+      for (const t of Object.values(feeds)) {
+        // Only transfer buffers the job owns outright; views into a shared
+        // buffer (a slice of a request body) are copied by postMessage instead.
+        // Small ones are copied too: for a few kilobytes, detaching and
+        // re-wrapping a buffer costs more than copying it.
+        if (ArrayBuffer.isView(t.data) && t.data.byteLength >= TRANSFER_MIN_BYTES && t.data.byteOffset === 0 &&
+            t.data.byteLength === t.data.buffer.byteLength && t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer)) {
+          transfer.push(t.data.buffer)
+        }
+      }
+      return thread.call({ op: 'run', key: q.key, feeds, outputs }, transfer)
+    }).finally(() => {
+      thread.busy = false
+      this.drain()
+    })
+  }
+
+  /**
+   * Runs a batch of jobs as one session.run, on a thread or inline, and
+   * hands each job its part of the outputs.
+   */
+  private async compute (
+    q: ModelQueue, jobs: Job[], onThread: boolean,
+    runner: (feeds: Record<string, Tensor>, outputs?: string[]) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number }>,
+  ): Promise<void> {
     const merged = jobs.length > 1 ? mergeFeeds(jobs.map(j => j.feeds), q.shape!, q.options.padValue) : undefined
     const feeds = merged?.feeds ?? jobs[0].feeds
     const items = jobs.reduce((n, j) => n + j.items, 0)
@@ -494,50 +571,41 @@ export class InferencePool {
     q.stats.requests += jobs.length
     q.stats.items += items
     q.stats.largestBatch = Math.max(q.stats.largestBatch, items)
-    const transfer: ArrayBuffer[] = []
-    for (const t of Object.values(feeds)) {
-      // Only transfer buffers the job owns outright; views into a shared
-      // buffer (a slice of a request body) are copied by postMessage instead.
-      // Small ones are copied too: for a few kilobytes, detaching and
-      // re-wrapping a buffer costs more than copying it.
-      if (ArrayBuffer.isView(t.data) && t.data.byteLength >= TRANSFER_MIN_BYTES && t.data.byteOffset === 0 &&
-          t.data.byteLength === t.data.buffer.byteLength && t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer)) {
-        transfer.push(t.data.buffer)
+    let result
+    try {
+      result = await runner(feeds, jobs[0].outputs)
+    } catch (err) {
+      const error = onThread ? err as Error : new InferenceError((err as Error).message)
+      if (jobs.length === 1) {
+        q.stats.failed++
+        return jobs[0].reject(error)
       }
+      // One bad request must not fail its neighbours: rerun each alone, first
+      // in line, so only the culprit gets the error.
+      for (const job of [...jobs].reverse()) {
+        job.batchable = false
+        if (job.signal?.aborted) { q.stats.dropped++; job.reject(new AbortedError(job.signal.reason)); continue }
+        if (onThread) this.enqueue(q, job, true)
+        else { q.inlineJobs.unshift(job); q.items += job.items }
+      }
+      if (!onThread && !q.inlineScheduled && q.inlineJobs.length > 0) {
+        q.inlineScheduled = true
+        setImmediate(() => this.runInline(q))
+      }
+      return
     }
-    const key = jobs[0].key
-    thread.call({ op: 'run', key, feeds, outputs: jobs[0].outputs }, transfer)
-      .then(msg => {
-        this.learnCost(q, feeds, msg.computeUs)
-        if (!merged) return jobs[0].resolve(msg.outputs)
-        let parts
-        try {
-          parts = splitOutputs(msg.outputs, merged, q.shape!)
-        } catch (err) {
-          for (const job of jobs) job.reject(new InferenceError(`cannot split the outputs of a batch of ${jobs.length} requests for '${key}': ${(err as Error).message}`))
-          return
-        }
-        jobs.forEach((job, i) => job.resolve(parts[i]))
-      }, (err: Error) => {
-        if (jobs.length === 1) {
-          q.stats.failed++
-          return jobs[0].reject(err)
-        }
-        // One bad request must not fail its neighbours: rerun each alone, at
-        // the front of the queue, so only the culprit gets the error.
-        for (const job of jobs) {
-          job.batchable = false
-          if (job.signal?.aborted) { q.stats.dropped++; job.reject(new AbortedError(job.signal.reason)); continue }
-          if (job.onAbort) job.signal?.addEventListener('abort', job.onAbort, { once: true })
-        }
-        const retry = jobs.filter(j => !j.signal?.aborted)
-        q.jobs.unshift(...retry)
-        for (const j of retry) q.items += j.items
-      })
-      .finally(() => {
-        thread.busy = false
-        this.drain()
-      })
+    // The cost is learnt on the threads only: timed inline, a run would also
+    // count the event-loop turn ONNX Runtime's async run waits for.
+    if (onThread) this.learnCost(q, feeds, result.computeUs)
+    if (!merged) return jobs[0].resolve(result.outputs)
+    let parts
+    try {
+      parts = splitOutputs(result.outputs, merged, q.shape!)
+    } catch (err) {
+      for (const job of jobs) job.reject(new InferenceError(`cannot split the outputs of a batch of ${jobs.length} requests for '${q.key}': ${(err as Error).message}`))
+      return
+    }
+    jobs.forEach((job, i) => job.resolve(parts[i]))
   }
 
   async close (): Promise<void> {
@@ -548,6 +616,7 @@ export class InferencePool {
         if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
         job.reject(new Error('inference pool is closed'))
       }
+      for (const job of q.inlineJobs.splice(0)) job.reject(new Error('inference pool is closed'))
       q.items = 0
     }
     await Promise.all(this.threads.map(t => t.stop()))

@@ -12,6 +12,7 @@ import { Resource, type ResourceContext } from '../framework/resource.ts'
 import type { ModelContract } from '../framework/tensor.ts'
 import { tagBatch, tokensFromWords, type RunScores, type TaggedToken, type TaggerConfig } from './tagger.ts'
 import { tokenize, type Token } from './tokenize.ts'
+import type { AbortSignalLike } from '../framework/deadline.ts'
 
 export interface TaggingLimits {
   /** Longest text, in UTF-16 code units (JS string length). */
@@ -91,7 +92,7 @@ export function taggerConfigOf (model: Model, task: 'pos' | 'ner'): TaggerConfig
 }
 
 /** Model scores through the framework: off the main thread, batched with other requests. */
-export function scorer (model: Model, config: TaggerConfig, signal?: AbortSignal): RunScores {
+export function scorer (model: Model, config: TaggerConfig, signal?: AbortSignalLike): RunScores {
   return async features => {
     const out = await model.run({ [config.input]: { type: 'int64', data: features.data, dims: features.dims } }, { signal })
     const scores = out[config.output]
@@ -172,7 +173,7 @@ export abstract class TaggingResource extends Resource {
   }
 
   /** Parses the body (400/413 on bad input) and tags it on an inference thread. */
-  protected async tag (body: TaggingInput, signal?: AbortSignal) {
+  protected async tag (body: TaggingInput, signal?: AbortSignalLike) {
     const parsed = parseInput(body, this.limits)
     return { form: parsed.form, ...await tagInput(parsed, this.config, scorer(this.model, this.config, signal)) }
   }

@@ -12,6 +12,7 @@ import { Resource, responder, type ResourceContext } from '../framework/resource
 import { badRequest } from '../framework/errors.ts'
 import type { Model } from '../framework/models.ts'
 import { rowsFromTensor, tensorFromRows } from '../framework/tensor.ts'
+import type { AbortSignalLike } from '../framework/deadline.ts'
 
 const FEATURES = 4
 const Row = Type.Array(Type.Number(), { minItems: FEATURES, maxItems: FEATURES, description: 'sepal length, sepal width, petal length, petal width (cm)' })
@@ -43,7 +44,7 @@ export class FeatureScaler extends Resource {
     await this.scale([[0, 0, 0, 0]])
   }
 
-  private async scale (rows: number[][], signal?: AbortSignal): Promise<number[][]> {
+  private async scale (rows: number[][], signal?: AbortSignalLike): Promise<number[][]> {
     // The schema has checked every row's length, so the tensor is always made.
     const x = tensorFromRows(rows, FEATURES)!
     const { y } = await this.model.run({ x }, { signal })
@@ -59,7 +60,7 @@ export class FeatureScaler extends Resource {
     handler: async (request) => {
       const { rows } = request.body
       if (rows.length > this.maxRows) throw badRequest(`body.rows has ${rows.length} rows; at most ${this.maxRows} are accepted`)
-      return { rows: await this.scale(rows, request.abortSignal) }
+      return { rows: await this.scale(rows, request.deadline) }
     },
   })
 

@@ -38,7 +38,7 @@ export class EntityRecognizer extends TaggingResource {
       response: { 200: Type.Union([Recognized, Type.Object({ results: Type.Array(Recognized) })]) },
     },
     handler: async (request) => {
-      const { form, texts, tagged } = await this.tag(request.body, request.abortSignal)
+      const { form, texts, tagged } = await this.tag(request.body, request.deadline)
       const results = tagged.map((tokens, i) => ({
         entities: entitiesFromBio(tokens, tokens.map(t => t.tag), texts[i]),
         tokens,

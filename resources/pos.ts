@@ -29,7 +29,7 @@ export class PosTagger extends TaggingResource {
       response: { 200: Type.Union([Tagged, Type.Object({ results: Type.Array(Tagged) })]) },
     },
     handler: async (request) => {
-      const { form, tagged } = await this.tag(request.body, request.abortSignal)
+      const { form, tagged } = await this.tag(request.body, request.deadline)
       const results = tagged.map(tokens => ({ tokens }))
       return form === 'texts' ? { results } : results[0]
     },

@@ -1,5 +1,5 @@
-// Cheap models run on the main thread when the pool is idle; everything else,
-// and everything under load, goes to the inference threads.
+// Cheap models run on the main thread, the jobs of one event-loop turn batched
+// together; everything slower goes to the inference threads.
 import t from 'tap'
 import { InferencePool } from '../../framework/pool.ts'
 import { addModel, slowModel } from '../fixtures/models.ts'
@@ -35,19 +35,59 @@ t.test('never inline when disabled, or when the model is too slow', async t => {
   t.equal(pool.stats('slow').inline, 0, 'a model slower than the limit stays on the threads')
 })
 
-t.test('under load jobs go to the threads (and batch), not inline', async t => {
+t.test('a cheap model runs inline while a thread computes another, one run per event-loop turn', async t => {
   const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
   t.teardown(() => pool.close())
   await pool.load('add', addModel())
   await pool.load('slow', slowModel(20))
   await pool.run('add', x())
   await settle()
+  // The first run's measured cost includes warm-up; pin it so all eight fit one run.
+  ;(pool as any).queues.get('add').usPerElement = 1
+  const before = pool.stats('add')
   const busy = pool.run('slow', { x: { type: 'float32', data: new Float32Array([1]), dims: [1, 1] } })
-  const queued = await Promise.all(Array.from({ length: 8 }, (_, i) => pool.run('add', x(i))))
+  const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => pool.run('add', x(i))))
+  t.equal(pool.computing, 1, 'the thread is still computing the slow model')
+  const after = pool.stats('add')
+  t.equal(after.inline - before.inline, 8, 'all eight ran inline')
+  t.equal(after.batches - before.batches, 1, 'as one run: they arrived in the same turn')
+  t.equal(after.largestBatch, 8)
+  answers.forEach((r, i) => t.same(Array.from(r.y.data as Float32Array), [i + 1, i + 2, i + 3, i + 4], `job ${i} got its own rows`))
   await busy
-  t.equal(pool.stats('add').inline, 0, 'nothing ran inline while a thread computed')
-  t.ok(pool.stats('add').largestBatch > 1, 'the queued jobs batched')
-  queued.forEach((r, i) => t.same(Array.from(r.y.data as Float32Array), [i + 1, i + 2, i + 3, i + 4]))
+})
+
+t.test('an inline batch stays under the limit: the jobs of one turn split into several runs', async t => {
+  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
+  t.teardown(() => pool.close())
+  await pool.load('add', addModel())
+  await pool.run('add', x())
+  await settle()
+  // Pretend each element costs 100 µs: a run of at most 1 ms holds two 4-element jobs.
+  ;(pool as any).queues.get('add').usPerElement = 100
+  const before = pool.stats('add')
+  const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => pool.run('add', x(i))))
+  const after = pool.stats('add')
+  t.equal(after.inline - before.inline, 6)
+  t.equal(after.batches - before.batches, 3, 'six jobs of 4 elements in runs of at most 10 elements')
+  answers.forEach((r, i) => t.same(Array.from(r.y.data as Float32Array), [i + 1, i + 2, i + 3, i + 4]))
+})
+
+t.test('an aborted inline job is dropped, never computed', async t => {
+  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
+  t.teardown(() => pool.close())
+  await pool.load('add', addModel())
+  await pool.run('add', x())
+  await settle()
+  const controller = new AbortController()
+  const before = pool.stats('add')
+  const doomed = pool.run('add', x(1), { signal: controller.signal })
+  const kept = pool.run('add', x(2))
+  controller.abort(new Error('client went away'))
+  await t.rejects(doomed, { name: 'AbortedError', message: 'client went away' })
+  t.same(Array.from((await kept).y.data as Float32Array), [3, 4, 5, 6])
+  const after = pool.stats('add')
+  t.equal(after.dropped - before.dropped, 1)
+  t.equal(after.items - before.items, 1, 'only the live job was computed')
 })
 
 t.test('an inline failure is an InferenceError for that request only; unload drops the main-thread session', async t => {
@@ -59,6 +99,12 @@ t.test('an inline failure is an InferenceError for that request only; unload dro
   await t.rejects(pool.run('add', { x: { type: 'float32', data: new Float32Array(3), dims: [1, 3] } }), { name: 'InferenceError' })
   t.equal(pool.stats('add').failed, 1)
   t.same(Array.from((await pool.run('add', x())).y.data as Float32Array), [1, 2, 3, 4], 'the next request is fine')
+  const [bad, good] = await Promise.allSettled([
+    pool.run('add', { x: { type: 'float32', data: new Float32Array(3), dims: [1, 3] } }),
+    pool.run('add', x(5)),
+  ])
+  t.equal(bad.status === 'rejected' && (bad.reason as Error).name, 'InferenceError', 'in the same turn, the bad job fails')
+  t.same(good.status === 'fulfilled' && Array.from(good.value.y.data as Float32Array), [6, 7, 8, 9], 'and its neighbour does not')
   await pool.unload('add')
   await t.rejects(pool.run('add', x()), /not loaded/)
   await pool.load('add', addModel())
