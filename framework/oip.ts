@@ -277,17 +277,17 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   // A model whose queue is full refuses here, before the body is read and
   // parsed; anything unusual (unknown model or version, not ready) is left to
   // the handler and its errors.
-  const inferRoutes = new Set(['/v2/models/:name/infer', '/v2/models/:name/versions/:version/infer'])
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    if (!inferRoutes.has(request.routeOptions.url ?? '')) return
+  // (A route hook, in callback style: it runs on every inference request.)
+  const refuseWhenFull = (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const { name, version } = request.params as { name: string, version?: string }
     const model = repository.get(name)
     const served = model && (version === undefined ? repository.defaultVersion(model) : model.versions.get(/^[0-9]+$/.test(version) ? String(Number(version)) : version))
     const refused = served?.loaded && store.pool.refusal(served.loaded.key)
-    if (refused) return sendError(reply, 'OVERLOADED', refused.message, { 'retry-after': String(refused.retryAfterSeconds) })
-  })
-  app.post('/v2/models/:name/infer', { schema: inferSchema(ModelParams) }, infer)
-  app.post('/v2/models/:name/versions/:version/infer', { schema: inferSchema(VersionParams) }, infer)
+    if (refused) sendError(reply, 'OVERLOADED', refused.message, { 'retry-after': String(refused.retryAfterSeconds) })
+    else done()
+  }
+  app.post('/v2/models/:name/infer', { schema: inferSchema(ModelParams), onRequest: refuseWhenFull as never }, infer)
+  app.post('/v2/models/:name/versions/:version/infer', { schema: inferSchema(VersionParams), onRequest: refuseWhenFull as never }, infer)
 
   if (options.repositoryApi) {
     const objectBody = (body: unknown, allowed: string[]): Record<string, unknown> => {
