@@ -121,6 +121,9 @@ class ModelQueue {
   /** Jobs to run on the main thread at the end of this event-loop turn. */
   inlineJobs: Job[] = []
   inlineScheduled = false
+  /** Jobs the last inline run took (1: no load, jobs run as they come). */
+  inlineLastRun = 0
+  inlineRanThisTurn = false
   constructor (readonly key: string, public options: BatchOptions) {}
 
   remove (taken: Set<Job>) {
@@ -332,8 +335,16 @@ export class InferencePool {
         // Aborts are checked when the turn's inline batch runs: no listener.
         q.inlineJobs.push(job)
         q.items += items
-        if (!q.inlineScheduled) {
-          q.inlineScheduled = true
+        if (q.inlineScheduled) return
+        q.inlineScheduled = true
+        // Unloaded (the last run took one job), the first job of a turn runs
+        // now: waiting for the end of the turn would only add a hop to a lone
+        // request. Any other job waits for the end of the turn and its batch.
+        if (q.inlineLastRun <= 1 && !q.inlineRanThisTurn) {
+          q.inlineRanThisTurn = true
+          setImmediate(() => { q.inlineRanThisTurn = false })
+          this.runInline(q)
+        } else {
           setImmediate(() => this.runInline(q))
         }
         return
@@ -388,6 +399,7 @@ export class InferencePool {
   private runInline (q: ModelQueue) {
     q.inlineScheduled = false
     const waiting = q.inlineJobs.splice(0)
+    q.inlineLastRun = waiting.length
     for (const job of waiting) q.items -= job.items
     const live: Job[] = []
     for (const job of waiting) {

@@ -50,8 +50,12 @@ t.test('a cheap model runs inline while a thread computes another, one run per e
   t.equal(pool.computing, 1, 'the thread is still computing the slow model')
   const after = pool.stats('add')
   t.equal(after.inline - before.inline, 8, 'all eight ran inline')
-  t.equal(after.batches - before.batches, 1, 'as one run: they arrived in the same turn')
-  t.equal(after.largestBatch, 8)
+  t.equal(after.batches - before.batches, 2, 'the first at once (no load before it), the seven behind it in the same turn as one run')
+  t.equal(after.largestBatch, 7)
+  // Under load now (the last run took seven), a whole turn runs as one.
+  const more = await Promise.all(Array.from({ length: 8 }, (_, i) => pool.run('add', x(i))))
+  t.equal(pool.stats('add').batches - after.batches, 1, 'under load, the eight of one turn are one run')
+  more.forEach((r, i) => t.same(Array.from(r.y.data as Float32Array), [i + 1, i + 2, i + 3, i + 4]))
   answers.forEach((r, i) => t.same(Array.from(r.y.data as Float32Array), [i + 1, i + 2, i + 3, i + 4], `job ${i} got its own rows`))
   await busy
 })
@@ -64,6 +68,7 @@ t.test('an inline batch stays under the limit: the jobs of one turn split into s
   await settle()
   // Pretend each element costs 100 µs: a run of at most 1 ms holds two 4-element jobs.
   ;(pool as any).queues.get('add').usPerElement = 100
+  ;(pool as any).queues.get('add').inlineLastRun = 6 // as if under load: the whole turn waits for its end
   const before = pool.stats('add')
   const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => pool.run('add', x(i))))
   const after = pool.stats('add')
@@ -79,6 +84,7 @@ t.test('an aborted inline job is dropped, never computed', async t => {
   await pool.run('add', x())
   await settle()
   const controller = new AbortController()
+  ;(pool as any).queues.get('add').inlineLastRun = 2 // under load: jobs wait for the end of the turn
   const before = pool.stats('add')
   const doomed = pool.run('add', x(1), { signal: controller.signal })
   const kept = pool.run('add', x(2))
