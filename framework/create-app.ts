@@ -8,9 +8,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { Ajv } from 'ajv'
+import { createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
-import { ErrorBody, HttpError, installErrorHandlers, sendError } from './errors.ts'
+import { ErrorBody, HttpError, errorBody, installErrorHandlers, sendError } from './errors.ts'
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { installDeadlines } from './deadline.ts'
@@ -26,6 +27,8 @@ export interface AppOptions {
   batching?: Partial<BatchOptions>
   /** Models whose run is predicted under this many microseconds run on the main thread (0: never). */
   inlineBelowUs?: number
+  /** Niceness added to the inference threads (Linux), so HTTP runs first when they share a core (0: none). */
+  threadNice?: number
   /** Largest request body accepted, in bytes (413 above). */
   bodyLimit?: number
   /** HTTP keep-alive timeout for idle connections, in milliseconds. */
@@ -118,6 +121,9 @@ const strictAjv = new Ajv({ ...ajvBase, coerceTypes: false })
 const coercingAjv = new Ajv({ ...ajvBase, coerceTypes: 'array' })
 
 export async function createApp (options: AppOptions): Promise<App> {
+  // Set once the routes exist: answers a request itself (and returns true)
+  // when it can be refused for overload before fastify sees it.
+  let refuseEarly: (req: IncomingMessage, res: ServerResponse) => boolean = () => false
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
@@ -126,6 +132,17 @@ export async function createApp (options: AppOptions): Promise<App> {
     // lifecycle hook below answers draining requests instead.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // fastify's own HTTP/1 server (lib/server.js), with the early refusal in front of its handler.
+    serverFactory: (handler, fastifyOptions) => {
+      // fastify hands its options with their defaults filled in.
+      const opts = fastifyOptions as unknown as { http?: ServerOptions, keepAliveTimeout: number, requestTimeout: number, connectionTimeout: number, maxRequestsPerSocket: number }
+      const server = createServer(opts.http ?? {}, (req, res) => { if (!refuseEarly(req, res)) handler(req, res) })
+      server.keepAliveTimeout = opts.keepAliveTimeout
+      server.requestTimeout = opts.requestTimeout
+      server.setTimeout(opts.connectionTimeout)
+      if (opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket
+      return server
+    },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App
 
   app.setValidatorCompiler(({ schema, httpPart }) =>
@@ -135,7 +152,7 @@ export async function createApp (options: AppOptions): Promise<App> {
   // JSON only: anything else is 415 (fastify would parse text/plain too).
   app.removeContentTypeParser('text/plain')
 
-  const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1, batching: options.batching, inlineBelowUs: options.inlineBelowUs })
+  const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1, batching: options.batching, inlineBelowUs: options.inlineBelowUs, threadNice: options.threadNice })
   const lifecycle: Lifecycle = { state: 'loading', reason: 'loading models' }
   const resources: Resource[] = []
   const loadTasks: Array<{ name: string, task: () => Promise<void> }> = []
@@ -178,6 +195,38 @@ export async function createApp (options: AppOptions): Promise<App> {
     return gate(request, reply)
   }
 
+  // The same refusal, earlier still: in the HTTP server's request handler,
+  // before fastify builds its request and reply, runs its hooks and
+  // serializes, which cost more than the refusal itself (on one core, a flood
+  // at 10x a model's capacity is mostly refusals: each microsecond spent on
+  // one is taken from the model). Only for a verb and path that exactly match
+  // a mounted resource route without parameters, while ready; anything else
+  // (parameters, another spelling of the path, loading or draining) goes
+  // through fastify and refuseWhenFull above. Early refusals are not logged.
+  const earlyRoutes = new Map<string, Resource>()
+  refuseEarly = (req, res) => {
+    const method = req.method
+    if ((method !== 'POST' && method !== 'PUT' && method !== 'PATCH') || lifecycle.state !== 'ready') return false
+    const url = req.url ?? ''
+    const query = url.indexOf('?')
+    const resource = earlyRoutes.get(`${method} ${query < 0 ? url : url.slice(0, query)}`)
+    if (!resource) return false
+    for (const model of modelsOf.get(resource) ?? []) {
+      const refused = models.pool.refusal(model.loaded.key)
+      if (!refused) continue
+      const body = JSON.stringify(errorBody('OVERLOADED', refused.message))
+      res.writeHead(503, {
+        'retry-after': String(refused.retryAfterSeconds),
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+      })
+      // The unread body is discarded by Node once the response has finished.
+      res.end(body)
+      return true
+    }
+    return false
+  }
+
   app.decorate('mount', function mount (template: string, resource: Resource, mountOptions: MountOptions = {}) {
     const url = toFastifyPath(template)
     const responders = respondersOf(resource, mountOptions.suffix ?? '')
@@ -190,6 +239,7 @@ export async function createApp (options: AppOptions): Promise<App> {
     const allow = [...allowed, ...(allowed.includes('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ')
 
     for (const [method, r] of responders) {
+      if (method !== 'GET' && method !== 'DELETE' && !url.includes(':') && !url.includes('*')) earlyRoutes.set(`${method} ${url}`, resource)
       const { body, ...rest } = r.schema
       app.route({
         method,

@@ -3,9 +3,29 @@
 // off the main thread, which stays free for HTTP, health and timeouts.
 // Protocol (see framework/pool.ts): messages {op, id, ...} in; {id, ok, ...} out.
 import { parentPort, workerData } from 'node:worker_threads'
+import { readlinkSync } from 'node:fs'
+import { getPriority, setPriority } from 'node:os'
 import { TRANSFER_MIN_BYTES, createRuntime } from './inference-core.js'
 
 const runtime = createRuntime(workerData?.sessionOptions ?? {})
+if (workerData?.nice > 0) lowerPriority(workerData.nice)
+
+/**
+ * Makes this thread `nice` steps nicer than the process (Linux: niceness is
+ * per thread), so that when it shares a core with the main thread the
+ * scheduler runs the main thread first: a batch computing for tens of
+ * milliseconds then delays neither HTTP (refusals, health checks, answers)
+ * nor timeouts. Elsewhere, or when not allowed, the thread keeps the
+ * process's priority.
+ */
+function lowerPriority (nice) {
+  try {
+    // /proc/thread-self is <pid>/task/<tid>; setpriority on a tid sets that thread alone.
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
+    if (!Number.isInteger(tid) || tid <= 0) return
+    setPriority(tid, Math.min(19, getPriority(tid) + nice))
+  } catch {}
+}
 
 
 parentPort.on('message', async msg => {

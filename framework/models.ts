@@ -18,6 +18,8 @@ export interface ModelStoreOptions {
   batching?: Partial<BatchOptions>
   /** Run jobs predicted under this many microseconds on the main thread (0: never; see pool.ts). */
   inlineBelowUs?: number
+  /** Niceness added to the inference threads, so the main thread runs first on a shared core (0: none). */
+  threadNice?: number
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -107,7 +109,7 @@ export class ModelStore implements ModelRunner {
   private generation = 0
 
   constructor (readonly options: ModelStoreOptions) {
-    this.pool = new InferencePool({ threads: options.threads, batching: options.batching, inlineBelowUs: options.inlineBelowUs })
+    this.pool = new InferencePool({ threads: options.threads, batching: options.batching, inlineBelowUs: options.inlineBelowUs, threadNice: options.threadNice })
   }
 
   /**

@@ -126,6 +126,49 @@ t.test('a full queue refuses in onRequest, before the body is read or parsed', a
   await slow
 })
 
+t.test('over a socket, a full queue is refused in the HTTP server\'s handler, before fastify', async t => {
+  const a = await app(t, { maxQueueItems: 3 })
+  await a.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = a.server.address() as { port: number }
+  const send = (method: string, path: string, payload: string) => new Promise<{ status: number, headers: Record<string, unknown>, body: string }>((resolve, reject) => {
+    const req = httpRequest({ port, host: '127.0.0.1', method, path, agent: false, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, res => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', d => { text += d })
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }))
+    })
+    req.on('error', reject)
+    req.end(payload)
+  })
+  // Refusals decided in fastify's hooks, counted to show that early ones are not.
+  let hooked = 0
+  const refusal = a.models.pool.refusal.bind(a.models.pool)
+  a.models.pool.refusal = (key: string) => {
+    const refused = refusal(key)
+    if (refused && new Error().stack?.includes('hookRunner')) hooked++
+    return refused
+  }
+  const { slow, admitted } = await fillQueue(a)
+  const refused = await send('POST', '/affine', '{not json')
+  t.equal(refused.status, 503)
+  t.equal(refused.headers['retry-after'], '1')
+  t.equal(refused.headers['content-type'], 'application/json; charset=utf-8')
+  t.same(JSON.parse(refused.body), { error: "model 'affine' is overloaded: 3 items queued (at most 3); retry later", code: 'OVERLOADED', statusCode: 503 })
+  t.equal((await send('POST', '/affine?x=1', '{not json')).status, 503, 'with a query string')
+  t.equal(hooked, 0, 'refused before fastify')
+  t.equal(a.models.pool.stats('affine').refused, 2)
+  // A verb the route lacks is still fastify's 405; an unknown path its 404.
+  t.equal((await send('PUT', '/affine', '{}')).status, 405)
+  t.equal((await send('POST', '/affine/', '{}')).status, 404)
+  // While draining, fastify answers (and asks the client to close), still refusing.
+  a.drain()
+  const draining = await send('POST', '/affine', '{not json')
+  t.equal(draining.status, 503)
+  t.equal(hooked, 1, 'through fastify while draining')
+  for (const res of await Promise.all(admitted)) t.equal(res.statusCode, 200)
+  await slow
+})
+
 t.test('OIP infer refuses in onRequest too when the model\'s queue is full', async t => {
   const { openInferenceProtocol } = await import('../../framework/oip.ts')
   const dir = mkdtempSync(join(tmpdir(), 'onnx-serve-batching-'))
