@@ -174,25 +174,26 @@ export async function createApp (options: AppOptions): Promise<App> {
   // they still serve what arrives (on connections opened before the drain),
   // but ask the client to close the connection, so keep-alive clients move to
   // another worker instead of racing the listener's close.
-  const gate = async (_request: unknown, reply: import('fastify').FastifyReply) => {
-    if (lifecycle.state === 'ready') return
+  // (Callback hooks, not async ones: they run on every request.)
+  const gate = (_request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    if (lifecycle.state === 'ready') return done()
     if (lifecycle.state === 'draining') {
       reply.header('connection', 'close')
-      return
+      return done()
     }
-    return sendError(reply, 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
+    sendError(reply, 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
   }
 
   // The models each resource loaded (recorded by `loadResources`), so that its
   // routes can refuse at once, before the body is read, when one of their
   // models' queues is full: under a flood, a refusal then costs no parsing.
   const modelsOf = new Map<Resource, Model[]>()
-  const refuseWhenFull = (resource: Resource) => async (request: FastifyRequest, reply: FastifyReply) => {
+  const refuseWhenFull = (resource: Resource) => (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     for (const model of modelsOf.get(resource) ?? []) {
       const refused = models.pool.refusal(model.loaded.key)
-      if (refused) return sendError(reply, 'OVERLOADED', refused.message, { 'retry-after': String(refused.retryAfterSeconds) })
+      if (refused) return void sendError(reply, 'OVERLOADED', refused.message, { 'retry-after': String(refused.retryAfterSeconds) })
     }
-    return gate(request, reply)
+    gate(request, reply, done)
   }
 
   // The same refusal, earlier still: in the HTTP server's request handler,
