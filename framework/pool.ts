@@ -464,6 +464,11 @@ export class InferencePool {
     return n
   }
 
+  /** Keys of the models loaded now (in every thread), in load order: what `stats` is worth asking about. */
+  keys (): string[] {
+    return [...this.loaded.keys()]
+  }
+
   /** A model's counters. */
   stats (key: string): ModelStats {
     const q = this.queues.get(key)

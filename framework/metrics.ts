@@ -1,0 +1,194 @@
+// Prometheus metrics at GET /metrics, in the text exposition format:
+// - the process (prom-client's default metrics: CPU, memory, event-loop lag,
+//   GC, handles), collected once per process and shared by every app in it;
+// - HTTP requests, counted and timed by method, route template and status, in
+//   one callback `onResponse` hook (a histogram observation per request, about
+//   half a microsecond; the counter is read off the histogram at scrape time);
+// - every loaded model's queue and counters, read from the inference pool at
+//   scrape time (`collect`), so nothing is done per inference;
+// - the app's lifecycle state.
+// Each app has its own registry (tests build many apps in one process), and
+// /metrics, like /health/*, is never refused: it answers while loading,
+// draining, after a failed load and while a model's queue is full.
+//
+// Register it before the routes it should count (createApp does): the hook is
+// added to the root instance, so plugins registered afterwards inherit it.
+// Requests refused in the HTTP server's handler, before fastify (see
+// createApp's early refusal), never reach the hook; the model's `refused`
+// counter counts them.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Lifecycle, LifecycleState } from './create-app.ts'
+import type { ModelStore } from './models.ts'
+import type { ModelStats } from './pool.ts'
+
+export interface MetricsOptions {
+  lifecycle: Lifecycle
+  models: ModelStore
+  /** Where the app's metrics go (a fresh registry when omitted); the process metrics are added to it. */
+  registry?: Registry
+}
+
+/** The `route` label of a request that matched no route (never the raw URL: it would make a series per URL). */
+export const UNMATCHED_ROUTE = 'unmatched'
+
+/** Request durations, in seconds: from a fraction of a millisecond (a cheap model inline) to the default deadline. */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+const STATES: LifecycleState[] = ['loading', 'ready', 'draining', 'failed']
+
+const HTTP_LABELS = ['method', 'route', 'status_code'] as const
+const MODEL_LABELS = ['model', 'name', 'version'] as const
+type ModelLabels = Record<typeof MODEL_LABELS[number], string>
+
+/** The pool's monotonic counters, by the field of ModelStats they read. */
+const MODEL_COUNTERS: Array<[keyof ModelStats, string, string]> = [
+  ['batches', 'onnx_serve_model_batches_total', 'Model runs (session.run calls), each computing a batch of one or more requests'],
+  ['requests', 'onnx_serve_model_requests_total', 'Requests computed'],
+  ['items', 'onnx_serve_model_items_total', 'Items (rows along the batch axis) computed'],
+  ['inline', 'onnx_serve_model_inline_requests_total', 'Requests computed on the main thread (too cheap for the hop to an inference thread)'],
+  ['refused', 'onnx_serve_model_refused_total', 'Requests refused with 503 because the model\'s queue was full'],
+  ['dropped', 'onnx_serve_model_dropped_total', 'Requests dropped before they computed: deadline passed or client gone'],
+  ['failed', 'onnx_serve_model_failed_total', 'Requests that failed in ONNX Runtime'],
+]
+
+/** The pool's instant values. */
+const MODEL_GAUGES: Array<[keyof ModelStats, string, string]> = [
+  ['queuedRequests', 'onnx_serve_model_queued_requests', 'Requests waiting for an inference thread'],
+  ['queuedItems', 'onnx_serve_model_queued_items', 'Items waiting (the queue bound, maxQueueItems, counts these)'],
+  ['largestBatch', 'onnx_serve_model_largest_batch_items', 'Most items computed in one run so far'],
+]
+
+let processMetrics: Registry | undefined
+/**
+ * The process's metrics, made once: collectDefaultMetrics starts an
+ * event-loop delay monitor and a GC observer that cannot be stopped, so one
+ * set per app would pile up in a process that builds many apps.
+ */
+function processRegistry (): Registry {
+  if (!processMetrics) {
+    processMetrics = new Registry()
+    collectDefaultMetrics({ register: processMetrics })
+  }
+  return processMetrics
+}
+
+/**
+ * A pool key's labels. A key is a resource model's name, or
+ * `name@version#generation` for the sessions ModelStore.loadFile loads (the
+ * repository's versions and hot swaps); names cannot hold '@' or '#'.
+ */
+function labelsOf (key: string, models: ModelStore): ModelLabels {
+  const at = key.indexOf('@')
+  if (at >= 0) {
+    const hash = key.indexOf('#', at)
+    return { model: key, name: key.slice(0, at), version: key.slice(at + 1, hash < 0 ? undefined : hash) }
+  }
+  const model = models.get(key)
+  return { model: key, name: key, version: (model?.loaded.key === key ? model.version : undefined) ?? '' }
+}
+
+export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, registry: given }: MetricsOptions) {
+  const registry = given ?? new Registry()
+  const shared = processRegistry()
+  for (const { name } of shared.getMetricsAsArray()) {
+    const metric = shared.getSingleMetric(name)
+    if (metric && !registry.getSingleMetric(name)) registry.registerMetric(metric)
+  }
+  const registers = [registry]
+
+  // HTTP. The counter is the histogram's count, copied at scrape time.
+  const duration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Time from receiving a request to the end of its response, by method, route template and status',
+    labelNames: HTTP_LABELS,
+    buckets: DURATION_BUCKETS,
+    registers,
+  })
+  new Counter({
+    name: 'http_requests_total',
+    help: 'Requests answered, by method, route template and status',
+    labelNames: HTTP_LABELS,
+    registers,
+    async collect () {
+      const { values } = await duration.get()
+      this.reset()
+      for (const { metricName, labels, value } of values) {
+        if (metricName !== 'http_request_duration_seconds_count') continue
+        this.inc({ method: labels.method, route: labels.route, status_code: labels.status_code }, value)
+      }
+    },
+  })
+  app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    const route = request.routeOptions.url ?? UNMATCHED_ROUTE
+    if (route !== '/metrics') {
+      duration.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000)
+    }
+    done()
+  })
+
+  // Models, read at scrape time. Labels are worked out once per key.
+  const known = new Map<string, ModelLabels>()
+  const snapshot = (): Array<{ labels: ModelLabels, stats: ModelStats }> => {
+    const keys = models.pool.keys()
+    for (const key of known.keys()) if (!keys.includes(key)) known.delete(key)
+    return keys.map(key => {
+      let labels = known.get(key)
+      if (!labels) known.set(key, labels = labelsOf(key, models))
+      return { labels, stats: models.pool.stats(key) }
+    })
+  }
+  for (const [field, name, help] of MODEL_COUNTERS) {
+    new Counter({
+      name, help, labelNames: MODEL_LABELS, registers,
+      collect () {
+        this.reset()
+        for (const { labels, stats } of snapshot()) this.inc(labels, stats[field])
+      },
+    })
+  }
+  for (const [field, name, help] of MODEL_GAUGES) {
+    new Gauge({
+      name, help, labelNames: MODEL_LABELS, registers,
+      collect () {
+        this.reset()
+        for (const { labels, stats } of snapshot()) this.set(labels, stats[field])
+      },
+    })
+  }
+  new Gauge({
+    name: 'onnx_serve_inference_threads',
+    help: 'Inference threads',
+    registers,
+    collect () { this.set(models.pool.size) },
+  })
+  new Gauge({
+    name: 'onnx_serve_inference_threads_computing',
+    help: 'Inference threads computing a batch now',
+    registers,
+    collect () { this.set(models.pool.computing) },
+  })
+
+  new Gauge({
+    name: 'onnx_serve_lifecycle_state',
+    help: 'The app\'s state: 1 for the current one of loading, ready, draining, failed',
+    labelNames: ['state'] as const,
+    registers,
+    collect () {
+      for (const state of STATES) this.set({ state }, lifecycle.state === state ? 1 : 0)
+    },
+  })
+
+  app.get('/metrics', {
+    schema: {
+      tags: ['health'],
+      summary: 'Prometheus metrics, in the text exposition format',
+      description: 'Process, HTTP (by method, route template and status), per-model queue and inference counters, and the lifecycle state. Never refused.',
+    },
+  }, async (_request, reply) => {
+    const text = await registry.metrics()
+    return reply.type(registry.contentType).send(text)
+  })
+}
+// The hook must see every route of the app, not only this plugin's (what fastify-plugin does).
+;(metricsRoutes as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true
