@@ -14,6 +14,7 @@ import type { BatchOptions } from './batcher.ts'
 import { ErrorBody, HttpError, errorBody, installErrorHandlers, sendError } from './errors.ts'
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
+import { metricsRoutes } from './metrics.ts'
 import { installDeadlines } from './deadline.ts'
 
 export interface AppOptions {
@@ -169,6 +170,7 @@ export async function createApp (options: AppOptions): Promise<App> {
   await app.register(swaggerUi, { routePrefix: '/docs' })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   await app.register(healthRoutes, { lifecycle })
+  await app.register(metricsRoutes, { lifecycle, models })
 
   // Resource routes answer 503 until every model is loaded. While draining
   // they still serve what arrives (on connections opened before the drain),
