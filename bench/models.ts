@@ -3,6 +3,9 @@
 //   tiny   float32 x [N, 4] -> y = x + b                     (pure serving overhead)
 //   mlp    float32 x [N, 256] -> 1024 -> 1024 -> 16, ReLU    (compute-bound)
 //   tagger int64 ids [N, 32] -> Gather 20000x128 -> MatMul 128x64 + ReLU -> MatMul 64x17 (per-token logits)
+//   heavy  float32 x [N, 256] -> 4096 -> 4096 -> 4096 -> 16, ReLU  (35 M multiply-adds a row, 140 MB of
+//          weights: the model, not HTTP, is the bottleneck; for the flood, which needs a capacity
+//          that one core can be offered 10x of. Built on first use of `bytes`.)
 import { buildModel, randomWeights } from '../framework/onnx-builder.ts'
 
 export interface BenchModel {
@@ -26,6 +29,21 @@ function dense (name: string, input: string, inSize: number, outSize: number, se
     ...(relu ? [{ op: 'Relu', inputs: [`${name}_pre`], outputs: [name] }] : []),
   ]
   return { nodes, initializers: [w, b] }
+}
+
+/** `heavy`: three 4096-wide hidden layers, about 1-2k rows/s on one core. */
+function heavyModel (): Uint8Array {
+  const h1 = dense('h1', 'x', 256, 4096, 21, true)
+  const h2 = dense('h2', 'h1', 4096, 4096, 23, true)
+  const h3 = dense('h3', 'h2', 4096, 4096, 25, true)
+  const y = dense('y', 'h3', 4096, 16, 27, false)
+  return buildModel({
+    name: 'heavy',
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 256] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 16] }],
+    initializers: [...h1.initializers, ...h2.initializers, ...h3.initializers, ...y.initializers],
+    nodes: [...h1.nodes, ...h2.nodes, ...h3.nodes, ...y.nodes],
+  })
 }
 
 export function benchModels (): BenchModel[] {
@@ -60,5 +78,13 @@ export function benchModels (): BenchModel[] {
     { name: 'tiny', bytes: tiny, input: 'x', output: 'y', type: 'float32', width: 4, example: [0.5, -1.25, 2, 3.75] },
     { name: 'mlp', bytes: mlp, input: 'x', output: 'y', type: 'float32', width: 256, example: Array.from(rand, v => Math.round(v * 1e4) / 1e4) },
     { name: 'tagger', bytes: tagger, input: 'ids', output: 'logits', type: 'int64', width: 32, example: Array.from({ length: 32 }, (_, i) => (i * 7919 + 13) % 20000) },
+    {
+      name: 'heavy',
+      // 140 MB of weights: made only when a caller writes the model (bench/app.ts only needs the names).
+      get bytes () { return (heavyBytes ??= heavyModel()) },
+      input: 'x', output: 'y', type: 'float32', width: 256, example: Array.from(rand, v => Math.round(v * 1e4) / 1e4),
+    },
   ]
 }
+
+let heavyBytes: Uint8Array | undefined

@@ -32,7 +32,7 @@ for (let threads = 1; threads <= Number(maxThreads); threads++) {
       try { if ((await fetch(`http://127.0.0.1:${port}/health/ready`)).status === 200) break } catch {}
       await new Promise(resolve => setTimeout(resolve, 20))
     }
-    for (const m of models.filter(m => m.name !== 'tagger')) {
+    for (const m of models.filter(m => m.name === 'tiny' || m.name === 'mlp')) {
       const body = JSON.stringify({ inputs: [m.example] })
       await run(['bench/load.ts', JSON.stringify({ url: `http://127.0.0.1:${port}/bench/${m.name}`, connections: 64, duration: 1, bodies: [body] })])
       const r = JSON.parse(await run(['bench/load.ts', JSON.stringify({ url: `http://127.0.0.1:${port}/bench/${m.name}`, connections: 64, duration: Number(seconds), bodies: [body] })]))

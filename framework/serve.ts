@@ -30,6 +30,7 @@ export function appOptions (settings: Settings, logger: AppOptions['logger']): A
     stopOnModelFailure: settings.stopOnModelFailure,
     batching: { maxBatchItems: settings.maxBatchSize, maxDelayMs: settings.maxQueueDelay, maxQueueItems: settings.maxQueueItems },
     inlineBelowUs: settings.inlineBelow,
+    threadNice: settings.threadNice,
     logger,
   }
 }
