@@ -28,6 +28,12 @@ async function main () {
     runArbiter(settings)
   } else {
     // Like gunicorn's `module:app`, the app is loaded after the fork, in the worker.
+    // `npm start` runs this file compiled (dist/, no loader): an app given as
+    // TypeScript then needs tsx's loader, registered for it alone.
+    if (/\.[cm]?ts$/.test(settings.app) && !import.meta.url.endsWith('.ts')) {
+      const { register } = await import('tsx/esm/api')
+      register()
+    }
     const { buildApp } = await import(pathToFileURL(settings.app).href)
     if (typeof buildApp !== 'function') {
       process.stderr.write(`error: ${settings.app} does not export buildApp(options)\n`)

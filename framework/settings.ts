@@ -5,7 +5,12 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { availableParallelism } from 'node:os'
 
-const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+// This module runs from the sources (framework/settings.ts, under tsx) or
+// compiled by `npm start` (dist/framework/settings.js, scripts/build.mjs): the
+// default app is the one compiled beside it, the models stay in the project.
+const CODE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const COMPILED = import.meta.url.endsWith('.js')
+const PROJECT_ROOT = COMPILED ? join(CODE_ROOT, '..') : CODE_ROOT
 
 type Parser<T> = (raw: string) => T
 
@@ -61,7 +66,7 @@ const bool: Parser<boolean> = raw => {
 export const DEFAULT_THREADS = Math.max(1, availableParallelism() - 1)
 
 export const SETTINGS = {
-  app: { flag: '--app', env: 'APP_MODULE', default: join(PROJECT_ROOT, 'app.ts'), parse: text, shownDefault: './app.ts', help: 'Module whose buildApp(options) builds the app to serve' },
+  app: { flag: '--app', env: 'APP_MODULE', default: join(CODE_ROOT, COMPILED ? 'app.js' : 'app.ts'), parse: text, shownDefault: './app.ts', help: 'Module whose buildApp(options) builds the app to serve' },
   host: { flag: '--host', env: 'HOST', default: '127.0.0.1', parse: host, help: 'Address to listen on (0.0.0.0 for every interface)' },
   port: { flag: '--port', env: 'PORT', default: 8000, parse: int(0, 65535), help: 'Port to listen on (0 picks a free one)' },
   workers: { flag: '--workers', env: 'WEB_CONCURRENCY', default: 1, parse: int(1, 64), help: 'Worker processes; 1 serves from this process without a cluster' },
