@@ -37,7 +37,7 @@ export interface BatchOptions {
   maxBatchTokens?: number
 }
 
-export const DEFAULT_BATCH_OPTIONS: BatchOptions = { maxBatchItems: 64, maxQueueItems: 128, maxDelayMs: 0 }
+export const DEFAULT_BATCH_OPTIONS: BatchOptions = { maxBatchItems: 64, maxQueueItems: 64, maxDelayMs: 0 }
 
 /** Checks options (a typo in config.json should fail at load, not under load). */
 export function validateBatchOptions (options: Partial<BatchOptions>): string[] {
