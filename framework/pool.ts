@@ -419,7 +419,8 @@ export class InferencePool {
       const taken = new Set(jobs)
       for (let i = live.length - 1; i >= 0; i--) if (taken.has(live[i])) live.splice(i, 1)
       q.stats.inline += jobs.length
-      void this.compute(q, jobs, false, (feeds, outputs) => this.mainRuntime!.run({ key: q.key, feeds, outputs }))
+      this.compute(q, jobs, false, (feeds, outputs) => this.mainRuntime!.run({ key: q.key, feeds, outputs }))
+        .catch(err => failAll(jobs, err))
     }
   }
 
@@ -568,7 +569,7 @@ export class InferencePool {
         }
       }
       return thread.call({ op: 'run', key: q.key, feeds, outputs }, transfer)
-    }).finally(() => {
+    }).catch(err => failAll(jobs, err)).finally(() => {
       thread.busy = false
       this.drain()
     })
@@ -640,6 +641,12 @@ export class InferencePool {
     await Promise.all(this.threads.map(t => t.stop()))
     for (const key of this.loaded.keys()) await this.mainRuntime?.unload({ key })
   }
+}
+
+/** A batch that failed outside ONNX Runtime (merging its feeds): each of its jobs gets the error. */
+function failAll (jobs: Job[], err: unknown) {
+  const error = new InferenceError(`cannot run a batch of ${jobs.length} requests: ${(err as Error)?.message ?? err}`)
+  for (const job of jobs) job.reject(error)
 }
 
 /** Elements over every input (the unit a model's cost is learnt in). */
