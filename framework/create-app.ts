@@ -11,7 +11,7 @@ import { Ajv } from 'ajv'
 import { createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
-import { ErrorBody, HttpError, errorBody, installErrorHandlers, sendError } from './errors.ts'
+import { ErrorBody, HttpError, errorBody, installErrorHandlers, sendError, sendOverloaded } from './errors.ts'
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { metricsRoutes } from './metrics.ts'
@@ -190,12 +190,18 @@ export async function createApp (options: AppOptions): Promise<App> {
   // routes can refuse at once, before the body is read, when one of their
   // models' queues is full: under a flood, a refusal then costs no parsing.
   const modelsOf = new Map<Resource, Model[]>()
-  const refuseWhenFull = (resource: Resource) => (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+  /** The refusal one of a resource's models would give a request now, if any. */
+  const refusalFor = (resource: Resource) => {
     for (const model of modelsOf.get(resource) ?? []) {
       const refused = models.pool.refusal(model.loaded.key)
-      if (refused) return void sendError(reply, 'OVERLOADED', refused.message, { 'retry-after': String(refused.retryAfterSeconds) })
+      if (refused) return refused
     }
-    gate(request, reply, done)
+    return undefined
+  }
+  const refuseWhenFull = (resource: Resource) => (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    const refused = refusalFor(resource)
+    if (refused) sendOverloaded(reply, refused)
+    else gate(request, reply, done)
   }
 
   // The same refusal, earlier still: in the HTTP server's request handler,
@@ -214,20 +220,17 @@ export async function createApp (options: AppOptions): Promise<App> {
     const query = url.indexOf('?')
     const resource = earlyRoutes.get(`${method} ${query < 0 ? url : url.slice(0, query)}`)
     if (!resource) return false
-    for (const model of modelsOf.get(resource) ?? []) {
-      const refused = models.pool.refusal(model.loaded.key)
-      if (!refused) continue
-      const body = JSON.stringify(errorBody('OVERLOADED', refused.message))
-      res.writeHead(503, {
-        'retry-after': String(refused.retryAfterSeconds),
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(body),
-      })
-      // The unread body is discarded by Node once the response has finished.
-      res.end(body)
-      return true
-    }
-    return false
+    const refused = refusalFor(resource)
+    if (!refused) return false
+    const body = JSON.stringify(errorBody('OVERLOADED', refused.message))
+    res.writeHead(503, {
+      'retry-after': String(refused.retryAfterSeconds),
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+    })
+    // The unread body is discarded by Node once the response has finished.
+    res.end(body)
+    return true
   }
 
   app.decorate('mount', function mount (template: string, resource: Resource, mountOptions: MountOptions = {}) {

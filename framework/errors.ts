@@ -63,9 +63,6 @@ export const notFound = (message: string) => new HttpError('NOT_FOUND', message)
 export const payloadTooLarge = (message: string) => new HttpError('PAYLOAD_TOO_LARGE', message)
 export const notReady = (message: string, retryAfterSeconds = 1) =>
   new HttpError('NOT_READY', message, { headers: { 'retry-after': String(retryAfterSeconds) } })
-/** A model's queue is full: 503 with Retry-After, answered before any work is queued. */
-export const overloaded = (message: string, retryAfterSeconds = 1) =>
-  new HttpError('OVERLOADED', message, { headers: { 'retry-after': String(retryAfterSeconds) } })
 
 /** fastify's own error codes mapped to ours, with the message the client sees. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -109,6 +106,11 @@ export function sendError (reply: FastifyReply, code: ErrorCode, message: string
   return reply.code(ERROR_CODES[code]).headers(headers).type('application/json').send(errorBody(code, message))
 }
 
+/** A model's queue is full: 503 with Retry-After, answered before any work is queued. */
+export function sendOverloaded (reply: FastifyReply, err: OverloadedError) {
+  return sendError(reply, 'OVERLOADED', err.message, { 'retry-after': String(err.retryAfterSeconds) })
+}
+
 /** Installs the error and not-found handlers that give every error one shape. */
 export function installErrorHandlers (app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError | HttpError, request: FastifyRequest, reply: FastifyReply) => {
@@ -116,9 +118,7 @@ export function installErrorHandlers (app: FastifyInstance) {
       if (err.statusCode >= 500) request.log.error({ err }, 'request failed')
       return sendError(reply, err.code, err.message, err.headers)
     }
-    if (err instanceof OverloadedError) {
-      return sendError(reply, 'OVERLOADED', err.message, { 'retry-after': String(err.retryAfterSeconds) })
-    }
+    if (err instanceof OverloadedError) return sendOverloaded(reply, err)
     if (err instanceof AbortedError) {
       // The request's deadline passed (504 already sent) or its client left.
       return reply.sent ? reply : sendError(reply, 'TIMEOUT', 'request was cancelled before the model ran it')

@@ -127,16 +127,22 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
     done()
   })
 
-  // Models, read at scrape time. Labels are worked out once per key.
+  // Models, read at scrape time. Labels are worked out once per key, and the
+  // pool is read once per scrape: every model metric's `collect` runs in the
+  // same tick, so the snapshot is kept until the next microtask.
   const known = new Map<string, ModelLabels>()
+  let current: Array<{ labels: ModelLabels, stats: ModelStats }> | undefined
   const snapshot = (): Array<{ labels: ModelLabels, stats: ModelStats }> => {
+    if (current) return current
     const keys = models.pool.keys()
     for (const key of known.keys()) if (!keys.includes(key)) known.delete(key)
-    return keys.map(key => {
+    current = keys.map(key => {
       let labels = known.get(key)
       if (!labels) known.set(key, labels = labelsOf(key, models))
       return { labels, stats: models.pool.stats(key) }
     })
+    queueMicrotask(() => { current = undefined })
+    return current
   }
   for (const [field, name, help] of MODEL_COUNTERS) {
     new Counter({

@@ -27,7 +27,7 @@
 // ready route and the repository index, and does not take the server down.
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { ErrorBody, HttpError, errorBody, sendError } from './errors.ts'
+import { ErrorBody, HttpError, errorBody, sendError, sendOverloaded } from './errors.ts'
 import { refuseOtherVerbs } from './create-app.ts'
 import { limitDeadline } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
@@ -283,7 +283,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     const model = repository.get(name)
     const served = model && (version === undefined ? repository.defaultVersion(model) : model.versions.get(/^[0-9]+$/.test(version) ? String(Number(version)) : version))
     const refused = served?.loaded && store.pool.refusal(served.loaded.key)
-    if (refused) sendError(reply, 'OVERLOADED', refused.message, { 'retry-after': String(refused.retryAfterSeconds) })
+    if (refused) sendOverloaded(reply, refused)
     else done()
   }
   app.post('/v2/models/:name/infer', { schema: inferSchema(ModelParams), onRequest: refuseWhenFull as never }, infer)
