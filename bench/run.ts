@@ -9,13 +9,15 @@
 // a loop at batch 1 and 64; /ner and /pos with real sentences (framework only:
 // a hand-written baseline would have to re-implement the NLP pipeline). Then a flood: the compute-bound
 // `heavy` model's capacity (c=64) and unloaded latency, measured in the same run, and an open-loop
-// flood at 10x that capacity (bench/flood.ts). Then the default server's start-up time and peak RSS.
+// flood at 10x that capacity (bench/flood.ts), and the same flood against a second server set for
+// latency (small batches, short queue). Then the default server's start-up time, and its peak RSS
+// while /scale, /ner and /pos are loaded in turn.
 //   BENCH_SECONDS=4 (per run of a configuration), BENCH_ROUNDS=3 (runs, interleaved with the baseline), BENCH_THREADS (framework threads; default: the server's default)
 //   BENCH_ONLY=tiny,tagger: a partial run of those groups (models, /ner, /pos) for development: no
 //   flood, no default-server figures, written to bench/RESULTS.partial.md instead of RESULTS.md
 //   BENCH_FLOOD_ONLY=1: only the flood section (raw heavy, capacity, unloaded, flood), to RESULTS.partial.md
 //   BENCH_FLOOD_RATE: the flood's offered req/s instead of 10x the measured capacity (development)
-//   BENCH_PORT=18400: the framework's port (baselines from +100, the default server at +200)
+//   BENCH_PORT=18400: the framework's port (baselines from +100, the default server at +200, the latency-first flood server at +300)
 import { spawn, type ChildProcess } from 'node:child_process'
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
@@ -31,10 +33,12 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '1,16,64').split(',').map(Number)
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : undefined
 const FLOOD_ONLY = process.env.BENCH_FLOOD_ONLY === '1' && !ONLY
-/** Ports: the framework on PORT, baselines from PORT + 100, the default server on PORT + 200. */
+/** Ports: the framework on PORT, baselines from PORT + 100, the default server on PORT + 200, the latency-first flood server on PORT + 300. */
 const PORT = Number(process.env.BENCH_PORT ?? 18_400)
 /** The flood's model: compute-bound, so that 10x its capacity is an HTTP rate one core can be offered. */
 const FLOOD_MODEL = 'heavy'
+/** The flood's second server: set for latency rather than throughput. */
+const LATENCY_FIRST = { queue: 4, batch: 4 }
 const SERVER_CORE = '0'
 const LOAD_CORE = '1'
 const node = process.execPath
@@ -56,6 +60,46 @@ const pinned = (core: string, script: string, args: string[]) => ['-c', core, no
 async function load (url: string, connections: number, bodies: string[], extra: { base64?: boolean, headers?: Record<string, string> } = {}): Promise<LoadResult> {
   const out = await run('taskset', pinned(LOAD_CORE, 'bench/load.ts', [JSON.stringify({ url, connections, duration: SECONDS, bodies, ...extra })]))
   return JSON.parse(out.trim().split('\n').pop()!)
+}
+
+/**
+ * The flood figures against one server: its capacity (closed loop, c=64,
+ * ROUNDS runs) and latency at c=1, its unloaded latency (open loop at 5% of
+ * capacity, ROUNDS runs, timed like the flood: autocannon counts whole ms),
+ * then ROUNDS open-loop floods at 10x the best capacity (or the rates given),
+ * after a 1 s flood that warms the refusal path (JIT) and is not counted.
+ * Other jobs on the machine only ever lower a throughput and raise a latency,
+ * so the references keep the best run: the flood is measured against the
+ * server at its best.
+ */
+async function measureFlood (model: string, url: string, body: string, server: Server, base: string, serverArgs: string[], rates?: { flood: number, unloaded: number }): Promise<FloodReport> {
+  await warm(url, [body])
+  const capacity: LoadResult[] = []
+  for (let i = 0; i < ROUNDS; i++) {
+    log(`flood ${model}: capacity at c=64, ${i + 1}/${ROUNDS}`)
+    // Answers other than 2xx (a server with a short queue refuses some) are not capacity.
+    const r = await load(url, 64, [body])
+    capacity.push({ ...r, rps: r.total > 0 ? r.rps * (r.total - r.non2xx) / r.total : 0 })
+  }
+  const best = Math.max(...capacity.map(r => r.rps))
+  log(`flood ${model}: c=1`)
+  const c1 = await load(url, 1, [body])
+  const unloadedRate = rates?.unloaded ?? Math.max(10, Math.round(best / 20))
+  const unloaded: FloodResult[] = []
+  for (let i = 0; i < ROUNDS; i++) {
+    log(`flood ${model}: unloaded, open loop at ${unloadedRate} req/s, ${i + 1}/${ROUNDS}`)
+    unloaded.push(await floodRun({ url, rate: unloadedRate, duration: SECONDS, body }))
+  }
+  const rate = rates?.flood ?? Number(process.env.BENCH_FLOOD_RATE ?? Math.round(best * 10))
+  await floodRun({ url, rate, duration: 1, body, sockets: 512 })
+  const results: FloodResult[] = []
+  for (let i = 0; i < ROUNDS; i++) {
+    log(`flood ${model}: open loop at ${rate} req/s, ${serverArgs.join(' ') || 'defaults'}, ${i + 1}/${ROUNDS}`)
+    results.push(await floodRun({ url, rate, duration: SECONDS, body, sockets: 512 }))
+  }
+  let live = false
+  try { live = (await fetch(`${base}/health/live`)).status === 200 } catch {}
+  return { model, rate, capacity, c1, unloaded, results, alive: server.child.exitCode === null && live, serverArgs }
 }
 
 async function warm (url: string, bodies: string[], extra: { base64?: boolean, headers?: Record<string, string> } = {}) {
@@ -83,6 +127,8 @@ interface FloodReport {
   alive: boolean
   /** Flags the framework server got beyond the defaults. */
   serverArgs: string[]
+  /** The same flood against a server with small batches and a short queue (LATENCY_FIRST). */
+  latencyFirst?: FloodReport
 }
 
 const mid = (xs: number[]) => { const s = xs.filter(x => !Number.isNaN(x)).sort((a, b) => a - b); return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2 }
@@ -265,42 +311,19 @@ async function main () {
     return
   }
 
-  // Flood: the heavy model through the resource route. Its capacity and
-  // latencies are measured here, in this run, each ROUNDS times: closed loop
-  // at c=64 (the capacity, and the loaded p99) and open loop at a low rate
-  // (the unloaded p99, timed like the flood: autocannon counts whole ms).
-  // Other jobs on the machine only ever lower a throughput and raise a
-  // latency, so the references keep the best run (the highest capacity, the
-  // lowest p99s): the flood is measured against the server at its best. Then
-  // ROUNDS open-loop floods at 10x the capacity, after a 1 s flood that warms
-  // the refusal path (JIT) and is not counted; the goals use their medians.
+  // Flood: the heavy model through the resource route, measured in this run
+  // (measureFlood); the goals use the floods' medians.
   const hurl = `${base}/bench/${heavy.name}`
   const hbody = jsonBody(heavy)
-  await warm(hurl, [hbody])
-  const capacity: LoadResult[] = []
-  for (let i = 0; i < ROUNDS; i++) {
-    log(`flood ${heavy.name}: capacity at c=64, ${i + 1}/${ROUNDS}`)
-    capacity.push(await load(hurl, 64, [hbody]))
-  }
-  const best = Math.max(...capacity.map(r => r.rps))
-  log(`flood ${heavy.name}: c=1`)
-  const c1 = await load(hurl, 1, [hbody])
-  const unloadedRate = Math.max(10, Math.round(best / 20))
-  const unloaded: FloodResult[] = []
-  for (let i = 0; i < ROUNDS; i++) {
-    log(`flood ${heavy.name}: unloaded, open loop at ${unloadedRate} req/s, ${i + 1}/${ROUNDS}`)
-    unloaded.push(await floodRun({ url: hurl, rate: unloadedRate, duration: SECONDS, body: hbody }))
-  }
-  const rate = Number(process.env.BENCH_FLOOD_RATE ?? Math.round(best * 10))
-  await floodRun({ url: hurl, rate, duration: 1, body: hbody, sockets: 512 })
-  const results: FloodResult[] = []
-  for (let i = 0; i < ROUNDS; i++) {
-    log(`flood ${heavy.name}: open loop at ${rate} req/s (10x ${Math.round(best)}), ${i + 1}/${ROUNDS}`)
-    results.push(await floodRun({ url: hurl, rate, duration: SECONDS, body: hbody, sockets: 512 }))
-  }
-  let live = false
-  try { live = (await fetch(`${base}/health/live`)).status === 200 } catch {}
-  const flood: FloodReport = { model: heavy.name, rate, capacity, c1, unloaded, results, alive: fw.child.exitCode === null && live, serverArgs: [...threads] }
+  const flood = await measureFlood(heavy.name, hurl, hbody, fw, base, [...threads])
+  // The same flood (same offered rate) against a server set for latency
+  // rather than throughput: small batches and a short queue. The defaults
+  // suit throughput (batches of 64); this shows what the settings trade.
+  const latencyArgs = ['--max-queue-items', String(LATENCY_FIRST.queue), '--max-batch-size', String(LATENCY_FIRST.batch)]
+  const lport = PORT + 300
+  const lfw = await startServer(['server.ts', '--app', 'bench/app.ts', '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...latencyArgs], `http://127.0.0.1:${lport}/health/ready`)
+  flood.latencyFirst = await measureFlood(heavy.name, `http://127.0.0.1:${lport}/bench/${heavy.name}`, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...latencyArgs], { flood: flood.rate, unloaded: flood.unloaded[0].targetRps })
+  await lfw.stop()
   if (FLOOD_ONLY) {
     rss.framework = await fw.stop()
     rmSync(dir, { recursive: true, force: true })
@@ -325,8 +348,12 @@ async function main () {
     starts.push(d.readyMs)
     if (i < 2) { await d.stop(); continue }
     log('default server under load')
+    // Its three routes in turn: peak RSS is the most any of them needed.
     const scaler = JSON.stringify({ rows: [[5.1, 3.5, 1.4, 0.2]] })
     rows.push({ target: 'default server: /scale', model: 'scaler', c: 64, r: await load(`http://127.0.0.1:${dport}/scale`, 64, [scaler]) })
+    for (const route of ['ner', 'pos']) {
+      rows.push({ target: 'default server', model: `/${route}`, c: 64, r: await load(`http://127.0.0.1:${dport}/${route}`, 64, taggerBodies) })
+    }
     rss['default server'] = await d.stop()
   }
   rmSync(dir, { recursive: true, force: true })
@@ -380,6 +407,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     below('flood: refusal (503) p99', ff?.refusedP99 ?? NaN, 10, 'ms'),
     below(`flood: admitted (200) p99 / ${FLOOD_MODEL} loaded p99 (closed loop c=64)`, ff ? ff.admittedP99 / ff.loadedP99 : NaN, 2, 'x'),
     below(`flood: admitted (200) p99 / ${FLOOD_MODEL} unloaded p99 (open loop, 5% of capacity)`, ff ? ff.admittedP99 / ff.unloadedP99 : NaN, 2, 'x'),
+    ...(flood?.latencyFirst ? latencyFirstGoals(flood.latencyFirst, below) : []),
     below('default server ready after start (median of 3)', [...starts].sort((a, b) => a - b)[1], 1500, 'ms'),
     below('default server peak RSS', rss['default server'], 200, 'MB'),
     '',
@@ -397,6 +425,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     ...raw.map(r => `| ${r.model} | ${r.batch} | ${f0(r.examplesPerSec)} | ${f1(r.p50)} | ${f1(r.p99)} |`),
     '',
     ...(flood ? floodSection(flood) : []),
+    ...(flood?.latencyFirst ? floodSection(flood.latencyFirst, true) : []),
     '## Memory and start-up',
     '',
     '| Process | peak RSS (VmHWM) MB |',
@@ -412,7 +441,18 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
   return lines.join('\n')
 }
 
-function floodSection (flood: FloodReport): string[] {
+/** Goal rows for the latency-first flood (the same goals, that server's figures). */
+function latencyFirstGoals (flood: FloodReport, below: (label: string, value: number, limit: number, unit: string) => string): string[] {
+  const ff = floodFigures(flood)
+  const tag = `latency first (\`--max-queue-items ${LATENCY_FIRST.queue} --max-batch-size ${LATENCY_FIRST.batch}\`)`
+  return [
+    `| flood, ${tag}: server alive, every request answered 200 or 503 | ${flood.alive ? 'alive' : 'DEAD'}, ${ff.other} other | alive, 0 other | ${flood.alive && ff.other === 0 ? 'met' : 'MISSED'} |`,
+    below(`flood, ${tag}: refusal (503) p99`, ff.refusedP99, 10, 'ms'),
+    below(`flood, ${tag}: admitted (200) p99 / its unloaded p99`, ff.admittedP99 / ff.unloadedP99, 2, 'x'),
+  ]
+}
+
+function floodSection (flood: FloodReport, latencyFirst = false): string[] {
   const ff = floodFigures(flood)
   const range = (xs: number[], f: (n: number) => string) => xs.length > 1 ? ` (${f(Math.min(...xs))}-${f(Math.max(...xs))})` : ''
   const statuses = [...new Set(flood.results.flatMap(r => Object.keys(r.statuses)))].sort()
@@ -421,14 +461,23 @@ function floodSection (flood: FloodReport): string[] {
   const u200 = (f: 'rps' | 'p50' | 'p99' | 'max') => flood.unloaded.map(r => r.statuses['200']?.[f] ?? NaN)
   const lag = flood.results.map(r => r.sendLag.p99)
   return [
-    `## Flood: ${flood.model} through the resource route, open loop at 10x its capacity`,
-    '',
-    `\`${flood.model}\` (bench/models.ts) is compute-bound, so that the model, not HTTP, is what a flood overloads: 10x the capacity of mlp (~16k req/s, bounded by HTTP and JSON) is more than one core can even receive.`,
-    `Its capacity was measured in this run, closed loop at c=64, ${flood.capacity.length} times; the floods then offer 10x the best, open loop (bench/flood.ts): requests sent on a fixed schedule whatever the answers, one per keep-alive socket, a new socket when none is idle (up to 1,024; 512 opened beforehand), latency counted from each request's scheduled time, so a stall is charged to every request it delayed. A 1 s flood before them warms the refusal path and is not counted.`,
-    `Goals: the floods' medians against the references at their best (other jobs on this machine only ever lower a throughput and raise a latency).`,
-    `Server: ${flood.serverArgs.length ? `\`${flood.serverArgs.join(' ')}\` over ` : ''}the defaults: batches of up to ${SETTINGS.maxBatchSize.default} rows, at most ${SETTINGS.maxQueueItems.default} rows queued per model (past it, 503), inference threads at nice +${SETTINGS.threadNice.default}; an admitted request waits for the batch computing and the rows queued ahead of it.`,
-    '',
-    `Server alive after the floods: ${flood.alive ? 'yes' : 'NO'}. Offered: ${cell(flood.results.map(r => r.offeredRps), f0)} req/s (target ${f0(flood.rate)}: 10x ${f0(ff.capacity)}); sent ${cell(flood.results.map(r => r.sentRps), f0)} req/s, ${flood.results.map(r => r.unsent).join(' / ')} not sent (no idle socket at the cap); sockets at most ${flood.results.map(r => r.sockets.peak).join(' / ')}; generator lag (send - scheduled) p99 ${cell(lag, f1)} ms.`,
+    ...(latencyFirst
+      ? [
+          `## Flood, latency first: the same flood against a server with \`${flood.serverArgs.join(' ')}\``,
+          '',
+          `The same offered rate as above (10x the default server's capacity), against a second server whose batches and queue hold ${LATENCY_FIRST.batch} rows: an admitted request waits for at most one small batch before its own, so it waits less, and fewer are admitted (the capacity below is this server's, 2xx answers per second closed loop at c=64). Measured the same way as above, at the same unloaded rate.`,
+          '',
+        ]
+      : [
+          `## Flood: ${flood.model} through the resource route, open loop at 10x its capacity`,
+          '',
+          `\`${flood.model}\` (bench/models.ts) is compute-bound, so that the model, not HTTP, is what a flood overloads: 10x the capacity of mlp (~16k req/s, bounded by HTTP and JSON) is more than one core can even receive.`,
+          `Its capacity was measured in this run, closed loop at c=64, ${flood.capacity.length} times; the floods then offer 10x the best, open loop (bench/flood.ts): requests sent on a fixed schedule whatever the answers, one per keep-alive socket, a new socket when none is idle (up to 1,024; 512 opened beforehand), latency counted from each request's scheduled time, so a stall is charged to every request it delayed. A 1 s flood before them warms the refusal path and is not counted.`,
+          `Goals: the floods' medians against the references at their best (other jobs on this machine only ever lower a throughput and raise a latency).`,
+          `Server: ${flood.serverArgs.length ? `\`${flood.serverArgs.join(' ')}\` over ` : ''}the defaults: batches of up to ${SETTINGS.maxBatchSize.default} rows, at most ${SETTINGS.maxQueueItems.default} rows queued per model (past it, 503), inference threads at nice +${SETTINGS.threadNice.default}; an admitted request waits for the batch computing and the rows queued ahead of it.`,
+          '',
+        ]),
+    `Server alive after the floods: ${flood.alive ? 'yes' : 'NO'}. Offered: ${cell(flood.results.map(r => r.offeredRps), f0)} req/s (target ${f0(flood.rate)}${latencyFirst ? '' : `: 10x ${f0(ff.capacity)}`}); sent ${cell(flood.results.map(r => r.sentRps), f0)} req/s, ${flood.results.map(r => r.unsent).join(' / ')} not sent (no idle socket at the cap); sockets at most ${flood.results.map(r => r.sockets.peak).join(' / ')}; generator lag (send - scheduled) p99 ${cell(lag, f1)} ms.`,
     '',
     '| Reference (no flood) | runs | req/s | p50 ms | p99 ms | max ms |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
