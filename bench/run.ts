@@ -63,8 +63,8 @@ async function load (url: string, connections: number, bodies: string[], extra: 
 }
 
 /**
- * The flood figures against one server: its capacity (closed loop, c=64,
- * ROUNDS runs) and latency at c=1, its unloaded latency (open loop at 5% of
+ * The flood figures against one server: its capacity (closed loop, c=64 or
+ * `connections`, ROUNDS runs) and latency at c=1, its unloaded latency (open loop at 5% of
  * capacity, ROUNDS runs, timed like the flood: autocannon counts whole ms),
  * then ROUNDS open-loop floods at 10x the best capacity (or the rates given),
  * after a 1 s flood that warms the refusal path (JIT) and is not counted.
@@ -72,13 +72,13 @@ async function load (url: string, connections: number, bodies: string[], extra: 
  * so the references keep the best run: the flood is measured against the
  * server at its best.
  */
-async function measureFlood (model: string, url: string, body: string, server: Server, base: string, serverArgs: string[], rates?: { flood: number, unloaded: number }): Promise<FloodReport> {
+async function measureFlood (model: string, url: string, body: string, server: Server, base: string, serverArgs: string[], rates?: { flood: number, unloaded: number }, connections = 64): Promise<FloodReport> {
   await warm(url, [body])
   const capacity: LoadResult[] = []
   for (let i = 0; i < ROUNDS; i++) {
-    log(`flood ${model}: capacity at c=64, ${i + 1}/${ROUNDS}`)
+    log(`flood ${model}: capacity at c=${connections}, ${i + 1}/${ROUNDS}`)
     // Answers other than 2xx (a server with a short queue refuses some) are not capacity.
-    const r = await load(url, 64, [body])
+    const r = await load(url, connections, [body])
     capacity.push({ ...r, rps: r.total > 0 ? r.rps * (r.total - r.non2xx) / r.total : 0 })
   }
   const best = Math.max(...capacity.map(r => r.rps))
@@ -99,7 +99,7 @@ async function measureFlood (model: string, url: string, body: string, server: S
   }
   let live = false
   try { live = (await fetch(`${base}/health/live`)).status === 200 } catch {}
-  return { model, rate, capacity, c1, unloaded, results, alive: server.child.exitCode === null && live, serverArgs }
+  return { model, rate, capacity, capacityConnections: connections, c1, unloaded, results, alive: server.child.exitCode === null && live, serverArgs }
 }
 
 async function warm (url: string, bodies: string[], extra: { base64?: boolean, headers?: Record<string, string> } = {}) {
@@ -118,6 +118,8 @@ interface FloodReport {
   rate: number
   /** Closed loop (autocannon): c=64, ROUNDS runs (capacity, loaded latency), and c=1 once. */
   capacity: LoadResult[]
+  /** The closed loop's connections for `capacity`. */
+  capacityConnections: number
   c1: LoadResult
   /** Open loop at 5% of the capacity, ROUNDS runs: the unloaded latency, timed like the flood. */
   unloaded: FloodResult[]
@@ -322,7 +324,7 @@ async function main () {
   const latencyArgs = ['--max-queue-items', String(LATENCY_FIRST.queue), '--max-batch-size', String(LATENCY_FIRST.batch)]
   const lport = PORT + 300
   const lfw = await startServer(['server.ts', '--app', 'bench/app.ts', '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...latencyArgs], `http://127.0.0.1:${lport}/health/ready`)
-  flood.latencyFirst = await measureFlood(heavy.name, `http://127.0.0.1:${lport}/bench/${heavy.name}`, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...latencyArgs], { flood: flood.rate, unloaded: flood.unloaded[0].targetRps })
+  flood.latencyFirst = await measureFlood(heavy.name, `http://127.0.0.1:${lport}/bench/${heavy.name}`, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...latencyArgs], { flood: flood.rate, unloaded: flood.unloaded[0].targetRps }, LATENCY_FIRST.queue + LATENCY_FIRST.batch)
   await lfw.stop()
   if (FLOOD_ONLY) {
     rss.framework = await fw.stop()
@@ -465,7 +467,7 @@ function floodSection (flood: FloodReport, latencyFirst = false): string[] {
       ? [
           `## Flood, latency first: the same flood against a server with \`${flood.serverArgs.join(' ')}\``,
           '',
-          `The same offered rate as above (10x the default server's capacity), against a second server whose batches and queue hold ${LATENCY_FIRST.batch} rows: an admitted request waits for at most one small batch before its own, so it waits less, and fewer are admitted (the capacity below is this server's, 2xx answers per second closed loop at c=64). Measured the same way as above, at the same unloaded rate.`,
+          `The same offered rate as above (10x the default server's capacity), against a second server whose batches and queue hold ${LATENCY_FIRST.batch} rows: an admitted request waits for at most one small batch before its own, so it waits less, and fewer are admitted (the capacity below is this server's, closed loop at c=${flood.capacityConnections}: as many clients as its queue and batch hold, since at c=64 most answers would be 503s). Measured the same way as above, at the same unloaded rate.`,
           '',
         ]
       : [
@@ -481,7 +483,7 @@ function floodSection (flood: FloodReport, latencyFirst = false): string[] {
     '',
     '| Reference (no flood) | runs | req/s | p50 ms | p99 ms | max ms |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
-    `| capacity: closed loop, c=64 (autocannon, whole ms) | ${flood.capacity.length} | best ${f0(ff.capacity)}${range(flood.capacity.map(r => r.rps), f0)} | ${cell(flood.capacity.map(r => r.p50), f1)} | best ${f1(ff.loadedP99)}${range(flood.capacity.map(r => r.p99), f1)} | - |`,
+    `| capacity: closed loop, c=${flood.capacityConnections} (autocannon, whole ms) | ${flood.capacity.length} | best ${f0(ff.capacity)}${range(flood.capacity.map(r => r.rps), f0)} | ${cell(flood.capacity.map(r => r.p50), f1)} | best ${f1(ff.loadedP99)}${range(flood.capacity.map(r => r.p99), f1)} | - |`,
     `| closed loop, c=1 (autocannon, whole ms) | 1 | ${f0(flood.c1.rps)} | ${f1(flood.c1.p50)} | ${f1(flood.c1.p99)} | - |`,
     `| unloaded: open loop at ${f0(flood.unloaded[0]?.targetRps ?? NaN)} req/s (bench/flood.ts) | ${flood.unloaded.length} | ${cell(u200('rps'), f0)} | ${cell(u200('p50'), f1)} | best ${f1(ff.unloadedP99)}${range(u200('p99'), f1)} | ${cell(u200('max'), f1)} |`,
     '',
