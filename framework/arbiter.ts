@@ -11,10 +11,15 @@
 //   new one ready before the old one drains, so no request is dropped.
 // - TTIN / TTOU: one worker more / less. A worker that reached --max-requests is
 //   replaced the same way as on HUP.
+// - /metrics: a scrape reaches one worker, which asks the arbiter; the arbiter
+//   gathers every worker's registry and sums them (prom-client's
+//   AggregatorRegistry), so each scrape shows the whole server.
 import cluster, { type Worker } from 'node:cluster'
 import pino from 'pino'
+import { AggregatorRegistry } from 'prom-client'
 import type { Settings } from './settings.ts'
 import type { WorkerMessage } from './serve.ts'
+import type { MetricsReply } from './metrics.ts'
 
 const BOOT_FAILURE = 3
 const MAX_BACKOFF_MS = 10_000
@@ -28,6 +33,7 @@ export function runArbiter (settings: Settings): void {
   const ready = new Set<Worker>()
   const retiring = new Set<Worker>()
   const waiters = new Map<Worker, (ok: boolean) => void>()
+  const metrics = new AggregatorRegistry()
 
   const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !retiring.has(w))
 
@@ -74,6 +80,12 @@ export function runArbiter (settings: Settings): void {
       shutdown(BOOT_FAILURE, 'SIGKILL')
     } else if (message.type === 'retire') {
       void replace(worker)
+    } else if (message.type === 'metrics') {
+      const answer = (reply: MetricsReply) => { if (worker.isConnected()) worker.send(reply) }
+      metrics.clusterMetrics().then(
+        text => answer({ type: 'metrics', id: message.id, text }),
+        (err: Error) => answer({ type: 'metrics', id: message.id, error: err.message }),
+      )
     }
   })
 

@@ -11,16 +11,24 @@
 // /metrics, like /health/*, is never refused: it answers while loading,
 // draining, after a failed load and while a model's queue is full.
 //
+// In a cluster (--workers > 1), a scrape reaches whichever worker the primary
+// hands the connection to, so a worker answers with every worker's metrics: it
+// asks the arbiter, which collects each worker's registry and sums them
+// (prom-client's AggregatorRegistry; gauges that do not add up say how they
+// combine). Counters then grow from scrape to scrape, whichever worker answers.
+//
 // Register it before the routes it should count (createApp does): the hook is
 // added to the root instance, so plugins registered afterwards inherit it.
 // Requests refused in the HTTP server's handler, before fastify (see
 // createApp's early refusal), never reach the hook; the model's `refused`
 // counter counts them.
+import cluster from 'node:cluster'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Lifecycle, LifecycleState } from './create-app.ts'
 import type { ModelStore } from './models.ts'
 import type { ModelStats } from './pool.ts'
+import { HttpError } from './errors.ts'
 
 export interface MetricsOptions {
   lifecycle: Lifecycle
@@ -88,8 +96,45 @@ function labelsOf (key: string, models: ModelStore): ModelLabels {
   return { model: key, name: key, version: (model?.loaded.key === key ? model.version : undefined) ?? '' }
 }
 
+/** The arbiter's answer to a worker's `{type: 'metrics', id}`: every worker's metrics, summed. */
+export type MetricsReply = { type: 'metrics', id: number, text?: string, error?: string }
+
+/** How long a worker waits for the arbiter (which gives up on a silent worker after 5 s). */
+const CLUSTER_METRICS_TIMEOUT_MS = 6000
+
+const asked = new Map<number, (reply: MetricsReply) => void>()
+let lastAsked = 0
+
+/** Every worker's metrics, from the arbiter (in a cluster worker only). */
+function clusterMetrics (): Promise<string> {
+  if (lastAsked === 0) {
+    process.on('message', (message: MetricsReply) => {
+      if (message?.type === 'metrics') asked.get(message.id)?.(message)
+    })
+  }
+  const id = ++lastAsked
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => settle({ type: 'metrics', id, error: `no answer from the primary in ${CLUSTER_METRICS_TIMEOUT_MS} ms` }), CLUSTER_METRICS_TIMEOUT_MS)
+    const settle = (reply: MetricsReply) => {
+      clearTimeout(timer)
+      asked.delete(id)
+      if (reply.text !== undefined) resolve(reply.text)
+      else reject(new HttpError('METRICS_UNAVAILABLE', `cannot gather the workers' metrics: ${reply.error ?? 'no answer'}`))
+    }
+    asked.set(id, settle)
+    process.send!({ type: 'metrics', id })
+  })
+}
+
 export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, registry: given }: MetricsOptions) {
   const registry = given ?? new Registry()
+  const inCluster = cluster.isWorker && typeof process.send === 'function'
+  if (inCluster) {
+    // Answers the arbiter's requests for this worker's metrics (the
+    // constructor installs prom-client's listener), from this app's registry.
+    new AggregatorRegistry() // eslint-disable-line no-new
+    AggregatorRegistry.setRegistries([registry])
+  }
   const shared = processRegistry()
   for (const { name } of shared.getMetricsAsArray()) {
     const metric = shared.getSingleMetric(name)
@@ -156,6 +201,7 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
   for (const [field, name, help] of MODEL_GAUGES) {
     new Gauge({
       name, help, labelNames: MODEL_LABELS, registers,
+      aggregator: field === 'largestBatch' ? 'max' : 'sum',
       collect () {
         this.reset()
         for (const { labels, stats } of snapshot()) this.set(labels, stats[field])
@@ -177,7 +223,7 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
 
   new Gauge({
     name: 'onnx_serve_lifecycle_state',
-    help: 'The app\'s state: 1 for the current one of loading, ready, draining, failed',
+    help: 'The app\'s state: 1 for the current one of loading, ready, draining, failed (in a cluster: how many workers are in each)',
     labelNames: ['state'] as const,
     registers,
     collect () {
@@ -192,7 +238,7 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
       description: 'Process, HTTP (by method, route template and status), per-model queue and inference counters, and the lifecycle state. Never refused.',
     },
   }, async (_request, reply) => {
-    const text = await registry.metrics()
+    const text = inCluster ? await clusterMetrics() : await registry.metrics()
     return reply.type(registry.contentType).send(text)
   })
 }

@@ -17,6 +17,8 @@ export type WorkerMessage =
   | { type: 'ready', port: number }
   | { type: 'failed', error: string }
   | { type: 'retire' }
+  /** A scrape of /metrics: the primary answers with every worker's metrics (metrics.ts). */
+  | { type: 'metrics', id: number }
 
 export function appOptions (settings: Settings, logger: AppOptions['logger']): AppOptions {
   return {

@@ -2,6 +2,7 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { connect } from 'node:net'
+import { request as httpRequest } from 'node:http'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
 import { childEnv, post, ROOT, SLOW_APP, startReady, startServer } from './fixtures/server.ts'
 
@@ -246,6 +247,46 @@ t.test('cluster: TTIN adds a worker, TTOU drains one', async t => {
   t.equal(gone.code, 0, 'the removed worker drained and exited 0')
   t.equal((await post(server.port, '/scale', row)).status, 200, 'the others keep serving')
   t.notOk(server.lines.some(l => l.msg === 'worker died: replacing it'), 'a removed worker is not replaced')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
+/** One request on a connection of its own (`agent: false`), so the cluster's primary hands each to the next worker. */
+function fresh (port: number, method: string, path: string, body?: unknown) {
+  return new Promise<{ status: number, text: string }>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method, path, agent: false, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, res => {
+      let text = ''
+      res.setEncoding('utf8').on('data', chunk => { text += chunk }).on('end', () => resolve({ status: res.statusCode!, text }))
+    })
+    req.on('error', reject)
+    req.end(body === undefined ? undefined : JSON.stringify(body))
+  })
+}
+
+/** The value of one sample in a text exposition, or undefined. */
+function sample (text: string, name: string, labels = ''): number | undefined {
+  const line = text.split('\n').find(l => l.startsWith(`${name}${labels} `))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
+}
+
+t.test('cluster: every /metrics scrape counts the requests of every worker', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1'])
+  for (let i = 0; i < 20; i++) t.equal((await fresh(server.port, 'POST', '/scale', row)).status, 200)
+  // Each scrape on a connection of its own: the primary hands them to both workers in turn.
+  const counts = []
+  for (let i = 0; i < 4; i++) {
+    const res = await fresh(server.port, 'GET', '/metrics')
+    t.equal(res.status, 200)
+    counts.push({
+      scale: sample(res.text, 'http_requests_total', '{method="POST",route="/scale",status_code="200"}'),
+      ready: sample(res.text, 'onnx_serve_lifecycle_state', '{state="ready"}'),
+      threads: sample(res.text, 'onnx_serve_inference_threads'),
+    })
+  }
+  t.same(counts.map(c => c.scale), [20, 20, 20, 20], 'each scrape counts the 20 requests, half of which the answering worker never saw')
+  t.same(counts.map(c => c.ready), [2, 2, 2, 2], 'two workers ready')
+  t.same(counts.map(c => c.threads), [2, 2, 2, 2], 'one inference thread in each worker')
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
 })
