@@ -15,7 +15,7 @@
 //   BENCH_SECONDS=4 (per run of a configuration), BENCH_ROUNDS=3 (runs, interleaved with the baseline), BENCH_THREADS (framework threads; default: the server's default)
 //   BENCH_ONLY=tiny,tagger: a partial run of those groups (models, /ner, /pos) for development: no
 //   flood, no default-server figures, written to bench/RESULTS.partial.md instead of RESULTS.md
-//   BENCH_FLOOD_ONLY=1: only the flood section (raw heavy, capacity, unloaded, flood), to RESULTS.partial.md
+//   BENCH_FLOOD_ONLY=1: only the flood sections (raw heavy; capacity, unloaded and floods, with the defaults and latency first), to RESULTS.partial.md
 //   BENCH_FLOOD_RATE: the flood's offered req/s instead of 10x the measured capacity (development)
 //   BENCH_PORT=18400: the framework's port (baselines from +100, the default server at +200, the latency-first flood server at +300)
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -324,7 +324,7 @@ async function main () {
   const latencyArgs = ['--max-queue-items', String(LATENCY_FIRST.queue), '--max-batch-size', String(LATENCY_FIRST.batch)]
   const lport = PORT + 300
   const lfw = await startServer(['server.ts', '--app', 'bench/app.ts', '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...latencyArgs], `http://127.0.0.1:${lport}/health/ready`)
-  flood.latencyFirst = await measureFlood(heavy.name, `http://127.0.0.1:${lport}/bench/${heavy.name}`, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...latencyArgs], { flood: flood.rate, unloaded: flood.unloaded[0].targetRps }, LATENCY_FIRST.queue + LATENCY_FIRST.batch)
+  flood.latencyFirst = await measureFlood(heavy.name, `http://127.0.0.1:${lport}/bench/${heavy.name}`, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...latencyArgs], { flood: flood.rate, unloaded: flood.unloaded[0].targetRps }, LATENCY_FIRST.queue + LATENCY_FIRST.batch * Number(process.env.BENCH_THREADS ?? 1))
   await lfw.stop()
   if (FLOOD_ONLY) {
     rss.framework = await fw.stop()
@@ -352,7 +352,7 @@ async function main () {
     log('default server under load')
     // Its three routes in turn: peak RSS is the most any of them needed.
     const scaler = JSON.stringify({ rows: [[5.1, 3.5, 1.4, 0.2]] })
-    rows.push({ target: 'default server: /scale', model: 'scaler', c: 64, r: await load(`http://127.0.0.1:${dport}/scale`, 64, [scaler]) })
+    rows.push({ target: 'default server', model: '/scale', c: 64, r: await load(`http://127.0.0.1:${dport}/scale`, 64, [scaler]) })
     for (const route of ['ner', 'pos']) {
       rows.push({ target: 'default server', model: `/${route}`, c: 64, r: await load(`http://127.0.0.1:${dport}/${route}`, 64, taggerBodies) })
     }
@@ -411,7 +411,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     below(`flood: admitted (200) p99 / ${FLOOD_MODEL} unloaded p99 (open loop, 5% of capacity)`, ff ? ff.admittedP99 / ff.unloadedP99 : NaN, 2, 'x'),
     ...(flood?.latencyFirst ? latencyFirstGoals(flood.latencyFirst, below) : []),
     below('default server ready after start (median of 3)', [...starts].sort((a, b) => a - b)[1], 1500, 'ms'),
-    below('default server peak RSS', rss['default server'], 200, 'MB'),
+    below('default server peak RSS (/scale, /ner, /pos in turn at c=64)', rss['default server'], 200, 'MB'),
     '',
     '## Throughput and latency',
     '',
@@ -467,7 +467,7 @@ function floodSection (flood: FloodReport, latencyFirst = false): string[] {
       ? [
           `## Flood, latency first: the same flood against a server with \`${flood.serverArgs.join(' ')}\``,
           '',
-          `The same offered rate as above (10x the default server's capacity), against a second server whose batches and queue hold ${LATENCY_FIRST.batch} rows: an admitted request waits for at most one small batch before its own, so it waits less, and fewer are admitted (the capacity below is this server's, closed loop at c=${flood.capacityConnections}: as many clients as its queue and batch hold, since at c=64 most answers would be 503s). Measured the same way as above, at the same unloaded rate.`,
+          `The same offered rate as above (10x the capacity of the first flood's server, default settings), against a second server whose batches and queue hold ${LATENCY_FIRST.batch} rows: an admitted request waits for at most one small batch before its own, so it waits less, and fewer are admitted (the capacity below is this server's, closed loop at c=${flood.capacityConnections}: as many clients as its queue and its threads' batches hold, since at c=64 most answers would be 503s; the latencies there count every answer). Measured the same way as above, at the same unloaded rate.`,
           '',
         ]
       : [

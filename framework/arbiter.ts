@@ -12,16 +12,31 @@
 // - TTIN / TTOU: one worker more / less. A worker that reached --max-requests is
 //   replaced the same way as on HUP.
 // - /metrics: a scrape reaches one worker, which asks the arbiter; the arbiter
-//   gathers every worker's registry and sums them (prom-client's
-//   AggregatorRegistry), so each scrape shows the whole server.
+//   gathers every ready worker's registry and sums them (prom-client's
+//   AggregatorRegistry.aggregate), so each scrape shows the whole server.
 import cluster, { type Worker } from 'node:cluster'
 import pino from 'pino'
-import { AggregatorRegistry } from 'prom-client'
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import type { Settings } from './settings.ts'
 import type { WorkerMessage } from './serve.ts'
-import type { MetricsReply } from './metrics.ts'
+import type { ArbiterMetricsMessage } from './metrics.ts'
 
 const BOOT_FAILURE = 3
+/** How long a /metrics gathering waits for the workers. */
+const GATHER_TIMEOUT_MS = 5000
+
+interface Gathering {
+  /** Workers asked that have not answered yet. */
+  waiting: Set<Worker>
+  parts: Array<MetricObjectWithValues<MetricValue<string>>[]>
+  finish: (error?: string) => void
+}
+
+/** Sends a worker a message, unless it is gone. */
+function tell (worker: Worker, message: ArbiterMetricsMessage) {
+  // With a callback, a channel that closes meanwhile is reported there, not thrown.
+  if (worker.isConnected()) worker.send(message, undefined, () => {})
+}
 const MAX_BACKOFF_MS = 10_000
 
 export function runArbiter (settings: Settings): void {
@@ -33,7 +48,34 @@ export function runArbiter (settings: Settings): void {
   const ready = new Set<Worker>()
   const retiring = new Set<Worker>()
   const waiters = new Map<Worker, (ok: boolean) => void>()
-  const metrics = new AggregatorRegistry()
+  const gatherings = new Map<number, Gathering>()
+  let lastGathering = 0
+
+  /**
+   * Every ready worker's metrics, summed: asks each for its registry and
+   * waits for all (a worker that exits meanwhile is no longer waited for).
+   * Workers still booting are not asked: their metrics are not set up yet.
+   */
+  const gather = (): Promise<string> => new Promise((resolve, reject) => {
+    const id = ++lastGathering
+    const gathering: Gathering = {
+      waiting: new Set([...ready].filter(w => w.isConnected())),
+      parts: [],
+      finish: (error?: string) => {
+        clearTimeout(timer)
+        gatherings.delete(id)
+        if (error) return reject(new Error(error))
+        AggregatorRegistry.aggregate(gathering.parts).metrics().then(resolve, reject)
+      },
+    }
+    const timer = setTimeout(() => gathering.finish(`no answer from worker ${[...gathering.waiting].map(w => w.id).join(', ')} within ${GATHER_TIMEOUT_MS} ms`), GATHER_TIMEOUT_MS)
+    gatherings.set(id, gathering)
+    for (const w of gathering.waiting) tell(w, { type: 'metrics-collect', id })
+    if (gathering.waiting.size === 0) gathering.finish()
+  })
+  const answered = (worker: Worker, gathering: Gathering | undefined) => {
+    if (gathering?.waiting.delete(worker) && gathering.waiting.size === 0) gathering.finish()
+  }
 
   const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !retiring.has(w))
 
@@ -81,17 +123,22 @@ export function runArbiter (settings: Settings): void {
     } else if (message.type === 'retire') {
       void replace(worker)
     } else if (message.type === 'metrics') {
-      const answer = (reply: MetricsReply) => { if (worker.isConnected()) worker.send(reply) }
-      metrics.clusterMetrics().then(
-        text => answer({ type: 'metrics', id: message.id, text }),
-        (err: Error) => answer({ type: 'metrics', id: message.id, error: err.message }),
+      gather().then(
+        text => tell(worker, { type: 'metrics', id: message.id, text }),
+        (err: Error) => tell(worker, { type: 'metrics', id: message.id, error: err.message }),
       )
+    } else if (message.type === 'metrics-part') {
+      const gathering = gatherings.get(message.id)
+      if (message.error) return gathering?.finish(`worker ${worker.id}: ${message.error}`)
+      if (gathering?.waiting.has(worker)) gathering.parts.push(message.metrics ?? [])
+      answered(worker, gathering)
     }
   })
 
   cluster.on('exit', (worker, code, signal) => {
     log.info({ worker: worker.id, workerPid: worker.process.pid, code, signal }, 'worker exited')
     const wasReady = ready.delete(worker)
+    for (const gathering of gatherings.values()) answered(worker, gathering)
     const wasRetiring = retiring.delete(worker)
     waiters.get(worker)?.(false)
     waiters.delete(worker)

@@ -43,6 +43,8 @@ export interface AppOptions {
   repositoryApi?: boolean
   /** Open Inference Protocol: a model in the directory that fails to load stops the server. */
   stopOnModelFailure?: boolean
+  /** A worker of server.ts's cluster: /metrics answers with every worker's metrics, gathered by the arbiter. */
+  clusterMetrics?: boolean
 }
 
 export interface MountOptions {
@@ -170,7 +172,7 @@ export async function createApp (options: AppOptions): Promise<App> {
   await app.register(swaggerUi, { routePrefix: '/docs' })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   await app.register(healthRoutes, { lifecycle })
-  await app.register(metricsRoutes, { lifecycle, models })
+  await app.register(metricsRoutes, { lifecycle, models, cluster: options.clusterMetrics ?? false })
 
   // Resource routes answer 503 until every model is loaded. While draining
   // they still serve what arrives (on connections opened before the drain),

@@ -9,22 +9,25 @@
 // - the app's lifecycle state.
 // Each app has its own registry (tests build many apps in one process), and
 // /metrics, like /health/*, is never refused: it answers while loading,
-// draining, after a failed load and while a model's queue is full.
+// draining, after a failed load and while a model's queue is full (in a
+// cluster, it fails with 503 when the workers' metrics cannot be gathered).
 //
 // In a cluster (--workers > 1), a scrape reaches whichever worker the primary
 // hands the connection to, so a worker answers with every worker's metrics: it
-// asks the arbiter, which collects each worker's registry and sums them
-// (prom-client's AggregatorRegistry; gauges that do not add up say how they
-// combine). Counters then grow from scrape to scrape, whichever worker answers.
+// asks the arbiter, which collects the registry of each ready worker and sums
+// them (arbiter.ts, with prom-client's AggregatorRegistry.aggregate; gauges
+// that do not add up say how they combine). Counters then grow from scrape to
+// scrape whichever worker answers, until a worker exits: its counts leave the
+// sum, which Prometheus reads as a counter reset. If the gathering fails (a
+// worker silent for 5 s, the primary gone), the scrape gets 503.
 //
 // Register it before the routes it should count (createApp does): the hook is
 // added to the root instance, so plugins registered afterwards inherit it.
 // Requests refused in the HTTP server's handler, before fastify (see
 // createApp's early refusal), never reach the hook; the model's `refused`
 // counter counts them.
-import cluster from 'node:cluster'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Lifecycle, LifecycleState } from './create-app.ts'
 import type { ModelStore } from './models.ts'
 import type { ModelStats } from './pool.ts'
@@ -35,6 +38,8 @@ export interface MetricsOptions {
   models: ModelStore
   /** Where the app's metrics go (a fresh registry when omitted); the process metrics are added to it. */
   registry?: Registry
+  /** A worker of server.ts's cluster: answer with every worker's metrics, gathered by the arbiter. */
+  cluster?: boolean
 }
 
 /** The `route` label of a request that matched no route (never the raw URL: it would make a series per URL). */
@@ -77,6 +82,9 @@ function processRegistry (): Registry {
   if (!processMetrics) {
     processMetrics = new Registry()
     collectDefaultMetrics({ register: processMetrics })
+    // Summed over a cluster's workers, a limit would mean nothing: keep one.
+    const maxFds = processMetrics.getSingleMetric('process_max_fds') as { aggregator?: string } | undefined
+    if (maxFds) maxFds.aggregator = 'first'
   }
   return processMetrics
 }
@@ -96,45 +104,59 @@ function labelsOf (key: string, models: ModelStore): ModelLabels {
   return { model: key, name: key, version: (model?.loaded.key === key ? model.version : undefined) ?? '' }
 }
 
-/** The arbiter's answer to a worker's `{type: 'metrics', id}`: every worker's metrics, summed. */
-export type MetricsReply = { type: 'metrics', id: number, text?: string, error?: string }
+/** Messages the arbiter sends a worker about metrics (server.ts's cluster). */
+export type ArbiterMetricsMessage =
+  /** The answer to a worker's `{type: 'metrics', id}`: every worker's metrics, summed, or why not. */
+  | { type: 'metrics', id: number, text?: string, error?: string }
+  /** Asks a worker for its own metrics (it answers `{type: 'metrics-part', id, metrics}`). */
+  | { type: 'metrics-collect', id: number }
 
 /** How long a worker waits for the arbiter (which gives up on a silent worker after 5 s). */
 const CLUSTER_METRICS_TIMEOUT_MS = 6000
 
-const asked = new Map<number, (reply: MetricsReply) => void>()
-let lastAsked = 0
-
-/** Every worker's metrics, from the arbiter (in a cluster worker only). */
-function clusterMetrics (): Promise<string> {
-  if (lastAsked === 0) {
-    process.on('message', (message: MetricsReply) => {
-      if (message?.type === 'metrics') asked.get(message.id)?.(message)
-    })
+/**
+ * A cluster worker's side of /metrics: answers the arbiter's requests for
+ * this app's metrics, and asks the arbiter for everyone's. A message to a
+ * primary that is gone (the worker drains after it died) fails the scrape
+ * with 503, never the process.
+ */
+function clusterLink (app: FastifyInstance, registry: Registry): () => Promise<string> {
+  const asked = new Map<number, (message: { text?: string, error?: string }) => void>()
+  let lastAsked = 0
+  const send = (message: unknown, failed: (err: Error) => void) => {
+    if (!process.connected || !process.send) return failed(new Error('the primary process is gone'))
+    process.send(message, undefined, {}, err => { if (err) failed(err) })
   }
-  const id = ++lastAsked
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => settle({ type: 'metrics', id, error: `no answer from the primary in ${CLUSTER_METRICS_TIMEOUT_MS} ms` }), CLUSTER_METRICS_TIMEOUT_MS)
-    const settle = (reply: MetricsReply) => {
+  const onMessage = (message: ArbiterMetricsMessage) => {
+    if (message?.type === 'metrics') {
+      asked.get(message.id)?.(message)
+    } else if (message?.type === 'metrics-collect') {
+      const { id } = message
+      registry.getMetricsAsJSON().then(
+        metrics => send({ type: 'metrics-part', id, metrics }, () => {}),
+        (err: Error) => send({ type: 'metrics-part', id, error: err.message }, () => {}),
+      )
+    }
+  }
+  process.on('message', onMessage)
+  app.addHook('onClose', async () => { process.off('message', onMessage) })
+  return () => new Promise((resolve, reject) => {
+    const id = ++lastAsked
+    const settle = (reply: { text?: string, error?: string }) => {
       clearTimeout(timer)
       asked.delete(id)
       if (reply.text !== undefined) resolve(reply.text)
       else reject(new HttpError('METRICS_UNAVAILABLE', `cannot gather the workers' metrics: ${reply.error ?? 'no answer'}`))
     }
+    const timer = setTimeout(() => settle({ error: `no answer from the primary in ${CLUSTER_METRICS_TIMEOUT_MS} ms` }), CLUSTER_METRICS_TIMEOUT_MS)
     asked.set(id, settle)
-    process.send!({ type: 'metrics', id })
+    send({ type: 'metrics', id }, err => settle({ error: err.message }))
   })
 }
 
-export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, registry: given }: MetricsOptions) {
+export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, registry: given, cluster: inCluster = false }: MetricsOptions) {
   const registry = given ?? new Registry()
-  const inCluster = cluster.isWorker && typeof process.send === 'function'
-  if (inCluster) {
-    // Answers the arbiter's requests for this worker's metrics (the
-    // constructor installs prom-client's listener), from this app's registry.
-    new AggregatorRegistry() // eslint-disable-line no-new
-    AggregatorRegistry.setRegistries([registry])
-  }
+  const everyWorker = inCluster ? clusterLink(app, registry) : undefined
   const shared = processRegistry()
   for (const { name } of shared.getMetricsAsArray()) {
     const metric = shared.getSingleMetric(name)
@@ -235,10 +257,10 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
     schema: {
       tags: ['health'],
       summary: 'Prometheus metrics, in the text exposition format',
-      description: 'Process, HTTP (by method, route template and status), per-model queue and inference counters, and the lifecycle state. Never refused.',
+      description: 'Process, HTTP (by method, route template and status), per-model queue and inference counters, and the lifecycle state. Never refused (in a cluster: 503 when the workers\' metrics cannot be gathered).',
     },
   }, async (_request, reply) => {
-    const text = inCluster ? await clusterMetrics() : await registry.metrics()
+    const text = everyWorker ? await everyWorker() : await registry.metrics()
     return reply.type(registry.contentType).send(text)
   })
 }

@@ -9,6 +9,7 @@ import cluster from 'node:cluster'
 import type { FastifyBaseLogger } from 'fastify'
 import type { App, AppOptions } from './create-app.ts'
 import type { Settings } from './settings.ts'
+import type { MetricObjectWithValues, MetricValue } from 'prom-client'
 
 export type BuildApp = (options: AppOptions) => Promise<App>
 
@@ -17,8 +18,10 @@ export type WorkerMessage =
   | { type: 'ready', port: number }
   | { type: 'failed', error: string }
   | { type: 'retire' }
-  /** A scrape of /metrics: the primary answers with every worker's metrics (metrics.ts). */
+  /** A scrape of /metrics: the arbiter answers with every worker's metrics (metrics.ts). */
   | { type: 'metrics', id: number }
+  /** A worker's own metrics, for the arbiter's gathering `id`. */
+  | { type: 'metrics-part', id: number, metrics?: MetricObjectWithValues<MetricValue<string>>[], error?: string }
 
 export function appOptions (settings: Settings, logger: AppOptions['logger']): AppOptions {
   return {
@@ -30,6 +33,7 @@ export function appOptions (settings: Settings, logger: AppOptions['logger']): A
     bodyLimit: settings.bodyLimit,
     repositoryApi: settings.repositoryApi,
     stopOnModelFailure: settings.stopOnModelFailure,
+    clusterMetrics: settings.workers > 1 && cluster.isWorker,
     batching: { maxBatchItems: settings.maxBatchSize, maxDelayMs: settings.maxQueueDelay, maxQueueItems: settings.maxQueueItems },
     inlineBelowUs: settings.inlineBelow,
     threadNice: settings.threadNice,

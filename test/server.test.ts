@@ -287,6 +287,17 @@ t.test('cluster: every /metrics scrape counts the requests of every worker', asy
   t.same(counts.map(c => c.scale), [20, 20, 20, 20], 'each scrape counts the 20 requests, half of which the answering worker never saw')
   t.same(counts.map(c => c.ready), [2, 2, 2, 2], 'two workers ready')
   t.same(counts.map(c => c.threads), [2, 2, 2, 2], 'one inference thread in each worker')
+  // A worker still booting is not asked (it could not answer yet): scrapes
+  // while a third one boots answer at once, for the two that are ready.
+  server.proc.kill('SIGTTIN')
+  await server.waitFor(l => l.msg === 'SIGTTIN: adding a worker')
+  const started = performance.now()
+  const during = await fresh(server.port, 'GET', '/metrics')
+  t.equal(during.status, 200, 'a scrape while a worker boots succeeds')
+  t.ok(performance.now() - started < 3000, `and answers in ${Math.round(performance.now() - started)} ms, not after a timeout`)
+  await server.waitFor(l => l.msg === 'worker ready' && server.lines.filter(m => m.msg === 'worker ready').length === 3)
+  const after = await fresh(server.port, 'GET', '/metrics')
+  t.equal(sample(after.text, 'onnx_serve_lifecycle_state', '{state="ready"}'), 3, 'three workers ready once the third is')
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
 })
