@@ -13,7 +13,9 @@
 //   replaced the same way as on HUP.
 // - /metrics: a scrape reaches one worker, which asks the arbiter; the arbiter
 //   gathers every ready worker's registry and sums them (prom-client's
-//   AggregatorRegistry.aggregate), so each scrape shows the whole server.
+//   AggregatorRegistry.aggregate), so each scrape shows the whole server; the
+//   counters of workers that exited stay in the sum (their final values, sent
+//   as they close; a crashed worker's, as of the last scrape).
 import cluster, { type Worker } from 'node:cluster'
 import pino from 'pino'
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
@@ -25,11 +27,31 @@ const BOOT_FAILURE = 3
 /** How long a /metrics gathering waits for the workers. */
 const GATHER_TIMEOUT_MS = 5000
 
+/** One worker's metrics, as its registry's getMetricsAsJSON gives them. */
+type MetricsPart = Array<MetricObjectWithValues<MetricValue<string>>>
+
 interface Gathering {
   /** Workers asked that have not answered yet. */
   waiting: Set<Worker>
-  parts: Array<MetricObjectWithValues<MetricValue<string>>[]>
+  parts: MetricsPart[]
   finish: (error?: string) => void
+}
+
+/** Metrics of several workers as one part, each sample summed over them (counters and histograms add up). */
+function sumParts (parts: MetricsPart[]): MetricsPart {
+  const byName = new Map<string, { metric: MetricsPart[number], values: Map<string, MetricValue<string>> }>()
+  for (const part of parts) {
+    for (const metric of part) {
+      let entry = byName.get(metric.name)
+      if (!entry) byName.set(metric.name, entry = { metric, values: new Map() })
+      for (const v of metric.values) {
+        const key = `${(v as { metricName?: string }).metricName ?? ''} ${JSON.stringify(Object.entries(v.labels).sort())}`
+        const seen = entry.values.get(key)
+        entry.values.set(key, seen ? { ...seen, value: seen.value + v.value } : { ...v })
+      }
+    }
+  }
+  return [...byName.values()].map(({ metric, values }) => ({ ...metric, values: [...values.values()] }))
 }
 
 /** Sends a worker a message, unless it is gone. */
@@ -50,6 +72,18 @@ export function runArbiter (settings: Settings): void {
   const waiters = new Map<Worker, (ok: boolean) => void>()
   const gatherings = new Map<number, Gathering>()
   let lastGathering = 0
+  /** Each worker's metrics at its last gathering; and the workers that sent their final ones (closing). */
+  const lastParts = new Map<Worker, MetricsPart>()
+  const closed = new Set<Worker>()
+  /**
+   * The counters and histograms of workers that exited, summed: added to every
+   * gathering, so that the server's counters do not drop (a counter reset, to
+   * Prometheus) each time a worker is replaced.
+   */
+  let retired: MetricsPart = []
+  const retire = (part: MetricsPart | undefined) => {
+    if (part) retired = sumParts([retired, part.filter(m => String(m.type) === 'counter' || String(m.type) === 'histogram')])
+  }
 
   /**
    * Every ready worker's metrics, summed: asks each for its registry and
@@ -59,13 +93,13 @@ export function runArbiter (settings: Settings): void {
   const gather = (): Promise<string> => new Promise((resolve, reject) => {
     const id = ++lastGathering
     const gathering: Gathering = {
-      waiting: new Set([...ready].filter(w => w.isConnected())),
+      waiting: new Set([...ready].filter(w => w.isConnected() && !closed.has(w))),
       parts: [],
       finish: (error?: string) => {
         clearTimeout(timer)
         gatherings.delete(id)
         if (error) return reject(new Error(error))
-        AggregatorRegistry.aggregate(gathering.parts).metrics().then(resolve, reject)
+        AggregatorRegistry.aggregate([...gathering.parts, retired]).metrics().then(resolve, reject)
       },
     }
     const timer = setTimeout(() => gathering.finish(`no answer from worker ${[...gathering.waiting].map(w => w.id).join(', ')} within ${GATHER_TIMEOUT_MS} ms`), GATHER_TIMEOUT_MS)
@@ -131,7 +165,14 @@ export function runArbiter (settings: Settings): void {
       const gathering = gatherings.get(message.id)
       if (message.error) return gathering?.finish(`worker ${worker.id}: ${message.error}`)
       if (gathering?.waiting.has(worker)) gathering.parts.push(message.metrics ?? [])
+      lastParts.set(worker, message.metrics ?? [])
       answered(worker, gathering)
+    } else if (message.type === 'metrics-final') {
+      // The worker has closed its app: its counts are final, and now retired
+      // (a gathering waiting for it has them through `retired`).
+      closed.add(worker)
+      retire(message.metrics)
+      for (const gathering of gatherings.values()) answered(worker, gathering)
     }
   })
 
@@ -139,6 +180,9 @@ export function runArbiter (settings: Settings): void {
     log.info({ worker: worker.id, workerPid: worker.process.pid, code, signal }, 'worker exited')
     const wasReady = ready.delete(worker)
     for (const gathering of gatherings.values()) answered(worker, gathering)
+    // A worker that died without its final metrics: its last gathered ones.
+    if (!closed.delete(worker)) retire(lastParts.get(worker))
+    lastParts.delete(worker)
     const wasRetiring = retiring.delete(worker)
     waiters.get(worker)?.(false)
     waiters.delete(worker)

@@ -17,9 +17,10 @@
 // asks the arbiter, which collects the registry of each ready worker and sums
 // them (arbiter.ts, with prom-client's AggregatorRegistry.aggregate; gauges
 // that do not add up say how they combine). Counters then grow from scrape to
-// scrape whichever worker answers, until a worker exits: its counts leave the
-// sum, which Prometheus reads as a counter reset. If the gathering fails (a
-// worker silent for 5 s, the primary gone), the scrape gets 503.
+// scrape whichever worker answers, also across worker replacements: a worker
+// sends its final metrics as its app closes, and the arbiter keeps the
+// counters of exited workers in the sum. If the gathering fails (a worker
+// silent for 5 s, the primary gone), the scrape gets 503.
 //
 // Register it before the routes it should count (createApp does): the hook is
 // added to the root instance, so plugins registered afterwards inherit it.
@@ -123,9 +124,10 @@ const CLUSTER_METRICS_TIMEOUT_MS = 6000
 function clusterLink (app: FastifyInstance, registry: Registry): () => Promise<string> {
   const asked = new Map<number, (message: { text?: string, error?: string }) => void>()
   let lastAsked = 0
-  const send = (message: unknown, failed: (err: Error) => void) => {
-    if (!process.connected || !process.send) return failed(new Error('the primary process is gone'))
-    process.send(message, undefined, {}, err => { if (err) failed(err) })
+  /** Sends the arbiter a message; `done` gets the error, if any, once it has left. */
+  const send = (message: unknown, done: (err: Error | null) => void) => {
+    if (!process.connected || !process.send) return done(new Error('the primary process is gone'))
+    process.send(message, undefined, {}, done)
   }
   const onMessage = (message: ArbiterMetricsMessage) => {
     if (message?.type === 'metrics') {
@@ -139,7 +141,12 @@ function clusterLink (app: FastifyInstance, registry: Registry): () => Promise<s
     }
   }
   process.on('message', onMessage)
-  app.addHook('onClose', async () => { process.off('message', onMessage) })
+  app.addHook('onClose', async () => {
+    process.off('message', onMessage)
+    // The last requests are counted: the arbiter keeps these once this worker is gone.
+    const metrics = await registry.getMetricsAsJSON()
+    await new Promise<void>(resolve => send({ type: 'metrics-final', metrics }, () => resolve()))
+  })
   return () => new Promise((resolve, reject) => {
     const id = ++lastAsked
     const settle = (reply: { text?: string, error?: string }) => {
@@ -150,7 +157,7 @@ function clusterLink (app: FastifyInstance, registry: Registry): () => Promise<s
     }
     const timer = setTimeout(() => settle({ error: `no answer from the primary in ${CLUSTER_METRICS_TIMEOUT_MS} ms` }), CLUSTER_METRICS_TIMEOUT_MS)
     asked.set(id, settle)
-    send({ type: 'metrics', id }, err => settle({ error: err.message }))
+    send({ type: 'metrics', id }, err => { if (err) settle({ error: err.message }) })
   })
 }
 

@@ -1,8 +1,10 @@
 // One serving process: builds the app, listens, loads the models, and handles
 // signals. Used directly when --workers is 1, and by every cluster worker.
 //
-// Order matters: the process listens first and loads after, so /health/live
-// answers at once and /health/ready says "loading" until the models are in.
+// Order matters: alone, the process listens first and loads after, so
+// /health/live answers at once and /health/ready says "loading" until the
+// models are in; a cluster worker loads first and then listens, so that the
+// primary never hands it a connection it would answer 503 "loading".
 // Signals: TERM drains (readiness 503, no new connections, in-flight requests
 // finish, exit 0; killed after the graceful timeout); INT and QUIT stop at once.
 import cluster from 'node:cluster'
@@ -22,6 +24,8 @@ export type WorkerMessage =
   | { type: 'metrics', id: number }
   /** A worker's own metrics, for the arbiter's gathering `id`. */
   | { type: 'metrics-part', id: number, metrics?: MetricObjectWithValues<MetricValue<string>>[], error?: string }
+  /** A worker's metrics as its app closes: final, kept by the arbiter once the worker is gone. */
+  | { type: 'metrics-final', metrics: MetricObjectWithValues<MetricValue<string>>[] }
 
 export function appOptions (settings: Settings, logger: AppOptions['logger']): AppOptions {
   return {
@@ -125,6 +129,28 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
     }
   }
 
+  // Alone, the process listens first and loads after: /health/live answers
+  // at once, and /health/ready says "loading" until the models are in. A
+  // cluster worker loads first: once it listens, the primary hands it new
+  // connections, which must not get 503 "loading" while the other workers
+  // (or the one it replaces, on HUP or --max-requests) could serve them.
+  const load = async (): Promise<boolean> => {
+    try {
+      const started = performance.now()
+      await app.loadResources()
+      log.info({ loadMs: Math.round(performance.now() - started) }, 'ready: models loaded')
+      return true
+    } catch (err) {
+      const message = (err as Error).message
+      log.fatal({ err }, 'models failed to load')
+      process.stderr.write(`error: ${message}\n`)
+      tell({ type: 'failed', error: message })
+      await app.close().catch(() => {})
+      exit(3)
+      return false
+    }
+  }
+  if (cluster.isWorker && !await load()) return
   try {
     await app.listen({ host: settings.host, port: settings.port })
   } catch (err) {
@@ -137,18 +163,6 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   }
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : settings.port
-
-  try {
-    const started = performance.now()
-    await app.loadResources()
-    log.info({ port, loadMs: Math.round(performance.now() - started) }, 'ready: models loaded')
-    tell({ type: 'ready', port })
-  } catch (err) {
-    const message = (err as Error).message
-    log.fatal({ err }, 'models failed to load')
-    process.stderr.write(`error: ${message}\n`)
-    tell({ type: 'failed', error: message })
-    await app.close().catch(() => {})
-    exit(3)
-  }
+  if (!cluster.isWorker && !await load()) return
+  tell({ type: 'ready', port })
 }

@@ -301,3 +301,21 @@ t.test('cluster: every /metrics scrape counts the requests of every worker', asy
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
 })
+
+t.test('cluster: /metrics counters keep counting when workers are recycled', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--max-requests', '6', '--max-requests-jitter', '0'])
+  const counts: Array<number | undefined> = []
+  // Slowly enough for replacements to boot and the old workers to drain and exit.
+  for (let i = 0; i < 40; i++) {
+    t.equal((await fresh(server.port, 'POST', '/scale', row)).status, 200)
+    await sleep(100)
+    const res = await fresh(server.port, 'GET', '/metrics')
+    counts.push(res.status === 200 ? sample(res.text, 'http_requests_total', '{method="POST",route="/scale",status_code="200"}') : res.status)
+  }
+  const recycled = server.lines.filter(l => l.msg === 'worker exited' && l.code === 0).length
+  t.ok(recycled >= 2, `${recycled} workers recycled meanwhile`)
+  t.same(counts, counts.map((_, i) => i + 1), 'after n requests, every scrape counts n: an exited worker\'s requests stay counted')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
