@@ -188,13 +188,16 @@ t.test('cluster: SIGHUP replaces workers one by one without dropping requests', 
   let failures = 0
   let served = 0
   let running = true
-  const load = (async () => {
+  // Two clients: one on a keep-alive connection, one opening a connection per
+  // request (which the primary may hand to a worker that is booting or draining).
+  const client = (send: () => Promise<{ status: number }>) => (async () => {
     while (running) {
-      const res = await post(server.port, '/scale', row).catch(() => ({ status: 0 }))
+      const res = await send().catch(() => ({ status: 0 }))
       if (res.status === 200) served++
       else failures++
     }
   })()
+  const load = Promise.all([client(() => post(server.port, '/scale', row)), client(() => fresh(server.port, 'POST', '/scale', row))])
   server.proc.kill('SIGHUP')
   await server.waitFor(l => l.msg === 'worker exited' && l.workerPid === before[0] && l.code === 0)
   await server.waitFor(l => l.msg === 'worker exited' && l.workerPid === before[1] && l.code === 0)
