@@ -37,6 +37,12 @@ const FLOOD_ONLY = process.env.BENCH_FLOOD_ONLY === '1' && !ONLY
 const PORT = Number(process.env.BENCH_PORT ?? 18_400)
 /** The flood's model: compute-bound, so that 10x its capacity is an HTTP rate one core can be offered. */
 const FLOOD_MODEL = 'heavy'
+/**
+ * How the framework's servers run: the sources (bench/app.ts adds the bench
+ * routes to app.ts), under scripts/start.sh, so with the node and malloc
+ * settings `npm start` gives the server.
+ */
+const FRAMEWORK: [string[], NodeJS.ProcessEnv] = [['sh', 'scripts/start.sh'], { SERVER_ENTRY: '--import tsx server.ts' }]
 /** The flood's second server: set for latency rather than throughput. */
 const LATENCY_FIRST = { queue: 4, batch: 4 }
 const SERVER_CORE = '0'
@@ -171,9 +177,9 @@ function peakRssMb (pid: number): number {
 }
 
 /** Starts `command args` on the server core (the sources under tsx unless told). */
-async function startServer (args: string[], readyUrl: string, readyStatus = 200, command = [node, '--import', 'tsx']): Promise<Server> {
+async function startServer (args: string[], readyUrl: string, readyStatus = 200, command = [node, '--import', 'tsx'], env: NodeJS.ProcessEnv = {}): Promise<Server> {
   const started = performance.now()
-  const child = spawn('taskset', ['-c', SERVER_CORE, ...command, ...args], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
+  const child = spawn('taskset', ['-c', SERVER_CORE, ...command, ...args], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } })
   let exited = false
   child.on('exit', () => { exited = true })
   for (;;) {
@@ -256,7 +262,7 @@ async function main () {
   const threads = process.env.BENCH_THREADS ? ['--threads', process.env.BENCH_THREADS] : []
   // Extra framework server flags, for development runs (e.g. BENCH_SERVER_ARGS='--inline-below 0').
   if (process.env.BENCH_SERVER_ARGS) threads.push(...process.env.BENCH_SERVER_ARGS.split(' ').filter(Boolean))
-  const fw = await startServer(['server.ts', '--app', 'bench/app.ts', '--models-dir', dir, '--port', String(port), '--log-level', 'error', ...threads], `http://127.0.0.1:${port}/health/ready`)
+  const fw = await startServer(['--app', 'bench/app.ts', '--models-dir', dir, '--port', String(port), '--log-level', 'error', ...threads], `http://127.0.0.1:${port}/health/ready`, 200, ...FRAMEWORK)
   const base = `http://127.0.0.1:${port}`
   let hasOip = false
   try { hasOip = (await fetch(`${base}/v2/models/mlp/ready`)).status === 200 } catch {}
@@ -323,7 +329,7 @@ async function main () {
   // suit throughput (batches of 64); this shows what the settings trade.
   const latencyArgs = ['--max-queue-items', String(LATENCY_FIRST.queue), '--max-batch-size', String(LATENCY_FIRST.batch)]
   const lport = PORT + 300
-  const lfw = await startServer(['server.ts', '--app', 'bench/app.ts', '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...latencyArgs], `http://127.0.0.1:${lport}/health/ready`)
+  const lfw = await startServer(['--app', 'bench/app.ts', '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...latencyArgs], `http://127.0.0.1:${lport}/health/ready`, 200, ...FRAMEWORK)
   flood.latencyFirst = await measureFlood(heavy.name, `http://127.0.0.1:${lport}/bench/${heavy.name}`, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...latencyArgs], { flood: flood.rate, unloaded: flood.unloaded[0].targetRps }, LATENCY_FIRST.queue + LATENCY_FIRST.batch * Number(process.env.BENCH_THREADS ?? 1))
   await lfw.stop()
   if (FLOOD_ONLY) {
@@ -388,6 +394,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     '',
     `Made by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
     `Machine: ${cpus().length} x ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GB RAM, Node ${process.version}, Linux; shared with other jobs, so compare within this run.`,
+    'Framework servers: the sources (`node --import tsx server.ts --app bench/app.ts`) with the settings `npm start` gives node (scripts/start.sh: malloc arenas and mmap threshold, `--heap-growing-percent=50`, `--single-threaded-gc` on 2 cores or fewer); the default server: `npm start` itself.',
     `Every server pinned to core ${SERVER_CORE}, every load generator (autocannon ${'\u2265'}8, bench/load.ts; the flood's open loop, bench/flood.ts) to core ${LOAD_CORE}, loopback, ${SECONDS} s per configuration, one example per request, keep-alive.`,
     `Each configuration ran ${ROUNDS} times, interleaved with its baseline in alternating order; the tables give medians (req/s range over the runs in the last column).`,
     '',

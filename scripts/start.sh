@@ -31,8 +31,27 @@
 # Values already in the environment win. V8's young generation is left at its
 # default: capping it (--max-semi-space-size=8) saved another 16 MB but cost 4
 # to 18% of /scale's throughput.
+#
+# On two cores or fewer (as this process sees them: taskset counts), V8 also
+# collects on the main thread alone (--single-threaded-gc): its parallel GC
+# helpers only compete there with the main thread and the inference thread,
+# and a pause that waits for a helper the scheduler has not run lasts longer.
+# Measured on the benchmark's flood (the heavy model at 10x its capacity, after
+# three closed-loop runs, server on one core): refusals' p99 26 ms (5 runs,
+# 25-37) -> 10 ms (6 runs, 5-16), with --heap-growing-percent=50 as below 8.5 ms
+# (3 runs, 6-11); throughput within the noise of paired runs.
+#
+# SERVER_ENTRY replaces what node runs (default: the compiled server): the
+# benchmark runs the sources with these same settings,
+# SERVER_ENTRY='--import tsx server.ts'.
 root=$(cd "$(dirname "$0")/.." && pwd)
 MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1048576}
 export MALLOC_ARENA_MAX MALLOC_MMAP_THRESHOLD_
-exec node --heap-growing-percent=50 "$root/dist/server.js" "$@"
+gc=
+if [ "$(nproc)" -le 2 ]; then gc=--single-threaded-gc; fi
+if [ -n "$SERVER_ENTRY" ]; then
+  # shellcheck disable=SC2086 # the entry is node arguments, split on purpose
+  exec node $gc --heap-growing-percent=50 $SERVER_ENTRY "$@"
+fi
+exec node $gc --heap-growing-percent=50 "$root/dist/server.js" "$@"
