@@ -21,12 +21,19 @@
 #                                 free, so the copies ONNX Runtime makes while
 #                                 it loads a model (file, protobuf, weights)
 #                                 stayed in the heap for good (-11 MB ready).
-#   --heap-growing-percent=50     after a full GC, V8 lets the old generation
-#                                 grow to 1.5x what survived before the next
+#   --heap-growing-percent=100    after a full GC, V8 lets the old generation
+#                                 grow to 2x what survived before the next
 #                                 one, instead of up to 4x for a small heap:
 #                                 request objects promoted under load (garbage
-#                                 a moment later) are collected at ~35 MB
-#                                 rather than ~90 MB (the 250-270 MB peaks).
+#                                 a moment later) are collected sooner. Peak
+#                                 with /scale, /ner and /pos loaded in turn:
+#                                 276 MB without it, 225 MB with it. At 50
+#                                 (1.5x; this script's value until session 3)
+#                                 it was 213 MB, but full GCs every ~150 ms
+#                                 under /ner cost 17-20% of the tagger's
+#                                 throughput (75 against 62 us of CPU per
+#                                 request, c=64) and doubled its p99; at 100,
+#                                 61 against 58 us, within noise.
 #
 # Values already in the environment win. V8's young generation is left at its
 # default: capping it (--max-semi-space-size=8) saved another 16 MB but cost 4
@@ -39,7 +46,8 @@
 # Measured on the benchmark's flood (the heavy model at 10x its capacity, after
 # three closed-loop runs, server on one core): refusals' p99 26 ms (5 runs,
 # 25-37) -> 10 ms (6 runs, 5-16), with --heap-growing-percent=50 as below 8.5 ms
-# (3 runs, 6-11); throughput within the noise of paired runs.
+# (3 runs, 6-11); throughput within the noise of paired runs (tagger c=64:
+# 62 against 65 us of CPU per request).
 #
 # SERVER_ENTRY replaces what node runs (default: the compiled server): the
 # benchmark runs the sources with these same settings,
@@ -52,6 +60,6 @@ gc=
 if [ "$(nproc)" -le 2 ]; then gc=--single-threaded-gc; fi
 if [ -n "$SERVER_ENTRY" ]; then
   # shellcheck disable=SC2086 # the entry is node arguments, split on purpose
-  exec node $gc --heap-growing-percent=50 $SERVER_ENTRY "$@"
+  exec node $gc --heap-growing-percent=100 $SERVER_ENTRY "$@"
 fi
-exec node $gc --heap-growing-percent=50 "$root/dist/server.js" "$@"
+exec node $gc --heap-growing-percent=100 "$root/dist/server.js" "$@"
