@@ -44,10 +44,10 @@
 # helpers only compete there with the main thread and the inference thread,
 # and a pause that waits for a helper the scheduler has not run lasts longer.
 # Measured on the benchmark's flood (the heavy model at 10x its capacity, after
-# three closed-loop runs, server on one core): refusals' p99 26 ms (5 runs,
-# 25-37) -> 10 ms (6 runs, 5-16), with --heap-growing-percent=50 as below 8.5 ms
-# (3 runs, 6-11); throughput within the noise of paired runs (tagger c=64:
-# 62 against 65 us of CPU per request).
+# three closed-loop runs, server on one core; ad-hoc runs): refusals' p99 26 ms
+# (5 runs, 25-37) -> 10 ms (6 runs, 5-16); the full benchmark, with the other
+# settings here: 28-29 ms -> 15.3 ms (3 floods, 8.8-15.7). Throughput within
+# the noise of paired runs (tagger c=64: 62 against 65 us of CPU per request).
 #
 # SERVER_ENTRY replaces what node runs (default: the compiled server): the
 # benchmark runs the sources with these same settings,
