@@ -29,6 +29,7 @@
 import { connect, type Socket } from 'node:net'
 import { resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { seededRandom } from '../framework/onnx-builder.ts'
 
 export interface FloodSpec {
   url: string
@@ -84,18 +85,6 @@ class Samples {
   sorted (): Float64Array { return this.data.slice(0, this.length).sort() }
 }
 
-/** mulberry32: a seeded uniform [0, 1) for the Poisson schedule. */
-function seeded (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 const CRLF2 = Buffer.from('\r\n\r\n')
 
 export function flood (spec: FloodSpec): Promise<FloodResult> {
@@ -110,7 +99,8 @@ export function flood (spec: FloodSpec): Promise<FloodResult> {
   const maxSockets = spec.maxSockets ?? 1024
   const drainMs = spec.drainMs ?? 5000
   const intervalMs = 1000 / spec.rate
-  const random = seeded(spec.seed ?? 1)
+  // A seeded uniform [0, 1) for the Poisson schedule (the one the model writer uses).
+  const random = seededRandom(spec.seed ?? 1)
   const gap = spec.schedule === 'poisson' ? () => -Math.log(1 - random()) * intervalMs : () => intervalMs
 
   const byStatus = new Map<string, Samples>()

@@ -18,17 +18,14 @@
 //   as they close; a crashed worker's, as of the last scrape).
 import cluster, { type Worker } from 'node:cluster'
 import pino from 'pino'
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
+import { AggregatorRegistry, type MetricValue } from 'prom-client'
 import type { Settings } from './settings.ts'
 import type { WorkerMessage } from './serve.ts'
-import type { ArbiterMetricsMessage } from './metrics.ts'
+import type { ArbiterMetricsMessage, MetricsPart } from './metrics.ts'
 
 const BOOT_FAILURE = 3
 /** How long a /metrics gathering waits for the workers. */
 const GATHER_TIMEOUT_MS = 5000
-
-/** One worker's metrics, as its registry's getMetricsAsJSON gives them. */
-type MetricsPart = Array<MetricObjectWithValues<MetricValue<string>>>
 
 interface Gathering {
   /** Workers asked that have not answered yet. */

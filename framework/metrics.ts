@@ -28,7 +28,7 @@
 // createApp's early refusal), never reach the hook; the model's `refused`
 // counter counts them.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import type { Lifecycle, LifecycleState } from './create-app.ts'
 import type { ModelStore } from './models.ts'
 import type { ModelStats } from './pool.ts'
@@ -104,6 +104,9 @@ function labelsOf (key: string, models: ModelStore): ModelLabels {
   const model = models.get(key)
   return { model: key, name: key, version: (model?.loaded.key === key ? model.version : undefined) ?? '' }
 }
+
+/** One worker's metrics, as its registry's getMetricsAsJSON gives them (what workers send the arbiter). */
+export type MetricsPart = Array<MetricObjectWithValues<MetricValue<string>>>
 
 /** Messages the arbiter sends a worker about metrics (server.ts's cluster). */
 export type ArbiterMetricsMessage =

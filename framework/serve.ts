@@ -11,7 +11,7 @@ import cluster from 'node:cluster'
 import type { FastifyBaseLogger } from 'fastify'
 import type { App, AppOptions } from './create-app.ts'
 import type { Settings } from './settings.ts'
-import type { MetricObjectWithValues, MetricValue } from 'prom-client'
+import type { MetricsPart } from './metrics.ts'
 
 export type BuildApp = (options: AppOptions) => Promise<App>
 
@@ -23,9 +23,9 @@ export type WorkerMessage =
   /** A scrape of /metrics: the arbiter answers with every worker's metrics (metrics.ts). */
   | { type: 'metrics', id: number }
   /** A worker's own metrics, for the arbiter's gathering `id`. */
-  | { type: 'metrics-part', id: number, metrics?: MetricObjectWithValues<MetricValue<string>>[], error?: string }
+  | { type: 'metrics-part', id: number, metrics?: MetricsPart, error?: string }
   /** A worker's metrics as its app closes: final, kept by the arbiter once the worker is gone. */
-  | { type: 'metrics-final', metrics: MetricObjectWithValues<MetricValue<string>>[] }
+  | { type: 'metrics-final', metrics: MetricsPart }
 
 export function appOptions (settings: Settings, logger: AppOptions['logger']): AppOptions {
   return {
