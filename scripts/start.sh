@@ -21,23 +21,40 @@
 #                                 free, so the copies ONNX Runtime makes while
 #                                 it loads a model (file, protobuf, weights)
 #                                 stayed in the heap for good (-11 MB ready).
-#   --heap-growing-percent=100    after a full GC, V8 lets the old generation
-#                                 grow to 2x what survived before the next
-#                                 one, instead of up to 4x for a small heap:
-#                                 request objects promoted under load (garbage
-#                                 a moment later) are collected sooner. Peak
-#                                 with /scale, /ner and /pos loaded in turn:
-#                                 276 MB without it, 225 MB with it. At 50
-#                                 (1.5x; this script's value until session 3)
-#                                 it was 213 MB, but full GCs every ~150 ms
-#                                 under /ner cost 17-20% of the tagger's
-#                                 throughput (75 against 62 us of CPU per
-#                                 request, c=64) and doubled its p99; at 100,
-#                                 61 against 58 us, within noise.
+#   --no-allocation-site-pretenuring
+#                                 V8 allocates the objects of an allocation
+#                                 site straight in the old generation once
+#                                 most of them survive a scavenge. Under
+#                                 load, a request's objects wait for their
+#                                 batch across a scavenge, so V8 pretenured
+#                                 them, and request garbage filled the old
+#                                 generation: a full GC about every second
+#                                 under /scale, its peak RSS 212-216 MB. Off:
+#                                 one full GC in 4 s, 180-187 MB, and less CPU
+#                                 per request (paired runs, 5 rounds, c=64,
+#                                 server on one core: bench tagger 121 -> 99
+#                                 us, tiny 52 -> 46, mlp 123 -> 110, /ner and
+#                                 /pos -7 to -9%).
+#   --heap-growing-percent=50     after a full GC, the old generation may
+#                                 grow to 1.5x what survived (V8's default:
+#                                 up to 4x for a small heap) before the next
+#                                 one. /ner's peak 231 -> 209 MB, CPU per
+#                                 request within noise (tagger 101 -> 99 us,
+#                                 /ner 213 -> 216). With pretenuring on, 50
+#                                 cost 17-20% of the tagger's throughput
+#                                 (full GCs every ~150 ms under /ner), so
+#                                 this was 100 until session 4.
+#   --max-semi-space-size=8       the young generation's semi-spaces stop at
+#                                 8 MB instead of 16: -16 to -19 MB under
+#                                 load; CPU per request within noise once
+#                                 pretenuring is off (tagger 101 -> 107 us,
+#                                 tiny 40 -> 36, mlp 106 -> 104, /ner 260 ->
+#                                 240; with pretenuring on it cost 4-34%).
 #
-# Values already in the environment win. V8's young generation is left at its
-# default: capping it (--max-semi-space-size=8) saved another 16 MB but cost 4
-# to 18% of /scale's throughput.
+# Peak RSS of the default server with /scale, /ner and /pos loaded in turn
+# (c=64, 3 x 4 s each): 229-231 MB with the old settings (pretenuring on,
+# --heap-growing-percent=100, default young generation), 194 MB with these.
+# Values already in the environment win.
 #
 # On two cores or fewer (as this process sees them: taskset counts), V8 also
 # collects on the main thread alone (--single-threaded-gc): its parallel GC
@@ -56,10 +73,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1048576}
 export MALLOC_ARENA_MAX MALLOC_MMAP_THRESHOLD_
+v8="--no-allocation-site-pretenuring --heap-growing-percent=50 --max-semi-space-size=8"
 gc=
 if [ "$(nproc)" -le 2 ]; then gc=--single-threaded-gc; fi
 if [ -n "$SERVER_ENTRY" ]; then
   # shellcheck disable=SC2086 # the entry is node arguments, split on purpose
-  exec node $gc --heap-growing-percent=100 $SERVER_ENTRY "$@"
+  exec node $gc $v8 $SERVER_ENTRY "$@"
 fi
-exec node $gc --heap-growing-percent=100 "$root/dist/server.js" "$@"
+exec node $gc $v8 "$root/dist/server.js" "$@"
