@@ -46,16 +46,21 @@ export interface FeatureSpec {
 /** Longest gazetteer entry an entity may have, in tokens. */
 export const GAZETTEER_MAX_TOKENS = 6
 
-// First words of the gazetteer entries, computed once per gazetteer object.
-const FIRST_WORDS = new WeakMap<object, Set<string>>()
+// The first word of every gazetteer entry, with the most tokens an entry
+// starting with it has: computed once per gazetteer object.
+const FIRST_WORDS = new WeakMap<object, Map<string, number>>()
 
-function firstWords (gazetteer: Readonly<Record<string, string>>): Set<string> {
-  let set = FIRST_WORDS.get(gazetteer)
-  if (set === undefined) {
-    set = new Set(Object.keys(gazetteer).map(k => k.split(' ')[0]))
-    FIRST_WORDS.set(gazetteer, set)
+function firstWords (gazetteer: Readonly<Record<string, string>>): Map<string, number> {
+  let firsts = FIRST_WORDS.get(gazetteer)
+  if (firsts === undefined) {
+    firsts = new Map()
+    for (const key of Object.keys(gazetteer)) {
+      const words = key.split(' ')
+      firsts.set(words[0], Math.max(firsts.get(words[0]) ?? 0, words.length))
+    }
+    FIRST_WORDS.set(gazetteer, firsts)
   }
-  return set
+  return firsts
 }
 
 /**
@@ -68,8 +73,9 @@ export function gazetteerTags (norm: readonly string[], gazetteer: Readonly<Reco
   let i = 0
   while (i < norm.length) {
     let matched = 0
-    if (!firsts.has(norm[i])) { i++; continue }
-    for (let k = Math.min(GAZETTEER_MAX_TOKENS, norm.length - i); k >= 1; k--) {
+    const longest = firsts.get(norm[i])
+    if (longest === undefined) { i++; continue }
+    for (let k = Math.min(GAZETTEER_MAX_TOKENS, longest, norm.length - i); k >= 1; k--) {
       const key = norm.slice(i, i + k).join(' ')
       if (Object.hasOwn(gazetteer, key)) {
         const label = gazetteer[key]
@@ -130,12 +136,23 @@ function flags (word: string): string {
   return f
 }
 
+// Affixes and lengths count code points. Without surrogate pairs, code points
+// are the string's own UTF-16 units and slicing the string gives the same
+// result, without an array of one-character strings per word.
+const SURROGATE = /[\uD800-\uDFFF]/
+
+function codePointCount (s: string): number {
+  return SURROGATE.test(s) ? Array.from(s).length : s.length
+}
+
 function suffix (s: string, n: number): string {
+  if (!SURROGATE.test(s)) return s.slice(Math.max(0, s.length - n))
   const cps = Array.from(s)
   return cps.slice(Math.max(0, cps.length - n)).join('')
 }
 
 function prefix (s: string, n: number): string {
+  if (!SURROGATE.test(s)) return s.slice(0, n)
   return Array.from(s).slice(0, n).join('')
 }
 
@@ -174,7 +191,7 @@ function wordInfo (w: string): WordInfo {
     shape: shape(w, false),
     longShape: shape(w, true),
     flags: flags(w),
-    length: String(Math.min(Array.from(w).length, 12)),
+    length: String(Math.min(codePointCount(w), 12)),
   }
 }
 
