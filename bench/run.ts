@@ -12,7 +12,7 @@
 // flood at 10x that capacity (bench/flood.ts), and the same flood against a second server set for
 // latency (small batches, short queue). Then the default server's start-up time, and its peak RSS
 // while /scale, /ner and /pos are loaded in turn.
-//   BENCH_SECONDS=4 (per run of a configuration), BENCH_ROUNDS=5 (runs, interleaved with the baseline; 5 since session 4: with 3, two runs on the same code an hour apart differed by up to 12% in a ratio), BENCH_THREADS (framework threads; default: the server's default)
+//   BENCH_SECONDS=4 (per run of a configuration), BENCH_ROUNDS=5 (runs, interleaved with the baseline; 5 since session 4: with 3, two runs 20 minutes apart differed by up to 12% in a ratio), BENCH_THREADS (framework threads; default: the server's default)
 //   BENCH_ONLY=tiny,tagger: a partial run of those groups (models, /ner, /pos) for development: no
 //   flood, no default-server figures, written to bench/RESULTS.partial.md instead of RESULTS.md
 //   BENCH_FLOOD_ONLY=1: only the flood sections (raw heavy; capacity, unloaded and floods, with the defaults and latency first), to RESULTS.partial.md

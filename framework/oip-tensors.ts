@@ -241,7 +241,7 @@ export function checkBatch (inputs: RequestInput[], maxBatchSize: number): void 
 export function dataJson (tensor: Tensor): string {
   const d = tensor.data
   // A typed array's own join writes each element as String() does, in half
-  // the time of mapping to strings first (33 -> 16 us for 544 floats).
+  // the time of mapping to strings first (544 floats: 33 -> 20 us, with the check).
   if (d instanceof BigInt64Array || d instanceof BigUint64Array) return `[${d.join(',')}]`
   if (tensor.type === 'bool') return `[${Array.from(d as ArrayLike<number | boolean>, v => (v ? 'true' : 'false')).join(',')}]`
   if (Array.isArray(d)) return JSON.stringify(d)

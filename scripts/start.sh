@@ -54,7 +54,7 @@
 # Peak RSS of the default server with /scale, /ner and /pos loaded in turn
 # (c=64, 3 x 4 s each): 229-231 MB with the old settings (pretenuring on,
 # --heap-growing-percent=100, default young generation), 194 MB with these.
-# Values already in the environment win.
+# MALLOC_ values already in the environment win.
 #
 # On two cores or fewer (as this process sees them: taskset counts), V8 also
 # collects on the main thread alone (--single-threaded-gc): its parallel GC

@@ -68,6 +68,11 @@ t.test('feature strings', async t => {
   t.equal(named(featureStrings(['aB'])[0]).flags, 'M')
   t.equal(named(featureStrings(['Москва'])[0]).flags, 'Tn')
   t.equal(named(featureStrings(['😀'])[0]).suf1, '😀', 'suffixes count code points')
+  const astral = named(featureStrings(['a😀bc'])[0])
+  t.same([astral.suf2, astral.suf3, astral.suf4, astral.pre2, astral.pre3, astral.length], ['bc', '😀bc', 'a😀bc', 'a😀', 'a😀b', '4'],
+    'affixes and length in code points around a surrogate pair')
+  const plain = named(featureStrings(['Paris'])[0])
+  t.same([plain.suf1, plain.suf4, plain.pre3, plain.length], ['s', 'aris', 'par', '5'])
 })
 
 t.test('normalize and shape', async t => {
@@ -103,4 +108,6 @@ t.test('entity lexicons and gazetteer', async t => {
   t.same(buildEntityLexicons([{ words: ['X', 'X'], tags: ['B-LOC', 'B-PER'] }]).gazetteer, { x: 'LOC' }, 'whatever the order')
   t.same(gazetteerTags(['in', 'new', 'york', 'city', 'new'], { 'new york': 'LOC', 'new york city': 'LOC', new: 'ORG' }),
     ['-', 'B-LOC', 'I-LOC', 'I-LOC', 'B-ORG'], 'longest match first')
+  t.same(gazetteerTags(['new', 'york', 'city'], { 'new york': 'LOC', york: 'LOC' }), ['B-LOC', 'I-LOC', '-'],
+    'only the lengths a first word starts are tried')
 })
