@@ -170,6 +170,11 @@ function median (runs: LoadResult[]): LoadResult {
 
 interface Server { child: ChildProcess, readyMs: number, stop: () => Promise<number> }
 
+/** The V8 flags scripts/start.sh gives node (its `v8=` line), named in the report as they are. */
+function startV8Flags (): string {
+  return /^v8="([^"]*)"$/m.exec(readFileSync(join(root, 'scripts', 'start.sh'), 'utf8'))?.[1] ?? '(none found)'
+}
+
 /** Peak resident set (VmHWM) of a process, in MB. */
 function peakRssMb (pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -394,7 +399,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     '',
     `Made by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
     `Machine: ${cpus().length} x ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GB RAM, Node ${process.version}, Linux; shared with other jobs, so compare within this run.`,
-    'Framework servers: the sources (`node --import tsx server.ts --app bench/app.ts`) with the settings `npm start` gives node (scripts/start.sh: malloc arenas and mmap threshold, `--no-allocation-site-pretenuring --heap-growing-percent=50 --max-semi-space-size=8`, `--single-threaded-gc` on 2 cores or fewer); the default server: `npm start` itself.',
+    `Framework servers: the sources (\`node --import tsx server.ts --app bench/app.ts\`) with the settings \`npm start\` gives node (scripts/start.sh: malloc arenas and mmap threshold, \`${startV8Flags()}\`, \`--single-threaded-gc\` on 2 cores or fewer); the default server: \`npm start\` itself.`,
     `Every server pinned to core ${SERVER_CORE}, every load generator (autocannon ${'\u2265'}8, bench/load.ts; the flood's open loop, bench/flood.ts) to core ${LOAD_CORE}, loopback, ${SECONDS} s per configuration, one example per request, keep-alive.`,
     `Each configuration ran ${ROUNDS} times, interleaved with its baseline in alternating order; the tables give medians (req/s range over the runs in the last column).`,
     '',

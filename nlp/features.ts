@@ -136,24 +136,25 @@ function flags (word: string): string {
   return f
 }
 
-// Affixes and lengths count code points. Without surrogate pairs, code points
-// are the string's own UTF-16 units and slicing the string gives the same
-// result, without an array of one-character strings per word.
 const SURROGATE = /[\uD800-\uDFFF]/
 
-function codePointCount (s: string): number {
-  return SURROGATE.test(s) ? Array.from(s).length : s.length
+/**
+ * A word's code points, which affixes and lengths count: the string itself
+ * when it has no surrogate pairs (its UTF-16 units are then its code points,
+ * and slicing it needs no array of one-character strings), else an array.
+ */
+function codePoints (s: string): string | string[] {
+  return SURROGATE.test(s) ? Array.from(s) : s
 }
 
-function suffix (s: string, n: number): string {
-  if (!SURROGATE.test(s)) return s.slice(Math.max(0, s.length - n))
-  const cps = Array.from(s)
-  return cps.slice(Math.max(0, cps.length - n)).join('')
+const text = (cps: string | string[]): string => (typeof cps === 'string' ? cps : cps.join(''))
+
+function suffix (cps: string | string[], n: number): string {
+  return text(cps.slice(Math.max(0, cps.length - n)))
 }
 
-function prefix (s: string, n: number): string {
-  if (!SURROGATE.test(s)) return s.slice(0, n)
-  return Array.from(s).slice(0, n).join('')
+function prefix (cps: string | string[], n: number): string {
+  return text(cps.slice(0, n))
 }
 
 /** Maps a feature string to a bucket id in [1, buckets); 0 is padding. */
@@ -179,19 +180,20 @@ interface WordInfo {
 
 function wordInfo (w: string): WordInfo {
   const norm = normalize(w)
+  const cps = codePoints(norm)
   return {
     norm,
-    suf1: suffix(norm, 1),
-    suf2: suffix(norm, 2),
-    suf3: suffix(norm, 3),
-    suf4: suffix(norm, 4),
-    pre1: prefix(norm, 1),
-    pre2: prefix(norm, 2),
-    pre3: prefix(norm, 3),
+    suf1: suffix(cps, 1),
+    suf2: suffix(cps, 2),
+    suf3: suffix(cps, 3),
+    suf4: suffix(cps, 4),
+    pre1: prefix(cps, 1),
+    pre2: prefix(cps, 2),
+    pre3: prefix(cps, 3),
     shape: shape(w, false),
     longShape: shape(w, true),
     flags: flags(w),
-    length: String(Math.min(codePointCount(w), 12)),
+    length: String(Math.min(codePoints(w).length, 12)),
   }
 }
 
