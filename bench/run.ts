@@ -7,11 +7,12 @@
 // through the Open Inference Protocol (JSON, and binary tensors for mlp),
 // (b) the hand-written baseline (bench/baseline-server.ts), (c) session.run in
 // a loop at batch 1 and 64; /ner and /pos with real sentences (framework only:
-// a hand-written baseline would have to re-implement the NLP pipeline). Then a flood: the compute-bound
-// `heavy` model's capacity (c=64) and unloaded latency, measured in the same run, and an open-loop
-// flood at 10x that capacity (bench/flood.ts), and the same flood against a second server set for
-// latency (small batches, short queue). Then the default server's start-up time, and its peak RSS
-// while /scale, /ner and /pos are loaded in turn.
+// a hand-written baseline would have to re-implement the NLP pipeline); the node:http floor (bench/
+// floor-server.ts) with tiny's requests. Then a flood: the compute-bound `heavy` model's capacity
+// (c=64) and unloaded latency, measured in the same run, and an open-loop flood at 10x that capacity
+// (bench/flood.ts); a second server set for latency (nothing queues) flooded at 10x its own capacity,
+// then at the first flood's rate. Then the default server's start-up time, and its peak RSS while
+// /scale, /ner and /pos are loaded in turn.
 //   BENCH_SECONDS=4 (per run of a configuration), BENCH_ROUNDS=5 (runs, interleaved with the baseline; 5 since session 4: with 3, two runs 20 minutes apart differed by up to 12% in a ratio), BENCH_THREADS (framework threads; default: the server's default)
 //   BENCH_ONLY=tiny,tagger: a partial run of those groups (models, /ner, /pos) for development: no
 //   flood, no default-server figures, written to bench/RESULTS.partial.md instead of RESULTS.md
@@ -43,8 +44,14 @@ const FLOOD_MODEL = 'heavy'
  * settings `npm start` gives the server.
  */
 const FRAMEWORK: [string[], NodeJS.ProcessEnv] = [['sh', 'scripts/start.sh'], { SERVER_ENTRY: '--import tsx server.ts' }]
-/** The flood's second server: set for latency rather than throughput. */
-const LATENCY_FIRST = { queue: 4, batch: 4 }
+/**
+ * The flood's second server: set for latency rather than throughput. Nothing
+ * queues (`--max-queue-items 0`): a request is admitted only when an
+ * inference thread is free to start it, so it never waits behind another.
+ */
+const LATENCY_FIRST = ['--max-queue-items', '0']
+/** The node:http floor's row (bench/floor-server.ts). */
+const FLOOR = 'node:http floor (no framework, no model)'
 const SERVER_CORE = '0'
 const LOAD_CORE = '1'
 const node = process.execPath
@@ -103,9 +110,14 @@ async function measureFlood (model: string, url: string, body: string, server: S
     log(`flood ${model}: open loop at ${rate} req/s, ${serverArgs.join(' ') || 'defaults'}, ${i + 1}/${ROUNDS}`)
     results.push(await floodRun({ url, rate, duration: SECONDS, body, sockets: 512 }))
   }
+  return { model, rate, capacity, capacityConnections: connections, c1, unloaded, results, alive: await alive(server, base), serverArgs }
+}
+
+/** The server process still running and /health/live answering 200. */
+async function alive (server: Server, base: string): Promise<boolean> {
   let live = false
   try { live = (await fetch(`${base}/health/live`)).status === 200 } catch {}
-  return { model, rate, capacity, capacityConnections: connections, c1, unloaded, results, alive: server.child.exitCode === null && live, serverArgs }
+  return server.child.exitCode === null && live
 }
 
 async function warm (url: string, bodies: string[], extra: { base64?: boolean, headers?: Record<string, string> } = {}) {
@@ -135,8 +147,10 @@ interface FloodReport {
   alive: boolean
   /** Flags the framework server got beyond the defaults. */
   serverArgs: string[]
-  /** The same flood against a server with small batches and a short queue (LATENCY_FIRST). */
+  /** A server set for latency (LATENCY_FIRST), flooded at 10x its own capacity. */
   latencyFirst?: FloodReport
+  /** More floods of that server, at another rate (the first server's flood rate), ROUNDS runs. */
+  alsoAt?: { rate: number, results: FloodResult[] }
 }
 
 const mid = (xs: number[]) => { const s = xs.filter(x => !Number.isNaN(x)).sort((a, b) => a - b); return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2 }
@@ -151,7 +165,7 @@ function floodFigures (flood: FloodReport) {
     refusedP99: mid(flood.results.map(r => stat(r, '503', 'p99'))),
     admittedP99: mid(flood.results.map(r => stat(r, '200', 'p99'))),
     /** Answers neither 200 nor 503 (other statuses, socket errors, none within the drain), over every flood. */
-    other: flood.results.reduce((n, r) => n + Object.entries(r.statuses).filter(([k]) => k !== '200' && k !== '503').reduce((m, [, v]) => m + v.count, 0), 0),
+    other: [...flood.results, ...(flood.alsoAt?.results ?? [])].reduce((n, r) => n + Object.entries(r.statuses).filter(([k]) => k !== '200' && k !== '503').reduce((m, [, v]) => m + v.count, 0), 0),
   }
 }
 
@@ -277,6 +291,8 @@ async function main () {
     const bport = PORT + 100 + i
     baselines.set(m.name, await startServer(['bench/baseline-server.ts', join(dir, `${m.name}.onnx`), m.input, m.output, m.type, String(m.width), String(bport)], `http://127.0.0.1:${bport}/`, 404))
   }
+  const floorPort = PORT + 150
+  baselines.set('floor', await startServer(['bench/floor-server.ts', String(floorPort)], `http://127.0.0.1:${floorPort}/`))
 
   interface Target { target: string, model: string, url: string, bodies: string[], extra?: { base64?: boolean, headers?: Record<string, string> } }
   const targetsFor = (m: BenchModel, i: number): Target[] => {
@@ -284,6 +300,8 @@ async function main () {
       { target: 'baseline (hand-written)', model: m.name, url: `http://127.0.0.1:${PORT + 100 + i}/infer`, bodies: [jsonBody(m)] },
       { target: 'framework: resource route', model: m.name, url: `${base}/bench/${m.name}`, bodies: [jsonBody(m)] },
     ]
+    // With tiny's requests: what node:http alone costs (the floor).
+    if (m.name === 'tiny') list.push({ target: FLOOR, model: m.name, url: `http://127.0.0.1:${floorPort}/`, bodies: [jsonBody(m)] })
     if (hasOip) {
       list.push({ target: 'framework: OIP JSON', model: m.name, url: `${base}/v2/models/${m.name}/infer`, bodies: [oipBody(m)] })
       if (m.name === 'mlp') {
@@ -317,7 +335,7 @@ async function main () {
   for (const { tgt, c, runs } of samples.values()) rows.push({ target: tgt.target, model: tgt.model, c, r: median(runs), spread: runs.map(r => r.rps) })
   if (ONLY) {
     rss.framework = await fw.stop()
-    for (const [name, b] of baselines) rss[`baseline ${name}`] = await b.stop()
+    for (const [name, b] of baselines) rss[name === 'floor' ? FLOOR : `baseline ${name}`] = await b.stop()
     rmSync(dir, { recursive: true, force: true })
     writeFileSync(join(root, 'bench', 'RESULTS.partial.md'), report({ rows, raw, rss, starts: [], notes: [`Partial run: BENCH_ONLY=${process.env.BENCH_ONLY}.`] }))
     log('wrote bench/RESULTS.partial.md')
@@ -329,13 +347,22 @@ async function main () {
   const hurl = `${base}/bench/${heavy.name}`
   const hbody = jsonBody(heavy)
   const flood = await measureFlood(heavy.name, hurl, hbody, fw, base, [...threads])
-  // The same flood (same offered rate) against a server set for latency
-  // rather than throughput: small batches and a short queue. The defaults
-  // suit throughput (batches of 64); this shows what the settings trade.
-  const latencyArgs = ['--max-queue-items', String(LATENCY_FIRST.queue), '--max-batch-size', String(LATENCY_FIRST.batch)]
+  // A server set for latency rather than throughput (nothing queues), flooded
+  // the same way at 10x its own capacity (measured with two clients per
+  // thread: one computing, one arriving; more would only add 503s), then at
+  // the first flood's rate. The defaults suit throughput (batches of 64);
+  // this shows what the settings trade.
   const lport = PORT + 300
-  const lfw = await startServer(['--app', 'bench/app.ts', '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...latencyArgs], `http://127.0.0.1:${lport}/health/ready`, 200, ...FRAMEWORK)
-  flood.latencyFirst = await measureFlood(heavy.name, `http://127.0.0.1:${lport}/bench/${heavy.name}`, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...latencyArgs], { flood: flood.rate, unloaded: flood.unloaded[0].targetRps }, LATENCY_FIRST.queue + LATENCY_FIRST.batch * Number(process.env.BENCH_THREADS ?? 1))
+  const lurl = `http://127.0.0.1:${lport}/bench/${heavy.name}`
+  const lfw = await startServer(['--app', 'bench/app.ts', '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...LATENCY_FIRST], `http://127.0.0.1:${lport}/health/ready`, 200, ...FRAMEWORK)
+  flood.latencyFirst = await measureFlood(heavy.name, lurl, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...LATENCY_FIRST], undefined, 2 * Number(process.env.BENCH_THREADS ?? 1))
+  const alsoAt: FloodResult[] = []
+  for (let i = 0; i < ROUNDS; i++) {
+    log(`flood ${heavy.name}: latency first at the first flood's ${flood.rate} req/s, ${i + 1}/${ROUNDS}`)
+    alsoAt.push(await floodRun({ url: lurl, rate: flood.rate, duration: SECONDS, body: hbody, sockets: 512 }))
+  }
+  flood.latencyFirst.alsoAt = { rate: flood.rate, results: alsoAt }
+  flood.latencyFirst.alive &&= await alive(lfw, `http://127.0.0.1:${lport}`)
   await lfw.stop()
   if (FLOOD_ONLY) {
     rss.framework = await fw.stop()
@@ -345,7 +372,7 @@ async function main () {
     return
   }
   rss.framework = await fw.stop()
-  for (const [name, b] of baselines) rss[`baseline ${name}`] = await b.stop()
+  for (const [name, b] of baselines) rss[name === 'floor' ? FLOOR : `baseline ${name}`] = await b.stop()
 
   // The default server (app.ts, the bundled models, default threads) as
   // `npm start` runs it: compiled by its prestart step (scripts/build.mjs),
@@ -425,6 +452,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     below('default server ready after start (median of 3)', [...starts].sort((a, b) => a - b)[1], 1500, 'ms'),
     below('default server peak RSS (/scale, /ner, /pos in turn at c=64)', rss['default server'], 200, 'MB'),
     '',
+    ...budget(find, raw),
     '## Throughput and latency',
     '',
     '| Target | Model | Concurrency | req/s | p50 ms | p99 ms | errors | non-2xx | req/s range |',
@@ -455,31 +483,79 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
   return lines.join('\n')
 }
 
+/**
+ * What a throughput goal leaves per request, from this run's figures: at
+ * c=64 the server core is saturated, so a request costs it 1 / (req/s). Of a
+ * ratio's budget, the node:http floor and the model's compute at batch 64 are
+ * spent whatever the framework does.
+ */
+function budget (
+  find: (target: string, model: string, c: number) => LoadResult | undefined,
+  raw: Array<{ model: string, batch: number, examplesPerSec: number }>,
+): string[] {
+  const us = (r: LoadResult | undefined) => r ? 1e6 / r.rps : NaN
+  const floor = us(find(FLOOR, 'tiny', 64))
+  const one = (model: string, want: number, target: string, label: string) => {
+    const base = us(find('baseline (hand-written)', model, 64))
+    const computed = 1e6 / (raw.find(r => r.model === model && r.batch === 64)?.examplesPerSec ?? NaN)
+    const left = base / want - floor - computed
+    return `- ${model}, ${label} ${want}x: the baseline costs ${f1(base)} us per request, so ${want}x leaves ${f1(base / want)} us; the floor takes ${f1(floor)} and ${model}'s compute at batch 64 ${f1(computed)}, which leaves ${f1(left)} us for reading the request, batching and writing the answer (the framework's ${target.replace('framework: ', '')} takes ${f1(us(find(target, model, 64)) - floor - computed)} us of that kind now).`
+  }
+  if (Number.isNaN(floor)) return []
+  return [
+    `What the ratios leave per request, at c=64 (the server core saturated, a request costs it 1 / (req/s)); the floor is the node:http row below, ${f1(floor)} us per request:`,
+    '',
+    one('mlp', 3, 'framework: OIP binary', 'OIP binary'),
+    one('mlp', 1.8, 'framework: resource route', 'resource route (JSON)'),
+    one('tagger', 2, 'framework: resource route', 'resource route'),
+    '',
+  ]
+}
+
 /** Goal rows for the latency-first flood (the same goals, that server's figures). */
 function latencyFirstGoals (flood: FloodReport, below: (label: string, value: number, limit: number, unit: string) => string): string[] {
   const ff = floodFigures(flood)
-  const tag = `latency first (\`--max-queue-items ${LATENCY_FIRST.queue} --max-batch-size ${LATENCY_FIRST.batch}\`)`
+  const tag = `latency first (\`${LATENCY_FIRST.join(' ')}\`)`
+  const at = flood.alsoAt
+  const atP99 = (status: string) => mid((at?.results ?? []).map(r => r.statuses[status]?.p99 ?? NaN))
   return [
-    `| flood, ${tag}: server alive, every request answered 200 or 503 | ${flood.alive ? 'alive' : 'DEAD'}, ${ff.other} other | alive, 0 other | ${flood.alive && ff.other === 0 ? 'met' : 'MISSED'} |`,
-    below(`flood, ${tag}: refusal (503) p99`, ff.refusedP99, 10, 'ms'),
-    below(`flood, ${tag}: admitted (200) p99 / its unloaded p99`, ff.admittedP99 / ff.unloadedP99, 2, 'x'),
+    `| flood, ${tag}, 10x its capacity${at ? ' and at the first flood\'s rate' : ''}: server alive, every request answered 200 or 503 | ${flood.alive ? 'alive' : 'DEAD'}, ${ff.other} other | alive, 0 other | ${flood.alive && ff.other === 0 ? 'met' : 'MISSED'} |`,
+    below(`flood, ${tag}, 10x its capacity: refusal (503) p99`, ff.refusedP99, 10, 'ms'),
+    below(`flood, ${tag}, 10x its capacity: admitted (200) p99 / its unloaded p99`, ff.admittedP99 / ff.unloadedP99, 2, 'x'),
+    ...(at
+      ? [
+          below(`flood, ${tag}, at the first flood's rate (${f0(at.rate / ff.capacity)}x its capacity): refusal (503) p99`, atP99('503'), 10, 'ms'),
+          below(`flood, ${tag}, at the first flood's rate: admitted (200) p99 / its unloaded p99`, atP99('200') / ff.unloadedP99, 2, 'x'),
+        ]
+      : []),
   ]
 }
 
 function floodSection (flood: FloodReport, latencyFirst = false): string[] {
   const ff = floodFigures(flood)
   const range = (xs: number[], f: (n: number) => string) => xs.length > 1 ? ` (${f(Math.min(...xs))}-${f(Math.max(...xs))})` : ''
-  const statuses = [...new Set(flood.results.flatMap(r => Object.keys(r.statuses)))].sort()
-  const field = (status: string, f: 'count' | 'rps' | 'p50' | 'p99' | 'max') => flood.results.map(r => r.statuses[status]?.[f] ?? (f === 'count' || f === 'rps' ? 0 : NaN))
   const cell = (xs: number[], f: (n: number) => string) => `${f(mid(xs))}${range(xs, f)}`
+  const statusTable = (results: FloodResult[]) => {
+    const statuses = [...new Set(results.flatMap(r => Object.keys(r.statuses)))].sort()
+    const field = (status: string, f: 'count' | 'rps' | 'p50' | 'p99' | 'max') => results.map(r => r.statuses[status]?.[f] ?? (f === 'count' || f === 'rps' ? 0 : NaN))
+    return [
+      `| Flood: status | count | req/s | p50 ms | p99 ms | max ms |`,
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      ...statuses.map(k => `| ${k} | ${cell(field(k, 'count'), f0)} | ${cell(field(k, 'rps'), f0)} | ${cell(field(k, 'p50'), f1)} | ${cell(field(k, 'p99'), f1)} | ${cell(field(k, 'max'), f1)} |`),
+    ]
+  }
+  const sent = (results: FloodResult[], rate: number, of: string) => {
+    const lag = results.map(r => r.sendLag.p99)
+    return `Offered: ${cell(results.map(r => r.offeredRps), f0)} req/s (target ${f0(rate)}${of}); sent ${cell(results.map(r => r.sentRps), f0)} req/s, ${results.map(r => r.unsent).join(' / ')} not sent (no idle socket at the cap); sockets at most ${results.map(r => r.sockets.peak).join(' / ')}; generator lag (send - scheduled) p99 ${cell(lag, f1)} ms.`
+  }
+  const at = flood.alsoAt
   const u200 = (f: 'rps' | 'p50' | 'p99' | 'max') => flood.unloaded.map(r => r.statuses['200']?.[f] ?? NaN)
-  const lag = flood.results.map(r => r.sendLag.p99)
   return [
     ...(latencyFirst
       ? [
-          `## Flood, latency first: the same flood against a server with \`${flood.serverArgs.join(' ')}\``,
+          `## Flood, latency first: a server with \`${flood.serverArgs.join(' ')}\``,
           '',
-          `The same offered rate as above (10x the capacity of the first flood's server, default settings), against a second server whose batches and queue hold ${LATENCY_FIRST.batch} rows: an admitted request waits for at most one small batch before its own, so it waits less, and fewer are admitted (the capacity below is this server's, closed loop at c=${flood.capacityConnections}: as many clients as its queue and its threads' batches hold, since at c=64 most answers would be 503s; the latencies there count every answer). Measured the same way as above, at the same unloaded rate.`,
+          `A second server, set for latency rather than throughput: nothing queues, so a request is admitted only when an inference thread is free to start it (it never waits behind another request or a batch), and every other request is refused at once. It gives up batching: its capacity is ${FLOOD_MODEL}'s unbatched speed. Measured the same way as the first flood, against its own capacity (closed loop at c=${flood.capacityConnections}: two clients per inference thread, one computing and one arriving; more would only add 503s; the latencies there count every answer): unloaded at 5% of it, flooded at 10x it; then flooded ${at ? `at the first flood's rate (${f0(at.rate)} req/s)` : 'no further'}.`,
           '',
         ]
       : [
@@ -491,7 +567,7 @@ function floodSection (flood: FloodReport, latencyFirst = false): string[] {
           `Server: ${flood.serverArgs.length ? `\`${flood.serverArgs.join(' ')}\` over ` : ''}the defaults: batches of up to ${SETTINGS.maxBatchSize.default} rows, at most ${SETTINGS.maxQueueItems.default} rows queued per model (past it, 503), inference threads at nice +${SETTINGS.threadNice.default}; an admitted request waits for the batch computing and the rows queued ahead of it.`,
           '',
         ]),
-    `Server alive after the floods: ${flood.alive ? 'yes' : 'NO'}. Offered: ${cell(flood.results.map(r => r.offeredRps), f0)} req/s (target ${f0(flood.rate)}${latencyFirst ? '' : `: 10x ${f0(ff.capacity)}`}); sent ${cell(flood.results.map(r => r.sentRps), f0)} req/s, ${flood.results.map(r => r.unsent).join(' / ')} not sent (no idle socket at the cap); sockets at most ${flood.results.map(r => r.sockets.peak).join(' / ')}; generator lag (send - scheduled) p99 ${cell(lag, f1)} ms.`,
+    `Server alive after the floods: ${flood.alive ? 'yes' : 'NO'}. ${sent(flood.results, flood.rate, `: 10x ${f0(ff.capacity)}`)}`,
     '',
     '| Reference (no flood) | runs | req/s | p50 ms | p99 ms | max ms |',
     '| --- | ---: | ---: | ---: | ---: | ---: |',
@@ -499,12 +575,20 @@ function floodSection (flood: FloodReport, latencyFirst = false): string[] {
     `| closed loop, c=1 (autocannon, whole ms) | 1 | ${f0(flood.c1.rps)} | ${f1(flood.c1.p50)} | ${f1(flood.c1.p99)} | - |`,
     `| unloaded: open loop at ${f0(flood.unloaded[0]?.targetRps ?? NaN)} req/s (bench/flood.ts) | ${flood.unloaded.length} | ${cell(u200('rps'), f0)} | ${cell(u200('p50'), f1)} | best ${f1(ff.unloadedP99)}${range(u200('p99'), f1)} | ${cell(u200('max'), f1)} |`,
     '',
-    `| Flood: status | count | req/s | p50 ms | p99 ms | max ms |`,
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
-    ...statuses.map(k => `| ${k} | ${cell(field(k, 'count'), f0)} | ${cell(field(k, 'rps'), f0)} | ${cell(field(k, 'p50'), f1)} | ${cell(field(k, 'p99'), f1)} | ${cell(field(k, 'max'), f1)} |`),
+    ...statusTable(flood.results),
     '',
     `Medians over the ${flood.results.length} floods, with their range in brackets.`,
     '',
+    ...(at
+      ? [
+          `The same server at the first flood's rate, ${f0(at.rate / ff.capacity)}x its capacity. ${sent(at.results, at.rate, '')}`,
+          '',
+          ...statusTable(at.results),
+          '',
+          `Medians over the ${at.results.length} floods, with their range in brackets.`,
+          '',
+        ]
+      : []),
   ]
 }
 

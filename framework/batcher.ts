@@ -16,7 +16,11 @@ import { TYPED_ARRAYS, type Tensor, type TensorInfo } from './tensor.ts'
 export interface BatchOptions {
   /** Most items (rows along axis 0) merged into one session.run. 1 disables batching. */
   maxBatchItems: number
-  /** Most items waiting for a thread; a request that would go over is refused (503). */
+  /**
+   * Most items waiting for a thread; a request that would go over is refused
+   * (503). 0: nothing waits, a request is admitted only when a thread is free
+   * to start it at once (no batching, no inline runs, no delay).
+   */
   maxQueueItems: number
   /**
    * How long a batch that is not full may wait for more requests, in
@@ -47,7 +51,9 @@ export function validateBatchOptions (options: Partial<BatchOptions>): string[] 
     if (v !== undefined && (!Number.isInteger(v) || (v as number) < 1)) problems.push(`${name} must be a positive integer, got ${JSON.stringify(v)}`)
   }
   positiveInt('maxBatchItems')
-  positiveInt('maxQueueItems')
+  if (options.maxQueueItems !== undefined && (!Number.isInteger(options.maxQueueItems) || options.maxQueueItems < 0)) {
+    problems.push(`maxQueueItems must be an integer >= 0, got ${JSON.stringify(options.maxQueueItems)}`)
+  }
   positiveInt('maxBatchTokens')
   if (options.maxDelayMs !== undefined && !(typeof options.maxDelayMs === 'number' && options.maxDelayMs >= 0 && Number.isFinite(options.maxDelayMs))) {
     problems.push(`maxDelayMs must be a number >= 0, got ${JSON.stringify(options.maxDelayMs)}`)

@@ -145,7 +145,9 @@ export class AbortedError extends Error {
 /** The model's queue is full: refused before queueing, answered with 503 and Retry-After. */
 export class OverloadedError extends Error {
   constructor (readonly key: string, readonly queuedItems: number, readonly maxQueueItems: number, readonly retryAfterSeconds = 1) {
-    super(`model '${key}' is overloaded: ${queuedItems} items queued (at most ${maxQueueItems}); retry later`)
+    super(maxQueueItems === 0
+      ? `model '${key}' is overloaded: every inference thread is computing, and its requests do not queue (max queue items 0); retry later`
+      : `model '${key}' is overloaded: ${queuedItems} items queued (at most ${maxQueueItems}); retry later`)
     this.name = 'OverloadedError'
   }
 }
@@ -320,12 +322,11 @@ export class InferencePool {
     const q = this.queue(key)
     const rows = rowsOf(feeds)
     const items = rows ?? 1
-    // A request bigger than the whole queue is still admitted into an empty one.
-    if (q.items > 0 && q.items + items > q.options.maxQueueItems) {
+    if (this.full(q, items)) {
       q.stats.refused++
       return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems))
     }
-    const inline = this.runsInline(q, feeds)
+    const inline = q.options.maxQueueItems > 0 && this.runsInline(q, feeds)
     return new Promise((resolve, reject) => {
       const job: Job = {
         key, feeds, outputs: options.outputs, signal: options.signal, resolve, reject,
@@ -352,6 +353,17 @@ export class InferencePool {
       this.enqueue(q, job)
       this.drain()
     })
+  }
+
+  /**
+   * Whether a request of `items` would go over the model's queue bound. A
+   * request bigger than the whole queue is still admitted into an empty one.
+   * With a bound of 0 nothing waits: a request is admitted only when a thread
+   * is free to start it now.
+   */
+  private full (q: ModelQueue, items: number): boolean {
+    if (q.options.maxQueueItems === 0) return q.items > 0 || !this.threads.some(t => !t.busy && !t.exited)
+    return q.items > 0 && q.items + items > q.options.maxQueueItems
   }
 
   /** Puts a job in its model's queue for the threads; its signal takes it out. */
@@ -440,7 +452,7 @@ export class InferencePool {
    */
   refusal (key: string): OverloadedError | undefined {
     const q = this.queues.get(key)
-    if (!q || q.items < q.options.maxQueueItems) return undefined
+    if (!q || !this.full(q, 1)) return undefined
     q.stats.refused++
     // A refusal is expected, not a bug: no stack to capture (about 3 us, a
     // tenth of what an early refusal costs the main thread, paid thousands of
@@ -500,7 +512,7 @@ export class InferencePool {
       const head = q.jobs[0]
       if (!head) continue
       const readyAt = head.enqueuedAt + q.options.maxDelayMs
-      if (q.options.maxDelayMs > 0 && readyAt > now && q.items < q.options.maxBatchItems && head.batchable) {
+      if (q.options.maxDelayMs > 0 && q.options.maxQueueItems > 0 && readyAt > now && q.items < q.options.maxBatchItems && head.batchable) {
         wakeAt = Math.min(wakeAt, readyAt)
         continue
       }
@@ -556,6 +568,14 @@ export class InferencePool {
 
   private dispatch (thread: InferenceThread, q: ModelQueue, jobs: Job[]) {
     thread.busy = true
+    // The thread is free as soon as it answers: it takes the next batch while
+    // this one's outputs are split and handed out (and a model that queues
+    // nothing admits again before its callers hear back).
+    let freed = false
+    const free = () => {
+      if (!freed) { freed = true; thread.busy = false }
+      this.drain()
+    }
     void this.compute(q, jobs, true, (feeds, outputs) => {
       const transfer: ArrayBuffer[] = []
       for (const t of Object.values(feeds)) {
@@ -568,11 +588,8 @@ export class InferencePool {
           transfer.push(t.data.buffer)
         }
       }
-      return thread.call({ op: 'run', key: q.key, feeds, outputs }, transfer)
-    }).catch(err => failAll(jobs, err)).finally(() => {
-      thread.busy = false
-      this.drain()
-    })
+      return thread.call({ op: 'run', key: q.key, feeds, outputs }, transfer).finally(free)
+    }).catch(err => failAll(jobs, err)).finally(free)
   }
 
   /**

@@ -112,6 +112,41 @@ t.test('a full queue refuses at once, counting items', async t => {
   t.ok(await p.run('affine', { x: rows([[5, 5, 5, 5]]) }))
 })
 
+t.test('with maxQueueItems 0 nothing waits: admitted only when a thread is free to start it', async t => {
+  const p = await pool(t)
+  p.configure('affine', { maxQueueItems: 0, maxDelayMs: 50 })
+  // An idle thread: admitted, and run at once (the max delay does not apply: nothing may wait).
+  const started = performance.now()
+  t.same(toRows((await p.run('affine', { x: rows([[1, 2, 3, 4], [0, 0, 0, 0]]) })).y), [[3, 5, 7, 9], [1, 1, 1, 1]])
+  t.ok(performance.now() - started < 40, 'not held for the max delay')
+  t.equal(p.refusal('affine'), undefined, 'no refusal while a thread is free')
+  // The thread busy (another model's run): refused at once, early or late.
+  const busy = occupy(p)
+  const early = p.refusal('affine')
+  t.type(early, OverloadedError)
+  t.match(early!.message, /model 'affine' is overloaded: every inference thread is computing, and its requests do not queue \(max queue items 0\)/)
+  const refused = await p.run('affine', { x: rows([[5, 5, 5, 5]]) }).catch(err => err)
+  t.type(refused, OverloadedError)
+  t.equal(p.stats('affine').refused, 2)
+  await busy
+  // Free again: two requests in one turn, the first takes the thread and the second is refused.
+  const [first, second] = await Promise.all([[[1, 1, 1, 1]], [[2, 2, 2, 2]]].map(x => p.run('affine', { x: rows(x) }).then(r => r, e => e as Error)))
+  t.same(toRows((first as Record<string, Tensor>).y), [[3, 3, 3, 3]])
+  t.type(second, OverloadedError)
+  t.match(p.stats('affine'), { requests: 2, refused: 3, largestBatch: 2 })
+})
+
+t.test('with maxQueueItems 0 and two threads, two requests compute at once and a third is refused', async t => {
+  const p = await pool(t, { threads: 2 })
+  p.configure('slow', { maxQueueItems: 0 })
+  const runs = [0, 1, 2].map(i => p.run('slow', { x: rows([[i, 0, 0, 0]]) }).then(r => r, e => e as Error))
+  const [a, b, c] = await Promise.all(runs)
+  t.same(toRows((a as Record<string, Tensor>).y), [[1, 1, 1, 1]])
+  t.same(toRows((b as Record<string, Tensor>).y), [[3, 1, 1, 1]])
+  t.type(c, OverloadedError)
+  t.match(p.stats('slow'), { requests: 2, batches: 2, refused: 1 })
+})
+
 t.test('a job whose signal fires while queued leaves the queue and never computes', async t => {
   const p = await pool(t)
   const busy = occupy(p)
