@@ -348,14 +348,15 @@ async function main () {
   const hbody = jsonBody(heavy)
   const flood = await measureFlood(heavy.name, hurl, hbody, fw, base, [...threads])
   // A server set for latency rather than throughput (nothing queues), flooded
-  // the same way at 10x its own capacity (measured with two clients per
-  // thread: one computing, one arriving; more would only add 503s), then at
-  // the first flood's rate. The defaults suit throughput (batches of 64);
+  // the same way at 10x its own capacity (measured with one client per
+  // thread, so that none is refused: a second client's requests would mostly
+  // be refused, and its 503 loop would take the core from the model), then
+  // at the first flood's rate. The defaults suit throughput (batches of 64);
   // this shows what the settings trade.
   const lport = PORT + 300
   const lurl = `http://127.0.0.1:${lport}/bench/${heavy.name}`
   const lfw = await startServer(['--app', 'bench/app.ts', '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...LATENCY_FIRST], `http://127.0.0.1:${lport}/health/ready`, 200, ...FRAMEWORK)
-  flood.latencyFirst = await measureFlood(heavy.name, lurl, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...LATENCY_FIRST], undefined, 2 * Number(process.env.BENCH_THREADS ?? 1))
+  flood.latencyFirst = await measureFlood(heavy.name, lurl, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...LATENCY_FIRST], undefined, Number(process.env.BENCH_THREADS ?? 1))
   const alsoAt: FloodResult[] = []
   for (let i = 0; i < ROUNDS; i++) {
     log(`flood ${heavy.name}: latency first at the first flood's ${flood.rate} req/s, ${i + 1}/${ROUNDS}`)
@@ -555,7 +556,7 @@ function floodSection (flood: FloodReport, latencyFirst = false): string[] {
       ? [
           `## Flood, latency first: a server with \`${flood.serverArgs.join(' ')}\``,
           '',
-          `A second server, set for latency rather than throughput: nothing queues, so a request is admitted only when an inference thread is free to start it (it never waits behind another request or a batch), and every other request is refused at once. It gives up batching: its capacity is ${FLOOD_MODEL}'s unbatched speed. Measured the same way as the first flood, against its own capacity (closed loop at c=${flood.capacityConnections}: two clients per inference thread, one computing and one arriving; more would only add 503s; the latencies there count every answer): unloaded at 5% of it, flooded at 10x it; then flooded ${at ? `at the first flood's rate (${f0(at.rate)} req/s)` : 'no further'}.`,
+          `A second server, set for latency rather than throughput: nothing queues, so a request is admitted only when an inference thread is free to start it (it never waits behind another request or a batch), and every other request is refused at once. It gives up batching: its capacity is ${FLOOD_MODEL}'s unbatched speed. Measured the same way as the first flood, against its own capacity (closed loop at c=${flood.capacityConnections}, one client per inference thread, so that none is refused; with more, most answers would be 503s, and their closed loop would take the core from the model): unloaded at 5% of it, flooded at 10x it; then flooded ${at ? `at the first flood's rate (${f0(at.rate)} req/s)` : 'no further'}.`,
           '',
         ]
       : [
