@@ -97,6 +97,26 @@ t.test('a disconnected client\'s request is dropped before it computes', async t
   t.match(a.models.pool.stats('affine'), { requests: 0, dropped: 1, queuedItems: 0 })
 })
 
+t.test('a model with maxQueueItems 0 (config.json) is refused over a socket while the thread computes, and served once it is free', async t => {
+  const a = await app(t, { maxQueueItems: 0 })
+  await a.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = a.server.address() as { port: number }
+  const post = (path: string, payload: unknown) => fetch(`http://127.0.0.1:${port}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload) })
+  t.equal((await post('/affine', body(1))).status, 200, 'an idle thread: admitted')
+  const slow = post('/slow', body(0))
+  while (a.models.pool.computing === 0) await new Promise(resolve => setTimeout(resolve, 5))
+  const refused = await post('/affine', body(2))
+  t.equal(refused.status, 503)
+  t.equal(refused.headers.get('retry-after'), '1')
+  t.match(await refused.json(), { code: 'OVERLOADED', error: /model 'affine' is overloaded: every inference thread is computing, and its requests do not queue/ })
+  t.equal((await fetch(`http://127.0.0.1:${port}/health/live`)).status, 200, 'health is never refused')
+  t.equal((await slow).status, 200)
+  const served = await post('/affine', body(3))
+  t.equal(served.status, 200, 'the thread free again: admitted')
+  t.same(await served.json(), body(7))
+  t.match(a.models.pool.stats('affine'), { requests: 2, refused: 1, queuedItems: 0 })
+})
+
 t.test('a bad batching option in config.json fails the load with the file named', async t => {
   await t.rejects(app(t, { maxBatchSize: 0 }), /invalid batching options in .*affine\.json: maxBatchSize must be a positive integer/)
 })

@@ -28,6 +28,7 @@ t.test('precedence: defaults < environment < flags', async t => {
   t.equal(fromFlags.gracefulTimeout, 4)
   t.equal(fromFlags.host, '0.0.0.0', 'environment still applies where no flag is given')
   t.equal(parseSettings(['--port', '1'], { PORT: '' }) !== 'help' && (parseSettings(['--port', '1'], { PORT: '' }) as any).port, 1)
+  t.equal((parseSettings(['--max-queue-items', '0'], {}) as any).maxQueueItems, 0, 'a queue of 0: nothing waits')
 })
 
 t.test('invalid values name the setting and the source', async t => {
@@ -42,6 +43,7 @@ t.test('invalid values name the setting and the source', async t => {
     [['--models-dir', ' '], {}, /modelsDir \(--models-dir\): expected a non-empty value/],
     [['--bogus', '1'], {}, /unknown option '--bogus'/],
     [['--port'], {}, /option --port needs a value/],
+    [['--max-queue-items', '-1'], {}, /maxQueueItems \(--max-queue-items\): expected an integer from 0/],
   ]
   for (const [argv, env, message] of cases) {
     t.throws(() => parseSettings(argv, env), { constructor: UsageError, message }, argv.join(' ') || JSON.stringify(env))
