@@ -134,10 +134,11 @@ interface FloodReport {
   model: string
   /** Offered req/s (10x the best capacity unless BENCH_FLOOD_RATE says otherwise). */
   rate: number
-  /** Closed loop (autocannon): c=64, ROUNDS runs (capacity, loaded latency), and c=1 once. */
+  /** Closed loop (autocannon) at capacityConnections, ROUNDS runs (capacity, loaded latency). */
   capacity: LoadResult[]
   /** The closed loop's connections for `capacity`. */
   capacityConnections: number
+  /** Closed loop at c=1, once. */
   c1: LoadResult
   /** Open loop at 5% of the capacity, ROUNDS runs: the unloaded latency, timed like the flood. */
   unloaded: FloodResult[]
