@@ -287,13 +287,14 @@ async function main () {
   let hasOip = false
   try { hasOip = (await fetch(`${base}/v2/models/mlp/ready`)).status === 200 } catch {}
   if (!hasOip) notes.push('OIP routes were not served (framework/oip.ts missing or mlp not ready): no OIP rows.')
+  /** The other servers on the server core, by the name their peak RSS is reported under. */
   const baselines = new Map<string, Server>()
   for (const [i, m] of models.entries()) {
     const bport = PORT + 100 + i
-    baselines.set(m.name, await startServer(['bench/baseline-server.ts', join(dir, `${m.name}.onnx`), m.input, m.output, m.type, String(m.width), String(bport)], `http://127.0.0.1:${bport}/`, 404))
+    baselines.set(`baseline ${m.name}`, await startServer(['bench/baseline-server.ts', join(dir, `${m.name}.onnx`), m.input, m.output, m.type, String(m.width), String(bport)], `http://127.0.0.1:${bport}/`, 404))
   }
   const floorPort = PORT + 150
-  baselines.set('floor', await startServer(['bench/floor-server.ts', String(floorPort)], `http://127.0.0.1:${floorPort}/`))
+  baselines.set(FLOOR, await startServer(['bench/floor-server.ts', String(floorPort)], `http://127.0.0.1:${floorPort}/`))
 
   interface Target { target: string, model: string, url: string, bodies: string[], extra?: { base64?: boolean, headers?: Record<string, string> } }
   const targetsFor = (m: BenchModel, i: number): Target[] => {
@@ -336,7 +337,7 @@ async function main () {
   for (const { tgt, c, runs } of samples.values()) rows.push({ target: tgt.target, model: tgt.model, c, r: median(runs), spread: runs.map(r => r.rps) })
   if (ONLY) {
     rss.framework = await fw.stop()
-    for (const [name, b] of baselines) rss[name === 'floor' ? FLOOR : `baseline ${name}`] = await b.stop()
+    for (const [name, b] of baselines) rss[name] = await b.stop()
     rmSync(dir, { recursive: true, force: true })
     writeFileSync(join(root, 'bench', 'RESULTS.partial.md'), report({ rows, raw, rss, starts: [], notes: [`Partial run: BENCH_ONLY=${process.env.BENCH_ONLY}.`] }))
     log('wrote bench/RESULTS.partial.md')
@@ -374,7 +375,7 @@ async function main () {
     return
   }
   rss.framework = await fw.stop()
-  for (const [name, b] of baselines) rss[name === 'floor' ? FLOOR : `baseline ${name}`] = await b.stop()
+  for (const [name, b] of baselines) rss[name] = await b.stop()
 
   // The default server (app.ts, the bundled models, default threads) as
   // `npm start` runs it: compiled by its prestart step (scripts/build.mjs),
@@ -501,15 +502,16 @@ function budget (
     const base = us(find('baseline (hand-written)', model, 64))
     const computed = 1e6 / (raw.find(r => r.model === model && r.batch === 64)?.examplesPerSec ?? NaN)
     const left = base / want - floor - computed
-    return `- ${model}, ${label} ${want}x: the baseline costs ${f1(base)} us per request, so ${want}x leaves ${f1(base / want)} us; the floor takes ${f1(floor)} and ${model}'s compute at batch 64 ${f1(computed)}, which leaves ${f1(left)} us for reading the request, batching and writing the answer (the framework's ${target.replace('framework: ', '')} takes ${f1(us(find(target, model, 64)) - floor - computed)} us of that kind now).`
+    if (Number.isNaN(left)) return [] // not measured in this run (BENCH_ONLY)
+    return [`- ${model}, ${label} ${want}x: the baseline costs ${f1(base)} us per request, so ${want}x leaves ${f1(base / want)} us; the floor takes ${f1(floor)} and ${model}'s compute at batch 64 ${f1(computed)}, which leaves ${f1(left)} us for reading the request, batching and writing the answer (the framework's ${target.replace('framework: ', '')} takes ${f1(us(find(target, model, 64)) - floor - computed)} us of that kind now).`]
   }
   if (Number.isNaN(floor)) return []
   return [
     `What the ratios leave per request, at c=64 (the server core saturated, a request costs it 1 / (req/s)); the floor is the node:http row below, ${f1(floor)} us per request:`,
     '',
-    one('mlp', 3, 'framework: OIP binary', 'OIP binary'),
-    one('mlp', 1.8, 'framework: resource route', 'resource route (JSON)'),
-    one('tagger', 2, 'framework: resource route', 'resource route'),
+    ...one('mlp', 3, 'framework: OIP binary', 'OIP binary'),
+    ...one('mlp', 1.8, 'framework: resource route', 'resource route (JSON)'),
+    ...one('tagger', 2, 'framework: resource route', 'resource route'),
     '',
   ]
 }
