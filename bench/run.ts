@@ -293,8 +293,9 @@ async function main () {
     const bport = PORT + 100 + i
     baselines.set(`baseline ${m.name}`, await startServer(['bench/baseline-server.ts', join(dir, `${m.name}.onnx`), m.input, m.output, m.type, String(m.width), String(bport)], `http://127.0.0.1:${bport}/`, 404))
   }
+  // The floor is measured with tiny's requests, in tiny's group.
   const floorPort = PORT + 150
-  baselines.set(FLOOR, await startServer(['bench/floor-server.ts', String(floorPort)], `http://127.0.0.1:${floorPort}/`))
+  if (models.some(m => m.name === 'tiny')) baselines.set(FLOOR, await startServer(['bench/floor-server.ts', String(floorPort)], `http://127.0.0.1:${floorPort}/`))
 
   interface Target { target: string, model: string, url: string, bodies: string[], extra?: { base64?: boolean, headers?: Record<string, string> } }
   const targetsFor = (m: BenchModel, i: number): Target[] => {
@@ -369,6 +370,7 @@ async function main () {
   await lfw.stop()
   if (FLOOD_ONLY) {
     rss.framework = await fw.stop()
+    for (const [name, b] of baselines) rss[name] = await b.stop()
     rmSync(dir, { recursive: true, force: true })
     writeFileSync(join(root, 'bench', 'RESULTS.partial.md'), report({ rows, raw, rss, flood, starts: [], notes: ['Partial run: BENCH_FLOOD_ONLY=1.'] }))
     log('wrote bench/RESULTS.partial.md')
@@ -446,7 +448,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     goal('tiny c=1, resource route / baseline', ratio('framework: resource route', 'tiny', 1), 0.8),
     goal('tiny c=64, resource route / baseline', ratio('framework: resource route', 'tiny', 64), 1),
     flood && ff
-      ? `| flood at 10x capacity: server alive, every request answered 200 or 503 | ${flood.alive ? 'alive' : 'DEAD'}, ${ff.other} other | alive, 0 other | ${flood.alive && ff.other === 0 ? 'met' : 'MISSED'} |`
+      ? aliveRow('flood at 10x capacity', flood, ff.other)
       : '| flood at 10x capacity: server alive, every request answered 200 or 503 | - | alive, 0 other | not measured |',
     below('flood: refusal (503) p99', ff?.refusedP99 ?? NaN, 10, 'ms'),
     below(`flood: admitted (200) p99 / ${FLOOD_MODEL} loaded p99 (closed loop c=64)`, ff ? ff.admittedP99 / ff.loadedP99 : NaN, 2, 'x'),
@@ -516,6 +518,11 @@ function budget (
   ]
 }
 
+/** The goal row for a flood server: still alive, and every answer 200 or 503. */
+function aliveRow (label: string, flood: FloodReport, other: number): string {
+  return `| ${label}: server alive, every request answered 200 or 503 | ${flood.alive ? 'alive' : 'DEAD'}, ${other} other | alive, 0 other | ${flood.alive && other === 0 ? 'met' : 'MISSED'} |`
+}
+
 /** Goal rows for the latency-first flood (the same goals, that server's figures). */
 function latencyFirstGoals (flood: FloodReport, below: (label: string, value: number, limit: number, unit: string) => string): string[] {
   const ff = floodFigures(flood)
@@ -523,7 +530,7 @@ function latencyFirstGoals (flood: FloodReport, below: (label: string, value: nu
   const at = flood.alsoAt
   const atP99 = (status: string) => mid((at?.results ?? []).map(r => r.statuses[status]?.p99 ?? NaN))
   return [
-    `| flood, ${tag}, 10x its capacity${at ? ' and at the first flood\'s rate' : ''}: server alive, every request answered 200 or 503 | ${flood.alive ? 'alive' : 'DEAD'}, ${ff.other} other | alive, 0 other | ${flood.alive && ff.other === 0 ? 'met' : 'MISSED'} |`,
+    aliveRow(`flood, ${tag}, 10x its capacity${at ? ' and at the first flood\'s rate' : ''}`, flood, ff.other),
     below(`flood, ${tag}, 10x its capacity: refusal (503) p99`, ff.refusedP99, 10, 'ms'),
     below(`flood, ${tag}, 10x its capacity: admitted (200) p99 / its unloaded p99`, ff.admittedP99 / ff.unloadedP99, 2, 'x'),
     ...(at
