@@ -16,6 +16,7 @@ import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { metricsRoutes } from './metrics.ts'
 import { installDeadlines } from './deadline.ts'
+import { buildSerializer } from './serializer.ts'
 
 export interface AppOptions {
   /** Directory the resources load their models from. */
@@ -135,6 +136,8 @@ export async function createApp (options: AppOptions): Promise<App> {
     // lifecycle hook below answers draining requests instead.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // fast-json-stringify, with number arrays (model outputs) written by join.
+    schemaController: { compilersFactory: { buildSerializer } },
     // fastify's own HTTP/1 server (lib/server.js), with the early refusal in front of its handler.
     serverFactory: (handler, fastifyOptions) => {
       // fastify hands its options with their defaults filled in.

@@ -1,0 +1,200 @@
+// Number arrays in responses: our writer must give the same text as
+// fast-json-stringify (fastify's default) for every value, and hand anything
+// that is not plain to it.
+import t from 'tap'
+import fjs from 'fast-json-stringify'
+import { Type } from '@sinclair/typebox'
+import { buildSerializer, withNumberArrays } from '../../framework/serializer.ts'
+import { createApp } from '../../framework/create-app.ts'
+import { Resource, responder } from '../../framework/resource.ts'
+
+/** fast-json-stringify's answer, or its error's message. */
+function outcome (f: (v: unknown) => string, v: unknown): string {
+  try {
+    return 'ok ' + f(v)
+  } catch (e) {
+    return 'error ' + (e as Error).message
+  }
+}
+
+/** Our writer with a counting fallback. */
+function counted (schema: object) {
+  const slow = fjs(schema)
+  let calls = 0
+  const fast = withNumberArrays(schema, v => { calls++; return slow(v) })
+  return { slow, fast, calls: () => calls }
+}
+
+// A small seeded generator (mulberry32), so a failure names a reproducible case.
+function rng (seed: number) {
+  return () => {
+    seed = (seed + 0x6D2B79F5) | 0
+    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const Row = Type.Array(Type.Number())
+const schemas = {
+  rows: Type.Object({ outputs: Type.Array(Row) }),
+  ints: Type.Object({ ids: Type.Array(Type.Integer()), n: Type.Integer() }),
+  labelled: Type.Object({
+    label: Type.String(),
+    scores: Row,
+    top: Type.Optional(Type.Integer()),
+    mean: Type.Number(),
+    ok: Type.Boolean(),
+    none: Type.Optional(Type.Null()),
+    nested: Type.Optional(Type.Object({ embedding: Row, name: Type.String() }, { additionalProperties: false })),
+  }),
+  items: Type.Array(Type.Object({ text: Type.String(), probs: Row })),
+  bare: Row,
+  optional: Type.Object({ a: Type.Optional(Row), b: Type.Optional(Type.String()) }),
+}
+
+// Plain values of every kind, and the not-plain ones fast-json-stringify
+// coerces, writes as null or [] or {}, or refuses.
+function anyNumber (r: () => number): unknown {
+  const odd = [NaN, Infinity, -Infinity, -0, 0, 1e21, 1e-7, -1.5, 2 ** 53, '1.5', 'x', null, undefined, true, 3n, {}, [], [1]]
+  const k = r()
+  if (k < 0.4) return Math.fround((r() - 0.5) * 10 ** Math.floor(r() * 12 - 6))
+  if (k < 0.7) return Math.floor((r() - 0.5) * 2000)
+  return odd[Math.floor(r() * odd.length)]
+}
+function anyString (r: () => number): unknown {
+  const all = ['', 'plain', 'quote " and \\ backslash', 'tab\tnew\nline', '\u2028', '\ud800 lone', '😀 pair', 'x'.repeat(60), 'y'.repeat(60) + '"', 5, null, undefined]
+  return all[Math.floor(r() * all.length)]
+}
+function mutate (r: () => number, plain: unknown): unknown {
+  if (r() < 0.75) return plain
+  const k = r()
+  if (k < 0.15) return null
+  if (k < 0.3) return undefined
+  if (k < 0.4) return 'text'
+  if (k < 0.5) return Array.isArray(plain) ? Object.assign([...plain], { 1: undefined }) : [plain]
+  if (k < 0.6) return Array.isArray(plain) ? new Float32Array(plain.length) : { toJSON: () => plain }
+  if (k < 0.7) return Array.isArray(plain) ? [...plain, , 1] : new Date(0) // eslint-disable-line no-sparse-arrays
+  if (k < 0.8) return typeof plain === 'object' && plain !== null && !Array.isArray(plain) ? { ...plain, extra: 1 } : 7
+  return anyNumber(r)
+}
+function valueFor (schema: Record<string, unknown>, r: () => number): unknown {
+  let plain: unknown
+  switch (schema.type) {
+    case 'number':
+    case 'integer': return anyNumber(r)
+    case 'string': return anyString(r)
+    case 'boolean': return r() < 0.45 ? true : r() < 0.9 ? false : mutate(r, 1)
+    case 'null': return r() < 0.8 ? null : mutate(r, null)
+    case 'array': plain = Array.from({ length: Math.floor(r() * 6) }, () => valueFor(schema.items as Record<string, unknown>, r)); break
+    default: {
+      const o: Record<string, unknown> = {}
+      for (const [k, sub] of Object.entries(schema.properties as Record<string, Record<string, unknown>>)) {
+        if (r() < 0.9) o[k] = valueFor(sub, r)
+      }
+      plain = o
+    }
+  }
+  return mutate(r, plain)
+}
+/** A value where every number is finite, every field present: what a model's answer looks like. */
+function plainFor (schema: Record<string, unknown>, r: () => number): unknown {
+  switch (schema.type) {
+    case 'number': return Math.fround((r() - 0.5) * 100)
+    case 'integer': return Math.floor(r() * 100)
+    case 'string': return 'w' + Math.floor(r() * 9)
+    case 'boolean': return r() < 0.5
+    case 'null': return null
+    case 'array': return Array.from({ length: 1 + Math.floor(r() * 5) }, () => plainFor(schema.items as Record<string, unknown>, r))
+    default: return Object.fromEntries(Object.entries(schema.properties as Record<string, Record<string, unknown>>).map(([k, sub]) => [k, plainFor(sub, r)]))
+  }
+}
+
+t.test('the same text (or the same error) as fast-json-stringify for generated values', async t => {
+  for (const [name, schema] of Object.entries(schemas)) {
+    const { slow, fast, calls } = counted(schema)
+    t.not(fast, slow, `${name}: the writer is used`)
+    const r = rng(name.length * 7919)
+    let differ = 0
+    let fastPath = 0
+    for (let i = 0; i < 3000; i++) {
+      const v = i % 3 === 0 ? plainFor(schema, r) : valueFor(schema, r)
+      const before = calls()
+      const a = outcome(fast, v)
+      const b = outcome(slow, v)
+      if (calls() === before) fastPath++
+      if (a !== b && differ++ < 3) t.fail(`${name} #${i}: ${a} !== ${b}`)
+    }
+    t.equal(differ, 0, `${name}: 3000 values, same output`)
+    t.ok(fastPath >= 1000, `${name}: the writer answered ${fastPath} of them itself`)
+  }
+})
+
+t.test('plain values never reach fast-json-stringify; others always do', async t => {
+  const { fast, calls } = counted(schemas.rows)
+  t.equal(fast({ outputs: [[1, -0.5, 1e-7], []] }), '{"outputs":[[1,-0.5,1e-7],[]]}')
+  t.equal(calls(), 0)
+  for (const v of [{ outputs: [[1, NaN]] }, { outputs: [[Infinity]] }, { outputs: [['1']] }, { outputs: null }, {}, { outputs: [new Float32Array(2)] }]) {
+    outcome(fast, v)
+  }
+  t.equal(calls(), 6, 'NaN, Infinity, a string, null, a missing field, a typed array: each falls back')
+  t.equal(fast({ outputs: [[1, Infinity]] }), '{"outputs":[[1,null]]}', "fast-json-stringify's answer, not ours")
+})
+
+t.test('schemas outside the subset, or without a number array, keep fast-json-stringify', async t => {
+  const slow = (v: unknown) => String(v)
+  for (const schema of [
+    Type.Object({ text: Type.String(), n: Type.Number() }),
+    Type.Object({ x: Type.Union([Row, Type.String()]) }),
+    Type.Object({ x: Row, when: Type.String({ format: 'date-time' }) }),
+    Type.Object({ x: Row, y: Type.Number({ default: 1 }) }),
+    Type.Object({ x: Row }, { additionalProperties: true }),
+    Type.Object({ x: Row, kind: Type.Literal('a') }),
+    Type.Tuple([Type.Number(), Type.Number()]),
+    { type: 'object', properties: { x: Row }, required: ['x', 'y'] },
+    { type: ['array', 'null'], items: { type: 'number' } },
+    { type: 'array', items: { type: 'number' }, nullable: true },
+    { $ref: 'rows#' },
+    { type: 'array', items: { type: 'date' } },
+    { type: 'object', properties: { x: Row }, required: 'x' },
+    Type.Array(Type.Any()),
+    { type: 'object' },
+    undefined,
+  ]) {
+    t.equal(withNumberArrays(schema, slow), slow, JSON.stringify(schema) ?? 'no schema')
+  }
+})
+
+t.test('buildSerializer: fastify\'s compiler, with shared schemas and options', async t => {
+  const compile = buildSerializer({ Rows: { $id: 'Rows', type: 'array', items: Row } }, { rounding: 'ceil' })
+  const viaRef = compile({ method: 'POST', url: '/', httpStatus: '200', schema: { type: 'object', properties: { r: { $ref: 'Rows#' } } } })
+  t.equal(viaRef({ r: [[1.5]] }), '{"r":[[1.5]]}', 'a $ref resolves through the shared schemas')
+  const ints = compile({ method: 'POST', url: '/', httpStatus: '200', schema: Type.Object({ ids: Type.Array(Type.Integer()) }) })
+  t.equal(ints({ ids: [1, 2] }), '{"ids":[1,2]}')
+  t.equal(ints({ ids: [1, 2.5] }), '{"ids":[1,3]}', 'a fraction goes to fast-json-stringify, which rounds as told')
+})
+
+t.test('a responder returning number arrays answers the same bytes through the app', async t => {
+  class Scores extends Resource {
+    onPost = responder({
+      schema: {
+        body: Type.Object({ n: Type.Integer() }),
+        response: { 200: Type.Object({ scores: Type.Array(Row), label: Type.String() }) },
+      },
+      handler: async (request) => request.body.n < 0
+        ? { scores: [[NaN]], label: 'bad' }
+        : { scores: [Array.from(Float32Array.from({ length: request.body.n }, (_, i) => Math.sin(i)))], label: 'é"' },
+    })
+  }
+  const app = await createApp({ modelsDir: '/nonexistent' })
+  t.teardown(() => app.close())
+  app.mount('/scores', new Scores())
+  await app.loadResources()
+  const res = await app.inject({ method: 'POST', url: '/scores', payload: { n: 544 } })
+  t.equal(res.statusCode, 200)
+  const expected = { scores: [Array.from(Float32Array.from({ length: 544 }, (_, i) => Math.sin(i)))], label: 'é"' }
+  t.equal(res.body, JSON.stringify(expected))
+  const bad = await app.inject({ method: 'POST', url: '/scores', payload: { n: -1 } })
+  t.equal(bad.statusCode, 500, 'NaN cannot be written: fast-json-stringify refuses it, as before')
+  t.same(bad.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 }, 'in the error format, without the serializer\'s message')
+})
