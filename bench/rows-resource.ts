@@ -26,7 +26,7 @@ export class RowsModel extends Resource {
   private async infer (rows: number[][], signal?: AbortSignalLike): Promise<number[][]> {
     const { input, output, type, width } = this.options
     const x = tensorFromRows(rows, width, type)
-    if (!x) throw badRequest(`every row of body.inputs must have ${width} numbers`)
+    if (!x) throw badRequest(`every row of body.inputs must have ${width} ${type === 'int64' ? 'integers' : 'numbers'}`)
     const result = await this.model.run({ [input]: x }, { signal })
     return rowsFromTensor(result[output].data as Float32Array, rows.length)
   }

@@ -85,7 +85,8 @@ export function checkContract (contract: ModelContract, actual: { inputs: Tensor
  * Rows of numbers (a JSON body's `[[...], ...]`) as one row-major tensor of
  * `width` columns. One pass into a preallocated array: `rows.flat()` then
  * `Float32Array.from` cost several times more on the request path. Returns
- * undefined when a row does not have `width` elements.
+ * undefined when a row does not have `width` elements (or, for int64, holds
+ * a number that is not a safe integer).
  */
 export function tensorFromRows (rows: readonly (readonly number[])[], width: number, type: 'float32' | 'int64' = 'float32'): Tensor | undefined {
   const n = rows.length
@@ -94,7 +95,11 @@ export function tensorFromRows (rows: readonly (readonly number[])[], width: num
     for (let r = 0; r < n; r++) {
       const row = rows[r]
       if (row.length !== width) return undefined
-      for (let c = 0, at = r * width; c < width; c++) data[at + c] = BigInt(row[c])
+      for (let c = 0, at = r * width; c < width; c++) {
+        const v = row[c]
+        if (!Number.isSafeInteger(v)) return undefined
+        data[at + c] = BigInt(v)
+      }
     }
     return { type, data, dims: [n, width] }
   }
