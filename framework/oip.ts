@@ -418,13 +418,15 @@ function sendInferResponse (reply: FastifyReply, head: Record<string, string>, w
     parts.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
     return { ...meta, parameters: { binary_data_size: bytes.byteLength } }
   })
-  // Data is spliced in as prepared JSON text (JSON.stringify cannot write BigInt).
-  const text = `{${Object.entries(head).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`).concat(
-    `"outputs":[${outputs.map(o => {
-      const { data, ...rest } = o as { data?: string }
-      const json = JSON.stringify(rest)
-      return data === undefined ? json : `${json.slice(0, -1)},"data":${data}}`
-    }).join(',')}]`).join(',')}}`
+  // Data is spliced in as prepared JSON text (JSON.stringify cannot write BigInt),
+  // with + rather than join: join would copy the data text, once per level.
+  let text = JSON.stringify(head).slice(0, -1) + (Object.keys(head).length > 0 ? ',' : '') + '"outputs":['
+  outputs.forEach((o, i) => {
+    const { data, ...rest } = o as { data?: string }
+    const json = JSON.stringify(rest)
+    text += (i > 0 ? ',' : '') + (data === undefined ? json : json.slice(0, -1) + ',"data":' + data + '}')
+  })
+  text += ']}'
   if (parts.length === 0) return reply.type('application/json').send(text)
   const header = Buffer.from(text, 'utf8')
   return reply.type('application/octet-stream').header(HEADER_LENGTH, String(header.length)).send(Buffer.concat([header, ...parts]))
