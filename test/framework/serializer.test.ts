@@ -134,10 +134,10 @@ t.test('plain values never reach fast-json-stringify; others always do', async t
   const { fast, calls } = counted(schemas.rows)
   t.equal(fast({ outputs: [[1, -0.5, 1e-7], []] }), '{"outputs":[[1,-0.5,1e-7],[]]}')
   t.equal(calls(), 0)
-  for (const v of [{ outputs: [[1, NaN]] }, { outputs: [[Infinity]] }, { outputs: [['1']] }, { outputs: null }, {}, { outputs: [new Float32Array(2)] }]) {
+  for (const v of [{ outputs: [[1, NaN]] }, { outputs: [[Infinity]] }, { outputs: [['1']] }, { outputs: null }, {}, { outputs: [new Float32Array(2)] }, { outputs: [Object.assign([1], { toJSON: () => [2] })] }]) {
     outcome(fast, v)
   }
-  t.equal(calls(), 6, 'NaN, Infinity, a string, null, a missing field, a typed array: each falls back')
+  t.equal(calls(), 7, 'NaN, Infinity, a string, null, a missing field, a typed array, an array with toJSON: each falls back')
   t.equal(fast({ outputs: [[1, Infinity]] }), '{"outputs":[[1,null]]}', "fast-json-stringify's answer, not ours")
 })
 
