@@ -8,6 +8,9 @@
 //          that one core can be offered 10x of. Built on first use of `bytes`.)
 import { buildModel, randomWeights } from '../framework/onnx-builder.ts'
 
+/** Rows of tagger's embedding table: its ids are 0 .. TAGGER_VOCAB - 1. */
+export const TAGGER_VOCAB = 20_000
+
 export interface BenchModel {
   name: string
   bytes: Uint8Array
@@ -70,14 +73,14 @@ export function benchModels (): BenchModel[] {
     name: 'tagger',
     inputs: [{ name: 'ids', type: 'int64', shape: ['batch', 32] }],
     outputs: [{ name: 'logits', type: 'float32', shape: ['batch', 32, 17] }],
-    initializers: [{ name: 'table', type: 'float32', dims: [20000, 128], data: randomWeights(20000 * 128, 7, 0.1) }, ...t1.initializers, ...t2.initializers],
+    initializers: [{ name: 'table', type: 'float32', dims: [TAGGER_VOCAB, 128], data: randomWeights(TAGGER_VOCAB * 128, 7, 0.1) }, ...t1.initializers, ...t2.initializers],
     nodes: [{ op: 'Gather', inputs: ['table', 'ids'], outputs: ['emb'], attributes: { axis: 0 } }, ...t1.nodes, ...t2.nodes],
   })
   const rand = randomWeights(256, 42, 1)
   return [
     { name: 'tiny', bytes: tiny, input: 'x', output: 'y', type: 'float32', width: 4, example: [0.5, -1.25, 2, 3.75] },
     { name: 'mlp', bytes: mlp, input: 'x', output: 'y', type: 'float32', width: 256, example: Array.from(rand, v => Math.round(v * 1e4) / 1e4) },
-    { name: 'tagger', bytes: tagger, input: 'ids', output: 'logits', type: 'int64', width: 32, example: Array.from({ length: 32 }, (_, i) => (i * 7919 + 13) % 20000) },
+    { name: 'tagger', bytes: tagger, input: 'ids', output: 'logits', type: 'int64', width: 32, example: Array.from({ length: 32 }, (_, i) => (i * 7919 + 13) % TAGGER_VOCAB) },
     {
       name: 'heavy',
       // 140 MB of weights: made only when a caller writes the model (bench/app.ts only needs the names).
@@ -88,3 +91,15 @@ export function benchModels (): BenchModel[] {
 }
 
 let heavyBytes: Uint8Array | undefined
+
+/**
+ * `count` different examples of a model, made from its example (the same on
+ * every run). A benchmark that sends one example gets one answer again and
+ * again, and V8 caches number-to-string conversions: writing tagger's 544
+ * floats then looked three times cheaper than for answers that differ.
+ */
+export function examplesOf (m: BenchModel, count: number): number[][] {
+  return Array.from({ length: count }, (_, k) => m.example.map((v, i) => m.type === 'int64'
+    ? (v + k * 101) % TAGGER_VOCAB
+    : Math.round((v + Math.sin(k * 7 + i) / 2) * 1e4) / 1e4))
+}

@@ -2,7 +2,8 @@
 //
 // Every server is pinned to core 0 and every load generator to core 1
 // (taskset), on loopback. Configurations: the models tiny, mlp and tagger
-// (bench/models.ts) at concurrency 1, 16 and 64, one example per request,
+// (bench/models.ts) at concurrency 1, 16 and 64, one example per request
+// (cycling through 256 different ones: bench/models.ts's examplesOf says why),
 // against (a) this framework through a resource route (/bench/<model>) and
 // through the Open Inference Protocol (JSON, and binary tensors for mlp),
 // (b) the hand-written baseline (bench/baseline-server.ts), (c) session.run in
@@ -24,7 +25,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } 
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { benchModels, type BenchModel } from './models.ts'
+import { benchModels, examplesOf, type BenchModel } from './models.ts'
 import type { FloodResult, FloodSpec } from './flood.ts'
 import { SETTINGS } from '../framework/settings.ts'
 
@@ -223,15 +224,18 @@ async function startServer (args: string[], readyUrl: string, readyStatus = 200,
   }
 }
 
-const jsonBody = (m: BenchModel) => JSON.stringify({ inputs: [m.example] })
-const oipBody = (m: BenchModel) => JSON.stringify({ inputs: [{ name: m.input, shape: [1, m.width], datatype: m.type === 'int64' ? 'INT64' : 'FP32', data: m.example }] })
-function oipBinary (m: BenchModel): { body: string, headers: Record<string, string> } {
+/** Examples each load cycles through, one per request (see examplesOf). */
+const EXAMPLES = 256
+const jsonBodies = (m: BenchModel) => examplesOf(m, EXAMPLES).map(x => JSON.stringify({ inputs: [x] }))
+const oipBodies = (m: BenchModel) => examplesOf(m, EXAMPLES).map(x =>
+  JSON.stringify({ inputs: [{ name: m.input, shape: [1, m.width], datatype: m.type === 'int64' ? 'INT64' : 'FP32', data: x }] }))
+function oipBinary (m: BenchModel): { bodies: string[], headers: Record<string, string> } {
   const header = Buffer.from(JSON.stringify({
     inputs: [{ name: m.input, shape: [1, m.width], datatype: 'FP32', parameters: { binary_data_size: m.width * 4 } }],
     parameters: { binary_data_output: true },
   }))
-  const tensor = Buffer.from(Float32Array.from(m.example).buffer)
-  return { body: Buffer.concat([header, tensor]).toString('base64'), headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } }
+  const bodies = examplesOf(m, EXAMPLES).map(x => Buffer.concat([header, Buffer.from(Float32Array.from(x).buffer)]).toString('base64'))
+  return { bodies, headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } }
 }
 
 /** Sentences for /ner and /pos: news-like English, 5 to 30 tokens. */
@@ -300,16 +304,16 @@ async function main () {
   interface Target { target: string, model: string, url: string, bodies: string[], extra?: { base64?: boolean, headers?: Record<string, string> } }
   const targetsFor = (m: BenchModel, i: number): Target[] => {
     const list: Target[] = [
-      { target: 'baseline (hand-written)', model: m.name, url: `http://127.0.0.1:${PORT + 100 + i}/infer`, bodies: [jsonBody(m)] },
-      { target: 'framework: resource route', model: m.name, url: `${base}/bench/${m.name}`, bodies: [jsonBody(m)] },
+      { target: 'baseline (hand-written)', model: m.name, url: `http://127.0.0.1:${PORT + 100 + i}/infer`, bodies: jsonBodies(m) },
+      { target: 'framework: resource route', model: m.name, url: `${base}/bench/${m.name}`, bodies: jsonBodies(m) },
     ]
     // With tiny's requests: what node:http alone costs (the floor).
-    if (m.name === 'tiny') list.push({ target: FLOOR, model: m.name, url: `http://127.0.0.1:${floorPort}/`, bodies: [jsonBody(m)] })
+    if (m.name === 'tiny') list.push({ target: FLOOR, model: m.name, url: `http://127.0.0.1:${floorPort}/`, bodies: jsonBodies(m) })
     if (hasOip) {
-      list.push({ target: 'framework: OIP JSON', model: m.name, url: `${base}/v2/models/${m.name}/infer`, bodies: [oipBody(m)] })
+      list.push({ target: 'framework: OIP JSON', model: m.name, url: `${base}/v2/models/${m.name}/infer`, bodies: oipBodies(m) })
       if (m.name === 'mlp') {
         const b = oipBinary(m)
-        list.push({ target: 'framework: OIP binary', model: m.name, url: `${base}/v2/models/${m.name}/infer`, bodies: [b.body], extra: { base64: true, headers: b.headers } })
+        list.push({ target: 'framework: OIP binary', model: m.name, url: `${base}/v2/models/${m.name}/infer`, bodies: b.bodies, extra: { base64: true, headers: b.headers } })
       }
     }
     return list
@@ -348,7 +352,8 @@ async function main () {
   // Flood: the heavy model through the resource route, measured in this run
   // (measureFlood); the goals use the floods' medians.
   const hurl = `${base}/bench/${heavy.name}`
-  const hbody = jsonBody(heavy)
+  // One example: heavy's answer is 16 floats, and the flood's open loop sends one body.
+  const hbody = JSON.stringify({ inputs: [heavy.example] })
   const flood = await measureFlood(heavy.name, hurl, hbody, fw, base, [...threads])
   // A server set for latency rather than throughput (nothing queues), flooded
   // the same way at 10x its own capacity (measured with one client per
@@ -432,7 +437,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     `Made by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
     `Machine: ${cpus().length} x ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GB RAM, Node ${process.version}, Linux; shared with other jobs, so compare within this run.`,
     `Framework servers: the sources (\`node --import tsx server.ts --app bench/app.ts\`) with the settings \`npm start\` gives node (scripts/start.sh: malloc arenas and mmap threshold, \`${startV8Flags()}\`, \`--single-threaded-gc\` on 2 cores or fewer); the default server: \`npm start\` itself.`,
-    `Every server pinned to core ${SERVER_CORE}, every load generator (autocannon ${'\u2265'}8, bench/load.ts; the flood's open loop, bench/flood.ts) to core ${LOAD_CORE}, loopback, ${SECONDS} s per configuration, one example per request, keep-alive.`,
+    `Every server pinned to core ${SERVER_CORE}, every load generator (autocannon ${'\u2265'}8, bench/load.ts; the flood's open loop, bench/flood.ts) to core ${LOAD_CORE}, loopback, ${SECONDS} s per configuration, one example per request (each load cycles through ${EXAMPLES} different examples, so that answers differ: with one example, V8's number-to-string cache wrote the same answer again and again for free), keep-alive.`,
     `Each configuration ran ${ROUNDS} times, interleaved with its baseline in alternating order; the tables give medians (req/s range over the runs in the last column).`,
     '',
     '## Goals',
