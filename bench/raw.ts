@@ -1,5 +1,8 @@
 // The ceiling: session.run in a loop, in-process, no HTTP. Prints one JSON
-// line per batch size. argv: <model.onnx> <input> <float32|int64> <width> <seconds>
+// line per batch size; the batch-64 line also gives `answerUs`, what writing
+// one example's outputs as JSON costs (JSON.stringify of a plain array of the
+// 64 different rows in turn), which no server can batch away.
+// argv: <model.onnx> <input> <float32|int64> <width> <seconds>
 import * as ort from 'onnxruntime-node'
 
 const [path, input, type, width, seconds] = process.argv.slice(2)
@@ -18,5 +21,23 @@ for (const batch of [1, 64]) {
   }
   times.sort((a, b) => a - b)
   const total = times.reduce((a, b) => a + b, 0) / 1000
-  process.stdout.write(JSON.stringify({ batch, callsPerSec: times.length / total, examplesPerSec: times.length * batch / total, p50: times[Math.floor(times.length / 2)], p99: times[Math.floor(times.length * 0.99)] }) + '\n')
+  process.stdout.write(JSON.stringify({ batch, callsPerSec: times.length / total, examplesPerSec: times.length * batch / total, p50: times[Math.floor(times.length / 2)], p99: times[Math.floor(times.length * 0.99)], ...(batch > 1 ? { answerUs: await answerUs(feeds) } : {}) }) + '\n')
+}
+
+/** Microseconds to write one row of the outputs as JSON, over the batch's rows in turn. */
+async function answerUs (feeds: Record<string, ort.Tensor>): Promise<number> {
+  const outputs = await session.run(feeds)
+  const rows = Object.values(outputs).map(t => {
+    const data = t.data as Float32Array
+    const per = data.length / t.dims[0]
+    return Array.from({ length: t.dims[0] }, (_, r) => Array.from(data.subarray(r * per, (r + 1) * per)))
+  })[0]
+  let n = 0
+  const end = performance.now() + 500
+  const t0 = performance.now()
+  while (performance.now() < end) {
+    for (const row of rows) JSON.stringify(row)
+    n += rows.length
+  }
+  return (performance.now() - t0) * 1000 / n
 }

@@ -265,7 +265,7 @@ async function main () {
     if (existsSync(join(root, 'models', name))) cpSync(join(root, 'models', name), join(dir, name), { recursive: true })
   }
   const rows: Row[] = []
-  const raw: Array<{ model: string, batch: number, examplesPerSec: number, p50: number, p99: number }> = []
+  const raw: Array<{ model: string, batch: number, examplesPerSec: number, p50: number, p99: number, answerUs?: number }> = []
   const rss: Record<string, number> = {}
   const notes: string[] = []
 
@@ -415,7 +415,7 @@ const f0 = (n: number) => Math.round(n).toLocaleString('en-US')
 const f1 = (n: number) => n === undefined || Number.isNaN(n) ? '-' : n.toFixed(n < 10 ? 2 : 1)
 
 function report ({ rows, raw, rss, flood, starts, notes }: {
-  rows: Row[], raw: Array<{ model: string, batch: number, examplesPerSec: number, p50: number, p99: number }>,
+  rows: Row[], raw: Array<{ model: string, batch: number, examplesPerSec: number, p50: number, p99: number, answerUs?: number }>,
   rss: Record<string, number>, flood?: FloodReport, starts: number[], notes: string[]
 }): string {
   const find = (target: string, model: string, c: number) => rows.find(r => r.target === target && r.model === model && r.c === c)?.r
@@ -472,9 +472,9 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     '',
     '## session.run in a loop (the ceiling, one thread)',
     '',
-    '| Model | Batch | examples/s | p50 ms per call | p99 ms per call |',
-    '| --- | ---: | ---: | ---: | ---: |',
-    ...raw.map(r => `| ${r.model} | ${r.batch} | ${f0(r.examplesPerSec)} | ${f1(r.p50)} | ${f1(r.p99)} |`),
+    '| Model | Batch | examples/s | p50 ms per call | p99 ms per call | us to write one example\'s answer (JSON.stringify) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...raw.map(r => `| ${r.model} | ${r.batch} | ${f0(r.examplesPerSec)} | ${f1(r.p50)} | ${f1(r.p99)} | ${r.answerUs === undefined ? '' : f1(r.answerUs)} |`),
     '',
     ...(flood ? floodSection(flood) : []),
     ...(flood?.latencyFirst ? floodSection(flood.latencyFirst, true) : []),
@@ -501,24 +501,28 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
  */
 function budget (
   find: (target: string, model: string, c: number) => LoadResult | undefined,
-  raw: Array<{ model: string, batch: number, examplesPerSec: number }>,
+  raw: Array<{ model: string, batch: number, examplesPerSec: number, answerUs?: number }>,
 ): string[] {
   const us = (r: LoadResult | undefined) => r ? 1e6 / r.rps : NaN
   const floor = us(find(FLOOR, 'tiny', 64))
-  const one = (model: string, want: number, target: string, label: string) => {
+  const one = (model: string, want: number, target: string, label: string, json: boolean) => {
     const base = us(find('baseline (hand-written)', model, 64))
-    const computed = 1e6 / (raw.find(r => r.model === model && r.batch === 64)?.examplesPerSec ?? NaN)
-    const left = base / want - floor - computed
+    const at64 = raw.find(r => r.model === model && r.batch === 64)
+    const computed = 1e6 / (at64?.examplesPerSec ?? NaN)
+    // OIP binary answers are raw bytes: no numbers to write.
+    const answer = json ? at64?.answerUs ?? NaN : 0
+    const fixed = floor + computed + answer
+    const left = base / want - fixed
     if (Number.isNaN(left)) return [] // not measured in this run (BENCH_ONLY)
-    return [`- ${model}, ${label} ${want}x: the baseline costs ${f1(base)} us per request, so ${want}x leaves ${f1(base / want)} us; the floor takes ${f1(floor)} and ${model}'s compute at batch 64 ${f1(computed)}, which leaves ${f1(left)} us for reading the request, batching and writing the answer (the framework's ${target.replace('framework: ', '')} takes ${f1(us(find(target, model, 64)) - floor - computed)} us of that kind now).`]
+    return [`- ${model}, ${label} ${want}x: the baseline costs ${f1(base)} us per request, so ${want}x leaves ${f1(base / want)} us; the floor takes ${f1(floor)}, ${model}'s compute at batch 64 ${f1(computed)}${json ? ` and writing its answer's numbers ${f1(answer)}` : ''}, which leaves ${f1(left)} us for reading the request, batching and the rest of the answer (the framework's ${target.replace('framework: ', '')} takes ${f1(us(find(target, model, 64)) - fixed)} us of that kind now).`]
   }
   if (Number.isNaN(floor)) return []
   return [
     `What the ratios leave per request, at c=64 (the server core saturated, a request costs it 1 / (req/s)); the floor is the node:http row below, ${f1(floor)} us per request:`,
     '',
-    ...one('mlp', 3, 'framework: OIP binary', 'OIP binary'),
-    ...one('mlp', 1.8, 'framework: resource route', 'resource route (JSON)'),
-    ...one('tagger', 2, 'framework: resource route', 'resource route'),
+    ...one('mlp', 3, 'framework: OIP binary', 'OIP binary', false),
+    ...one('mlp', 1.8, 'framework: resource route', 'resource route (JSON)', true),
+    ...one('tagger', 2, 'framework: resource route', 'resource route', true),
     '',
   ]
 }
