@@ -200,11 +200,16 @@ function peakRssMb (pid: number): number {
 }
 
 /** Starts `command args` on the server core (the sources under tsx unless told). */
+/** Servers still running: a run that fails stops them on its way out. */
+const running = new Set<ChildProcess>()
+process.on('exit', () => { for (const child of running) child.kill('SIGTERM') })
+
 async function startServer (args: string[], readyUrl: string, readyStatus = 200, command = [node, '--import', 'tsx'], env: NodeJS.ProcessEnv = {}): Promise<Server> {
   const started = performance.now()
   const child = spawn('taskset', ['-c', SERVER_CORE, ...command, ...args], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } })
   let exited = false
-  child.on('exit', () => { exited = true })
+  running.add(child)
+  child.on('exit', () => { exited = true; running.delete(child) })
   for (;;) {
     if (exited) throw new Error(`server ${args.join(' ')} exited before it was ready`)
     try {
