@@ -59,6 +59,8 @@ const node = process.execPath
 const log = (...args: unknown[]) => process.stderr.write(args.join(' ') + '\n')
 
 interface LoadResult { rps: number, p50: number, p99: number, errors: number, non2xx: number, total: number }
+/** One line of bench/raw.ts: session.run in a loop at one batch size (answerUs at batch 64). */
+interface RawRow { model: string, batch: number, examplesPerSec: number, p50: number, p99: number, answerUs?: number }
 
 function run (cmd: string, args: string[], options: { cwd?: string, input?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -72,9 +74,9 @@ function run (cmd: string, args: string[], options: { cwd?: string, input?: stri
 
 const pinned = (core: string, script: string, args: string[]) => ['-c', core, node, '--import', 'tsx', script, ...args]
 
-async function load (url: string, connections: number, bodies: string[], extra: { base64?: boolean, headers?: Record<string, string> } = {}): Promise<LoadResult> {
+async function load (url: string, connections: number, bodies: string[], extra: { base64?: boolean, headers?: Record<string, string> } = {}, duration = SECONDS): Promise<LoadResult> {
   // The spec goes on stdin: 256 bodies are more than one argument may hold.
-  const out = await run('taskset', pinned(LOAD_CORE, 'bench/load.ts', []), { input: JSON.stringify({ url, connections, duration: SECONDS, bodies, ...extra }) })
+  const out = await run('taskset', pinned(LOAD_CORE, 'bench/load.ts', []), { input: JSON.stringify({ url, connections, duration, bodies, ...extra }) })
   return JSON.parse(out.trim().split('\n').pop()!)
 }
 
@@ -124,7 +126,7 @@ async function alive (server: Server, base: string): Promise<boolean> {
 }
 
 async function warm (url: string, bodies: string[], extra: { base64?: boolean, headers?: Record<string, string> } = {}) {
-  await run('taskset', pinned(LOAD_CORE, 'bench/load.ts', []), { input: JSON.stringify({ url, connections: 64, duration: 1, bodies, ...extra }) })
+  await load(url, 64, bodies, extra, 1)
 }
 
 /** One open-loop run of bench/flood.ts on the load core. */
@@ -199,11 +201,11 @@ function peakRssMb (pid: number): number {
   return m ? Math.round(Number(m[1]) / 1024) : NaN
 }
 
-/** Starts `command args` on the server core (the sources under tsx unless told). */
 /** Servers still running: a run that fails stops them on its way out. */
 const running = new Set<ChildProcess>()
 process.on('exit', () => { for (const child of running) child.kill('SIGTERM') })
 
+/** Starts `command args` on the server core (the sources under tsx unless told). */
 async function startServer (args: string[], readyUrl: string, readyStatus = 200, command = [node, '--import', 'tsx'], env: NodeJS.ProcessEnv = {}): Promise<Server> {
   const started = performance.now()
   const child = spawn('taskset', ['-c', SERVER_CORE, ...command, ...args], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } })
@@ -272,7 +274,7 @@ async function main () {
     if (existsSync(join(root, 'models', name))) cpSync(join(root, 'models', name), join(dir, name), { recursive: true })
   }
   const rows: Row[] = []
-  const raw: Array<{ model: string, batch: number, examplesPerSec: number, p50: number, p99: number, answerUs?: number }> = []
+  const raw: RawRow[] = []
   const rss: Record<string, number> = {}
   const notes: string[] = []
 
@@ -422,7 +424,7 @@ const f0 = (n: number) => Math.round(n).toLocaleString('en-US')
 const f1 = (n: number) => n === undefined || Number.isNaN(n) ? '-' : n.toFixed(n < 10 ? 2 : 1)
 
 function report ({ rows, raw, rss, flood, starts, notes }: {
-  rows: Row[], raw: Array<{ model: string, batch: number, examplesPerSec: number, p50: number, p99: number, answerUs?: number }>,
+  rows: Row[], raw: RawRow[],
   rss: Record<string, number>, flood?: FloodReport, starts: number[], notes: string[]
 }): string {
   const find = (target: string, model: string, c: number) => rows.find(r => r.target === target && r.model === model && r.c === c)?.r
@@ -508,7 +510,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
  */
 function budget (
   find: (target: string, model: string, c: number) => LoadResult | undefined,
-  raw: Array<{ model: string, batch: number, examplesPerSec: number, answerUs?: number }>,
+  raw: RawRow[],
 ): string[] {
   const us = (r: LoadResult | undefined) => r ? 1e6 / r.rps : NaN
   const floor = us(find(FLOOR, 'tiny', 64))

@@ -136,7 +136,7 @@ export async function createApp (options: AppOptions): Promise<App> {
     // lifecycle hook below answers draining requests instead.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
-    // fast-json-stringify, with number arrays (model outputs) written by join.
+    // fast-json-stringify, with number arrays (model outputs) written by JSON.stringify.
     schemaController: { compilersFactory: { buildSerializer } },
     // fastify's own HTTP/1 server (lib/server.js), with the early refusal in front of its handler.
     serverFactory: (handler, fastifyOptions) => {
