@@ -110,12 +110,18 @@ async function measureFlood (model: string, url: string, body: string, server: S
   }
   const rate = rates?.flood ?? Number(process.env.BENCH_FLOOD_RATE ?? Math.round(best * 10))
   await floodRun({ url, rate, duration: 1, body, sockets: 512 })
+  const results = await floods(url, rate, body, `${model}: open loop at ${rate} req/s, ${serverArgs.join(' ') || 'defaults'}`)
+  return { model, rate, capacity, capacityConnections: connections, c1, unloaded, results, alive: await alive(server, base), serverArgs }
+}
+
+/** ROUNDS open-loop floods of `url` at `rate` (up to 512 sockets), one after the other. */
+async function floods (url: string, rate: number, body: string, label: string): Promise<FloodResult[]> {
   const results: FloodResult[] = []
   for (let i = 0; i < ROUNDS; i++) {
-    log(`flood ${model}: open loop at ${rate} req/s, ${serverArgs.join(' ') || 'defaults'}, ${i + 1}/${ROUNDS}`)
+    log(`flood ${label}, ${i + 1}/${ROUNDS}`)
     results.push(await floodRun({ url, rate, duration: SECONDS, body, sockets: 512 }))
   }
-  return { model, rate, capacity, capacityConnections: connections, c1, unloaded, results, alive: await alive(server, base), serverArgs }
+  return results
 }
 
 /** The server process still running and /health/live answering 200. */
@@ -349,9 +355,13 @@ async function main () {
     }
   }
   for (const { tgt, c, runs } of samples.values()) rows.push({ target: tgt.target, model: tgt.model, c, r: median(runs), spread: runs.map(r => r.rps) })
-  if (ONLY) {
+  /** Stops the framework server and the others, noting their peak RSS. */
+  const stopServers = async () => {
     rss.framework = await fw.stop()
     for (const [name, b] of baselines) rss[name] = await b.stop()
+  }
+  if (ONLY) {
+    await stopServers()
     rmSync(dir, { recursive: true, force: true })
     writeFileSync(join(root, 'bench', 'RESULTS.partial.md'), report({ rows, raw, rss, starts: [], notes: [`Partial run: BENCH_ONLY=${process.env.BENCH_ONLY}.`] }))
     log('wrote bench/RESULTS.partial.md')
@@ -374,24 +384,18 @@ async function main () {
   const lurl = `http://127.0.0.1:${lport}/bench/${heavy.name}`
   const lfw = await startServer(['--app', 'bench/app.ts', '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...LATENCY_FIRST], `http://127.0.0.1:${lport}/health/ready`, 200, ...FRAMEWORK)
   flood.latencyFirst = await measureFlood(heavy.name, lurl, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...LATENCY_FIRST], undefined, Number(process.env.BENCH_THREADS ?? 1))
-  const alsoAt: FloodResult[] = []
-  for (let i = 0; i < ROUNDS; i++) {
-    log(`flood ${heavy.name}: latency first at the first flood's ${flood.rate} req/s, ${i + 1}/${ROUNDS}`)
-    alsoAt.push(await floodRun({ url: lurl, rate: flood.rate, duration: SECONDS, body: hbody, sockets: 512 }))
-  }
+  const alsoAt = await floods(lurl, flood.rate, hbody, `${heavy.name}: latency first at the first flood's ${flood.rate} req/s`)
   flood.latencyFirst.alsoAt = { rate: flood.rate, results: alsoAt }
   flood.latencyFirst.alive &&= await alive(lfw, `http://127.0.0.1:${lport}`)
   await lfw.stop()
   if (FLOOD_ONLY) {
-    rss.framework = await fw.stop()
-    for (const [name, b] of baselines) rss[name] = await b.stop()
+    await stopServers()
     rmSync(dir, { recursive: true, force: true })
     writeFileSync(join(root, 'bench', 'RESULTS.partial.md'), report({ rows, raw, rss, flood, starts: [], notes: ['Partial run: BENCH_FLOOD_ONLY=1.'] }))
     log('wrote bench/RESULTS.partial.md')
     return
   }
-  rss.framework = await fw.stop()
-  for (const [name, b] of baselines) rss[name] = await b.stop()
+  await stopServers()
 
   // The default server (app.ts, the bundled models, default threads) as
   // `npm start` runs it: compiled by its prestart step (scripts/build.mjs),

@@ -46,15 +46,15 @@ export const DEFAULT_BATCH_OPTIONS: BatchOptions = { maxBatchItems: 64, maxQueue
 /** Checks options (a typo in config.json should fail at load, not under load). */
 export function validateBatchOptions (options: Partial<BatchOptions>): string[] {
   const problems: string[] = []
-  const positiveInt = (name: keyof BatchOptions) => {
+  const intFrom = (name: keyof BatchOptions, min: 0 | 1) => {
     const v = options[name]
-    if (v !== undefined && (!Number.isInteger(v) || (v as number) < 1)) problems.push(`${name} must be a positive integer, got ${JSON.stringify(v)}`)
+    if (v !== undefined && (!Number.isInteger(v) || (v as number) < min)) {
+      problems.push(`${name} must be ${min === 1 ? 'a positive integer' : 'an integer >= 0'}, got ${JSON.stringify(v)}`)
+    }
   }
-  positiveInt('maxBatchItems')
-  if (options.maxQueueItems !== undefined && (!Number.isInteger(options.maxQueueItems) || options.maxQueueItems < 0)) {
-    problems.push(`maxQueueItems must be an integer >= 0, got ${JSON.stringify(options.maxQueueItems)}`)
-  }
-  positiveInt('maxBatchTokens')
+  intFrom('maxBatchItems', 1)
+  intFrom('maxQueueItems', 0)
+  intFrom('maxBatchTokens', 1)
   if (options.maxDelayMs !== undefined && !(typeof options.maxDelayMs === 'number' && options.maxDelayMs >= 0 && Number.isFinite(options.maxDelayMs))) {
     problems.push(`maxDelayMs must be a number >= 0, got ${JSON.stringify(options.maxDelayMs)}`)
   }
