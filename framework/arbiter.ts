@@ -30,7 +30,8 @@ const GATHER_TIMEOUT_MS = 5000
 interface Gathering {
   /** Workers asked that have not answered yet. */
   waiting: Set<Worker>
-  parts: MetricsPart[]
+  /** The answers so far, by worker (a worker that retires meanwhile is counted in `retired` instead). */
+  parts: Map<Worker, MetricsPart>
   finish: (error?: string) => void
 }
 
@@ -78,7 +79,9 @@ export function runArbiter (settings: Settings): void {
    * Prometheus) each time a worker is replaced.
    */
   let retired: MetricsPart = []
-  const retire = (part: MetricsPart | undefined) => {
+  const retire = (worker: Worker, part: MetricsPart | undefined) => {
+    // A gathering that already has this worker's answer would count it twice.
+    for (const gathering of gatherings.values()) gathering.parts.delete(worker)
     if (part) retired = sumParts([retired, part.filter(m => String(m.type) === 'counter' || String(m.type) === 'histogram')])
   }
 
@@ -91,12 +94,12 @@ export function runArbiter (settings: Settings): void {
     const id = ++lastGathering
     const gathering: Gathering = {
       waiting: new Set([...ready].filter(w => w.isConnected() && !closed.has(w))),
-      parts: [],
+      parts: new Map(),
       finish: (error?: string) => {
         clearTimeout(timer)
         gatherings.delete(id)
         if (error) return reject(new Error(error))
-        AggregatorRegistry.aggregate([...gathering.parts, retired]).metrics().then(resolve, reject)
+        AggregatorRegistry.aggregate([...gathering.parts.values(), retired]).metrics().then(resolve, reject)
       },
     }
     const timer = setTimeout(() => gathering.finish(`no answer from worker ${[...gathering.waiting].map(w => w.id).join(', ')} within ${GATHER_TIMEOUT_MS} ms`), GATHER_TIMEOUT_MS)
@@ -161,14 +164,14 @@ export function runArbiter (settings: Settings): void {
     } else if (message.type === 'metrics-part') {
       const gathering = gatherings.get(message.id)
       if (message.error) return gathering?.finish(`worker ${worker.id}: ${message.error}`)
-      if (gathering?.waiting.has(worker)) gathering.parts.push(message.metrics ?? [])
+      if (gathering?.waiting.has(worker)) gathering.parts.set(worker, message.metrics ?? [])
       lastParts.set(worker, message.metrics ?? [])
       answered(worker, gathering)
     } else if (message.type === 'metrics-final') {
       // The worker has closed its app: its counts are final, and now retired
       // (a gathering waiting for it has them through `retired`).
       closed.add(worker)
-      retire(message.metrics)
+      retire(worker, message.metrics)
       for (const gathering of gatherings.values()) answered(worker, gathering)
     }
   })
@@ -178,7 +181,7 @@ export function runArbiter (settings: Settings): void {
     const wasReady = ready.delete(worker)
     for (const gathering of gatherings.values()) answered(worker, gathering)
     // A worker that died without its final metrics: its last gathered ones.
-    if (!closed.delete(worker)) retire(lastParts.get(worker))
+    if (!closed.delete(worker)) retire(worker, lastParts.get(worker))
     lastParts.delete(worker)
     const wasRetiring = retiring.delete(worker)
     waiters.get(worker)?.(false)
