@@ -11,53 +11,22 @@
 //   new one ready before the old one drains, so no request is dropped.
 // - TTIN / TTOU: one worker more / less. A worker that reached --max-requests is
 //   replaced the same way as on HUP.
-// - /metrics: a scrape reaches one worker, which asks the arbiter; the arbiter
-//   gathers every ready worker's registry and sums them (prom-client's
-//   AggregatorRegistry.aggregate), so each scrape shows the whole server; the
-//   counters of workers that exited stay in the sum (their final values, sent
-//   as they close; a crashed worker's, as of the last scrape).
+// - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster'
 import pino from 'pino'
-import { AggregatorRegistry, type MetricValue } from 'prom-client'
 import type { Settings } from './settings.ts'
 import type { WorkerMessage } from './serve.ts'
-import type { ArbiterMetricsMessage, MetricsPart } from './metrics.ts'
+import type { ArbiterMetricsMessage } from './metrics.ts'
+import { ClusterMetrics } from './cluster-metrics.ts'
 
 const BOOT_FAILURE = 3
-/** How long a /metrics gathering waits for the workers. */
-const GATHER_TIMEOUT_MS = 5000
-
-interface Gathering {
-  /** Workers asked that have not answered yet. */
-  waiting: Set<Worker>
-  /** The answers so far, by worker (a worker that retires meanwhile is counted in `retired` instead). */
-  parts: Map<Worker, MetricsPart>
-  finish: (error?: string) => void
-}
-
-/** Metrics of several workers as one part, each sample summed over them (counters and histograms add up). */
-function sumParts (parts: MetricsPart[]): MetricsPart {
-  const byName = new Map<string, { metric: MetricsPart[number], values: Map<string, MetricValue<string>> }>()
-  for (const part of parts) {
-    for (const metric of part) {
-      let entry = byName.get(metric.name)
-      if (!entry) byName.set(metric.name, entry = { metric, values: new Map() })
-      for (const v of metric.values) {
-        const key = `${(v as { metricName?: string }).metricName ?? ''} ${JSON.stringify(Object.entries(v.labels).sort())}`
-        const seen = entry.values.get(key)
-        entry.values.set(key, seen ? { ...seen, value: seen.value + v.value } : { ...v })
-      }
-    }
-  }
-  return [...byName.values()].map(({ metric, values }) => ({ ...metric, values: [...values.values()] }))
-}
+const MAX_BACKOFF_MS = 10_000
 
 /** Sends a worker a message, unless it is gone. */
 function tell (worker: Worker, message: ArbiterMetricsMessage) {
   // With a callback, a channel that closes meanwhile is reported there, not thrown.
   if (worker.isConnected()) worker.send(message, undefined, () => {})
 }
-const MAX_BACKOFF_MS = 10_000
 
 export function runArbiter (settings: Settings): void {
   const log = pino({ level: settings.logLevel, base: { pid: process.pid, role: 'arbiter' } })
@@ -68,48 +37,10 @@ export function runArbiter (settings: Settings): void {
   const ready = new Set<Worker>()
   const retiring = new Set<Worker>()
   const waiters = new Map<Worker, (ok: boolean) => void>()
-  const gatherings = new Map<number, Gathering>()
-  let lastGathering = 0
-  /** Each worker's metrics at its last gathering; and the workers that sent their final ones (closing). */
-  const lastParts = new Map<Worker, MetricsPart>()
-  const closed = new Set<Worker>()
-  /**
-   * The counters and histograms of workers that exited, summed: added to every
-   * gathering, so that the server's counters do not drop (a counter reset, to
-   * Prometheus) each time a worker is replaced.
-   */
-  let retired: MetricsPart = []
-  const retire = (worker: Worker, part: MetricsPart | undefined) => {
-    // A gathering that already has this worker's answer would count it twice.
-    for (const gathering of gatherings.values()) gathering.parts.delete(worker)
-    if (part) retired = sumParts([retired, part.filter(m => String(m.type) === 'counter' || String(m.type) === 'histogram')])
-  }
-
-  /**
-   * Every ready worker's metrics, summed: asks each for its registry and
-   * waits for all (a worker that exits meanwhile is no longer waited for).
-   * Workers still booting are not asked: their metrics are not set up yet.
-   */
-  const gather = (): Promise<string> => new Promise((resolve, reject) => {
-    const id = ++lastGathering
-    const gathering: Gathering = {
-      waiting: new Set([...ready].filter(w => w.isConnected() && !closed.has(w))),
-      parts: new Map(),
-      finish: (error?: string) => {
-        clearTimeout(timer)
-        gatherings.delete(id)
-        if (error) return reject(new Error(error))
-        AggregatorRegistry.aggregate([...gathering.parts.values(), retired]).metrics().then(resolve, reject)
-      },
-    }
-    const timer = setTimeout(() => gathering.finish(`no answer from worker ${[...gathering.waiting].map(w => w.id).join(', ')} within ${GATHER_TIMEOUT_MS} ms`), GATHER_TIMEOUT_MS)
-    gatherings.set(id, gathering)
-    for (const w of gathering.waiting) tell(w, { type: 'metrics-collect', id })
-    if (gathering.waiting.size === 0) gathering.finish()
+  const metrics = new ClusterMetrics<Worker>({
+    ask: (worker, id) => tell(worker, { type: 'metrics-collect', id }),
+    nameOf: worker => worker.id,
   })
-  const answered = (worker: Worker, gathering: Gathering | undefined) => {
-    if (gathering?.waiting.delete(worker) && gathering.waiting.size === 0) gathering.finish()
-  }
 
   const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !retiring.has(w))
 
@@ -157,32 +88,21 @@ export function runArbiter (settings: Settings): void {
     } else if (message.type === 'retire') {
       void replace(worker)
     } else if (message.type === 'metrics') {
-      gather().then(
+      metrics.gather([...ready].filter(w => w.isConnected())).then(
         text => tell(worker, { type: 'metrics', id: message.id, text }),
         (err: Error) => tell(worker, { type: 'metrics', id: message.id, error: err.message }),
       )
     } else if (message.type === 'metrics-part') {
-      const gathering = gatherings.get(message.id)
-      if (message.error) return gathering?.finish(`worker ${worker.id}: ${message.error}`)
-      if (gathering?.waiting.has(worker)) gathering.parts.set(worker, message.metrics ?? [])
-      lastParts.set(worker, message.metrics ?? [])
-      answered(worker, gathering)
+      metrics.part(worker, message.id, message.metrics, message.error)
     } else if (message.type === 'metrics-final') {
-      // The worker has closed its app: its counts are final, and now retired
-      // (a gathering waiting for it has them through `retired`).
-      closed.add(worker)
-      retire(worker, message.metrics)
-      for (const gathering of gatherings.values()) answered(worker, gathering)
+      metrics.final(worker, message.metrics)
     }
   })
 
   cluster.on('exit', (worker, code, signal) => {
     log.info({ worker: worker.id, workerPid: worker.process.pid, code, signal }, 'worker exited')
     const wasReady = ready.delete(worker)
-    for (const gathering of gatherings.values()) answered(worker, gathering)
-    // A worker that died without its final metrics: its last gathered ones.
-    if (!closed.delete(worker)) retire(worker, lastParts.get(worker))
-    lastParts.delete(worker)
+    metrics.exited(worker)
     const wasRetiring = retiring.delete(worker)
     waiters.get(worker)?.(false)
     waiters.delete(worker)

@@ -1,0 +1,125 @@
+// The arbiter's side of /metrics: a scrape reaches one worker, which asks the
+// arbiter; the arbiter gathers every ready worker's registry and sums them
+// (prom-client's AggregatorRegistry.aggregate), so each scrape shows the whole
+// server. The counters of workers that exited stay in the sum (their final
+// values, sent as they close; a crashed worker's, as of the last scrape), so a
+// replaced worker is never a counter reset to Prometheus.
+//
+// This holds no process: the arbiter tells it what its workers say and do, in
+// the order it hears them, which is what the tests replay.
+import { AggregatorRegistry, type MetricValue } from 'prom-client'
+import type { MetricsPart } from './metrics.ts'
+
+/** How long a gathering waits for the workers. */
+export const GATHER_TIMEOUT_MS = 5000
+
+interface Gathering<W> {
+  /** Workers asked that have not answered yet. */
+  waiting: Set<W>
+  /** The answers so far, by worker (a worker that retires meanwhile is counted in `retired` instead). */
+  parts: Map<W, MetricsPart>
+  finish: (error?: string) => void
+}
+
+/** Metrics of several workers as one part, each sample summed over them (counters and histograms add up). */
+function sumParts (parts: MetricsPart[]): MetricsPart {
+  const byName = new Map<string, { metric: MetricsPart[number], values: Map<string, MetricValue<string>> }>()
+  for (const part of parts) {
+    for (const metric of part) {
+      let entry = byName.get(metric.name)
+      if (!entry) byName.set(metric.name, entry = { metric, values: new Map() })
+      for (const v of metric.values) {
+        const key = `${(v as { metricName?: string }).metricName ?? ''} ${JSON.stringify(Object.entries(v.labels).sort())}`
+        const seen = entry.values.get(key)
+        entry.values.set(key, seen ? { ...seen, value: seen.value + v.value } : { ...v })
+      }
+    }
+  }
+  return [...byName.values()].map(({ metric, values }) => ({ ...metric, values: [...values.values()] }))
+}
+
+export interface ClusterMetricsOptions<W> {
+  /** Asks a worker for its registry; it answers through `part(worker, id, ...)`. */
+  ask: (worker: W, id: number) => void
+  /** How a worker is named in errors. */
+  nameOf: (worker: W) => string | number
+  timeoutMs?: number
+}
+
+export class ClusterMetrics<W> {
+  readonly #options: ClusterMetricsOptions<W>
+  readonly #gatherings = new Map<number, Gathering<W>>()
+  #lastId = 0
+  /** Each worker's metrics at its last gathering (a crashed worker's last known counts). */
+  readonly #lastParts = new Map<W, MetricsPart>()
+  /** Workers that sent their final metrics: they are not asked again. */
+  readonly #closed = new Set<W>()
+  /** The counters and histograms of workers that exited, summed: added to every gathering. */
+  #retired: MetricsPart = []
+
+  constructor (options: ClusterMetricsOptions<W>) {
+    this.#options = options
+  }
+
+  /**
+   * Every worker's metrics, summed as Prometheus text: asks each of `workers`
+   * (the ready ones; those that sent their final metrics are skipped) and
+   * waits for all. A worker that closes or exits meanwhile is no longer waited
+   * for. Fails when a worker reports an error, or is silent past the timeout.
+   */
+  gather (workers: Iterable<W>): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const id = ++this.#lastId
+      const gathering: Gathering<W> = {
+        waiting: new Set([...workers].filter(w => !this.#closed.has(w))),
+        parts: new Map(),
+        finish: (error?: string) => {
+          clearTimeout(timer)
+          this.#gatherings.delete(id)
+          if (error) return reject(new Error(error))
+          AggregatorRegistry.aggregate([...gathering.parts.values(), this.#retired]).metrics().then(resolve, reject)
+        },
+      }
+      const timeoutMs = this.#options.timeoutMs ?? GATHER_TIMEOUT_MS
+      const silent = () => [...gathering.waiting].map(this.#options.nameOf).join(', ')
+      const timer = setTimeout(() => gathering.finish(`no answer from worker ${silent()} within ${timeoutMs} ms`), timeoutMs)
+      this.#gatherings.set(id, gathering)
+      for (const w of gathering.waiting) this.#options.ask(w, id)
+      if (gathering.waiting.size === 0) gathering.finish()
+    })
+  }
+
+  /** A worker's answer to gathering `id`: its metrics, or why it has none. */
+  part (worker: W, id: number, metrics: MetricsPart | undefined, error?: string): void {
+    const gathering = this.#gatherings.get(id)
+    if (error) return gathering?.finish(`worker ${this.#options.nameOf(worker)}: ${error}`)
+    if (gathering?.waiting.has(worker)) gathering.parts.set(worker, metrics ?? [])
+    this.#lastParts.set(worker, metrics ?? [])
+    this.#answered(worker, gathering)
+  }
+
+  /** A worker closed its app: its counts are final, and now retired (a gathering waiting for it has them that way). */
+  final (worker: W, metrics: MetricsPart): void {
+    this.#closed.add(worker)
+    this.#retire(worker, metrics)
+    for (const gathering of this.#gatherings.values()) this.#answered(worker, gathering)
+  }
+
+  /** A worker's process exited: no gathering waits for it; without final metrics, its last gathered ones are retired. */
+  exited (worker: W): void {
+    // Retired first: a gathering this ends must already hold the worker's counts.
+    if (!this.#closed.delete(worker)) this.#retire(worker, this.#lastParts.get(worker))
+    this.#lastParts.delete(worker)
+    for (const gathering of this.#gatherings.values()) this.#answered(worker, gathering)
+  }
+
+  #retire (worker: W, part: MetricsPart | undefined) {
+    // A gathering that already has this worker's answer would count it twice.
+    for (const gathering of this.#gatherings.values()) gathering.parts.delete(worker)
+    if (part) this.#retired = sumParts([this.#retired, part.filter(m => String(m.type) === 'counter' || String(m.type) === 'histogram')])
+  }
+
+  #answered (worker: W, gathering: Gathering<W> | undefined) {
+    if (gathering?.waiting.delete(worker) && gathering.waiting.size === 0) gathering.finish()
+  }
+}

@@ -1,0 +1,144 @@
+// The arbiter's sum of its workers' metrics, with the workers' messages
+// replayed in a chosen order: the orders a real cluster only hits by chance
+// (a worker that closes or dies while a scrape it answered still waits for
+// another worker) are played here every time.
+import t from 'tap'
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { ClusterMetrics } from '../../framework/cluster-metrics.ts'
+import type { MetricsPart } from '../../framework/metrics.ts'
+
+/** A worker's metrics as it sends them: `requests` counted and timed, `inFlight` as a gauge. */
+async function part (requests: number, inFlight = 1): Promise<MetricsPart> {
+  const registry = new Registry()
+  new Counter({ name: 'requests_total', help: 'requests', labelNames: ['route'], registers: [registry] }).inc({ route: '/scale' }, requests)
+  new Gauge({ name: 'in_flight', help: 'in flight', registers: [registry] }).set(inFlight)
+  const seconds = new Histogram({ name: 'request_seconds', help: 'durations', buckets: [0.1], registers: [registry] })
+  for (let i = 0; i < requests; i++) seconds.observe(0.05)
+  return await registry.getMetricsAsJSON()
+}
+
+/** A sample's value in Prometheus text, or undefined when absent. */
+function sample (text: string, name: string): number | undefined {
+  const line = text.split('\n').find(l => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
+}
+const requests = (text: string) => sample(text, 'requests_total')
+
+/** A ClusterMetrics over workers named by strings, recording whom it asked. */
+function setup (timeoutMs?: number) {
+  const asked: Array<[string, number]> = []
+  const metrics = new ClusterMetrics<string>({ ask: (worker, id) => asked.push([worker, id]), nameOf: w => w, timeoutMs })
+  /** The id of the last gathering `worker` was asked for. */
+  const idFor = (worker: string) => asked.filter(([w]) => w === worker).at(-1)![1]
+  return { metrics, asked, idFor }
+}
+
+t.test('sums every ready worker\'s answer', async t => {
+  const { metrics, asked, idFor } = setup()
+  const text = metrics.gather(['A', 'B'])
+  t.same(asked.map(([w]) => w), ['A', 'B'])
+  metrics.part('A', idFor('A'), await part(5))
+  metrics.part('B', idFor('B'), await part(3))
+  const sum = await text
+  t.equal(requests(sum), 8)
+  t.equal(sample(sum, 'in_flight'), 2, 'gauges of live workers are summed too')
+})
+
+t.test('a worker that closes after answering, while the gathering waits for another, is counted once', async t => {
+  const { metrics, idFor } = setup()
+  const text = metrics.gather(['A', 'B'])
+  metrics.part('A', idFor('A'), await part(5))
+  // A drains after one more request and sends its final counts before B answers.
+  metrics.final('A', await part(6))
+  metrics.part('B', idFor('B'), await part(3))
+  t.equal(requests(await text), 9, 'A\'s final 6 and B\'s 3, not A\'s answer as well')
+  metrics.exited('A')
+  const next = metrics.gather(['B'])
+  metrics.part('B', idFor('B'), await part(3))
+  t.equal(requests(await next), 9, 'the next scrape agrees')
+})
+
+t.test('a worker that dies after answering, while the gathering waits for another, is counted once', async t => {
+  const { metrics, idFor } = setup()
+  const text = metrics.gather(['A', 'B'])
+  metrics.part('A', idFor('A'), await part(5))
+  metrics.exited('A')
+  metrics.part('B', idFor('B'), await part(3))
+  t.equal(requests(await text), 8, 'A\'s answer counted through its retired counts only')
+  const next = metrics.gather(['B'])
+  metrics.part('B', idFor('B'), await part(4))
+  t.equal(requests(await next), 9, 'a crashed worker\'s last gathered counts stay in the sum')
+})
+
+t.test('a worker that closes before answering is no longer waited for, nor asked again', async t => {
+  const { metrics, asked, idFor } = setup()
+  const text = metrics.gather(['A', 'B'])
+  metrics.final('A', await part(6))
+  metrics.part('B', idFor('B'), await part(3))
+  t.equal(requests(await text), 9)
+  asked.length = 0
+  // A is still ready until its process exits: the arbiter may still list it.
+  const next = metrics.gather(['A', 'B'])
+  t.same(asked.map(([w]) => w), ['B'])
+  metrics.part('B', idFor('B'), await part(3))
+  t.equal(requests(await next), 9)
+})
+
+t.test('a worker that exits while waited for ends the wait; its gauges leave the sum, its counters stay', async t => {
+  const { metrics, idFor } = setup()
+  const first = metrics.gather(['A', 'B'])
+  metrics.part('A', idFor('A'), await part(2, 7))
+  metrics.part('B', idFor('B'), await part(3, 1))
+  t.equal(sample(await first, 'in_flight'), 8)
+  const text = metrics.gather(['A', 'B'])
+  metrics.part('B', idFor('B'), await part(4, 1))
+  metrics.exited('A')
+  const sum = await text
+  t.equal(requests(sum), 6, 'A\'s 2 as of the last scrape, and B\'s 4')
+  t.equal(sample(sum, 'in_flight'), 1, 'only B\'s gauge')
+})
+
+t.test('with no worker ready, the retired counts alone', async t => {
+  const { metrics } = setup()
+  metrics.final('A', await part(6))
+  metrics.exited('A')
+  t.equal(requests(await metrics.gather([])), 6)
+})
+
+t.test('the counters and histograms of retired workers add up', async t => {
+  const { metrics } = setup()
+  metrics.final('A', await part(6))
+  metrics.final('B', await part(3))
+  metrics.exited('A')
+  metrics.exited('B')
+  const sum = await metrics.gather([])
+  t.equal(requests(sum), 9)
+  t.equal(sample(sum, 'request_seconds_count'), 9)
+  t.equal(sample(sum, 'request_seconds_bucket'), 9, 'the 0.1 s bucket')
+  t.equal(sample(sum, 'in_flight'), undefined, 'no gauge of a gone worker')
+})
+
+t.test('an answer without metrics counts as none', async t => {
+  const { metrics, idFor } = setup()
+  const text = metrics.gather(['A', 'B'])
+  metrics.part('A', idFor('A'), undefined)
+  metrics.part('B', idFor('B'), await part(3))
+  t.equal(requests(await text), 3)
+})
+
+t.test('a silent worker fails the gathering after the timeout, naming it', async t => {
+  const { metrics, idFor } = setup(30)
+  const text = metrics.gather(['A', 'B'])
+  metrics.part('A', idFor('A'), await part(1))
+  await t.rejects(text, { message: 'no answer from worker B within 30 ms' })
+  // A late answer or error for that gathering is ignored.
+  metrics.part('B', idFor('B'), await part(1))
+  metrics.part('B', idFor('B'), undefined, 'late')
+})
+
+t.test('a worker\'s error fails the gathering with it', async t => {
+  const { metrics, idFor } = setup()
+  const text = metrics.gather(['A', 'B'])
+  metrics.part('A', idFor('A'), undefined, 'registry broke')
+  await t.rejects(text, { message: 'worker A: registry broke' })
+})
