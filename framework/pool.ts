@@ -222,8 +222,12 @@ export class InferencePool {
   private threads: InferenceThread[] = []
   private queues = new Map<string, ModelQueue>()
   private loaded = new Map<string, Record<string, unknown>>()
+  /** Loads under way: a thread replaced meanwhile gets them too. */
+  private loading = new Set<Record<string, unknown>>()
   private defaults: BatchOptions
   private delayTimer?: NodeJS.Timeout
+  /** When `delayTimer` fires (performance.now() time). */
+  private delayAt = Infinity
   private closed = false
   readonly size: number
 
@@ -247,14 +251,18 @@ export class InferencePool {
     return new InferenceThread(this.options, (thread, err) => this.replace(thread, err))
   }
 
-  /** A thread that died is replaced and given every loaded model again. */
+  /**
+   * A thread that died is replaced and given every loaded model again, and
+   * those being loaded (the dead thread may have loaded one already, and the
+   * load then succeeds without the fresh thread).
+   */
   private replace (dead: InferenceThread, _err: Error) {
     const i = this.threads.indexOf(dead)
     if (this.closed || i < 0) return
     const fresh = this.spawn()
     this.threads[i] = fresh
     fresh.busy = true
-    Promise.all([...this.loaded.entries()].map(([key, msg]) => fresh.call(msg)))
+    Promise.all([...this.loaded.values(), ...this.loading].map(msg => fresh.call(msg)))
       .catch(() => {})
       .finally(() => { fresh.busy = false; this.drain() })
   }
@@ -288,7 +296,13 @@ export class InferencePool {
   /** Loads a model into every thread; resolves with its metadata. */
   async load (key: string, source: string | Uint8Array): Promise<LoadedMetadata> {
     const msg = typeof source === 'string' ? { op: 'load', key, path: source } : { op: 'load', key, bytes: source }
-    const replies = await Promise.all(this.threads.map(t => t.call(msg)))
+    this.loading.add(msg)
+    let replies
+    try {
+      replies = await Promise.all(this.threads.map(t => t.call(msg)))
+    } finally {
+      this.loading.delete(msg)
+    }
     this.loaded.set(key, msg)
     const meta = { inputs: replies[0].inputs, outputs: replies[0].outputs }
     const q = this.queue(key)
@@ -518,8 +532,11 @@ export class InferencePool {
       }
       if (!best || head.enqueuedAt < best.jobs[0].enqueuedAt) best = q
     }
-    if (wakeAt < Infinity && !this.delayTimer) {
-      this.delayTimer = setTimeout(() => { this.delayTimer = undefined; this.drain() }, Math.max(0, wakeAt - now))
+    // Sooner than the timer set (another model's longer delay): moved up.
+    if (wakeAt < this.delayAt) {
+      clearTimeout(this.delayTimer)
+      this.delayAt = wakeAt
+      this.delayTimer = setTimeout(() => { this.delayAt = Infinity; this.drain() }, Math.max(0, wakeAt - now))
     }
     if (!best) return undefined
     const jobs = this.gather(best)
@@ -617,9 +634,14 @@ export class InferencePool {
         return jobs[0].reject(error)
       }
       // One bad request must not fail its neighbours: rerun each alone, first
-      // in line, so only the culprit gets the error.
+      // in line, so only the culprit gets the error. Each is counted as
+      // computed (or dropped) then, not now as well.
+      q.stats.requests -= jobs.length
+      q.stats.items -= items
+      if (!onThread) q.stats.inline -= jobs.length
       for (const job of [...jobs].reverse()) {
         job.batchable = false
+        if (this.closed) { job.reject(new Error('inference pool is closed')); continue }
         if (job.signal?.aborted) { q.stats.dropped++; job.reject(new AbortedError(job.signal.reason)); continue }
         if (onThread) this.enqueue(q, job, true)
         else { q.inlineJobs.unshift(job); q.items += job.items }

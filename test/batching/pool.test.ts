@@ -180,7 +180,7 @@ t.test('a failing batch fails only the request that caused it, and the next batc
     t.notOk(out instanceof Error, `good request ${k} succeeded`)
     t.same((out as Record<string, { dims: number[] }>).scores.dims, [1, good[k][0].length, 3])
   }
-  t.equal(p.stats('seq').failed, 1)
+  t.match(p.stats('seq'), { failed: 1, batches: 5, requests: 4, items: 4 }, 'the failed batch and four reruns alone; each request counted once')
   const next = await p.run('seq', { ids: ids([[1, 2]]) })
   t.same(next.scores.dims, [1, 2, 3], 'the next batch runs')
 })
@@ -199,6 +199,18 @@ t.test('maxDelayMs lets a batch wait for company; 0 never waits', async t => {
   const t0 = performance.now()
   await p.run('affine', { x: rows([[1, 1, 1, 1]]) })
   t.ok(performance.now() - t0 < 100, 'no delay')
+})
+
+t.test('a model\'s short delay is kept while another model waits out a longer one', async t => {
+  const p = await pool(t)
+  p.configure('affine', { maxDelayMs: 600 })
+  p.configure('seq', { maxDelayMs: 5 })
+  const t0 = performance.now()
+  const long = p.run('affine', { x: rows([[1, 1, 1, 1]]) }).then(() => performance.now() - t0)
+  await new Promise(resolve => setTimeout(resolve, 20))
+  const short = await p.run('seq', { ids: ids([[1, 2]]) }).then(() => performance.now() - t0)
+  t.ok(short < 300, `seq answered after ${short.toFixed(0)} ms, not at affine's 600 ms`)
+  t.ok(await long >= 590, 'affine still waited out its own delay')
 })
 
 t.test('a full batch does not wait for the delay', async t => {
@@ -228,6 +240,20 @@ t.test('bad options are refused with the reason', async t => {
   t.throws(() => p.configure('affine', { maxBatchItems: 0 }), /invalid batching options for 'affine': maxBatchItems must be a positive integer/)
   t.throws(() => new InferencePool({ threads: 1, batching: { maxQueueItems: -1 } }), /invalid batching defaults/)
   t.equal(p.batchOptions('affine').maxBatchItems, 64)
+})
+
+t.test('closing while a batch fails rejects its requests rather than running them alone', async t => {
+  const p = new InferencePool({ threads: 1 })
+  await p.load('slow', slowAffineModel())
+  await p.load('seq', sequenceModel())
+  p.configure('seq', { padValue: 0 })
+  const busy = occupy(p)
+  const batch = [[[1, 2]], [[7, SEQ_VOCAB + 100]], [[3]]].map(x => p.run('seq', { ids: ids(x) }).then(() => 'computed', (e: Error) => e.message))
+  await busy
+  while (p.stats('seq').queuedRequests > 0) await new Promise(resolve => setTimeout(resolve, 1))
+  // The batch of three is computing now, and fails.
+  await p.close()
+  t.same(await Promise.all(batch), Array(3).fill('inference pool is closed'))
 })
 
 t.test('closing rejects what is queued', async t => {

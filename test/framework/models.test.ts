@@ -129,6 +129,31 @@ t.test('pool: a job queued behind a slow one is dropped when aborted before its 
   t.equal(pool.queued, 0)
 })
 
+t.test('pool: a thread that dies while a model loads gets that model too once replaced', async t => {
+  const pool = new InferencePool({ threads: 2 })
+  t.teardown(() => pool.close())
+  await pool.load('slow', slowModel(300))
+  const one = { x: { type: 'float32' as const, data: new Float32Array([1]), dims: [1, 1] } }
+  const x = { x: { type: 'float32' as const, data: new Float32Array(4), dims: [1, 4] } }
+  const [busy, idle] = (pool as any).threads
+  const computing = pool.run('slow', one)
+  t.ok(busy.busy && !idle.busy, 'the first thread computes, the second is idle')
+  // The idle thread loads 'add' at once; the busy one only after its run.
+  const loading = pool.load('add', addModel())
+  while (idle.pending.size > 0) await new Promise(resolve => setTimeout(resolve, 2))
+  t.ok(busy.pending.size > 0, 'the busy thread has not loaded it yet')
+  await idle.worker.terminate()
+  await loading
+  await computing
+  const replaced = (pool as any).threads[1]
+  t.not(replaced, idle, 'the dead thread was replaced')
+  // The first thread computes again, so 'add' goes to the replacement.
+  const again = pool.run('slow', one)
+  const out = await pool.run('add', x)
+  t.same(Array.from(out.y.data as Float32Array), [1, 2, 3, 4], 'the replacement has the model loaded meanwhile')
+  await again
+})
+
 t.test('pool: a thread that dies is replaced and gets its models back', async t => {
   const pool = new InferencePool({ threads: 1 })
   t.teardown(() => pool.close())
