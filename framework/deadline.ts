@@ -100,9 +100,14 @@ interface DeadlineState {
 const DEADLINE = Symbol('deadline')
 type WithDeadline = FastifyRequest & { [DEADLINE]?: DeadlineState }
 
+/** setTimeout's longest delay: Node fires a longer one after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 function arm (state: DeadlineState, timeoutMs: number) {
   clearTimeout(state.timer)
   state.deadline.expiresAt = performance.now() + timeoutMs
+  // Over 24 days: no request lasts that long, and no timer can wait it out.
+  if (timeoutMs > MAX_TIMER_MS) return
   state.timer = setTimeout(() => {
     const err = new DeadlineError(timeoutMs)
     state.deadline.abort(err)

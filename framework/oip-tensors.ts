@@ -56,8 +56,6 @@ const INT_RANGE: Partial<Record<Datatype, [number, number]>> = {
   INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
 }
 
-const FP32_MAX = 3.4028234663852886e38
-
 /** OIP metadata shape: fixed sizes as numbers, dynamic ones as -1. */
 export function oipShape (shape: Array<number | string>): number[] {
   return shape.map(d => (typeof d === 'number' && d >= 0 ? d : -1))
@@ -82,17 +80,33 @@ export function elementCount (shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1)
 }
 
-/** Flattens nested JSON tensor data (row-major); flat data comes back as is. */
+/**
+ * Flattens nested JSON tensor data (row-major); flat data comes back as is.
+ * A loop, not recursion: a small body can nest deeper than the call stack.
+ */
 export function flatten (data: unknown, where: string): unknown[] {
   if (!Array.isArray(data)) throw bad(`${where}: data must be an array`)
   if (!data.some(Array.isArray)) return data
   const out: unknown[] = []
-  const walk = (v: unknown) => {
-    if (Array.isArray(v)) for (const x of v) walk(x)
+  const stack: Array<{ array: unknown[], next: number }> = [{ array: data, next: 0 }]
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]
+    if (top.next === top.array.length) { stack.pop(); continue }
+    const v = top.array[top.next++]
+    if (Array.isArray(v)) stack.push({ array: v, next: 0 })
     else out.push(v)
   }
-  walk(data)
   return out
+}
+
+/** A UTF-16 surrogate without its pair: JSON can carry one, UTF-8 cannot. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** Why a BYTES element cannot reach the model unchanged, if it cannot. */
+function badString (s: string): string | undefined {
+  // ONNX Runtime's string tensors are C strings: it would cut the element there.
+  if (s.includes('\0')) return 'holds a NUL character, where ONNX Runtime would cut it short'
+  if (LONE_SURROGATE.test(s)) return 'holds a lone UTF-16 surrogate, which is not text'
 }
 
 /** Converts JSON data to a typed tensor, checking every element against the datatype. */
@@ -106,7 +120,11 @@ export function fromJson (input: RequestInput, datatype: Datatype, options: { al
   }
   const type = DATATYPES[datatype]
   if (datatype === 'BYTES') {
-    values.forEach((v, i) => { if (typeof v !== 'string') throw bad(`${where}: element ${i} must be a string for BYTES, got ${JSON.stringify(v)}`) })
+    values.forEach((v, i) => {
+      if (typeof v !== 'string') throw bad(`${where}: element ${i} must be a string for BYTES, got ${JSON.stringify(v)}`)
+      const why = badString(v)
+      if (why) throw bad(`${where}: BYTES element ${i} ${why} (this server passes BYTES to ONNX Runtime as strings)`)
+    })
     return { type, data: values as string[], dims: input.shape }
   }
   if (datatype === 'BOOL') {
@@ -137,7 +155,8 @@ export function fromJson (input: RequestInput, datatype: Datatype, options: { al
   const out = datatype === 'FP32' ? new Float32Array(values.length) : new Float64Array(values.length)
   values.forEach((v, i) => {
     if (typeof v !== 'number') throw bad(`${where}: element ${i} must be a number for ${datatype}, got ${JSON.stringify(v)}`)
-    if (!options.allowNonFinite && (!Number.isFinite(v) || (datatype === 'FP32' && Math.abs(v) > FP32_MAX))) {
+    // Math.fround: 3.4028235e38, the usual way to write float32's largest value, is a little above it.
+    if (!options.allowNonFinite && (!Number.isFinite(v) || (datatype === 'FP32' && !Number.isFinite(Math.fround(v))))) {
       throw bad(`${where}: element ${i} is not a finite ${datatype} number`)
     }
     out[i] = v
@@ -160,11 +179,15 @@ export function fromBinary (input: RequestInput, datatype: Datatype, bytes: Uint
       const n = view.getUint32(at, true)
       at += 4
       if (at + n > bytes.byteLength) throw bad(`${where}: binary BYTES element ${strings.length} claims ${n} bytes but only ${bytes.byteLength - at} are left`)
+      let s
       try {
-        strings.push(decoder.decode(bytes.subarray(at, at + n)))
+        s = decoder.decode(bytes.subarray(at, at + n))
       } catch {
         throw bad(`${where}: BYTES element ${strings.length} is not valid UTF-8 (this server passes BYTES to ONNX Runtime as strings)`)
       }
+      const why = badString(s)
+      if (why) throw bad(`${where}: BYTES element ${strings.length} ${why} (this server passes BYTES to ONNX Runtime as strings)`)
+      strings.push(s)
       at += n
     }
     if (strings.length !== count) throw bad(`${where}: shape [${input.shape.join(', ')}] needs ${count} elements, binary data holds ${strings.length}`)

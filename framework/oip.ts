@@ -53,7 +53,8 @@ const HEADER_LENGTH = 'inference-header-content-length'
 const MAX_ELEMENTS = 2 ** 31 - 1
 
 const Parameters = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form key/value parameters' })
-const Shape = Type.Array(Type.Integer({ minimum: 0 }), { description: 'Dimensions, row-major' })
+// Each dimension bounded too: with another dimension 0, the element count alone says nothing.
+const Shape = Type.Array(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 }), { description: 'Dimensions, row-major' })
 const MetadataTensor = Type.Object({ name: Type.String(), datatype: Type.String(), shape: Type.Array(Type.Integer({ description: '-1 for a dynamic dimension' })) })
 
 const RequestInputSchema = Type.Object({
@@ -68,7 +69,7 @@ const InferRequest = Type.Object({
   id: Type.Optional(Type.String()),
   parameters: Type.Optional(Parameters),
   inputs: Type.Array(RequestInputSchema),
-  outputs: Type.Optional(Type.Array(Type.Object({ name: Type.String(), parameters: Type.Optional(Parameters) }, { additionalProperties: false }))),
+  outputs: Type.Optional(Type.Array(Type.Object({ name: Type.String(), parameters: Type.Optional(Parameters) }, { additionalProperties: false }), { minItems: 1 })),
 }, { additionalProperties: false, title: 'InferenceRequest' })
 type InferRequest = Static<typeof InferRequest>
 
@@ -142,7 +143,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     const buffer = body as Buffer
     const raw = request.headers[HEADER_LENGTH]
     if (raw === undefined) {
-      if (!String(request.headers['content-type']).startsWith('application/json')) {
+      if (!String(request.headers['content-type']).toLowerCase().startsWith('application/json')) {
         return done(bad(`an application/octet-stream body needs the ${HEADER_LENGTH} header (binary tensor data extension)`), undefined)
       }
       if (buffer.length === 0) return done(null, undefined)
@@ -358,10 +359,11 @@ export function decodeInputs (body: InferRequest, loaded: LoadedModel, binary: B
   const byName = new Map(loaded.inputs.map(i => [i.name, i]))
   const known = loaded.inputs.map(i => i.name)
   const symbols = new Map<string, { size: number, input: string }>()
-  const feeds: Record<string, Tensor> = {}
+  // A Map: an input may be named 'constructor' or '__proto__'.
+  const feeds = new Map<string, Tensor>()
   let at = 0
   for (const input of body.inputs as RequestInput[]) {
-    if (feeds[input.name]) throw bad(`input '${input.name}' is given twice`)
+    if (feeds.has(input.name)) throw bad(`input '${input.name}' is given twice`)
     if (!isDatatype(input.datatype)) throw bad(`input '${input.name}': unknown datatype '${input.datatype}'`)
     const datatype = checkInput(input, byName.get(input.name), known, symbols)
     if (elementCount(input.shape) > MAX_ELEMENTS) throw bad(`input '${input.name}': shape [${input.shape.join(', ')}] has too many elements`)
@@ -371,17 +373,17 @@ export function decodeInputs (body: InferRequest, loaded: LoadedModel, binary: B
       if (!binary) throw bad(`input '${input.name}' has binary_data_size but the request has no binary data (send ${HEADER_LENGTH})`)
       if (!Number.isInteger(size) || (size as number) < 0) throw bad(`input '${input.name}': binary_data_size must be an integer >= 0`)
       if (at + (size as number) > binary.length) throw bad(`input '${input.name}': binary_data_size ${size} goes past the end of the binary data (${binary.length - at} bytes left)`)
-      feeds[input.name] = fromBinary(input, datatype, binary.subarray(at, at + (size as number)), { allowNonFinite })
+      feeds.set(input.name, fromBinary(input, datatype, binary.subarray(at, at + (size as number)), { allowNonFinite }))
       at += size as number
     } else {
       if (input.data === undefined) throw bad(`input '${input.name}' has no data`)
-      feeds[input.name] = fromJson(input, datatype, { allowNonFinite })
+      feeds.set(input.name, fromJson(input, datatype, { allowNonFinite }))
     }
   }
   if (binary && at !== binary.length) throw bad(`the request has ${binary.length - at} bytes of binary data that no input claims`)
-  const missing = known.filter(n => !feeds[n])
+  const missing = known.filter(n => !feeds.has(n))
   if (missing.length > 0) throw bad(`missing input${missing.length > 1 ? 's' : ''} ${missing.map(n => `'${n}'`).join(', ')}`)
-  return feeds
+  return Object.fromEntries(feeds)
 }
 
 interface WantedOutput { name: string, binary: boolean }

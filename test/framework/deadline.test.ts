@@ -63,3 +63,25 @@ t.test('request.abortSignal is a real AbortSignal that follows the deadline, mad
     t.same(waiter.seen.shift(), { deadline: true, signal: true, reason: 'DeadlineError' }, `abortSignal read ${ms < 0 ? 'before' : 'after'} the deadline`)
   }
 })
+
+class Sleeper extends Resource {
+  onPost = responder({
+    schema: { response: { 200: Type.Object({ ok: Type.Boolean() }) } },
+    handler: async () => {
+      await new Promise(resolve => setTimeout(resolve, 20))
+      return { ok: true }
+    },
+  })
+}
+
+t.test('a deadline longer than a timer can wait (24.8 days) is no deadline, not one that fires at once', async t => {
+  const app = await bareApp(t, { requestTimeoutMs: 0 })
+  app.mount('/sleep', new Sleeper())
+  await app.loadResources()
+  for (const seconds of ['3000000', '1e10']) {
+    const res = await app.inject({ method: 'POST', url: '/sleep', headers: { 'x-request-timeout': seconds } })
+    t.equal(res.statusCode, 200, `${seconds} s: ${res.body}`)
+  }
+  const short = await app.inject({ method: 'POST', url: '/sleep', headers: { 'x-request-timeout': '0.005' } })
+  t.equal(short.statusCode, 504, 'a short one still fires')
+})

@@ -3,6 +3,7 @@
 // and the binary tensor data extension, against models the tests generate.
 import t from 'tap'
 import { buildApp } from '../fixtures/oip-app.ts'
+import { buildModel } from '../../framework/onnx-builder.ts'
 import {
   addModel, binaryBody, bytesOf, embeddingModel, fixedModel, identityModel, oipApp, scalerModel, splitBinary,
   tempModels, twoWayModel,
@@ -253,6 +254,7 @@ t.test('binary extension errors', async t => {
     ['binary_data_size with data', binaryBody({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4], parameters: { binary_data_size: 16 } }] }, data), /both data and binary_data_size/],
     ['non-finite binary float', binaryBody(header(16), bytesOf(new Float32Array([1, NaN, 3, 4]))), /element 1 is not a finite FP32/],
     ['BYTES length past the end', binaryBody({ inputs: [{ name: 'x', shape: [1, 1], datatype: 'BYTES', parameters: { binary_data_size: 6 } }] }, Uint8Array.from([9, 0, 0, 0, 65, 66])), /claims 9 bytes/],
+    ['BYTES element with a NUL byte', binaryBody({ inputs: [{ name: 'x', shape: [1, 1], datatype: 'BYTES', parameters: { binary_data_size: 7 } }] }, Uint8Array.from([3, 0, 0, 0, 65, 0, 66])), /BYTES element 0 holds a NUL character/],
   ]
   for (const [what, body, message] of cases) {
     const url = what.startsWith('BYTES') ? '/v2/models/id_bytes/infer' : '/v2/models/mlp/infer'
@@ -281,6 +283,8 @@ t.test('tensor validation: every error is a 400 with the project error body, bef
     'id_u8.onnx': identityModel('uint8'),
     'id_i64.onnx': identityModel('int64'),
     'id_bool.onnx': identityModel('bool'),
+    'id_str.onnx': identityModel('string'),
+    'id_f32.onnx': identityModel('float32'),
     'capped.onnx': addModel(),
     'capped.json': JSON.stringify({ maxBatchSize: 2 }),
   })
@@ -308,6 +312,12 @@ t.test('tensor validation: every error is a 400 with the project error body, bef
     ['unknown field (strict schema)', 'mlp', { ...x(), extra: 1 }, /unknown field 'extra'/],
     ['negative dimension', 'mlp', x({ shape: [-1, 4] }), /must be >= 0/],
     ['id must be a string', 'mlp', { ...x(), id: 7 }, /id must be string/],
+    ['an empty outputs list', 'mlp', { ...x(), outputs: [] }, /outputs must NOT have fewer than 1 items/],
+    ['a dimension over 2^31 - 1 (with another 0, no elements)', 'id_f32', { inputs: [{ name: 'x', shape: [0, 2 ** 32], datatype: 'FP32', data: [] }] }, /must be <= 2147483647/],
+    ['a NUL inside a BYTES element', 'id_str', { inputs: [{ name: 'x', shape: [1, 1], datatype: 'BYTES', data: ['a\0b'] }] }, /BYTES element 0 holds a NUL character/],
+    ['a lone surrogate in a BYTES element', 'id_str', '{"inputs":[{"name":"x","shape":[1,2],"datatype":"BYTES","data":["ok","\\ud800"]}]}', /BYTES element 1 holds a lone UTF-16 surrogate/],
+    ['an input named after an Object.prototype member', 'mlp', { inputs: [{ name: 'toString', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }, /unknown input 'toString'/],
+    ['__proto__ as an input name', 'mlp', '{"inputs":[{"name":"__proto__","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}', /unknown input '__proto__'/],
   ]
   for (const [what, model, payload, message] of cases) {
     const res = await app.inject({ method: 'POST', url: `/v2/models/${model}/infer`, headers: { 'content-type': 'application/json' }, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) })
@@ -323,6 +333,39 @@ t.test('tensor validation: every error is a 400 with the project error body, bef
   t.equal(unknownVersion.statusCode, 404)
   const ok = await infer(app, '/v2/models/capped/infer', { inputs: [{ name: 'x', shape: [2, 4], datatype: 'FP32', data: new Array(8).fill(0) }] })
   t.equal(ok.statusCode, 200, 'a batch at the maximum is fine')
+  // Data nested far deeper than the call stack: flattened in a loop, so the
+  // answer is about the data, not a stack overflow.
+  const deep = '{"inputs":[{"name":"x","shape":[1,1],"datatype":"FP32","data":' + '['.repeat(20000) + '1' + ']'.repeat(20000) + '}]}'
+  const nested = await app.inject({ method: 'POST', url: '/v2/models/id_f32/infer', headers: { 'content-type': 'application/json' }, payload: deep })
+  t.equal(nested.statusCode, 200, 'deep nesting is read like any nesting')
+  t.same(nested.json().outputs[0].data, [1])
+  const biggest = await infer(app, '/v2/models/id_f32/infer', { inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: ['3.4028235e38'].map(Number) }] })
+  t.equal(biggest.statusCode, 200, 'float32\'s largest value as usually written (a little above it as a double) is accepted')
+  t.equal(biggest.json().outputs[0].data[0], 3.4028234663852886e38)
+})
+
+t.test('a model whose input is named after an Object.prototype member is served', async t => {
+  const model = buildModel({
+    name: 'odd_names',
+    inputs: [{ name: 'constructor', type: 'float32', shape: ['batch', 2] }],
+    outputs: [{ name: 'toString', type: 'float32', shape: ['batch', 2] }],
+    nodes: [{ op: 'Identity', inputs: ['constructor'], outputs: ['toString'] }],
+  })
+  const { app } = await oipApp(t, { 'odd.onnx': model })
+  const res = await infer(app, '/v2/models/odd/infer', { inputs: [{ name: 'constructor', shape: [1, 2], datatype: 'FP32', data: [1, 2] }] })
+  t.equal(res.statusCode, 200, res.body)
+  t.same(res.json().outputs, [{ name: 'toString', datatype: 'FP32', shape: [1, 2], data: [1, 2] }])
+  const missing = await infer(app, '/v2/models/odd/infer', { inputs: [] })
+  t.equal(missing.statusCode, 400)
+  t.match(missing.json().error, /missing input 'constructor'/)
+})
+
+t.test('the media type is matched whatever its case', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  for (const type of ['Application/JSON', 'APPLICATION/JSON; charset=utf-8']) {
+    const res = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': type }, payload: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }) })
+    t.equal(res.statusCode, 200, `${type}: ${res.body}`)
+  }
 })
 
 t.test('out-of-range embedding indices: 500 without details, and the server keeps serving', async t => {
