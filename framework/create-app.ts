@@ -11,7 +11,7 @@ import { Ajv } from 'ajv'
 import { createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
-import { ErrorBody, HttpError, errorBody, installErrorHandlers, sendError, sendOverloaded } from './errors.ts'
+import { ErrorBody, HttpError, clientErrorHandler, errorBody, frameworkErrors, installErrorHandlers, sendError, sendOverloaded } from './errors.ts'
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { metricsRoutes } from './metrics.ts'
@@ -136,6 +136,9 @@ export async function createApp (options: AppOptions): Promise<App> {
     // lifecycle hook below answers draining requests instead.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Requests Node cannot parse and paths that do not decode: the one error format too.
+    clientErrorHandler,
+    frameworkErrors,
     // fast-json-stringify, with number arrays (model outputs) written by JSON.stringify.
     schemaController: { compilersFactory: { buildSerializer } },
     // fastify's own HTTP/1 server (lib/server.js), with the early refusal in front of its handler.
@@ -147,6 +150,9 @@ export async function createApp (options: AppOptions): Promise<App> {
       server.requestTimeout = opts.requestTimeout
       server.setTimeout(opts.connectionTimeout)
       if (opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket
+      // A keep-alive of 0 (which fastify reads as "its default, 72 s"): each
+      // connection closes after its answer, as gunicorn's keepalive 0 does.
+      if (options.keepAliveTimeoutMs === 0) server.maxRequestsPerSocket = 1
       return server
     },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App
@@ -166,6 +172,14 @@ export async function createApp (options: AppOptions): Promise<App> {
   app.decorate('models', models)
   app.decorate('lifecycle', lifecycle)
 
+  // Requests that were in flight when the drain began answer with
+  // `Connection: close` too: their keep-alive connections would otherwise
+  // hold the drain open until the keep-alive timeout.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (lifecycle.state === 'draining' && !reply.raw.headersSent) reply.header('connection', 'close')
+    done(null, payload)
+  })
+
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -179,15 +193,11 @@ export async function createApp (options: AppOptions): Promise<App> {
 
   // Resource routes answer 503 until every model is loaded. While draining
   // they still serve what arrives (on connections opened before the drain),
-  // but ask the client to close the connection, so keep-alive clients move to
-  // another worker instead of racing the listener's close.
-  // (Callback hooks, not async ones: they run on every request.)
+  // and the onSend hook above asks the client to close the connection, so
+  // keep-alive clients move to another worker instead of racing the
+  // listener's close. (Callback hooks, not async ones: they run on every request.)
   const gate = (_request: FastifyRequest, reply: FastifyReply, done: () => void) => {
-    if (lifecycle.state === 'ready') return done()
-    if (lifecycle.state === 'draining') {
-      reply.header('connection', 'close')
-      return done()
-    }
+    if (lifecycle.state === 'ready' || lifecycle.state === 'draining') return done()
     sendError(reply, 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
   }
 

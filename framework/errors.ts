@@ -7,6 +7,7 @@
 // lives in the registry below (fastify keeps its FST_ERR_* codes the same way).
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
+import { STATUS_CODES } from 'node:http'
 import { AbortedError, OverloadedError } from './pool.ts'
 
 export const ERROR_CODES = {
@@ -16,10 +17,12 @@ export const ERROR_CODES = {
   NOT_FOUND: 404,
   MODEL_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  REQUEST_TIMEOUT: 408,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   UNPROCESSABLE: 422,
   TOO_MANY_REQUESTS: 429,
+  HEADERS_TOO_LARGE: 431,
   INTERNAL_ERROR: 500,
   NOT_READY: 503,
   MODEL_NOT_READY: 503,
@@ -110,6 +113,30 @@ export function sendError (reply: FastifyReply, code: ErrorCode, message: string
 /** A model's queue is full: 503 with Retry-After, answered before any work is queued. */
 export function sendOverloaded (reply: FastifyReply, err: OverloadedError) {
   return sendError(reply, 'OVERLOADED', err.message, { 'retry-after': String(err.retryAfterSeconds) })
+}
+
+/**
+ * What Node's HTTP parser could not read (fastify's clientErrorHandler): the
+ * answer is written on the socket itself, which is then closed; there is no
+ * request to reply to.
+ */
+export function clientErrorHandler (err: NodeJS.ErrnoException, socket: import('node:stream').Duplex) {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [code, message]: [ErrorCode, string] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? ['REQUEST_TIMEOUT', 'the request did not arrive in time']
+      : err.code === 'HPE_HEADER_OVERFLOW' ? ['HEADERS_TOO_LARGE', 'the request headers are too large']
+        : ['BAD_REQUEST', 'malformed HTTP request']
+  const body = JSON.stringify(errorBody(code, message))
+  const status = ERROR_CODES[code]
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}
+
+/** Errors fastify meets before a route runs (a path that does not decode): the one format too. */
+export function frameworkErrors (err: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
+  sendError(reply, 'BAD_REQUEST', err.message)
 }
 
 /** Installs the error and not-found handlers that give every error one shape. */

@@ -99,7 +99,8 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
     exit(0)
   }
 
-  process.once('SIGTERM', () => { void drain('SIGTERM') })
+  // `on`, not `once`: a second TERM (a process group's, then the arbiter's) must not kill the drain.
+  process.on('SIGTERM', () => { void drain('SIGTERM') })
   process.once('SIGINT', () => stopNow('SIGINT'))
   process.once('SIGQUIT', () => stopNow('SIGQUIT'))
   // In a cluster the primary replaces workers on HUP; alone, HUP reloads in

@@ -33,10 +33,13 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> => raw 
   return n
 }
 
+/** The most seconds a duration setting takes: about 23 days, under the longest timer Node can set (2^31 - 1 ms, 24.8 days). */
+const MAX_SECONDS = 2_000_000
+
 const seconds = (min: number): Parser<number> => raw => {
   if (!/^[0-9]+(\.[0-9]+)?$/.test(raw.trim())) throw new SettingError(`expected a number of seconds, got '${raw}'`)
   const n = Number(raw)
-  if (n < min) throw new SettingError(`expected at least ${min} seconds, got ${n}`)
+  if (n < min || n > MAX_SECONDS) throw new SettingError(`expected from ${min} to ${MAX_SECONDS} seconds, got ${n}`)
   return n
 }
 
@@ -73,7 +76,7 @@ export const SETTINGS = {
   threads: { flag: '--threads', env: 'INFERENCE_THREADS', default: DEFAULT_THREADS, parse: int(1, 64), shownDefault: 'cores - 1, at least 1', help: 'Inference threads per worker (one model session each)' },
   modelsDir: { flag: '--models-dir', env: 'MODELS_DIR', default: join(PROJECT_ROOT, 'models'), parse: text, shownDefault: './models', help: 'Directory holding the ONNX models' },
   timeout: { flag: '--timeout', env: 'REQUEST_TIMEOUT', default: 30, parse: seconds(0), help: 'Request deadline in seconds: 504 after it (0 disables)' },
-  keepAlive: { flag: '--keep-alive', env: 'KEEP_ALIVE', default: 5, parse: seconds(0), help: 'Seconds an idle keep-alive connection stays open' },
+  keepAlive: { flag: '--keep-alive', env: 'KEEP_ALIVE', default: 5, parse: seconds(0), help: 'Seconds an idle keep-alive connection stays open (0: each connection closes after its answer)' },
   gracefulTimeout: { flag: '--graceful-timeout', env: 'GRACEFUL_TIMEOUT', default: 30, parse: seconds(0), help: 'On SIGTERM, seconds in-flight requests get before the rest is killed' },
   loadTimeout: { flag: '--load-timeout', env: 'LOAD_TIMEOUT', default: 120, parse: seconds(1), help: 'Seconds models may take to load and warm up' },
   maxRequests: { flag: '--max-requests', env: 'MAX_REQUESTS', default: 0, parse: int(0), help: 'Recycle a worker after this many requests (0 disables; needs --workers >= 2)' },

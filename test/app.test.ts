@@ -1,8 +1,10 @@
 // The app as users see it: routes, errors, validation, docs, readiness.
 import t from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { build, bareApp } from './fixtures/build.ts'
-import { Faulty, Greeter, Unloadable } from './fixtures/resources.ts'
+import { Faulty, Greeter, Pause, Unloadable } from './fixtures/resources.ts'
 
 t.test('every resource file is mounted in app.ts', async t => {
   const appSource = readFileSync(new URL('../app.ts', import.meta.url), 'utf8')
@@ -104,6 +106,7 @@ t.test('one error format: unknown route, malformed JSON, wrong type, unknown fie
     ['body not an object', { method: 'POST', url: '/scale', payload: '[1]', headers: { 'content-type': 'application/json' } }, 400, 'VALIDATION_FAILED', /^body must be object$/],
     ['text/plain', { method: 'POST', url: '/scale', payload: 'rows', headers: { 'content-type': 'text/plain' } }, 415, 'UNSUPPORTED_MEDIA_TYPE', /Unsupported Media Type/i],
     ['no content type', { method: 'POST', url: '/scale', payload: 'rows', headers: { 'content-type': '' } }, 415, 'UNSUPPORTED_MEDIA_TYPE', /./],
+    ['a path that does not decode', { method: 'GET', url: '/%zz' }, 400, 'BAD_REQUEST', /not a valid url component/],
   ]
   for (const [name, request, status, code, message] of cases) {
     const res = await app.inject(request as never)
@@ -115,6 +118,72 @@ t.test('one error format: unknown route, malformed JSON, wrong type, unknown fie
     t.match(body.error, message, `${name}: message`)
     t.match(res.headers['content-type'], /application\/json/)
   }
+})
+
+/** Sends raw bytes on a new connection; resolves with everything the server wrote before closing it. */
+function rawExchange (port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(bytes))
+    let text = ''
+    socket.on('data', chunk => { text += chunk })
+    socket.on('close', () => resolve(text))
+    socket.on('error', reject)
+  })
+}
+
+t.test('requests Node cannot parse get the error format, and the connection closes', async t => {
+  const app = await build(t)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const cases: Array<[string, string, number, string]> = [
+    ['a header line without a colon', 'GET /health/live HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 400, 'BAD_REQUEST'],
+    ['Content-Length with Transfer-Encoding', 'POST /scale HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'BAD_REQUEST'],
+    ['headers over 16 KB', `GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
+  ]
+  for (const [what, bytes, status, code] of cases) {
+    const text = await rawExchange(port, bytes)
+    t.match(text, new RegExp(`^HTTP/1.1 ${status} `), `${what}: status`)
+    const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))
+    t.same(Object.keys(body).sort(), ['code', 'error', 'statusCode'], `${what}: the error fields`)
+    t.match(body, { code, statusCode: status }, what)
+  }
+})
+
+/** One request on a keep-alive agent-less connection; resolves with the response once read. */
+function get (port: number, path: string, headers: Record<string, string> = {}): Promise<{ res: IncomingMessage, body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ port, host: '127.0.0.1', path, headers: { connection: 'keep-alive', ...headers } }, res => {
+      let body = ''
+      res.on('data', chunk => { body += chunk })
+      res.on('end', () => resolve({ res, body }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+t.test('--keep-alive 0 closes each connection after its answer (fastify would read 0 as 72 s)', async t => {
+  const app = await build(t, { keepAliveTimeoutMs: 0 })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const { res } = await get(port, '/health/live')
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers.connection, 'close')
+  t.notOk(res.headers['keep-alive'], 'no Keep-Alive: timeout=72')
+})
+
+t.test('a request in flight when the drain begins answers with Connection: close', async t => {
+  const app = await bareApp(t)
+  app.mount('/pause', new Pause(150))
+  await app.loadResources()
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const inFlight = get(port, '/pause')
+  await new Promise(resolve => setTimeout(resolve, 50))
+  app.drain()
+  const { res } = await inFlight
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers.connection, 'close', 'the client leaves; its connection does not hold the drain open')
 })
 
 t.test('body over the limit is 413 in the error format', async t => {

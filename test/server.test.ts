@@ -68,6 +68,20 @@ t.test('SIGTERM with a request in flight: it completes, new connections are refu
   t.same(await server.exited, { code: 0, signal: null })
 })
 
+t.test('a second SIGTERM while draining does not cut the drain short', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(120) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP])
+  const inFlight = post(server.port, '/slow', { x: 1 })
+  await sleep(150)
+  server.proc.kill('SIGTERM')
+  await server.waitFor(l => l.msg === 'draining: finishing in-flight requests')
+  // What a process group's TERM followed by the arbiter's gives a worker.
+  server.proc.kill('SIGTERM')
+  const res = await inFlight
+  t.equal(res.status, 200, 'the in-flight request completed')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
 t.test('after the graceful timeout the rest is killed (exit 1)', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(400) })
   const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--graceful-timeout', '0.2'])

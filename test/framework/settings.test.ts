@@ -37,7 +37,10 @@ t.test('invalid values name the setting and the source', async t => {
     [['--port', '70000'], {}, /port \(--port\): expected an integer from 0 to 65535, got 70000/],
     [[], { WEB_CONCURRENCY: '0' }, /workers \(environment variable WEB_CONCURRENCY\)/],
     [['--timeout', '-1'], {}, /timeout \(--timeout\): expected a number of seconds/],
-    [['--load-timeout', '0'], {}, /loadTimeout \(--load-timeout\): expected at least 1 seconds/],
+    [['--load-timeout', '0'], {}, /loadTimeout \(--load-timeout\): expected from 1 to 2000000 seconds, got 0/],
+    // Longer than Node's longest timer (24.8 days), which would fire after 1 ms.
+    [['--timeout', '3000000'], {}, /timeout \(--timeout\): expected from 0 to 2000000 seconds, got 3000000/],
+    [[], { GRACEFUL_TIMEOUT: '1' + '0'.repeat(400) }, /gracefulTimeout \(environment variable GRACEFUL_TIMEOUT\): expected from 0 to 2000000 seconds, got Infinity/],
     [['--log-level', 'loud'], {}, /logLevel \(--log-level\): expected one of fatal, error/],
     [['--host', 'a b'], {}, /host \(--host\): expected a host name/],
     [['--models-dir', ' '], {}, /modelsDir \(--models-dir\): expected a non-empty value/],
