@@ -29,7 +29,8 @@ import { ModelLoadError, type LoadedModel, type ModelStore } from './models.ts'
 import { checkContract, TYPED_ARRAYS, type ElementType, type Tensor } from './tensor.ts'
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
-const VERSION = /^[0-9]{1,18}$/
+// At most 15 digits: versions are compared as numbers, exact only below 2^53.
+const VERSION = /^[0-9]{1,15}$/
 
 /** Triton's model states, as the repository index reports them. */
 export type ModelState = 'LOADING' | 'READY' | 'UNAVAILABLE' | 'UNLOADING'
@@ -106,11 +107,11 @@ export function scanModels (dir: string): Found[] {
     found.set(name, f)
     return f
   }
-  for (const entry of entries) {
+  const scanEntry = (entry: { name: string }) => {
     const full = join(dir, entry.name)
     const isFile = entry.name.endsWith('.onnx')
     const name = isFile ? entry.name.slice(0, -'.onnx'.length) : entry.name
-    if (entry.name.startsWith('.')) continue
+    if (entry.name.startsWith('.')) return
     let kind: 'file' | 'dir' | undefined
     try {
       const s = statSync(full)
@@ -120,27 +121,27 @@ export function scanModels (dir: string): Found[] {
     }
     if (isFile ? kind !== 'file' : kind !== 'dir') {
       if (isFile && lstatSync(full).isSymbolicLink()) add(name, join(dir, `${name}.json`)).problem = `${entry.name} is a broken symbolic link`
-      continue
+      return
     }
-    if (!NAME.test(name)) continue
-    if (!isFile && found.has(name)) continue // name.onnx wins over name/, as in ModelStore
+    if (!NAME.test(name)) return
+    if (!isFile && found.has(name)) return // name.onnx wins over name/, as in ModelStore
     const f = add(name, isFile ? join(dir, `${name}.json`) : join(full, 'config.json'))
     if (!inside(root, full)) {
       f.problem = `${entry.name} resolves outside the models directory`
-      continue
+      return
     }
     if (isFile) {
       f.files.clear()
       f.files.set('', full)
       f.configPath = join(dir, `${name}.json`)
       f.problem = undefined
-      continue
+      return
     }
     const flat = join(full, 'model.onnx')
     if (existsSync(flat)) {
       if (inside(root, flat)) f.files.set('', flat)
       else f.problem = `${name}/model.onnx resolves outside the models directory`
-      continue
+      return
     }
     for (const v of readdirSync(full)) {
       const file = join(full, v, 'model.onnx')
@@ -153,6 +154,16 @@ export function scanModels (dir: string): Found[] {
     }
     // A folder with no model in it is not a model (it may hold data files).
     if (f.files.size === 0 && !f.problem) found.delete(name)
+  }
+  for (const entry of entries) {
+    try {
+      scanEntry(entry)
+    } catch (err) {
+      // Removed or replaced while we looked (a deploy at work): as if not there.
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err
+      found.delete(entry.name.endsWith('.onnx') ? entry.name.slice(0, -'.onnx'.length) : entry.name)
+    }
   }
   return [...found.values()]
 }
@@ -290,12 +301,23 @@ export class ModelRepository {
     }
   }
 
-  /** SIGHUP: scans again, loads what is new or changed, retires what is gone. */
+  /**
+   * SIGHUP: scans again, loads what is new or changed, retires what is gone.
+   * A scan that fails changes nothing (it would otherwise read as "every
+   * model is gone"), and only models known before this scan can be gone: one
+   * the load API adds meanwhile is not in it, yet is not retired.
+   */
   async reload (): Promise<void> {
-    const found = this.safeScan()
+    const known = [...this.models.keys()]
+    let found: Found[]
+    try {
+      found = scanModels(this.dir)
+    } catch (err) {
+      throw new ModelLoadError(`cannot scan the models directory, nothing reloaded: ${(err as Error).message}`)
+    }
     const names = new Set(found.map(f => f.name))
     for (const f of found) await this.locked(f.name, () => this.apply(f))
-    for (const name of [...this.models.keys()]) {
+    for (const name of known) {
       if (!names.has(name)) await this.locked(name, () => this.retire(name, 'its files were removed'))
     }
   }

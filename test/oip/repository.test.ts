@@ -1,7 +1,7 @@
 // The model repository: scanning, version policies, the repository API and
 // hot swap (in process; test/oip/hot-swap.test.ts does it with SIGHUP).
 import t from 'tap'
-import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseConfig, scanModels, selectVersions } from '../../framework/repository.ts'
 import type { App } from '../../framework/create-app.ts'
@@ -18,6 +18,7 @@ t.test('scan: flat files, folders, versions; names validated; nothing outside th
     'c/1/model.onnx': addModel(),
     'c/10/model.onnx': addModel(),
     'c/notes/model.onnx': addModel(),
+    'c/1234567890123456/model.onnx': addModel(),
     'c/config.json': '{}',
     'd.onnx': addModel(),
     'd/1/model.onnx': addModel(),
@@ -33,7 +34,7 @@ t.test('scan: flat files, folders, versions; names validated; nothing outside th
   t.same([...found.keys()].sort(), ['a', 'alias', 'b', 'c', 'd', 'dangling', 'escape', 'escapedir'])
   t.same([...found.get('a')!.files.keys()], [''])
   t.same([...found.get('b')!.files.keys()], [''])
-  t.same([...found.get('c')!.files.keys()].sort(), ['1', '10'], 'only numbered version folders')
+  t.same([...found.get('c')!.files.keys()].sort(), ['1', '10'], 'only numbered version folders, of at most 15 digits (compared exactly as numbers)')
   t.equal(found.get('c')!.configPath, join(dir, 'c', 'config.json'))
   t.same([...found.get('d')!.files.values()], [join(dir, 'd.onnx')], 'name.onnx wins over name/, as in ModelStore')
   t.match(found.get('escape')!.problem, /outside the models directory/)
@@ -246,4 +247,46 @@ t.test('reload: a broken replacement leaves the old model serving; a removed mod
   mkdirSync(join(dir, 'empty'))
   await app.reload()
   t.same((await infer(app)).json().outputs[0].data, [3, 3, 3, 3])
+})
+
+t.test('reload: a scan that fails changes nothing (it would read as every model gone)', async t => {
+  const { app, dir } = await oipApp(t, { 'mlp.onnx': addModel([1, 1, 1, 1]) }, { repositoryApi: true })
+  renameSync(dir, `${dir}.away`)
+  t.teardown(() => rmSync(`${dir}.away`, { recursive: true, force: true }))
+  await t.rejects(app.reload(), /cannot scan the models directory, nothing reloaded/)
+  renameSync(`${dir}.away`, dir)
+  t.same((await infer(app)).json().outputs[0].data, [1, 1, 1, 1], 'still serving')
+  const entry = (await app.inject({ method: 'POST', url: '/v2/repository/index' })).json().find((e: { name: string }) => e.name === 'mlp')
+  t.equal(entry.state, 'READY')
+})
+
+t.test('reload: a model the load API adds while a reload runs is not retired by it', async t => {
+  const { app, dir } = await oipApp(t, { 'mlp.onnx': addModel([1, 1, 1, 1]) }, { repositoryApi: true })
+  writeModels(dir, { 'mlp.onnx': addModel([2, 2, 2, 2]) })
+  const reloading = app.reload()
+  // Dropped in after the reload's scan, and loaded through the API meanwhile.
+  writeModels(dir, { 'late.onnx': addModel([5, 5, 5, 5]) })
+  const load = await app.inject({ method: 'POST', url: '/v2/repository/models/late/load', headers: { 'content-type': 'application/json' }, payload: '' })
+  t.equal(load.statusCode, 200, load.body)
+  await reloading
+  const late = await infer(app, '/v2/models/late/infer')
+  t.equal(late.statusCode, 200, late.body)
+  t.same(late.json().outputs[0].data, [5, 5, 5, 5])
+  t.same((await infer(app)).json().outputs[0].data, [2, 2, 2, 2], 'the reload took the changed model')
+})
+
+t.test('scan: an entry removed while the scan looks at it is skipped, not the whole scan', async t => {
+  const dir = tempModels(t, { 'a.onnx': addModel(), 'b.onnx': addModel(), 'c/1/model.onnx': addModel() })
+  const fs = await import('node:fs')
+  const vanished = (path: unknown) => Object.assign(new Error(`ENOENT: no such file or directory, '${String(path)}'`), { code: 'ENOENT' })
+  // b.onnx and c/ are listed, then gone before they are looked at.
+  const { scanModels: scan } = await t.mockImport<typeof import('../../framework/repository.ts')>('../../framework/repository.ts', {
+    'node:fs': {
+      ...fs,
+      statSync: (p: string, ...rest: unknown[]) => { if (p.endsWith('b.onnx')) throw vanished(p); return (fs.statSync as Function)(p, ...rest) },
+      lstatSync: (p: string, ...rest: unknown[]) => { if (p.endsWith('b.onnx')) throw vanished(p); return (fs.lstatSync as Function)(p, ...rest) },
+      readdirSync: (p: string, ...rest: unknown[]) => { if (p.endsWith('/c')) throw vanished(p); return (fs.readdirSync as Function)(p, ...rest) },
+    },
+  })
+  t.same(scan(dir).map(f => f.name), ['a'])
 })
