@@ -28,6 +28,7 @@
 // Why not piscina: loads must reach every thread (one session per thread), and
 // the queue must stay inspectable on the main thread for deadlines and
 // batching. piscina hides both behind its own task queue.
+import { statSync } from 'node:fs'
 import { Worker } from 'node:worker_threads'
 import { TRANSFER_MIN_BYTES, createRuntime, sessionOptions, type Runtime } from './inference-core.js'
 import { availableParallelism } from 'node:os'
@@ -116,8 +117,14 @@ class ModelQueue {
   stats: Omit<ModelStats, 'queuedRequests' | 'queuedItems'> = { batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, inline: 0 }
   /** Moving average of session.run's time per input element, in microseconds. */
   usPerElement?: number
-  /** The main-thread session: absent, being loaded, or ready. */
-  inline: 'none' | 'loading' | 'ready' = 'none'
+  /**
+   * The main-thread session: absent, being loaded, ready, or off (its file
+   * changed since the threads loaded it, or it failed to load: until the
+   * model is loaded again, the threads run it).
+   */
+  inline: 'none' | 'loading' | 'ready' | 'off' = 'none'
+  /** The main runtime's key for it: one per attempt, so a stale load never stands in for a newer one. */
+  inlineKey?: string
   /** Jobs to run on the main thread at the end of this event-loop turn. */
   inlineJobs: Job[] = []
   inlineScheduled = false
@@ -224,6 +231,9 @@ export class InferencePool {
   private loaded = new Map<string, Record<string, unknown>>()
   /** Loads under way: a thread replaced meanwhile gets them too. */
   private loading = new Set<Record<string, unknown>>()
+  /** The file each model loaded by path was, when the threads read it (see loadInline). */
+  private files = new Map<string, string | undefined>()
+  private inlineLoads = 0
   private defaults: BatchOptions
   private delayTimer?: NodeJS.Timeout
   /** When `delayTimer` fires (performance.now() time). */
@@ -296,6 +306,7 @@ export class InferencePool {
   /** Loads a model into every thread; resolves with its metadata. */
   async load (key: string, source: string | Uint8Array): Promise<LoadedMetadata> {
     const msg = typeof source === 'string' ? { op: 'load', key, path: source } : { op: 'load', key, bytes: source }
+    const file = typeof source === 'string' ? fileSignature(source) : undefined
     this.loading.add(msg)
     let replies
     try {
@@ -304,22 +315,22 @@ export class InferencePool {
       this.loading.delete(msg)
     }
     this.loaded.set(key, msg)
+    this.files.set(key, file)
     const meta = { inputs: replies[0].inputs, outputs: replies[0].outputs }
     const q = this.queue(key)
     q.shape = meta
     q.batches = modelBatches(meta)
     // A reloaded model's cost and main-thread session are learnt afresh.
-    if (q.inline !== 'none') await this.mainRuntime?.unload({ key })
-    q.inline = 'none'
+    await this.dropInline(q)
     q.usPerElement = undefined
     return meta
   }
 
   async unload (key: string): Promise<void> {
     this.loaded.delete(key)
+    this.files.delete(key)
     const q = this.queues.get(key)
-    if (q) q.inline = 'none'
-    await this.mainRuntime?.unload({ key })
+    if (q) await this.dropInline(q)
     if (q?.jobs.length === 0) this.queues.delete(key)
     await Promise.all(this.threads.map(t => t.call({ op: 'unload', key }).catch(() => {})))
   }
@@ -407,15 +418,34 @@ export class InferencePool {
   }
 
   private loadInline (q: ModelQueue) {
-    const key = q.key
-    const msg = this.loaded.get(key)
+    const msg = this.loaded.get(q.key)
     if (!msg) return
+    // The main thread reads the file now, maybe long after the threads did:
+    // a file replaced meanwhile (before its reload) is another model.
+    if (typeof msg.path === 'string' && fileSignature(msg.path) !== this.files.get(q.key)) {
+      q.inline = 'off'
+      return
+    }
+    const inlineKey = `${q.key}#inline${++this.inlineLoads}`
     q.inline = 'loading'
-    this.mainRuntime ??= createRuntime(sessionOptions(this.options.intraOpThreads))
-    this.mainRuntime.load(msg as never).then(
-      () => { if (q.inline === 'loading' && this.loaded.get(key) === msg) q.inline = 'ready' },
-      () => { q.inline = 'none' },
+    q.inlineKey = inlineKey
+    const runtime = this.mainRuntime ??= createRuntime(sessionOptions(this.options.intraOpThreads))
+    runtime.load({ ...msg, key: inlineKey } as never).then(
+      () => {
+        if (q.inline === 'loading' && q.inlineKey === inlineKey) q.inline = 'ready'
+        // Unloaded or reloaded while it loaded: not wanted any more.
+        else return runtime.unload({ key: inlineKey })
+      },
+      () => { if (q.inlineKey === inlineKey) q.inline = 'off' },
     )
+  }
+
+  /** Releases a model's main-thread session, if it has one (or one is loading: it is released when loaded). */
+  private async dropInline (q: ModelQueue) {
+    const inlineKey = q.inlineKey
+    q.inline = 'none'
+    q.inlineKey = undefined
+    if (inlineKey) await this.mainRuntime?.unload({ key: inlineKey })
   }
 
   /**
@@ -445,7 +475,7 @@ export class InferencePool {
       const taken = new Set(jobs)
       for (let i = live.length - 1; i >= 0; i--) if (taken.has(live[i])) live.splice(i, 1)
       q.stats.inline += jobs.length
-      this.compute(q, jobs, false, (feeds, outputs) => this.mainRuntime!.run({ key: q.key, feeds, outputs }))
+      this.compute(q, jobs, false, (feeds, outputs) => this.mainRuntime!.run({ key: q.inlineKey!, feeds, outputs }))
         .catch(err => failAll(jobs, err))
     }
   }
@@ -678,7 +708,7 @@ export class InferencePool {
       q.items = 0
     }
     await Promise.all(this.threads.map(t => t.stop()))
-    for (const key of this.loaded.keys()) await this.mainRuntime?.unload({ key })
+    for (const q of this.queues.values()) await this.dropInline(q)
   }
 }
 
@@ -686,6 +716,16 @@ export class InferencePool {
 function failAll (jobs: Job[], err: unknown) {
   const error = new InferenceError(`cannot run a batch of ${jobs.length} requests: ${(err as Error)?.message ?? err}`)
   for (const job of jobs) job.reject(error)
+}
+
+/** A file's identity and version (inode, size, modification time); undefined when it cannot be read. */
+function fileSignature (path: string): string | undefined {
+  try {
+    const s = statSync(path)
+    return `${s.ino}:${s.size}:${s.mtimeMs}`
+  } catch {
+    return undefined
+  }
 }
 
 /** Elements over every input (the unit a model's cost is learnt in). */

@@ -2,7 +2,11 @@
 // together; everything slower goes to the inference threads.
 import t from 'tap'
 import { InferencePool } from '../../framework/pool.ts'
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { addModel, slowModel } from '../fixtures/models.ts'
+import { addModel as addOf } from '../fixtures/oip.ts'
 
 const x = (v = 0) => ({ x: { type: 'float32' as const, data: new Float32Array([v, v, v, v]), dims: [1, 4] } })
 const settle = () => new Promise(resolve => setTimeout(resolve, 50))
@@ -115,4 +119,39 @@ t.test('an inline failure is an InferenceError for that request only; unload dro
   await t.rejects(pool.run('add', x()), /not loaded/)
   await pool.load('add', addModel())
   t.same(Array.from((await pool.run('add', x())).y.data as Float32Array), [1, 2, 3, 4], 'reloaded, it runs on a thread first again')
+})
+
+t.test('a model file replaced after the threads read it is not read again by the main thread', async t => {
+  const dir = mkdtempSync(join(tmpdir(), 'inline-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'add.onnx')
+  writeFileSync(file, addModel())
+  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
+  t.teardown(() => pool.close())
+  await pool.load('add', file)
+  // A new model put in place (by rename, as a deploy does) before any reload.
+  writeFileSync(`${file}.new`, addOf([7, 7, 7, 7]))
+  renameSync(`${file}.new`, file)
+  for (let i = 0; i < 4; i++) {
+    t.same(Array.from((await pool.run('add', x())).y.data as Float32Array), [1, 2, 3, 4], `run ${i}: the model the threads loaded`)
+    await settle()
+  }
+  t.equal(pool.stats('add').inline, 0, 'it stays on the threads')
+  await pool.load('add', file)
+  await pool.run('add', x())
+  await settle()
+  t.same(Array.from((await pool.run('add', x())).y.data as Float32Array), [7, 7, 7, 7], 'reloaded: the new file, inline too')
+  t.equal(pool.stats('add').inline, 1)
+})
+
+t.test('unloading a model while its main-thread session loads releases that session', async t => {
+  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
+  t.teardown(() => pool.close())
+  await pool.load('add', addModel())
+  await pool.run('add', x()) // cheap: its main-thread session starts loading now
+  t.equal((pool as any).queues.get('add').inline, 'loading')
+  await pool.unload('add')
+  await settle()
+  const runtime = (pool as any).mainRuntime
+  t.notOk(runtime.has('add') || runtime.has('add#inline1'), 'no session left on the main thread')
 })
