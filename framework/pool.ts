@@ -522,6 +522,12 @@ export class InferencePool {
     return n
   }
 
+  /** Whether `key` was loaded from `path` and the file is still the one read (same inode, size and modification time). */
+  loadedFromFile (key: string, path: string): boolean {
+    const file = this.files.get(key)
+    return this.loaded.get(key)?.path === path && file !== undefined && file === fileSignature(path)
+  }
+
   /** Keys of the models loaded now (in every thread), in load order: what `stats` is worth asking about. */
   keys (): string[] {
     return [...this.loaded.keys()]

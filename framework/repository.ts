@@ -464,8 +464,10 @@ export class ModelRepository {
   /** Loads one version (or adopts a resource's sessions for the same file) and warms it up. */
   private async loadVersion (name: string, version: string | undefined, path: string, config: RepositoryConfig, adopt: boolean): Promise<LoadedModel> {
     const resourceModel = this.store.get(name)
-    if (adopt && resourceModel && resourceModel.loaded.path === path) {
-      // Start-up: the resource loaded this very file a moment ago; share its sessions.
+    if (adopt && resourceModel && this.store.pool.loadedFromFile(resourceModel.loaded.key, path)) {
+      // Start-up: the resource loaded this very file a moment ago; share its
+      // sessions (unless the file was replaced since: then it is loaded anew,
+      // and the resource follows, as on a reload).
       return resourceModel.loaded
     }
     // loadFile also hands config.json's batching options to the pool.

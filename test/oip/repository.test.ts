@@ -290,3 +290,22 @@ t.test('scan: an entry removed while the scan looks at it is skipped, not the wh
   })
   t.same(scan(dir).map(f => f.name), ['a'])
 })
+
+t.test('start-up: a resource\'s model file replaced before the repository adopts it is loaded anew', async t => {
+  const { ModelStore } = await import('../../framework/models.ts')
+  const { ModelRepository } = await import('../../framework/repository.ts')
+  const dir = tempModels(t, { 'mlp.onnx': addModel([1, 1, 1, 1]) })
+  const store = new ModelStore({ dir, threads: 1, inlineBelowUs: 0 })
+  t.teardown(() => store.close())
+  const repo = new ModelRepository({ store, dir })
+  repo.discover()
+  // A resource's load(), then a new file lands while others load and warm up.
+  const model = await store.load('mlp', { inputs: { x: { type: 'float32', shape: [-1, 4] } }, outputs: { y: { type: 'float32', shape: [-1, 4] } } })
+  await new Promise(resolve => setTimeout(resolve, 20))
+  writeModels(dir, { 'mlp.onnx': addModel([2, 2, 2, 2]) })
+  await repo.loadAll()
+  const feeds = { x: { type: 'float32' as const, data: new Float32Array(4), dims: [1, 4] } }
+  const served = repo.defaultVersion(repo.get('mlp')!)!.loaded!
+  t.same(Array.from((await store.run(served.key, feeds)).y.data as Float32Array), [2, 2, 2, 2], 'the repository serves the file on disk')
+  t.same(Array.from((await model.run(feeds)).y.data as Float32Array), [2, 2, 2, 2], 'and the resource follows')
+})
