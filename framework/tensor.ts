@@ -85,8 +85,8 @@ export function checkContract (contract: ModelContract, actual: { inputs: Tensor
  * Rows of numbers (a JSON body's `[[...], ...]`) as one row-major tensor of
  * `width` columns. One pass into a preallocated array: `rows.flat()` then
  * `Float32Array.from` cost several times more on the request path. Returns
- * undefined when a row does not have `width` elements (or, for int64, holds
- * a number that is not a safe integer).
+ * undefined when a row does not have `width` elements, or holds a number the
+ * type cannot hold (beyond float32's range; for int64, not a safe integer).
  */
 export function tensorFromRows (rows: readonly (readonly number[])[], width: number, type: 'float32' | 'int64' = 'float32'): Tensor | undefined {
   const n = rows.length
@@ -107,7 +107,11 @@ export function tensorFromRows (rows: readonly (readonly number[])[], width: num
   for (let r = 0; r < n; r++) {
     const row = rows[r]
     if (row.length !== width) return undefined
-    for (let c = 0, at = r * width; c < width; c++) data[at + c] = row[c]
+    for (let c = 0, at = r * width; c < width; c++) {
+      // Beyond float32's range (1e39 is valid JSON), the model would get Infinity.
+      data[at + c] = row[c]
+      if (!Number.isFinite(data[at + c])) return undefined
+    }
   }
   return { type, data, dims: [n, width] }
 }

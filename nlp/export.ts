@@ -38,6 +38,10 @@ export function taggerConfig (model: LinearChainModel, info: ExportInfo): Tagger
     // Feature id 0 is padding (row 0 of the table is zero), so the server may
     // pad sentences of different lengths into one batch (framework/batcher.ts).
     padValue: 0,
+    // At most 64 sentences of 64 tokens' worth of feature ids padded into one
+    // batch ([rows, tokens, features] elements): a long text runs in a smaller
+    // batch rather than have short ones padded to its length.
+    maxBatchTokens: 64 * 64 * info.featuresPerToken,
     transitions: rows,
     start: Array.from(model.start),
     end: Array.from(model.end),

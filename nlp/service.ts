@@ -100,19 +100,28 @@ export function scorer (model: Model, config: TaggerConfig, signal?: AbortSignal
   }
 }
 
-/** Tags the parsed input: one token list per text (one for `text` and `tokens`). */
-export async function tagInput (parsed: Parsed, config: TaggerConfig, run: RunScores): Promise<{ texts: string[], tagged: TaggedToken[][] }> {
+/**
+ * Tags the parsed input: one token list per text (one for `text` and
+ * `tokens`). A text of more than `maxTokens` tokens is a 413, as a `tokens`
+ * list is. Each text is its own model run: the framework batches them (with
+ * other requests' texts) under the model's padding limits, where one run
+ * would pad every text to the longest.
+ */
+export async function tagInput (parsed: Parsed, config: TaggerConfig, run: RunScores, maxTokens = Infinity): Promise<{ texts: string[], tagged: TaggedToken[][] }> {
   if (parsed.form === 'tokens') {
     const tokens = tokensFromWords(parsed.tokens)
     const texts = [parsed.tokens.join(' ')]
     return { texts, tagged: parsed.tokens.length === 0 ? [[]] : await tagBatch([tokens], config, run) }
   }
   const tokenLists: Token[][] = parsed.texts.map(text => tokenize(text))
-  // Empty texts have nothing to tag; the rest go to the model in one call.
-  const nonEmpty = tokenLists.map((tokens, i) => ({ tokens, i })).filter(x => x.tokens.length > 0)
-  const taggedNonEmpty = await tagBatch(nonEmpty.map(x => x.tokens), config, run)
-  const tagged: TaggedToken[][] = tokenLists.map(() => [])
-  nonEmpty.forEach((x, k) => { tagged[x.i] = taggedNonEmpty[k] })
+  tokenLists.forEach((tokens, i) => {
+    if (tokens.length > maxTokens) {
+      const where = parsed.form === 'text' ? 'body.text' : `body.texts[${i}]`
+      throw payloadTooLarge(`${where} has ${tokens.length} tokens; at most ${maxTokens} are accepted`)
+    }
+  })
+  // Empty texts have nothing to tag.
+  const tagged = await Promise.all(tokenLists.map(async tokens => tokens.length === 0 ? [] : (await tagBatch([tokens], config, run))[0]))
   return { texts: parsed.texts, tagged }
 }
 
@@ -175,7 +184,7 @@ export abstract class TaggingResource extends Resource {
   /** Parses the body (400/413 on bad input) and tags it on an inference thread. */
   protected async tag (body: TaggingInput, signal?: AbortSignalLike) {
     const parsed = parseInput(body, this.limits)
-    return { form: parsed.form, ...await tagInput(parsed, this.config, scorer(this.model, this.config, signal)) }
+    return { form: parsed.form, ...await tagInput(parsed, this.config, scorer(this.model, this.config, signal), this.limits.maxTokens) }
   }
 
   protected description () {

@@ -59,11 +59,12 @@ const PUNCT_RUN = /[.?!]+|([\p{P}\p{S}])\1*/uy
 const OTHER = /[^][\p{M}]*/uy
 
 const CONTRACTION_SUFFIX = /(?:n['\u2019]t|['\u2019](?:s|re|ve|ll|d|m))$/iu
-const SPLIT_WORDS: Record<string, number> = {
+// A Map, not an object: 'constructor' and '__proto__' are words too.
+const SPLIT_WORDS = new Map(Object.entries({
   gonna: 3, wanna: 3, gotta: 3, cannot: 3, dunno: 2, lemme: 3, gimme: 3,
   dont: 2, didnt: 3, doesnt: 4, isnt: 2, wasnt: 3, arent: 3, werent: 4, havent: 4, hasnt: 3,
   couldnt: 5, wouldnt: 5, shouldnt: 6, wont: 2,
-}
+}))
 
 function at (re: RegExp, text: string, pos: number): number {
   re.lastIndex = pos
@@ -90,7 +91,7 @@ function trimUrl (url: string): number {
 function pushWord (out: Token[], text: string, start: number, end: number): void {
   const word = text.slice(start, end)
   const lower = word.toLowerCase()
-  const split = SPLIT_WORDS[lower]
+  const split = SPLIT_WORDS.get(lower)
   if (split !== undefined) {
     out.push({ text: word.slice(0, split), start, end: start + split })
     out.push({ text: word.slice(split), start: start + split, end })

@@ -45,10 +45,14 @@ export class FeatureScaler extends Resource {
   }
 
   private async scale (rows: number[][], signal?: AbortSignalLike): Promise<number[][]> {
-    // The schema has checked every row's length, so the tensor is always made.
-    const x = tensorFromRows(rows, FEATURES)!
+    // The schema has checked every row's length: only a value float32 cannot hold is left.
+    const x = tensorFromRows(rows, FEATURES)
+    if (!x) throw badRequest('every value must be within float32\'s range (about ±3.4e38)')
     const { y } = await this.model.run({ x }, { signal })
-    return rowsFromTensor(y.data as Float32Array, rows.length)
+    const out = y.data as Float32Array
+    // Scaling can push a value near the limit past it.
+    if (!out.every(Number.isFinite)) throw badRequest('a value is so large that its scaled value overflows float32')
+    return rowsFromTensor(out, rows.length)
   }
 
   onPost = responder({

@@ -27,6 +27,12 @@ t.test('contractions split as in UD EWT', async t => {
   checkOffsets(t, s, tokenize(s))
 })
 
+t.test('words named like Object.prototype members are words', async t => {
+  const s = 'The Constructor of __proto__ and toString hasOwnProperty'
+  t.same(texts(s), ['The', 'Constructor', 'of', '__proto__', 'and', 'toString', 'hasOwnProperty'])
+  checkOffsets(t, s, tokenize(s))
+})
+
 t.test('URLs and e-mail addresses', async t => {
   t.same(texts('see https://example.com/a_(b)?x=1&y=2. ok'), ['see', 'https://example.com/a_(b)?x=1&y=2', '.', 'ok'])
   t.same(texts('(www.example.org)'), ['(', 'www.example.org', ')'], 'unbalanced closing parenthesis is not part of the URL')

@@ -20,6 +20,20 @@ t.test('limits: empty list, too many rows', async t => {
   t.equal(many.json().error, 'body.rows has 1025 rows; at most 1024 are accepted')
 })
 
+t.test('values float32 cannot hold, or whose scaled value it cannot, are a 400 (not a 200 with null)', async t => {
+  const app = await build(t)
+  const cases: Array<[number[], RegExp]> = [
+    [[1e39, 0, 0, 0], /within float32's range/],
+    [[-1e300, 0, 0, 0], /within float32's range/],
+    [[0, 3.4e38, 0, 0], /its scaled value overflows float32/],
+  ]
+  for (const [row, message] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3, 4], row] } })
+    t.equal(res.statusCode, 400, JSON.stringify(row))
+    t.match(res.json(), { code: 'BAD_REQUEST', error: message })
+  }
+})
+
 t.test('GET describes the model', async t => {
   const app = await build(t)
   t.same((await app.inject({ url: '/scale' })).json(), {

@@ -60,7 +60,7 @@ t.test('an empty or blank text gives an empty result', async t => {
 
 t.test('any Unicode: NUL, lone surrogates, RTL, combining marks, emoji give 200', async t => {
   const app = await build(t)
-  for (const text of ['a\u0000b', '\ud800', 'x \udc00 y', 'שלום עולם', 'e\u0301te\u0301', '👨‍👩‍👧 family', '\uffff\ufffe', 'مرحبا Paris']) {
+  for (const text of ['The Constructor of __proto__ arrived.', 'a\u0000b', '\ud800', 'x \udc00 y', 'שלום עולם', 'e\u0301te\u0301', '👨‍👩‍👧 family', '\uffff\ufffe', 'مرحبا Paris']) {
     const res = await ner(app, { text })
     t.equal(res.statusCode, 200, JSON.stringify(text))
     for (const tok of res.json().tokens) t.equal(text.slice(tok.start, tok.end), tok.text)
@@ -94,6 +94,9 @@ t.test('limits: text length, batch size, token count answer 413', async t => {
     [{ texts: ['a', 'y'.repeat(30)] }, /body\.texts\[1\] is 30 characters long/],
     [{ tokens: ['a', 'b', 'c', 'd'] }, /body\.tokens has 4 tokens; at most 3 are accepted/],
     [{ tokens: ['z'.repeat(25)] }, /body\.tokens\[0\] is 25 characters long/],
+    // The token limit holds for raw text too, once tokenized.
+    [{ text: 'a b c d' }, /body\.text has 4 tokens; at most 3 are accepted/],
+    [{ texts: ['a b', 'a b c d'] }, /body\.texts\[1\] has 4 tokens; at most 3 are accepted/],
   ]
   for (const [payload, message] of cases) {
     const res = await app.inject({ method: 'POST', url: '/ner', payload: payload as object })
