@@ -105,15 +105,23 @@ export function refuseOtherVerbs (app: FastifyInstance, url: string, verbs: Read
 /** Converts falcon's `{name}` URI templates to fastify's `:name`. */
 export function toFastifyPath (template: string): string {
   if (!template.startsWith('/')) throw new TypeError(`route '${template}' must start with '/'`)
-  return template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, ':$1')
+  const path = template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, ':$1')
+  // Anything else in braces would be matched literally while OpenAPI lists it as a parameter.
+  const bad = /\{[^}]*\}?/.exec(path)
+  if (bad) throw new TypeError(`route '${template}': '${bad[0]}' is not a parameter; names are letters, digits and _, not starting with a digit`)
+  return path
 }
 
-/** Bodies reject unknown fields unless a schema says otherwise (ajv would accept them). */
+/**
+ * Bodies reject unknown fields unless a schema says otherwise (ajv would
+ * accept them). Not inside `allOf` (TypeBox's Intersect): each part would
+ * reject the other parts' fields.
+ */
 function closeObjects (schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(closeObjects)
   if (typeof schema !== 'object' || schema === null) return schema
   const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(schema)) out[k] = closeObjects(v)
+  for (const [k, v] of Object.entries(schema)) out[k] = k === 'allOf' ? v : closeObjects(v)
   if (out.type === 'object' && out.properties && !('additionalProperties' in out)) out.additionalProperties = false
   return out
 }
@@ -249,6 +257,8 @@ export async function createApp (options: AppOptions): Promise<App> {
   }
 
   app.decorate('mount', function mount (template: string, resource: Resource, mountOptions: MountOptions = {}) {
+    // loadResources() loads what is mounted when it starts: a later resource would be served unloaded.
+    if (loading) throw new Error(`cannot mount ${template} after loadResources(): mount every resource first`)
     const url = toFastifyPath(template)
     const responders = respondersOf(resource, mountOptions.suffix ?? '')
     if (responders.size === 0) {
@@ -352,8 +362,17 @@ export async function createApp (options: AppOptions): Promise<App> {
 
   app.addHook('onClose', async () => {
     lifecycle.state = 'draining'
-    for (const resource of resources) await resource.close()
-    await models.close()
+    // Every resource closes, and the models are released, whatever fails.
+    const errors: unknown[] = []
+    for (const close of [...resources.map(r => () => r.close()), () => models.close()]) {
+      try {
+        await close()
+      } catch (err) {
+        errors.push(err)
+      }
+    }
+    if (errors.length === 1) throw errors[0]
+    if (errors.length > 1) throw new AggregateError(errors, `${errors.length} errors while closing`)
   })
 
   return app

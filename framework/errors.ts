@@ -81,6 +81,10 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 
 interface ValidationItem { instancePath?: string, message?: string, keyword?: string, params?: Record<string, unknown> }
 
+/** The first code registered for each status. */
+const CODE_OF_STATUS = new Map<number, ErrorCode>()
+for (const [code, status] of Object.entries(ERROR_CODES) as Array<[ErrorCode, number]>) if (!CODE_OF_STATUS.has(status)) CODE_OF_STATUS.set(status, code)
+
 /** JSON pointer to a readable path: /rows/0/1 -> .rows[0][1] */
 function fieldPath (pointer: string): string {
   return pointer.split('/').slice(1).map(p => p.replace(/~1/g, '/').replace(/~0/g, '~'))
@@ -157,10 +161,12 @@ export function installErrorHandlers (app: FastifyInstance) {
     }
     const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined
     if (mapped) return sendError(reply, mapped, fe.message)
-    if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
-      // Other client errors raised by fastify or its plugins: keep the status.
-      return reply.code(fe.statusCode).type('application/json')
-        .send({ error: fe.message, code: 'BAD_REQUEST', statusCode: fe.statusCode })
+    if (fe.code?.startsWith('FST_') && fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
+      // Other client errors raised by fastify itself: keep the status, with
+      // the code registered for it. (Any other error with a statusCode, from
+      // an HTTP client say, is ours: a 500 below, its message never shown.)
+      const code = CODE_OF_STATUS.get(fe.statusCode) ?? 'BAD_REQUEST'
+      return reply.code(fe.statusCode).type('application/json').send({ error: fe.message, code, statusCode: fe.statusCode })
     }
     // Anything else is our fault: log it with its cause, never show it.
     request.log.error({ err }, 'unhandled error')

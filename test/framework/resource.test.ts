@@ -47,6 +47,68 @@ t.test('mistakes fail at mount time with a clear message', async t => {
   t.throws(() => app.mount('/z', new Greeter('a'), { suffix: 'Nope' }), /no responders with suffix 'Nope'/)
   t.throws(() => toFastifyPath('no-slash'), /must start with '\//)
   t.equal(toFastifyPath('/a/{id}/b/{other_id}'), '/a/:id/b/:other_id')
+  // Served literally while OpenAPI listed a parameter: refused instead.
+  t.throws(() => toFastifyPath('/a/{model-name}'), /'\{model-name\}' is not a parameter/)
+  t.throws(() => toFastifyPath('/a/{1st}'), /'\{1st\}' is not a parameter/)
+  t.throws(() => toFastifyPath('/a/{open'), /'\{open' is not a parameter/)
+})
+
+t.test('a resource mounted after loadResources() is refused: it would be served unloaded', async t => {
+  const app = await bareApp(t)
+  app.mount('/hello/{name}', new Greeter('hello'))
+  await app.loadResources()
+  t.throws(() => app.mount('/late/{name}', new Greeter('late')), /cannot mount \/late\/\{name\} after loadResources\(\)/)
+})
+
+t.test('an Intersect body accepts the fields of every part, and still no others', async t => {
+  class Both extends Resource {
+    onPost = responder({
+      schema: { body: Type.Intersect([Type.Object({ a: Type.Number() }), Type.Object({ b: Type.Number() })]) },
+      handler: async request => ({ sum: request.body.a + request.body.b }),
+    })
+  }
+  const app = await bareApp(t)
+  app.mount('/both', new Both())
+  await app.loadResources()
+  const ok = await app.inject({ method: 'POST', url: '/both', payload: { a: 1, b: 2 } })
+  t.equal(ok.statusCode, 200, ok.body)
+  t.same(ok.json(), { sum: 3 })
+  t.equal((await app.inject({ method: 'POST', url: '/both', payload: { a: 1 } })).statusCode, 400)
+})
+
+t.test('an error with a 4xx statusCode that is not an HttpError is a 500 that hides its message', async t => {
+  class Leaky extends Resource {
+    onGet = responder({
+      schema: {},
+      handler: async () => { throw Object.assign(new Error('GET http://internal/secret failed'), { statusCode: 404 }) },
+    })
+  }
+  const app = await bareApp(t)
+  app.mount('/leaky', new Leaky())
+  await app.loadResources()
+  const res = await app.inject({ url: '/leaky' })
+  t.equal(res.statusCode, 500)
+  t.same(res.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 })
+})
+
+t.test('close: every resource closes and the models are released, even when one close fails', async t => {
+  const calls: string[] = []
+  class Closing extends Resource {
+    constructor (private readonly name: string, private readonly fails: boolean) { super() }
+    async close () {
+      calls.push(this.name)
+      if (this.fails) throw new Error(`${this.name} failed to close`)
+    }
+    onGet = responder({ schema: {}, handler: async () => ({}) })
+  }
+  const app = await bareApp(t)
+  app.mount('/one', new Closing('one', true))
+  app.mount('/two', new Closing('two', false))
+  await app.loadResources()
+  await t.rejects(app.close(), /one failed to close/)
+  t.same(calls, ['one', 'two'])
+  t.equal(app.models.pool.computing, 0)
+  await t.rejects(app.models.pool.run('x', {}), /inference pool is closed/, 'the models were released')
 })
 
 t.test('lifecycle: load, warmup and close run in order, once per resource', async t => {
