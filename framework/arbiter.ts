@@ -2,10 +2,16 @@
 // loads its models after the fork), keeps their number up, and turns signals
 // into worker management. It never serves HTTP itself.
 //
-// - A worker that fails to boot (a model does not load) stops the whole server
-//   with exit code 3 and the model's error: retrying would fail the same way.
-// - A worker that dies after it was ready is replaced, with a back-off that
-//   grows while workers keep dying, so a crash loop does not spin the CPU.
+// - A worker that fails to boot (a model does not load; or any worker dies
+//   before the first one was ready) stops the whole server with exit code 3
+//   and the error: retrying would fail the same way.
+// - Once the server has been up, a worker that dies is replaced, with a
+//   back-off that grows while workers keep dying, so a crash loop does not
+//   spin the CPU. A replacement for HUP that dies while booting leaves the
+//   old worker serving.
+// - With --port 0, the arbiter picks a free port once and every worker listens
+//   on it (Node's cluster keeps a port-0 listener's port only while a worker
+//   holds it: after all workers died, they would come back on another).
 // - TERM: workers drain; exit 0 once all are gone (kill after the graceful timeout).
 // - INT, QUIT: workers stop at once. HUP: workers are replaced one by one, each
 //   new one ready before the old one drains, so no request is dropped.
@@ -13,6 +19,7 @@
 //   replaced the same way as on HUP.
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster'
+import { createServer, type AddressInfo } from 'node:net'
 import pino from 'pino'
 import type { Settings } from './settings.ts'
 import type { WorkerMessage } from './serve.ts'
@@ -21,6 +28,18 @@ import { ClusterMetrics } from './cluster-metrics.ts'
 
 const BOOT_FAILURE = 3
 const MAX_BACKOFF_MS = 10_000
+
+/** A port free now on `host` (the system's choice for port 0). */
+function freePort (host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, host, () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
 
 /** Sends a worker a message, unless it is gone. */
 function tell (worker: Worker, message: ArbiterMetricsMessage) {
@@ -34,8 +53,14 @@ export function runArbiter (settings: Settings): void {
   let stopping = false
   let backoffMs = 0
   let lastDeath = 0
+  /** Whether any worker has been ready: before, a death is a boot failure. */
+  let wasUp = false
+  /** With --port 0, a free port chosen before the first fork, which every worker listens on. */
+  let boundPort: number | undefined
   const ready = new Set<Worker>()
   const retiring = new Set<Worker>()
+  /** Workers started by `replace`, until ready: if one dies, `replace` keeps the old one. */
+  const replacements = new Set<Worker>()
   const waiters = new Map<Worker, (ok: boolean) => void>()
   const metrics = new ClusterMetrics<Worker>({
     ask: (worker, id) => tell(worker, { type: 'metrics-collect', id }),
@@ -44,14 +69,19 @@ export function runArbiter (settings: Settings): void {
 
   const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !retiring.has(w))
 
-  const spawn = (): Promise<boolean> => {
-    const worker = cluster.fork()
+  const spawn = (onFork?: (worker: Worker) => void): Promise<boolean> => {
+    const worker = cluster.fork(boundPort === undefined ? {} : { ONNX_SERVE_PORT: String(boundPort) })
+    onFork?.(worker)
     return new Promise(resolve => waiters.set(worker, resolve))
   }
 
   const shutdown = (code: number, signal: NodeJS.Signals) => {
     if (stopping) return
     stopping = true
+    // Also the code of a natural end: a worker leaves cluster.workers on its
+    // exit and its disconnect, in either order, so the last 'exit' below may
+    // still see it listed, and then nothing is left to call process.exit.
+    process.exitCode = code
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w)
     log.info({ signal, workers: workers.length }, 'stopping workers')
     if (workers.length === 0) process.exit(code)
@@ -62,22 +92,29 @@ export function runArbiter (settings: Settings): void {
       for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL')
       process.exit(code || 1)
     }, timeoutMs).unref()
-    cluster.on('exit', () => {
+    const exitWhenAllGone = () => {
       if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(code)
-    })
+    }
+    cluster.on('exit', exitWhenAllGone)
+    cluster.on('disconnect', exitWhenAllGone)
   }
 
   /** Starts a replacement, waits for it to be ready, then drains the old worker. */
   const replace = async (old: Worker) => {
-    if (retiring.has(old) || stopping) return
+    // A worker gone meanwhile (TTOU, a crash: already replaced if need be) is not replaced again.
+    if (retiring.has(old) || stopping || old.isDead()) return
     retiring.add(old)
-    const ok = await spawn()
+    const ok = await spawn(fresh => replacements.add(fresh))
     if (ok && !stopping) old.process.kill('SIGTERM')
+    // The replacement died booting: the old worker keeps serving (a later HUP may try again).
+    else if (!ok) retiring.delete(old)
   }
 
   cluster.on('message', (worker: Worker, message: WorkerMessage) => {
     if (message.type === 'ready') {
       ready.add(worker)
+      replacements.delete(worker)
+      wasUp = true
       waiters.get(worker)?.(true)
       waiters.delete(worker)
       log.info({ worker: worker.id, workerPid: worker.process.pid, port: message.port }, 'worker ready')
@@ -104,10 +141,15 @@ export function runArbiter (settings: Settings): void {
     const wasReady = ready.delete(worker)
     metrics.exited(worker)
     const wasRetiring = retiring.delete(worker)
+    const wasReplacement = replacements.delete(worker)
     waiters.get(worker)?.(false)
     waiters.delete(worker)
     if (stopping || wasRetiring) return
-    if (!wasReady) {
+    if (wasReplacement) {
+      log.error({ worker: worker.id, code, signal }, 'a replacement worker died before it was ready: the old worker keeps serving')
+      return
+    }
+    if (!wasReady && !wasUp) {
       log.fatal({ worker: worker.id, code, signal }, 'worker died before it was ready: stopping the server')
       process.stderr.write(`error: worker ${worker.id} exited (code ${code}, signal ${signal}) before it was ready\n`)
       shutdown(BOOT_FAILURE, 'SIGKILL')
@@ -117,7 +159,7 @@ export function runArbiter (settings: Settings): void {
     const now = Date.now()
     backoffMs = now - lastDeath > 30_000 ? 0 : Math.min(MAX_BACKOFF_MS, Math.max(100, backoffMs * 2))
     lastDeath = now
-    log.warn({ worker: worker.id, code, signal, restartInMs: backoffMs }, 'worker died: replacing it')
+    log.warn({ worker: worker.id, code, signal, restartInMs: backoffMs, wasReady }, 'worker died: replacing it')
     setTimeout(() => { if (!stopping) void spawn() }, backoffMs)
   })
 
@@ -135,18 +177,23 @@ export function runArbiter (settings: Settings): void {
     void spawn()
   })
   process.on('SIGTTOU', () => {
-    if (target <= 1) return
+    if (target <= 1) return log.info({ target }, 'SIGTTOU: already at one worker; ignored')
     target--
-    const victim = live().at(-1)
-    log.info({ target }, 'SIGTTOU: removing a worker')
+    // A ready worker, never a replacement still booting (its HUP would then
+    // keep the old worker it was to replace, out of reach of later signals).
+    const victim = live().filter(w => ready.has(w)).at(-1)
+    log.info({ target, worker: victim?.id }, 'SIGTTOU: removing a worker')
     if (victim) {
       retiring.add(victim)
       victim.process.kill('SIGTERM')
     }
   })
 
-  log.info({ workers: target, host: settings.host, port: settings.port }, 'starting workers')
-  void Promise.all(Array.from({ length: target }, spawn)).then(results => {
-    if (results.every(Boolean)) log.info({ workers: target }, 'all workers ready')
-  })
+  void (async () => {
+    // If even that fails (a bad host), the workers report the listen error.
+    if (settings.port === 0) boundPort = await freePort(settings.host).catch(() => undefined)
+    log.info({ workers: target, host: settings.host, port: boundPort ?? settings.port }, 'starting workers')
+    const results = await Promise.all(Array.from({ length: target }, () => spawn()))
+    if (results.every(Boolean) && !stopping) log.info({ workers: target }, 'all workers ready')
+  })()
 }

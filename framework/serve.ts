@@ -152,18 +152,20 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
     }
   }
   if (cluster.isWorker && !await load()) return
+  // With --port 0 the arbiter hands later workers the port the first one got.
+  const wantedPort = cluster.isWorker && process.env.ONNX_SERVE_PORT ? Number(process.env.ONNX_SERVE_PORT) : settings.port
   try {
-    await app.listen({ host: settings.host, port: settings.port })
+    await app.listen({ host: settings.host, port: wantedPort })
   } catch (err) {
     log.error({ err }, 'cannot listen')
-    tell({ type: 'failed', error: `cannot listen on ${settings.host}:${settings.port}: ${(err as Error).message}` })
+    tell({ type: 'failed', error: `cannot listen on ${settings.host}:${wantedPort}: ${(err as Error).message}` })
     process.exitCode = 1
     await app.close().catch(() => {})
     exit(1)
     return
   }
   const address = app.server.address()
-  const port = typeof address === 'object' && address ? address.port : settings.port
+  const port = typeof address === 'object' && address ? address.port : wantedPort
   if (!cluster.isWorker && !await load()) return
   tell({ type: 'ready', port })
 }

@@ -1,6 +1,7 @@
 // server.ts as a real process: settings, signals, workers, failures.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { request as httpRequest } from 'node:http'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
@@ -333,6 +334,62 @@ t.test('cluster: /metrics counters keep counting when workers are recycled', asy
   const recycled = server.lines.filter(l => l.msg === 'worker exited' && l.code === 0).length
   t.ok(recycled >= 2, `${recycled} workers recycled meanwhile`)
   t.same(counts, counts.map((_, i) => i + 1), 'after n requests, every scrape counts n: an exited worker\'s requests stay counted')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
+/** The worker processes of a cluster primary now (its other children, such as tsx's esbuild, left out). */
+const workerPids = (primary: number): number[] => {
+  const out = spawnSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' })
+  const isWorker = (pid: number) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('server.ts') } catch { return false } }
+  return out.stdout.split('\n').filter(Boolean).map(Number).filter(isWorker)
+}
+const readyCount = (server: { lines: Array<Record<string, any>> }) => server.lines.filter(l => l.msg === 'worker ready').length
+
+t.test('cluster: with --port 0, workers started after all the others died listen on the same port', async t => {
+  const server = await startReady(t, ['--workers', '2', '--threads', '1'])
+  for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL')
+  await server.waitFor(() => readyCount(server) >= 4)
+  const ports = server.lines.filter(l => l.msg === 'worker ready').map(l => l.port)
+  t.same(new Set(ports), new Set([server.port]), `every worker on ${server.port}: ${ports.join(', ')}`)
+  t.equal((await fetch(`http://127.0.0.1:${server.port}/health/ready`)).status, 200)
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('cluster: a worker that dies while booting, once the server is up, is replaced (not a boot failure)', async t => {
+  const server = await startReady(t, ['--workers', '2', '--threads', '1'])
+  const first = workerPids(server.proc.pid!)
+  process.kill(first[0], 'SIGKILL')
+  await server.waitFor(l => l.msg === 'worker died: replacing it')
+  // The replacement, still booting, dies too.
+  let booting: number | undefined
+  for (let i = 0; i < 100 && booting === undefined; i++) {
+    booting = workerPids(server.proc.pid!).find(pid => !first.includes(pid))
+    if (booting === undefined) await sleep(20)
+  }
+  t.ok(booting, 'a replacement was forked')
+  process.kill(booting!, 'SIGKILL')
+  await server.waitFor(() => readyCount(server) >= 3)
+  t.notOk(server.lines.some(l => /stopping the server/.test(l.msg ?? '')), 'the server did not stop')
+  t.equal((await fetch(`http://127.0.0.1:${server.port}/health/ready`)).status, 200)
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('cluster: TTOU during a HUP removes a ready worker, and the HUP still retires the old one', async t => {
+  const server = await startReady(t, ['--workers', '2', '--threads', '1'])
+  const before = workerPids(server.proc.pid!)
+  server.proc.kill('SIGHUP')
+  await sleep(200) // the first replacement is booting
+  server.proc.kill('SIGTTOU')
+  await server.waitFor(() => readyCount(server) >= 3)
+  // The old workers drain and exit: one retired by the HUP, one by the TTOU.
+  for (let i = 0; i < 100 && workerPids(server.proc.pid!).length > 1; i++) await sleep(50)
+  const after = workerPids(server.proc.pid!)
+  t.equal(after.length, 1, `one worker left: ${after.join(', ')}`)
+  t.notOk(before.includes(after[0]), 'and it is the new one')
+  t.equal((await fetch(`http://127.0.0.1:${server.port}/health/ready`)).status, 200)
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
 })
