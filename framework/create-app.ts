@@ -8,6 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { Ajv } from 'ajv'
+import { resolve, sep } from 'node:path'
 import { createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
@@ -110,6 +111,14 @@ export function toFastifyPath (template: string): string {
   const bad = /\{[^}]*\}?/.exec(path)
   if (bad) throw new TypeError(`route '${template}': '${bad[0]}' is not a parameter; names are letters, digits and _, not starting with a digit`)
   return path
+}
+
+/** `message` with the models directory's path taken out: files under it relative, the directory itself by name. */
+export function withoutModelsDir (message: string, modelsDir: string): string {
+  const dir = resolve(modelsDir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  return message
+    .replace(new RegExp(`${dir}${sep}(?=\\S)`, 'g'), '')
+    .replace(new RegExp(`${dir}${sep}?`, 'g'), 'the models directory')
 }
 
 /**
@@ -337,7 +346,8 @@ export async function createApp (options: AppOptions): Promise<App> {
         }
         if (lifecycle.state === 'loading') Object.assign(lifecycle, { state: 'ready', reason: '' })
       } catch (err) {
-        Object.assign(lifecycle, { state: 'failed', reason: (err as Error).message })
+        // Clients see the reason (503s, readiness) without the server's paths; the log has them.
+        Object.assign(lifecycle, { state: 'failed', reason: withoutModelsDir((err as Error).message, options.modelsDir) })
         throw err
       } finally {
         clearTimeout(timer)

@@ -51,7 +51,10 @@ t.test('a failed load keeps readiness at 503 with the model error', async t => {
   await t.rejects(app.loadResources(), /model 'does-not-exist' not found/)
   const ready = await app.inject({ url: '/health/ready' })
   t.equal(ready.statusCode, 503)
-  t.match(ready.json().error, /does-not-exist/)
+  t.match(ready.json().error, /model 'does-not-exist' not found in the models directory/)
+  const route = await app.inject({ url: '/broken' })
+  t.equal(route.statusCode, 503)
+  t.notMatch(route.json().error, /\/tmp\/|\\/, 'clients do not see the server\'s paths')
 })
 
 t.test('draining: readiness 503; requests still served, with Connection: close', async t => {
