@@ -8,11 +8,10 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { Ajv } from 'ajv'
-import { resolve, sep } from 'node:path'
 import { createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
-import { ErrorBody, HttpError, clientErrorHandler, errorBody, frameworkErrors, installErrorHandlers, sendError, sendOverloaded } from './errors.ts'
+import { ErrorBody, HttpError, clientErrorHandler, errorBody, frameworkErrors, installErrorHandlers, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { metricsRoutes } from './metrics.ts'
@@ -111,14 +110,6 @@ export function toFastifyPath (template: string): string {
   const bad = /\{[^}]*\}?/.exec(path)
   if (bad) throw new TypeError(`route '${template}': '${bad[0]}' is not a parameter; names are letters, digits and _, not starting with a digit`)
   return path
-}
-
-/** `message` with the models directory's path taken out: files under it relative, the directory itself by name. */
-export function withoutModelsDir (message: string, modelsDir: string): string {
-  const dir = resolve(modelsDir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-  return message
-    .replace(new RegExp(`${dir}${sep}(?=\\S)`, 'g'), '')
-    .replace(new RegExp(`${dir}${sep}?`, 'g'), 'the models directory')
 }
 
 /**

@@ -8,6 +8,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { STATUS_CODES } from 'node:http'
+import { resolve, sep } from 'node:path'
 import { AbortedError, OverloadedError } from './pool.ts'
 
 export const ERROR_CODES = {
@@ -104,6 +105,17 @@ export function describeValidation (context: string | undefined, items: Validati
     }
     return `${where} ${item.message ?? 'is invalid'}`
   }).join('; ')
+}
+
+/**
+ * `message` as clients may see it, without the server's models directory:
+ * files under it relative, the directory itself by name (logs keep the paths).
+ */
+export function withoutModelsDir (message: string, modelsDir: string): string {
+  const dir = resolve(modelsDir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  return message
+    .replace(new RegExp(`${dir}${sep}(?=\\S)`, 'g'), '')
+    .replace(new RegExp(`${dir}${sep}?`, 'g'), 'the models directory')
 }
 
 export function errorBody (code: ErrorCode, message: string) {

@@ -102,11 +102,13 @@ export function flatten (data: unknown, where: string): unknown[] {
 /** A UTF-16 surrogate without its pair: JSON can carry one, UTF-8 cannot. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
-/** Why a BYTES element cannot reach the model unchanged, if it cannot. */
-function badString (s: string): string | undefined {
+/** Throws 400 for a BYTES element that cannot reach the model unchanged. */
+function checkBytesElement (s: string, where: string, i: number): void {
   // ONNX Runtime's string tensors are C strings: it would cut the element there.
-  if (s.includes('\0')) return 'holds a NUL character, where ONNX Runtime would cut it short'
-  if (LONE_SURROGATE.test(s)) return 'holds a lone UTF-16 surrogate, which is not text'
+  const why = s.includes('\0') ? 'holds a NUL character, where ONNX Runtime would cut it short'
+    : LONE_SURROGATE.test(s) ? 'holds a lone UTF-16 surrogate, which is not text'
+      : undefined
+  if (why) throw bad(`${where}: BYTES element ${i} ${why} (this server passes BYTES to ONNX Runtime as strings)`)
 }
 
 /** Converts JSON data to a typed tensor, checking every element against the datatype. */
@@ -122,8 +124,7 @@ export function fromJson (input: RequestInput, datatype: Datatype, options: { al
   if (datatype === 'BYTES') {
     values.forEach((v, i) => {
       if (typeof v !== 'string') throw bad(`${where}: element ${i} must be a string for BYTES, got ${JSON.stringify(v)}`)
-      const why = badString(v)
-      if (why) throw bad(`${where}: BYTES element ${i} ${why} (this server passes BYTES to ONNX Runtime as strings)`)
+      checkBytesElement(v, where, i)
     })
     return { type, data: values as string[], dims: input.shape }
   }
@@ -185,8 +186,7 @@ export function fromBinary (input: RequestInput, datatype: Datatype, bytes: Uint
       } catch {
         throw bad(`${where}: BYTES element ${strings.length} is not valid UTF-8 (this server passes BYTES to ONNX Runtime as strings)`)
       }
-      const why = badString(s)
-      if (why) throw bad(`${where}: BYTES element ${strings.length} ${why} (this server passes BYTES to ONNX Runtime as strings)`)
+      checkBytesElement(s, where, strings.length)
       strings.push(s)
       at += n
     }

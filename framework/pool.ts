@@ -725,7 +725,7 @@ function failAll (jobs: Job[], err: unknown) {
 }
 
 /** A file's identity and version (inode, size, modification time); undefined when it cannot be read. */
-function fileSignature (path: string): string | undefined {
+export function fileSignature (path: string): string | undefined {
   try {
     const s = statSync(path)
     return `${s.ino}:${s.size}:${s.mtimeMs}`

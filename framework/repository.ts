@@ -22,10 +22,12 @@
 // swapped in with one assignment; the old sessions are released when the runs
 // in flight on them finish (ModelStore.release). A failed load leaves the old
 // version serving.
-import { lstatSync, readdirSync, readFileSync, realpathSync, statSync, existsSync, type Stats } from 'node:fs'
-import { isAbsolute, join, relative, sep } from 'node:path'
+import { lstatSync, readdirSync, readFileSync, realpathSync, statSync, existsSync } from 'node:fs'
+import { isAbsolute, join, relative } from 'node:path'
 import type { FastifyBaseLogger } from 'fastify'
 import { ModelLoadError, type LoadedModel, type ModelStore } from './models.ts'
+import { fileSignature } from './pool.ts'
+import { withoutModelsDir } from './errors.ts'
 import { checkContract, TYPED_ARRAYS, type ElementType, type Tensor } from './tensor.ts'
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -92,9 +94,7 @@ function inside (root: string, path: string): boolean {
 }
 
 function signatureOf (path: string, configPath: string): string {
-  const id = (s: Stats | undefined) => (s ? `${s.ino}:${s.size}:${s.mtimeMs}` : '-')
-  const stat = (p: string) => { try { return statSync(p) } catch { return undefined } }
-  return `${id(stat(path))}|${id(stat(configPath))}`
+  return `${fileSignature(path) ?? '-'}|${fileSignature(configPath) ?? '-'}`
 }
 
 /** Lists the models in `dir`; names are validated and nothing may resolve outside it. */
@@ -107,10 +107,12 @@ export function scanModels (dir: string): Found[] {
     found.set(name, f)
     return f
   }
+  /** The model an entry would be: `name.onnx` or a folder `name`. */
+  const nameOf = (entry: string) => (entry.endsWith('.onnx') ? entry.slice(0, -'.onnx'.length) : entry)
   const scanEntry = (entry: { name: string }) => {
     const full = join(dir, entry.name)
     const isFile = entry.name.endsWith('.onnx')
-    const name = isFile ? entry.name.slice(0, -'.onnx'.length) : entry.name
+    const name = nameOf(entry.name)
     if (entry.name.startsWith('.')) return
     let kind: 'file' | 'dir' | undefined
     try {
@@ -162,7 +164,7 @@ export function scanModels (dir: string): Found[] {
       // Removed or replaced while we looked (a deploy at work): as if not there.
       const code = (err as NodeJS.ErrnoException).code
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err
-      found.delete(entry.name.endsWith('.onnx') ? entry.name.slice(0, -'.onnx'.length) : entry.name)
+      found.delete(nameOf(entry.name))
     }
   }
   return [...found.values()]
@@ -376,7 +378,7 @@ export class ModelRepository {
     const hadReady = [...m.versions.values()].some(v => v.state === 'READY')
     const fail = (why: string) => {
       // Reasons are shown to clients: paths relative to the models directory.
-      const reason = why.split(this.dir + sep).join('')
+      const reason = withoutModelsDir(why, this.dir)
       if (hadReady) {
         // The old versions keep serving; the failure is reported beside them.
         m.reason = `reload failed, still serving the previous version: ${reason}`
@@ -449,7 +451,7 @@ export class ModelRepository {
     m.config = config
     const readyNow = [...m.versions.values()].some(v => v.state === 'READY')
     m.state = readyNow ? 'READY' : 'UNAVAILABLE'
-    m.reason = problems.length > 0 ? `some versions failed to load: ${problems.join('; ')}`.split(this.dir + sep).join('') : ''
+    m.reason = problems.length > 0 ? withoutModelsDir(`some versions failed to load: ${problems.join('; ')}`, this.dir) : ''
     if (fresh.size > 0) this.log?.info({ model: f.name, versions: [...fresh.keys()].map(v => v || '(unversioned)') }, hadReady ? 'model swapped' : 'model loaded')
 
     // Release the old sessions once the requests already on them finish. A

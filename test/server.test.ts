@@ -1,5 +1,5 @@
 // server.ts as a real process: settings, signals, workers, failures.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
@@ -345,6 +345,12 @@ const workerPids = (primary: number): number[] => {
   return out.stdout.split('\n').filter(Boolean).map(Number).filter(isWorker)
 }
 const readyCount = (server: { lines: Array<Record<string, any>> }) => server.lines.filter(l => l.msg === 'worker ready').length
+/** The server answers ready, then drains on SIGTERM and exits 0. */
+async function servesThenStops (t: Test, server: Awaited<ReturnType<typeof startReady>>) {
+  t.equal((await fetch(`http://127.0.0.1:${server.port}/health/ready`)).status, 200)
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+}
 
 t.test('cluster: with --port 0, workers started after all the others died listen on the same port', async t => {
   const server = await startReady(t, ['--workers', '2', '--threads', '1'])
@@ -352,9 +358,7 @@ t.test('cluster: with --port 0, workers started after all the others died listen
   await server.waitFor(() => readyCount(server) >= 4)
   const ports = server.lines.filter(l => l.msg === 'worker ready').map(l => l.port)
   t.same(new Set(ports), new Set([server.port]), `every worker on ${server.port}: ${ports.join(', ')}`)
-  t.equal((await fetch(`http://127.0.0.1:${server.port}/health/ready`)).status, 200)
-  server.proc.kill('SIGTERM')
-  t.same(await server.exited, { code: 0, signal: null })
+  await servesThenStops(t, server)
 })
 
 t.test('cluster: a worker that dies while booting, once the server is up, is replaced (not a boot failure)', async t => {
@@ -372,9 +376,7 @@ t.test('cluster: a worker that dies while booting, once the server is up, is rep
   process.kill(booting!, 'SIGKILL')
   await server.waitFor(() => readyCount(server) >= 3)
   t.notOk(server.lines.some(l => /stopping the server/.test(l.msg ?? '')), 'the server did not stop')
-  t.equal((await fetch(`http://127.0.0.1:${server.port}/health/ready`)).status, 200)
-  server.proc.kill('SIGTERM')
-  t.same(await server.exited, { code: 0, signal: null })
+  await servesThenStops(t, server)
 })
 
 t.test('cluster: TTOU during a HUP removes a ready worker, and the HUP still retires the old one', async t => {
@@ -389,7 +391,5 @@ t.test('cluster: TTOU during a HUP removes a ready worker, and the HUP still ret
   const after = workerPids(server.proc.pid!)
   t.equal(after.length, 1, `one worker left: ${after.join(', ')}`)
   t.notOk(before.includes(after[0]), 'and it is the new one')
-  t.equal((await fetch(`http://127.0.0.1:${server.port}/health/ready`)).status, 200)
-  server.proc.kill('SIGTERM')
-  t.same(await server.exited, { code: 0, signal: null })
+  await servesThenStops(t, server)
 })
