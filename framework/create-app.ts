@@ -196,7 +196,7 @@ export async function createApp (options: AppOptions): Promise<App> {
   })
   await app.register(swaggerUi, { routePrefix: '/docs' })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
-  await app.register(healthRoutes, { lifecycle })
+  await app.register(healthRoutes, { lifecycle, models })
   await app.register(metricsRoutes, { lifecycle, models, cluster: options.clusterMetrics ?? false })
 
   // Resource routes answer 503 until every model is loaded. While draining

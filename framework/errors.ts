@@ -9,7 +9,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { Type } from '@sinclair/typebox'
 import { STATUS_CODES } from 'node:http'
 import { resolve, sep } from 'node:path'
-import { AbortedError, OverloadedError } from './pool.ts'
+import { AbortedError, ModelUnavailableError, OverloadedError } from './pool.ts'
 
 export const ERROR_CODES = {
   BAD_REQUEST: 400,
@@ -163,6 +163,7 @@ export function installErrorHandlers (app: FastifyInstance) {
       return sendError(reply, err.code, err.message, err.headers)
     }
     if (err instanceof OverloadedError) return sendOverloaded(reply, err)
+    if (err instanceof ModelUnavailableError) return sendError(reply, 'MODEL_NOT_READY', err.message, { 'retry-after': '1' })
     if (err instanceof AbortedError) {
       // The request's deadline passed (504 already sent) or its client left.
       return reply.sent ? reply : sendError(reply, 'TIMEOUT', 'request was cancelled before the model ran it')

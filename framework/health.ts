@@ -1,16 +1,18 @@
 // Liveness and readiness, the way Kubernetes probes them:
 // - /health/live is 200 while the process serves HTTP at all;
 // - /health/ready is 200 only once every model is loaded and warmed up, and
-//   503 (with the reason) while loading, after a failed load, or while draining,
+//   503 (with the reason) while loading, after a failed load, while a model is
+//   held by no inference thread (see framework/pool.ts), or while draining,
 //   so a load balancer stops sending traffic before the process goes away.
 import type { FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { ErrorBody, sendError } from './errors.ts'
 import type { Lifecycle } from './create-app.ts'
+import type { ModelStore } from './models.ts'
 
 const Status = Type.Object({ status: Type.String() })
 
-export async function healthRoutes (app: FastifyInstance, { lifecycle }: { lifecycle: Lifecycle }) {
+export async function healthRoutes (app: FastifyInstance, { lifecycle, models }: { lifecycle: Lifecycle, models: ModelStore }) {
   app.get('/health/live', {
     schema: { tags: ['health'], summary: 'Liveness: 200 while the process serves', response: { 200: Status } },
   }, async () => ({ status: 'live' }))
@@ -22,7 +24,12 @@ export async function healthRoutes (app: FastifyInstance, { lifecycle }: { lifec
       response: { 200: Status, 503: ErrorBody },
     },
   }, async (_request, reply) => {
-    if (lifecycle.state === 'ready') return { status: 'ready' }
+    if (lifecycle.state === 'ready') {
+      // A model no inference thread holds any more (see ModelUnavailableError).
+      const lost = models.pool.keys().find(key => models.pool.unavailable(key) !== undefined)
+      if (lost === undefined) return { status: 'ready' }
+      return sendError(reply, 'NOT_READY', `not ready: model '${lost}' is unavailable: ${models.pool.unavailable(lost)}`, { 'retry-after': '1' })
+    }
     return sendError(reply, lifecycle.state === 'draining' ? 'SHUTTING_DOWN' : 'NOT_READY',
       `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
   })

@@ -34,13 +34,27 @@ function fromOrt (results) {
 /** Sessions by key, with the options every session of this runtime gets. */
 export function createRuntime (sessionOptions = {}) {
   const sessions = new Map()
+  // Loads and unloads of one key run one after the other, in the order they
+  // came: a thread handles its messages concurrently, and an unload that
+  // overtook the load before it (a failed load being undone) would leave
+  // that load's session behind.
+  const chains = new Map()
+  const inOrder = (key, op) => {
+    const done = (chains.get(key) ?? Promise.resolve()).then(op, op)
+    const tail = done.catch(() => {})
+    chains.set(key, tail)
+    tail.then(() => { if (chains.get(key) === tail) chains.delete(key) })
+    return done
+  }
   return {
     /** Loads (or replaces) a model; returns its input and output metadata. */
-    async load ({ key, bytes, path, options }) {
-      const session = await ort.InferenceSession.create(bytes ?? path, { ...sessionOptions, ...options })
-      await sessions.get(key)?.release()
-      sessions.set(key, session)
-      return { inputs: describe(session.inputMetadata), outputs: describe(session.outputMetadata) }
+    load ({ key, bytes, path, options }) {
+      return inOrder(key, async () => {
+        const session = await ort.InferenceSession.create(bytes ?? path, { ...sessionOptions, ...options })
+        await sessions.get(key)?.release()
+        sessions.set(key, session)
+        return { inputs: describe(session.inputMetadata), outputs: describe(session.outputMetadata) }
+      })
     },
     /** Runs a model; `computeUs` is the time session.run took. */
     async run ({ key, feeds, outputs }) {
@@ -50,9 +64,11 @@ export function createRuntime (sessionOptions = {}) {
       const results = await session.run(toOrt(feeds), outputs ?? undefined)
       return { outputs: fromOrt(results), computeUs: (performance.now() - started) * 1000 }
     },
-    async unload ({ key }) {
-      await sessions.get(key)?.release()
-      sessions.delete(key)
+    unload ({ key }) {
+      return inOrder(key, async () => {
+        await sessions.get(key)?.release()
+        sessions.delete(key)
+      })
     },
     has (key) {
       return sessions.has(key)

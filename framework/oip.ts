@@ -185,6 +185,8 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       const reason = served?.reason || model.reason || model.state.toLowerCase()
       throw modelNotReady(`model '${name}'${version !== undefined ? ` version ${version}` : ''} is not ready: ${reason}`)
     }
+    const lost = store.pool.unavailable(served.loaded.key)
+    if (lost) throw modelNotReady(`model '${name}'${version !== undefined ? ` version ${version}` : ''} is not ready: ${lost}`)
     return { model, served, loaded: served.loaded }
   }
 

@@ -159,6 +159,18 @@ export class OverloadedError extends Error {
   }
 }
 
+/**
+ * No inference thread holds the model any more: the thread that held it died,
+ * and its replacement could not load it again as it was (its file changed on
+ * disk since the load). Served again once the model is loaded again.
+ */
+export class ModelUnavailableError extends Error {
+  constructor (readonly key: string, readonly reason: string) {
+    super(`model '${key}' is unavailable: ${reason}`)
+    this.name = 'ModelUnavailableError'
+  }
+}
+
 /** ONNX Runtime rejected the job (bad feeds, a kernel failure...). */
 export class InferenceError extends Error {
   constructor (message: string) {
@@ -170,6 +182,13 @@ export class InferenceError extends Error {
 class InferenceThread {
   readonly worker: Worker
   busy = false
+  /**
+   * Models the pool has loaded that this thread does not hold (a replacement
+   * that could not load them again as they were): it takes none of their jobs.
+   */
+  readonly missing = new Set<string>()
+  /** Loads replayed to this thread as a replacement, while they are under way (see InferencePool.loadOn). */
+  readonly replays = new Map<Record<string, unknown>, Promise<any>>()
   private nextId = 0
   private pending = new Map<number, Pending>()
   exited = false
@@ -231,6 +250,8 @@ export class InferencePool {
   private loaded = new Map<string, Record<string, unknown>>()
   /** Loads under way: a thread replaced meanwhile gets them too. */
   private loading = new Set<Record<string, unknown>>()
+  /** Why a model is held by no thread (see ModelUnavailableError), by key. */
+  private lost = new Map<string, string>()
   /** The file each model loaded by path was, when the threads read it (see loadInline). */
   private files = new Map<string, string | undefined>()
   private inlineLoads = 0
@@ -264,7 +285,11 @@ export class InferencePool {
   /**
    * A thread that died is replaced and given every loaded model again, and
    * those being loaded (the dead thread may have loaded one already, and the
-   * load then succeeds without the fresh thread).
+   * load then succeeds without the fresh thread). A model whose file changed
+   * since the threads read it is not read again: the fresh thread would hold
+   * another model under the same key. It stays off that thread (its jobs go
+   * to the threads that hold it) until it is loaded again; held by no thread,
+   * it is unavailable.
    */
   private replace (dead: InferenceThread, _err: Error) {
     const i = this.threads.indexOf(dead)
@@ -272,9 +297,39 @@ export class InferencePool {
     const fresh = this.spawn()
     this.threads[i] = fresh
     fresh.busy = true
-    Promise.all([...this.loaded.values(), ...this.loading].map(msg => fresh.call(msg)))
-      .catch(() => {})
-      .finally(() => { fresh.busy = false; this.drain() })
+    const replays: Array<Promise<unknown>> = []
+    for (const [key, msg] of this.loaded) {
+      if (typeof msg.path === 'string' && fileSignature(msg.path) !== this.files.get(key)) {
+        fresh.missing.add(key)
+      } else {
+        replays.push(fresh.call(msg).catch(() => { fresh.missing.add(key) }))
+      }
+    }
+    for (const msg of this.loading) {
+      const replay = fresh.call(msg)
+      fresh.replays.set(msg, replay)
+      replays.push(replay.catch(() => {}))
+    }
+    this.checkHeld(fresh.missing)
+    Promise.all(replays)
+      .finally(() => { fresh.replays.clear(); this.checkHeld(fresh.missing); fresh.busy = false; this.drain() })
+  }
+
+  /** Marks those of `keys` that no live thread holds as unavailable, failing their queued jobs. */
+  private checkHeld (keys: Iterable<string>) {
+    for (const key of keys) {
+      if (this.lost.has(key) || this.threads.some(t => !t.exited && !t.missing.has(key))) continue
+      const reason = 'its inference thread was replaced, and its file changed on disk since it was loaded; load the model again (SIGHUP reloads every model) to serve it'
+      this.lost.set(key, reason)
+      const q = this.queues.get(key)
+      if (!q) continue
+      void this.dropInline(q)
+      for (const job of q.jobs.splice(0)) {
+        if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
+        job.reject(new ModelUnavailableError(key, reason))
+      }
+      q.items = q.inlineJobs.reduce((n, j) => n + j.items, 0)
+    }
   }
 
   private queue (key: string): ModelQueue {
@@ -303,20 +358,34 @@ export class InferencePool {
     return { ...(this.queues.get(key)?.options ?? this.defaults) }
   }
 
-  /** Loads a model into every thread; resolves with its metadata. */
+  /**
+   * Loads a model into every thread; resolves with its metadata. All or
+   * nothing: when a thread cannot load it (or its file changes while the
+   * threads read it), the threads that did are put back as they were.
+   */
   async load (key: string, source: string | Uint8Array): Promise<LoadedMetadata> {
     const msg = typeof source === 'string' ? { op: 'load', key, path: source } : { op: 'load', key, bytes: source }
     const file = typeof source === 'string' ? fileSignature(source) : undefined
+    const previous = this.loaded.get(key)
     this.loading.add(msg)
-    let replies
+    let results
     try {
-      replies = await Promise.all(this.threads.map(t => t.call(msg)))
+      results = await Promise.allSettled(this.threads.map((_, i) => this.loadOn(i, msg)))
     } finally {
       this.loading.delete(msg)
     }
+    const failed = results.find(r => r.status === 'rejected')
+    const changed = typeof source === 'string' && fileSignature(source) !== file
+    if (failed || changed) {
+      await this.undoLoad(key, previous, results.map(r => r.status === 'fulfilled'))
+      throw failed ? failed.reason : new Error('the model file changed while the inference threads read it; load it again')
+    }
     this.loaded.set(key, msg)
     this.files.set(key, file)
-    const meta = { inputs: replies[0].inputs, outputs: replies[0].outputs }
+    this.lost.delete(key)
+    for (const t of this.threads) t.missing.delete(key)
+    const reply = (results[0] as PromiseFulfilledResult<any>).value
+    const meta = { inputs: reply.inputs, outputs: reply.outputs }
     const q = this.queue(key)
     q.shape = meta
     q.batches = modelBatches(meta)
@@ -326,9 +395,44 @@ export class InferencePool {
     return meta
   }
 
+  /**
+   * Loads `msg` on the thread at `index`; if that thread dies meanwhile, its
+   * replacement's load of it (a load under way is replayed) stands in.
+   */
+  private async loadOn (index: number, msg: Record<string, unknown>): Promise<any> {
+    const thread = this.threads[index]
+    try {
+      return await thread.call(msg)
+    } catch (err) {
+      const fresh = this.threads[index]
+      const replay = fresh.replays.get(msg)
+      if (!thread.exited || fresh === thread || !replay) throw err
+      return await replay
+    }
+  }
+
+  /**
+   * After a failed load, the threads that loaded it (`loaded[i]`) get the
+   * previous model back, or lose the key when there was none. A previous
+   * model whose file changed since cannot be read back: those threads go
+   * without it.
+   */
+  private async undoLoad (key: string, previous: Record<string, unknown> | undefined, loaded: boolean[]) {
+    const unchanged = previous && (typeof previous.path !== 'string' || fileSignature(previous.path) === this.files.get(key))
+    await Promise.all(this.threads.map(async (t, i) => {
+      if (!previous) return t.call({ op: 'unload', key }).catch(() => {})
+      if (!loaded[i]) return
+      if (!unchanged) return t.missing.add(key)
+      await t.call(previous).catch(() => { t.missing.add(key) })
+    }))
+    if (previous) this.checkHeld([key])
+  }
+
   async unload (key: string): Promise<void> {
     this.loaded.delete(key)
     this.files.delete(key)
+    this.lost.delete(key)
+    for (const t of this.threads) t.missing.delete(key)
     const q = this.queues.get(key)
     if (q) await this.dropInline(q)
     if (q?.jobs.length === 0) this.queues.delete(key)
@@ -343,6 +447,8 @@ export class InferencePool {
    */
   run (key: string, feeds: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
     if (this.closed) return Promise.reject(new Error('inference pool is closed'))
+    const lost = this.lost.get(key)
+    if (lost) return Promise.reject(new ModelUnavailableError(key, lost))
     if (options.signal?.aborted) return Promise.reject(new AbortedError(options.signal.reason))
     const q = this.queue(key)
     const rows = rowsOf(feeds)
@@ -387,12 +493,14 @@ export class InferencePool {
    * is free to start it now.
    */
   private full (q: ModelQueue, items: number): boolean {
-    if (q.options.maxQueueItems === 0) return q.items > 0 || !this.threads.some(t => !t.busy && !t.exited)
+    if (q.options.maxQueueItems === 0) return q.items > 0 || !this.threads.some(t => !t.busy && !t.exited && !t.missing.has(q.key))
     return q.items > 0 && q.items + items > q.options.maxQueueItems
   }
 
   /** Puts a job in its model's queue for the threads; its signal takes it out. */
   private enqueue (q: ModelQueue, job: Job, first = false) {
+    const lost = this.lost.get(q.key)
+    if (lost) return job.reject(new ModelUnavailableError(q.key, lost))
     if (job.signal) {
       const signal = job.signal
       job.onAbort ??= () => {
@@ -528,6 +636,11 @@ export class InferencePool {
     return this.loaded.get(key)?.path === path && file !== undefined && file === fileSignature(path)
   }
 
+  /** Why `key` is held by no inference thread (see ModelUnavailableError); undefined while it is served. */
+  unavailable (key: string): string | undefined {
+    return this.lost.get(key)
+  }
+
   /** Keys of the models loaded now (in every thread), in load order: what `stats` is worth asking about. */
   keys (): string[] {
     return [...this.loaded.keys()]
@@ -543,24 +656,23 @@ export class InferencePool {
   private drain () {
     for (const thread of this.threads) {
       if (thread.busy || thread.exited) continue
-      const next = this.nextBatch()
-      if (!next) return
-      this.dispatch(thread, next.queue, next.jobs)
+      const next = this.nextBatch(thread)
+      if (next) this.dispatch(thread, next.queue, next.jobs)
     }
   }
 
   /**
-   * The next batch: from the model whose oldest job has waited longest, among
+   * The next batch for `thread`: from the model whose oldest job has waited longest, among
    * those ready to go (no max delay, a full batch, or the delay spent). When a
    * model is only waiting out its delay, a timer calls drain again.
    */
-  private nextBatch (): { queue: ModelQueue, jobs: Job[] } | undefined {
+  private nextBatch (thread: InferenceThread): { queue: ModelQueue, jobs: Job[] } | undefined {
     const now = performance.now()
     let best: ModelQueue | undefined
     let wakeAt = Infinity
     for (const q of this.queues.values()) {
       const head = q.jobs[0]
-      if (!head) continue
+      if (!head || thread.missing.has(q.key)) continue
       const readyAt = head.enqueuedAt + q.options.maxDelayMs
       if (q.options.maxDelayMs > 0 && q.options.maxQueueItems > 0 && readyAt > now && q.items < q.options.maxBatchItems && head.batchable) {
         wakeAt = Math.min(wakeAt, readyAt)
