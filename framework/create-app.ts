@@ -14,7 +14,7 @@ import type { BatchOptions } from './batcher.ts'
 import { ErrorBody, HttpError, clientErrorHandler, errorBody, frameworkErrors, installErrorHandlers, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
-import { metricsRoutes } from './metrics.ts'
+import { UNMATCHED_ROUTE, metricsRoutes, type ResponseCounter } from './metrics.ts'
 import { installDeadlines } from './deadline.ts'
 import { buildSerializer } from './serializer.ts'
 
@@ -136,6 +136,8 @@ export async function createApp (options: AppOptions): Promise<App> {
   // Set once the routes exist: answers a request itself (and returns true)
   // when it can be refused for overload before fastify sees it.
   let refuseEarly: (req: IncomingMessage, res: ServerResponse) => boolean = () => false
+  // Answers no fastify hook sees, counted in /metrics all the same.
+  const responses: ResponseCounter = {}
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
@@ -144,9 +146,14 @@ export async function createApp (options: AppOptions): Promise<App> {
     // lifecycle hook below answers draining requests instead.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
-    // Requests Node cannot parse and paths that do not decode: the one error format too.
+    // Requests Node cannot parse and paths that do not decode: the one error
+    // format too. (Unparseable requests have no method or path to count.)
     clientErrorHandler,
-    frameworkErrors,
+    frameworkErrors: (err, request, reply) => {
+      const started = performance.now()
+      frameworkErrors(err, request, reply)
+      responses.observe?.(request.method, UNMATCHED_ROUTE, reply.statusCode, (performance.now() - started) / 1000)
+    },
     // fast-json-stringify, with number arrays (model outputs) written by JSON.stringify.
     schemaController: { compilersFactory: { buildSerializer } },
     // fastify's own HTTP/1 server (lib/server.js), with the early refusal in front of its handler.
@@ -197,7 +204,7 @@ export async function createApp (options: AppOptions): Promise<App> {
   await app.register(swaggerUi, { routePrefix: '/docs' })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   await app.register(healthRoutes, { lifecycle, models })
-  await app.register(metricsRoutes, { lifecycle, models, cluster: options.clusterMetrics ?? false })
+  await app.register(metricsRoutes, { lifecycle, models, cluster: options.clusterMetrics ?? false, counter: responses })
 
   // Resource routes answer 503 until every model is loaded. While draining
   // they still serve what arrives (on connections opened before the drain),
@@ -239,9 +246,11 @@ export async function createApp (options: AppOptions): Promise<App> {
   refuseEarly = (req, res) => {
     const method = req.method
     if ((method !== 'POST' && method !== 'PUT' && method !== 'PATCH') || lifecycle.state !== 'ready') return false
+    const started = performance.now()
     const url = req.url ?? ''
     const query = url.indexOf('?')
-    const resource = earlyRoutes.get(`${method} ${query < 0 ? url : url.slice(0, query)}`)
+    const path = query < 0 ? url : url.slice(0, query)
+    const resource = earlyRoutes.get(`${method} ${path}`)
     if (!resource) return false
     const refused = refusalFor(resource)
     if (!refused) return false
@@ -253,6 +262,8 @@ export async function createApp (options: AppOptions): Promise<App> {
     })
     // The unread body is discarded by Node once the response has finished.
     res.end(body)
+    // Counted as fastify would (the route template of a parameterless route is its path).
+    responses.observe?.(method, path, 503, (performance.now() - started) / 1000)
     return true
   }
 

@@ -41,6 +41,17 @@ export interface MetricsOptions {
   registry?: Registry
   /** A worker of server.ts's cluster: answer with every worker's metrics, gathered by the arbiter. */
   cluster?: boolean
+  /** Filled in with a way to count answers that no fastify hook sees (see ResponseCounter). */
+  counter?: ResponseCounter
+}
+
+/**
+ * Counts an answer given outside fastify's lifecycle, which runs no
+ * onResponse hook for it: early overload refusals and paths that do not
+ * decode (framework/create-app.ts). Set by the metrics plugin.
+ */
+export interface ResponseCounter {
+  observe?: (method: string, route: string, statusCode: number, seconds: number) => void
 }
 
 /** The `route` label of a request that matched no route (never the raw URL: it would make a series per URL). */
@@ -164,7 +175,7 @@ function clusterLink (app: FastifyInstance, registry: Registry): () => Promise<s
   })
 }
 
-export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, registry: given, cluster: inCluster = false }: MetricsOptions) {
+export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, registry: given, cluster: inCluster = false, counter }: MetricsOptions) {
   const registry = given ?? new Registry()
   const everyWorker = inCluster ? clusterLink(app, registry) : undefined
   const shared = processRegistry()
@@ -203,6 +214,9 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
     }
     done()
   })
+  if (counter) {
+    counter.observe = (method, route, statusCode, seconds) => duration.observe({ method, route, status_code: statusCode }, seconds)
+  }
 
   // Models, read at scrape time. Labels are worked out once per key, and the
   // pool is read once per scrape: every model metric's `collect` runs in the

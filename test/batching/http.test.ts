@@ -180,6 +180,9 @@ t.test('over a socket, a full queue is refused in the HTTP server\'s handler, be
   // A verb the route lacks is still fastify's 405; an unknown path its 404.
   t.equal((await send('PUT', '/affine', '{}')).status, 405)
   t.equal((await send('POST', '/affine/', '{}')).status, 404)
+  const metrics = await send('GET', '/metrics', '')
+  t.match(metrics.body, /^http_requests_total\{method="POST",route="\/affine",status_code="503"\} 2$/m, 'early refusals are counted in /metrics all the same')
+  t.match(metrics.body, /^http_request_duration_seconds_count\{method="POST",route="\/affine",status_code="503"\} 2$/m)
   // While draining, fastify answers (and asks the client to close), still refusing.
   a.drain()
   const draining = await send('POST', '/affine', '{not json')

@@ -118,6 +118,7 @@ t.test('requests are counted by method, route template and status; model counter
   t.equal((await a.inject({ method: 'POST', url: '/v2/models/affine/infer', payload: tensor(2) })).statusCode, 200)
   t.equal((await a.inject({ method: 'GET', url: '/v2/models/nosuch' })).statusCode, 404)
   t.equal((await a.inject({ method: 'GET', url: '/no/such/route?x=1' })).statusCode, 404)
+  t.equal((await a.inject({ method: 'GET', url: '/%zz' })).statusCode, 400, 'a path that does not decode')
   t.equal((await a.inject({ method: 'DELETE', url: '/affine' })).statusCode, 405)
   const ids = (id: number) => ({ inputs: [{ name: 'ids', shape: [1, 2], datatype: 'INT64', data: [1, id] }] })
   t.equal((await a.inject({ method: 'POST', url: '/v2/models/seq/infer', payload: ids(1) })).statusCode, 200)
@@ -135,7 +136,8 @@ t.test('requests are counted by method, route template and status; model counter
   t.equal(delta('http_requests_total', http('POST', '/v2/models/:name/infer', failed.statusCode)), 1)
   t.equal(delta('http_requests_total', http('GET', '/v2/models/:name', 404)), 1)
   t.equal(value(after, 'http_requests_total', http('GET', UNMATCHED_ROUTE, 404)), 1, 'an unknown URL has the fixed route label')
-  t.notMatch(text, /no\/such|nosuch|x=1/, 'never the raw URL')
+  t.equal(value(after, 'http_requests_total', http('GET', UNMATCHED_ROUTE, 400)), 1, 'a path that does not decode is counted too')
+  t.notMatch(text, /no\/such|nosuch|x=1|%zz/, 'never the raw URL')
   t.same(find(after, 'http_requests_total', { route: '/metrics' }), [], '/metrics itself is not counted')
   // The histogram agrees with the counter, series by series.
   for (const s of find(after, 'http_requests_total')) {
