@@ -630,10 +630,14 @@ export class InferencePool {
     return n
   }
 
-  /** Whether `key` was loaded from `path` and the file is still the one read (same inode, size and modification time). */
+  /**
+   * Whether `key` was loaded from `path`, the file is still the one read
+   * (same inode, size and modification time), and a thread holds it (a lost
+   * model has to be loaded again, file changed or not).
+   */
   loadedFromFile (key: string, path: string): boolean {
     const file = this.files.get(key)
-    return this.loaded.get(key)?.path === path && file !== undefined && file === fileSignature(path)
+    return this.loaded.get(key)?.path === path && file !== undefined && file === fileSignature(path) && !this.lost.has(key)
   }
 
   /** Why `key` is held by no inference thread (see ModelUnavailableError); undefined while it is served. */

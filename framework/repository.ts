@@ -410,7 +410,9 @@ export class ModelRepository {
       const path = f.files.get(v)!
       const signature = signatureOf(path, f.configPath)
       const current = m.versions.get(v)
-      if (!force && current?.state === 'READY' && current.signature === signature && current.path === path) continue
+      // Unchanged and served: kept (a model no inference thread holds any more is loaded again).
+      if (!force && current?.state === 'READY' && current.signature === signature && current.path === path &&
+          !(current.loaded && this.store.pool.unavailable(current.loaded.key))) continue
       try {
         const loaded = await this.loadVersion(f.name, v === '' ? undefined : v, path, config, adopt)
         fresh.set(v, { version: loaded.version, path, state: 'READY', reason: '', loaded, signature })

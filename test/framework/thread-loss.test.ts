@@ -1,7 +1,7 @@
 // Inference threads that die, and loads that fail on some threads: every
 // thread holds the same model under a key, or the key is not served at all.
 import t from 'tap'
-import { writeFileSync } from 'node:fs'
+import { utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { InferencePool, ModelUnavailableError } from '../../framework/pool.ts'
 import { addModel as addModel, oipApp } from '../fixtures/oip.ts'
@@ -139,4 +139,25 @@ t.test('HTTP: a model no thread holds is 503 at /v2 and /health/ready until a re
   t.equal(served.statusCode, 200)
   t.same(served.json().outputs[0].data, [7, 7, 7, 7])
   t.equal((await app.inject('/health/ready')).statusCode, 200)
+})
+
+t.test('a reload loads a model no thread holds again, even when its file is back as it was', async t => {
+  const { app, dir } = await oipApp(t, { 'add.onnx': addModel([1, 2, 3, 4]) }, { threads: 1, load: false })
+  const path = join(dir, 'add.onnx')
+  utimesSync(path, 1e9, 1e9)
+  await app.loadResources()
+  const infer = () => app.inject({ method: 'POST', url: '/v2/models/add/infer', payload: { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [0, 0, 0, 0] }] } })
+  t.equal((await infer()).statusCode, 200)
+  writeFileSync(path, addModel([7, 7, 7, 7]))
+  const [thread] = threadsOf(app.models.pool)
+  await thread.worker.terminate()
+  await replaced(app.models.pool, 0, thread)
+  t.equal((await infer()).statusCode, 503)
+  // Rolled back in place: the same bytes and modification time as when loaded.
+  writeFileSync(path, addModel([1, 2, 3, 4]))
+  utimesSync(path, 1e9, 1e9)
+  await app.reload()
+  const served = await infer()
+  t.equal(served.statusCode, 200)
+  t.same(served.json().outputs[0].data, [1, 2, 3, 4])
 })
