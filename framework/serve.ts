@@ -46,7 +46,9 @@ export function appOptions (settings: Settings, logger: AppOptions['logger']): A
 }
 
 function tell (message: WorkerMessage) {
-  if (cluster.isWorker && process.send) process.send(message)
+  // A worker outlives a primary that died (it drains): without a callback, a
+  // send on the closed channel would be an 'error' event, thrown.
+  if (cluster.isWorker && process.connected && process.send) process.send(message, undefined, {}, () => {})
 }
 
 export async function serve (buildApp: BuildApp, settings: Settings): Promise<void> {
@@ -110,10 +112,28 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
     log.info('SIGHUP: reloading')
     app.reload().then(() => log.info('reload done'), (err: Error) => log.error({ err }, 'reload failed'))
   })
-  if (cluster.isWorker) {
-    // The primary going away (crash, kill -9) must not leave orphaned workers.
-    process.on('disconnect', () => { void drain('primary disconnected') })
-  }
+  // The primary going away (kill -9, the OOM killer) must neither leave an
+  // orphaned worker nor cut its requests. Node's cluster code exits a worker
+  // at once when the channel to the primary closes unless `exitedAfterDisconnect`
+  // is set: its own 'disconnect' listener on `process` emits the worker's
+  // 'disconnect' first, then checks that flag. This listener sets it, and the
+  // worker drains as on TERM (the graceful timeout bounds it; in round-robin
+  // mode no new connection can reach it anyway). A worker still booting exits
+  // once its models are loaded, without listening: exiting in the middle of
+  // the load would abort ONNX Runtime under a running session (see `exit`).
+  let serving = false
+  let orphaned = false
+  const worker = cluster.worker
+  worker?.on('disconnect', () => {
+    worker.exitedAfterDisconnect = true
+    if (serving) return void drain('primary disconnected')
+    orphaned = true
+    log.info({ gracefulTimeout: settings.gracefulTimeout }, 'primary disconnected while booting: exiting once loaded')
+    setTimeout(() => {
+      log.warn('graceful timeout reached while booting: stopping')
+      exit(1)
+    }, settings.gracefulTimeout * 1000).unref()
+  })
 
   if (settings.maxRequests > 0) {
     if (!cluster.isWorker) {
@@ -152,6 +172,13 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
     }
   }
   if (cluster.isWorker && !await load()) return
+  if (orphaned) {
+    // Listening would wait for the primary's answer for ever.
+    await app.close().catch(() => {})
+    log.info('loaded with the primary gone: exiting')
+    exit(0)
+    return
+  }
   // With --port 0 the arbiter hands later workers the port the first one got.
   const wantedPort = cluster.isWorker && process.env.ONNX_SERVE_PORT ? Number(process.env.ONNX_SERVE_PORT) : settings.port
   try {
@@ -167,5 +194,6 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : wantedPort
   if (!cluster.isWorker && !await load()) return
+  serving = true
   tell({ type: 'ready', port })
 }

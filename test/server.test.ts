@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { request as httpRequest } from 'node:http'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, post, ROOT, SLOW_APP, startReady, startServer } from './fixtures/server.ts'
+import { childEnv, post, ROOT, SLOW_APP, SLOW_BOOT_APP, startReady, startServer } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const row = { rows: [[5.1, 3.5, 1.4, 0.2]] }
@@ -392,4 +392,64 @@ t.test('cluster: TTOU during a HUP removes a ready worker, and the HUP still ret
   t.equal(after.length, 1, `one worker left: ${after.join(', ')}`)
   t.notOk(before.includes(after[0]), 'and it is the new one')
   await servesThenStops(t, server)
+})
+
+/** Whether a process runs: a worker whose primary died is reaped by init, which may leave a zombie for a while. */
+const running = (pid: number) => {
+  try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')) } catch { return false }
+}
+async function gone (pids: number[], withinMs: number) {
+  for (const deadline = Date.now() + withinMs; Date.now() < deadline && pids.some(running);) await sleep(50)
+  return pids.filter(running)
+}
+/** Resolves once every process writing the server's log (the workers share the primary's stdout) is gone and the last line read. */
+const logEnded = ({ proc }: Awaited<ReturnType<typeof startReady>>) =>
+  new Promise<void>(resolve => proc.stdout!.closed ? resolve() : proc.stdout!.once('close', () => resolve()))
+
+t.test('cluster: the primary killed with SIGKILL: workers finish their in-flight requests, then exit', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(120) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2'])
+  const workers = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
+  t.teardown(() => { for (const pid of workers) if (running(pid)) process.kill(pid, 'SIGKILL') })
+  const inFlight = post(server.port, '/slow', { x: 1 }).catch((err: Error) => err)
+  await server.waitFor(l => l.req?.url === '/slow')
+  // What the OOM killer does.
+  server.proc.kill('SIGKILL')
+  t.same(await server.exited, { code: null, signal: 'SIGKILL' })
+  const res = await inFlight
+  if (res instanceof Error) t.fail(`the in-flight request was cut: ${(res.cause as Error | undefined)?.message ?? res.message}`)
+  else t.equal(res.status, 200, 'the in-flight request completed')
+  t.same(await gone(workers, 10_000), [], 'then every worker exited')
+  await logEnded(server)
+  t.equal(server.lines.filter(l => l.msg === 'draining: finishing in-flight requests' && l.signal === 'primary disconnected').length, 2, 'both workers drained')
+  t.equal(server.lines.filter(l => l.msg === 'drained, exiting').length, 2, 'and exited once drained')
+})
+
+t.test('cluster: after the primary died, a worker is not left behind past the graceful timeout', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(400) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--graceful-timeout', '0.5'])
+  const workers = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
+  t.teardown(() => { for (const pid of workers) if (running(pid)) process.kill(pid, 'SIGKILL') })
+  const inFlight = post(server.port, '/slow', { x: 1 }).catch((err: Error) => err)
+  await server.waitFor(l => l.req?.url === '/slow')
+  const started = Date.now()
+  server.proc.kill('SIGKILL')
+  t.same(await gone(workers, 5000), [], 'every worker exited')
+  t.ok(Date.now() - started < 5000, `within ${Date.now() - started} ms, not after the slow request`)
+  t.type(await inFlight, Error, 'the request that outlasted the graceful timeout was cut')
+})
+
+t.test('cluster: the primary killed while the workers boot: each exits once loaded, without aborting ONNX Runtime', async t => {
+  const dir = modelsDir(t, { 'slow.onnx': slowModel(60) })
+  const server = startServer(t, ['--models-dir', dir, '--app', SLOW_BOOT_APP, '--workers', '2'])
+  const warming = await server.waitFor(l => l.msg === 'warming up the slow model')
+  const workers = workerPids(server.proc.pid!)
+  t.ok(workers.includes(warming.pid), 'a worker is warming up its model')
+  t.teardown(() => { for (const pid of workers) if (running(pid)) process.kill(pid, 'SIGKILL') })
+  server.proc.kill('SIGKILL')
+  t.same(await gone(workers, 20_000), [], 'every worker exited')
+  await logEnded(server)
+  t.notMatch(server.stderr(), /terminate called|Napi::Error/, 'ONNX Runtime did not abort')
+  t.ok(server.lines.some(l => l.msg === 'loaded with the primary gone: exiting' && l.pid === warming.pid), 'the warming worker exited once loaded')
+  t.notOk(server.lines.some(l => l.msg === 'worker ready' || (l.msg ?? '').startsWith('Server listening')), 'and never listened')
 })
