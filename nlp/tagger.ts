@@ -145,8 +145,12 @@ export interface TaggedToken extends Token { tag: string }
 export async function tagBatch (batch: readonly Token[][], config: TaggerConfig, run: RunScores): Promise<TaggedToken[][]> {
   if (batch.length === 0) return []
   const features = prepareBatch(batch, config)
-  const { data, dims } = await run(features)
-  const tags = decode(data, dims, features.lengths, config)
+  return tagScores(batch, await run(features), features, config)
+}
+
+/** The second half of `tagBatch`: the model's scores for `features` (made from `batch`) decoded into tagged tokens. */
+export function tagScores (batch: readonly Token[][], scores: { data: Float32Array, dims: readonly number[] }, features: FeatureTensor, config: TaggerConfig): TaggedToken[][] {
+  const tags = decode(scores.data, scores.dims, features.lengths, config)
   return batch.map((tokens, b) => tokens.map((t, i) => ({ ...t, tag: tags[b][i] })))
 }
 
