@@ -13,6 +13,7 @@ import type { ModelContract } from '../framework/tensor.ts'
 import { prepare, tagBatch, tagScores, tokensFromWords, type RunScores, type TaggedToken, type TaggerConfig } from './tagger.ts'
 import { tokenize, type Token } from './tokenize.ts'
 import type { AbortSignalLike } from '../framework/deadline.ts'
+import type { FastifyReply } from 'fastify'
 
 export interface TaggingLimits {
   /** Longest text, in UTF-16 code units (JS string length). */
@@ -161,6 +162,17 @@ export async function tagInput (parsed: Parsed, config: TaggerConfig, run: RunSc
   return { texts: parsed.texts, tagged }
 }
 
+/**
+ * The JSON text of `{"results": [...]}`, written one result per turn: as
+ * fastify's serializer writes it (property order and escapes of the schema's
+ * plain objects, integers and strings), without holding the main thread for
+ * the whole answer (64 texts of 2,000 tokens: 6.5 MB, 0.3-1 s through
+ * fast-json-stringify, whose response schema is a union).
+ */
+export async function resultsJson<R> (count: number, resultAt: (i: number) => R, turn: Turns): Promise<string> {
+  const parts = await Promise.all(Array.from({ length: count }, (_, i) => turn(() => JSON.stringify(resultAt(i)))))
+  return `{"results":[${parts.join(',')}]}`
+}
 
 /** GET's description of a tagger: model, version, labels, measured accuracy. */
 export const TaggerDescription = Type.Object({
@@ -222,6 +234,18 @@ export abstract class TaggingResource extends Resource {
   protected async tag (body: TaggingInput, signal?: AbortSignalLike) {
     const parsed = parseInput(body, this.limits)
     return { form: parsed.form, ...await tagInput(parsed, this.config, scorer(this.model, this.config, signal), this.limits.maxTokens) }
+  }
+
+  /**
+   * Answers `{"results": [...]}` with the JSON text `resultsJson` writes one
+   * result per turn: the same bytes and headers as fastify's serializer, which
+   * wrote a 64-text answer in one block. Nothing is sent if the deadline
+   * already answered 504 meanwhile.
+   */
+  protected async sendResults<R> (reply: FastifyReply, count: number, resultAt: (i: number) => R) {
+    const json = await resultsJson(count, resultAt, count > 1 ? oneTurnEach() : now)
+    if (reply.sent) return reply
+    return reply.type('application/json; charset=utf-8').send(json)
   }
 
   protected description () {

@@ -37,13 +37,13 @@ export class EntityRecognizer extends TaggingResource {
       body: TaggingInput,
       response: { 200: Type.Union([Recognized, Type.Object({ results: Type.Array(Recognized) })]) },
     },
-    handler: async (request) => {
+    handler: async (request, reply) => {
       const { form, texts, tagged } = await this.tag(request.body, request.deadline)
-      const results = tagged.map((tokens, i) => ({
-        entities: entitiesFromBio(tokens, tokens.map(t => t.tag), texts[i]),
-        tokens,
-      }))
-      return form === 'texts' ? { results } : results[0]
+      const result = (i: number) => ({
+        entities: entitiesFromBio(tagged[i], tagged[i].map(t => t.tag), texts[i]),
+        tokens: tagged[i],
+      })
+      return form === 'texts' ? this.sendResults(reply, tagged.length, result) : result(0)
     },
   })
 

@@ -28,10 +28,10 @@ export class PosTagger extends TaggingResource {
       body: TaggingInput,
       response: { 200: Type.Union([Tagged, Type.Object({ results: Type.Array(Tagged) })]) },
     },
-    handler: async (request) => {
+    handler: async (request, reply) => {
       const { form, tagged } = await this.tag(request.body, request.deadline)
-      const results = tagged.map(tokens => ({ tokens }))
-      return form === 'texts' ? { results } : results[0]
+      const result = (i: number) => ({ tokens: tagged[i] })
+      return form === 'texts' ? this.sendResults(reply, tagged.length, result) : result(0)
     },
   })
 

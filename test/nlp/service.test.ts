@@ -2,7 +2,7 @@
 // loop, with the same results as one text at a time.
 import t from 'tap'
 import { FEATURES_PER_TOKEN, FEATURE_TEMPLATE_VERSION } from '../../nlp/features.ts'
-import { oneTurnEach, tagInput } from '../../nlp/service.ts'
+import { oneTurnEach, resultsJson, tagInput } from '../../nlp/service.ts'
 import { tagText, type FeatureTensor, type TaggerConfig } from '../../nlp/tagger.ts'
 
 const config: TaggerConfig = {
@@ -69,4 +69,12 @@ t.test('oneTurnEach runs jobs in order, one per turn, past a failing one', async
   ])
   t.same(order, ['a', 'b', 'c'])
   t.ok(stop() >= 2)
+})
+
+t.test('resultsJson writes JSON.stringify({ results }), one result per turn', async t => {
+  const results = [{ tokens: [{ text: '"\\\u0000\ud800', start: 0, end: 4, tag: 'X' }] }, { tokens: [] }, { tokens: [{ text: '😀', start: 0, end: 2, tag: 'Y' }] }]
+  const stop = turnCounter()
+  t.equal(await resultsJson(results.length, i => results[i], oneTurnEach()), JSON.stringify({ results }))
+  t.ok(stop() >= 2)
+  t.equal(await resultsJson(0, i => results[i], oneTurnEach()), '{"results":[]}')
 })

@@ -52,6 +52,17 @@ t.test('several texts are answered in order, empty ones with empty results', asy
   t.same((await ner(app, { texts: [] })).json(), { results: [] })
 })
 
+t.test('several texts: the bytes and headers fastify writes for each text alone', async t => {
+  const app = await build(t)
+  const texts = ['Paris is in France.', '', 'He said "hi" \\ back\u2028slash\u2029 \t', 'a\u0000b \u001f', '\ud800 x \udc00', '👨‍👩‍👧 Angela Merkel', 'e\u0301te\u0301 שלום', '   ']
+  const res = await ner(app, { texts })
+  const singles = await Promise.all(texts.map(text => ner(app, { text })))
+  t.equal(res.body, `{"results":[${singles.map(r => r.body).join(',')}]}`)
+  t.equal(res.headers['content-type'], singles[0].headers['content-type'])
+  t.equal(res.headers['content-length'], String(Buffer.byteLength(res.body)))
+  t.equal((await ner(app, { texts: [texts[0]] })).body, `{"results":[${singles[0].body}]}`, 'one text')
+})
+
 t.test('an empty or blank text gives an empty result', async t => {
   const app = await build(t)
   t.same((await ner(app, { text: '' })).json(), { entities: [], tokens: [] })

@@ -31,6 +31,16 @@ t.test('every input form', async t => {
   t.same((await pos(app, { text: '' })).json(), { tokens: [] })
 })
 
+t.test('several texts: the bytes and headers fastify writes for each text alone', async t => {
+  const app = await build(t)
+  const texts = ['She runs fast.', '', 'He said "hi" \\ back\u2028slash\u2029 \t', 'a\u0000b \u001f', '\ud800 x \udc00', '👨‍👩‍👧 family']
+  const res = await pos(app, { texts })
+  const singles = await Promise.all(texts.map(text => pos(app, { text })))
+  t.equal(res.body, `{"results":[${singles.map(r => r.body).join(',')}]}`)
+  t.equal(res.headers['content-type'], singles[0].headers['content-type'])
+  t.equal((await pos(app, { texts: [texts[0]] })).body, `{"results":[${singles[0].body}]}`, 'one text')
+})
+
 t.test('bad input and Unicode edge cases', async t => {
   const app = await build(t)
   t.equal((await pos(app, { text: '\u0000\ud800\u202e' })).statusCode, 200)
