@@ -302,17 +302,34 @@ export class InferencePool {
       if (typeof msg.path === 'string' && fileSignature(msg.path) !== this.files.get(key)) {
         fresh.missing.add(key)
       } else {
-        replays.push(fresh.call(msg).catch(() => { fresh.missing.add(key) }))
+        replays.push(fresh.call(msg).then(() => this.checkReplay(fresh, msg), () => { fresh.missing.add(key) }))
       }
     }
     for (const msg of this.loading) {
       const replay = fresh.call(msg)
       fresh.replays.set(msg, replay)
-      replays.push(replay.catch(() => {}))
+      replays.push(replay.then(() => this.checkReplay(fresh, msg), () => {}))
     }
     this.checkHeld(fresh.missing)
     Promise.all(replays)
       .finally(() => { fresh.replays.clear(); this.checkHeld(fresh.missing); fresh.busy = false; this.drain() })
+  }
+
+  /**
+   * After a replacement loaded `msg`: the thread reads the file once it has
+   * started, a while after `replace` (or the load it replays) checked it. A
+   * file replaced meanwhile is another model under the key: the thread lets
+   * it go, and takes none of its jobs. (A file replaced just after the read
+   * is let go too: nothing tells the two apart.)
+   */
+  private checkReplay (thread: InferenceThread, msg: Record<string, unknown>): Promise<unknown> | undefined {
+    const key = msg.key as string
+    // Still loading: the load's own check (its file changed while the threads read it) covers this read.
+    if (typeof msg.path !== 'string' || this.loaded.get(key) !== msg || fileSignature(msg.path) === this.files.get(key)) return
+    // A later load of the key, under way, settles what the thread holds.
+    for (const m of this.loading) if (m.key === key) return
+    thread.missing.add(key)
+    return thread.call({ op: 'unload', key }).catch(() => {})
   }
 
   /** Marks those of `keys` that no live thread holds as unavailable, failing their queued jobs. */
@@ -604,7 +621,8 @@ export class InferencePool {
    */
   refusal (key: string): OverloadedError | undefined {
     const q = this.queues.get(key)
-    if (!q || !this.full(q, 1)) return undefined
+    // A model no thread holds is not overloaded: its requests get ModelUnavailableError (503 MODEL_NOT_READY).
+    if (!q || !this.full(q, 1) || this.lost.has(key)) return undefined
     q.stats.refused++
     // A refusal is expected, not a bug: no stack to capture (about 3 us, a
     // tenth of what an early refusal costs the main thread, paid thousands of

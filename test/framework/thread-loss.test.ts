@@ -4,7 +4,7 @@ import t from 'tap'
 import { utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { InferencePool, ModelUnavailableError } from '../../framework/pool.ts'
-import { addModel as addModel, oipApp } from '../fixtures/oip.ts'
+import { addModel, oipApp } from '../fixtures/oip.ts'
 import { modelsDir, slowModel } from '../fixtures/models.ts'
 import type { Tensor } from '../../framework/tensor.ts'
 
@@ -160,4 +160,78 @@ t.test('a reload loads a model no thread holds again, even when its file is back
   const served = await infer()
   t.equal(served.statusCode, 200)
   t.same(served.json().outputs[0].data, [1, 2, 3, 4])
+})
+
+t.test('a file replaced while a replacement thread starts is not read by it: one key, one model', async t => {
+  const dir = modelsDir(t, { 'add.onnx': addModel([1, 2, 3, 4]) })
+  const pool = new InferencePool({ threads: 2 })
+  t.teardown(() => pool.close())
+  const path = join(dir, 'add.onnx')
+  await pool.load('add', path)
+  const [, second] = threadsOf(pool)
+  // The pool's own exit listener runs first: the replacement is spawned, the
+  // file checked unchanged and the load posted, but the thread reads the
+  // file only once it has started.
+  second.worker.once('exit', () => writeFileSync(path, addModel([7, 7, 7, 7])))
+  await second.worker.terminate()
+  await replaced(pool, 1, second)
+  t.equal(pool.unavailable('add'), undefined, 'still served by the thread that holds it')
+  pool.configure('add', { maxBatchItems: 1 })
+  const answers = await Promise.all(Array.from({ length: 16 }, () => pool.run('add', x())))
+  t.same(new Set(answers.map(out => values(out).join())), new Set(['1,2,3,4']), 'every answer from the model loaded')
+  t.notOk(await holds(threadsOf(pool)[1], 'add'), 'the replacement let the file it read go')
+})
+
+t.test('a load that ends while a replacement still reads the file: a file replaced meanwhile is not served', async t => {
+  const dir = modelsDir(t, { 'slow.onnx': slowModel(30), 'add.onnx': addModel([1, 2, 3, 4]) })
+  const pool = new InferencePool({ threads: 2 })
+  t.teardown(() => pool.close())
+  const path = join(dir, 'add.onnx')
+  await pool.load('slow', join(dir, 'slow.onnx'))
+  const [busy, idle] = threadsOf(pool)
+  const computing = pool.run('slow', one())
+  const loading = pool.load('add', path)
+  while (idle.pending.size > 0) await sleep(2)
+  // The next thread spawned reads its models when told to (a slow start).
+  let start!: () => void
+  const started = new Promise<void>(resolve => { start = resolve })
+  const spawn = (pool as any).spawn.bind(pool)
+  ;(pool as any).spawn = () => {
+    const thread = spawn()
+    const call = thread.call.bind(thread)
+    thread.call = (msg: { op: string }) => msg.op === 'load' ? started.then(() => call(msg)) : call(msg)
+    return thread
+  }
+  // Loaded there, the idle thread dies: the busy one loads the model after its run.
+  await idle.worker.terminate()
+  t.same((await loading).inputs.map(i => i.name), ['x'], 'the load succeeds')
+  writeFileSync(path, addModel([7, 7, 7, 7]))
+  start()
+  await computing
+  await replaced(pool, 1, idle)
+  t.ok(await holds(busy, 'add'))
+  t.equal(pool.unavailable('add'), undefined)
+  pool.configure('add', { maxBatchItems: 1 })
+  const answers = await Promise.all(Array.from({ length: 16 }, () => pool.run('add', x())))
+  t.same(new Set(answers.map(out => values(out).join())), new Set(['1,2,3,4']), 'every answer from the model loaded')
+  t.notOk(await holds(threadsOf(pool)[1], 'add'), 'the replacement let the file it read go')
+})
+
+t.test('HTTP: a model no thread holds is MODEL_NOT_READY, not overloaded, when its requests do not queue', async t => {
+  const { app, dir } = await oipApp(t, { 'add.onnx': addModel([1, 2, 3, 4]) }, { threads: 1 })
+  const pool = app.models.pool
+  const key = pool.keys().find(k => k.startsWith('add@'))!
+  pool.configure(key, { maxQueueItems: 0 })
+  const infer = () => app.inject({ method: 'POST', url: '/v2/models/add/infer', payload: { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [0, 0, 0, 0] }] } })
+  t.equal((await infer()).statusCode, 200)
+  writeFileSync(join(dir, 'add.onnx'), addModel([7, 7, 7, 7]))
+  const [thread] = threadsOf(pool)
+  await thread.worker.terminate()
+  await replaced(pool, 0, thread)
+  t.ok(pool.unavailable(key))
+  t.equal(pool.refusal(key), undefined, 'no queue-full refusal')
+  const refused = await infer()
+  t.equal(refused.statusCode, 503)
+  t.equal(refused.json().code, 'MODEL_NOT_READY')
+  t.equal(pool.stats(key).refused, 0, 'not counted as refused for a full queue')
 })
