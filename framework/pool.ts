@@ -804,23 +804,8 @@ export class InferencePool {
         return jobs[0].reject(error)
       }
       // One bad request must not fail its neighbours: rerun each alone, first
-      // in line, so only the culprit gets the error. Each is counted as
-      // computed (or dropped) then, not now as well.
-      q.stats.requests -= jobs.length
-      q.stats.items -= items
-      if (!onThread) q.stats.inline -= jobs.length
-      for (const job of [...jobs].reverse()) {
-        job.batchable = false
-        if (this.closed) { job.reject(new Error('inference pool is closed')); continue }
-        if (job.signal?.aborted) { q.stats.dropped++; job.reject(new AbortedError(job.signal.reason)); continue }
-        if (onThread) this.enqueue(q, job, true)
-        else { q.inlineJobs.unshift(job); q.items += job.items }
-      }
-      if (!onThread && !q.inlineScheduled && q.inlineJobs.length > 0) {
-        q.inlineScheduled = true
-        setImmediate(() => this.runInline(q))
-      }
-      return
+      // in line, so only the culprit gets the error.
+      return this.rerunAlone(q, jobs, items, onThread)
     }
     // The cost is learnt on the threads only: timed inline, a run would also
     // count the event-loop turn ONNX Runtime's async run waits for.
@@ -829,11 +814,33 @@ export class InferencePool {
     let parts
     try {
       parts = splitOutputs(result.outputs, merged, q.shape!)
-    } catch (err) {
-      for (const job of jobs) job.reject(new InferenceError(`cannot split the outputs of a batch of ${jobs.length} requests for '${q.key}': ${(err as Error).message}`))
-      return
+    } catch {
+      // Outputs that do not split back (an output not batched along axis 0,
+      // say): each request runs alone, as it would have unbatched.
+      return this.rerunAlone(q, jobs, items, onThread)
     }
     jobs.forEach((job, i) => job.resolve(parts[i]))
+  }
+
+  /**
+   * Puts a batch's jobs back, first in line, each to run alone. Each is
+   * counted as computed (or dropped) then, not now as well.
+   */
+  private rerunAlone (q: ModelQueue, jobs: Job[], items: number, onThread: boolean) {
+    q.stats.requests -= jobs.length
+    q.stats.items -= items
+    if (!onThread) q.stats.inline -= jobs.length
+    for (const job of [...jobs].reverse()) {
+      job.batchable = false
+      if (this.closed) { job.reject(new Error('inference pool is closed')); continue }
+      if (job.signal?.aborted) { q.stats.dropped++; job.reject(new AbortedError(job.signal.reason)); continue }
+      if (onThread) this.enqueue(q, job, true)
+      else { q.inlineJobs.unshift(job); q.items += job.items }
+    }
+    if (!onThread && !q.inlineScheduled && q.inlineJobs.length > 0) {
+      q.inlineScheduled = true
+      setImmediate(() => this.runInline(q))
+    }
   }
 
   async close (): Promise<void> {

@@ -5,6 +5,7 @@
 import t, { type Test } from 'tap'
 import { AbortedError, InferenceError, InferencePool, OverloadedError } from '../../framework/pool.ts'
 import type { Tensor } from '../../framework/tensor.ts'
+import { buildModel } from '../../framework/onnx-builder.ts'
 import { affineModel, ids, rows, sequenceModel, slowAffineModel, toRows, SEQ_VOCAB } from '../fixtures/batching.ts'
 
 async function pool (t: Test, options: ConstructorParameters<typeof InferencePool>[0] = { threads: 1 }) {
@@ -183,6 +184,27 @@ t.test('a failing batch fails only the request that caused it, and the next batc
   t.match(p.stats('seq'), { failed: 1, batches: 5, requests: 4, items: 4 }, 'the failed batch and four reruns alone; each request counted once')
   const next = await p.run('seq', { ids: ids([[1, 2]]) })
   t.same(next.scores.dims, [1, 2, 3], 'the next batch runs')
+})
+
+t.test('a batch whose outputs do not split back along axis 0 reruns each request alone', async t => {
+  const p = await pool(t)
+  // y is x transposed: its first axis is the sequence, not the batch (and
+  // no axis name says so).
+  await p.load('time-major', buildModel({
+    name: 'time-major',
+    inputs: [{ name: 'x', type: 'float32', shape: [-1, -1] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [-1, -1] }],
+    nodes: [{ op: 'Transpose', inputs: ['x'], outputs: ['y'], attributes: { perm: [1, 0] } }],
+  }))
+  const busy = occupy(p)
+  const x = (v: number[]): Tensor => ({ type: 'float32', data: Float32Array.from(v), dims: [1, v.length] })
+  const [a, b] = await Promise.all([p.run('time-major', { x: x([1, 2, 3]) }), p.run('time-major', { x: x([4, 5, 6]) })])
+  await busy
+  t.same(a.y.dims, [3, 1])
+  t.same(Array.from(a.y.data as Float32Array), [1, 2, 3])
+  t.same(b.y.dims, [3, 1])
+  t.same(Array.from(b.y.data as Float32Array), [4, 5, 6])
+  t.match(p.stats('time-major'), { batches: 3, requests: 2, items: 2, failed: 0 }, 'the batch, then each alone; each request counted once')
 })
 
 t.test('maxDelayMs lets a batch wait for company; 0 never waits', async t => {
