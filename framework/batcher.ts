@@ -70,11 +70,20 @@ const isDynamic = (d: number | string | undefined) => typeof d === 'string' || (
 
 /**
  * Whether a model can batch at all: every input and output must have a
- * dynamic first axis (otherwise rows cannot be stacked or split).
+ * dynamic first axis (otherwise rows cannot be stacked or split), and the
+ * axis names must not say that the first axis is something else: an output
+ * or input led by a name the inputs give to another axis (a time-major
+ * ['seq', 'batch'] output), or an output that carries the inputs' batch name
+ * further in.
  */
 export function modelBatches (shape: ModelShape): boolean {
   const all = [...shape.inputs, ...shape.outputs]
-  return all.length > 0 && all.every(t => t.type !== 'non-tensor' && t.shape.length >= 1 && isDynamic(t.shape[0]))
+  if (!(all.length > 0 && all.every(t => t.type !== 'non-tensor' && t.shape.length >= 1 && isDynamic(t.shape[0])))) return false
+  const named = (d: number | string | undefined): d is string => typeof d === 'string' && d !== ''
+  const leading = new Set(shape.inputs.map(i => i.shape[0]).filter(named))
+  const inner = new Set(shape.inputs.flatMap(i => i.shape.slice(1)).filter(named))
+  const ledByInner = (t: TensorInfo) => named(t.shape[0]) && inner.has(t.shape[0]) && !leading.has(t.shape[0])
+  return !all.some(ledByInner) && !shape.outputs.some(o => o.shape.slice(1).some(d => named(d) && leading.has(d)))
 }
 
 /** Rows of a request: its inputs' common first dimension; undefined if they disagree. */

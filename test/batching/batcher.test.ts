@@ -29,6 +29,17 @@ t.test('modelBatches needs a dynamic first axis everywhere', async t => {
   t.ok(modelBatches({ inputs: [{ name: 'x', type: 'float32', shape: [-1, 4] }], outputs: [{ name: 'y', type: 'float32', shape: [-1, 4] }] }))
 })
 
+t.test('modelBatches: axis names that put the batch elsewhere than first refuse batching', async t => {
+  const x = { name: 'x', type: 'float32' as const, shape: ['batch', 'seq'] }
+  t.notOk(modelBatches({ inputs: [x], outputs: [{ name: 'y', type: 'float32', shape: ['seq', 'batch'] }] }), 'a time-major output')
+  t.notOk(modelBatches({ inputs: [x], outputs: [{ name: 'y', type: 'float32', shape: ['seq', 'n'] }] }), 'an output led by the sequence')
+  t.notOk(modelBatches({ inputs: [x], outputs: [{ name: 'y', type: 'float32', shape: ['n', 'batch'] }] }), 'the batch name further in')
+  t.notOk(modelBatches({ inputs: [x, { name: 'k', type: 'float32', shape: ['seq'] }], outputs: [{ name: 'y', type: 'float32', shape: ['batch', 'seq'] }] }), 'an input led by another input\'s sequence')
+  t.ok(modelBatches({ inputs: [x], outputs: [{ name: 'y', type: 'float32', shape: ['batch', 'seq', 'seq'] }] }))
+  t.ok(modelBatches({ inputs: [x], outputs: [{ name: 'y', type: 'float32', shape: ['y_dynamic_axes_1', 'seq'] }] }), 'another name for the batch still batches')
+  t.ok(modelBatches({ inputs: [{ name: 'x', type: 'float32', shape: ['', ''] }], outputs: [{ name: 'y', type: 'float32', shape: ['', ''] }] }), 'unnamed axes (ONNX Runtime reports them as \'\') say nothing')
+})
+
 t.test('compatible: equal shapes always; other lengths only with a pad value on dynamic axes', async t => {
   t.ok(compatible(ids([[1, 2]]), ids([[3, 4], [5, 6]]), seqShape))
   t.notOk(compatible(ids([[1, 2]]), ids([[3, 4, 5]]), seqShape))
