@@ -182,25 +182,46 @@ export interface MergedBatch {
   /**
    * For each padded axis, by its symbolic name (or `#<axis>` when unnamed):
    * the padded size and each request's own size, used to crop outputs.
+   * `ambiguous` when inputs give that name (or position) other sizes too: an
+   * output axis under it cannot be told which one it follows.
    */
-  padded: Map<string, { axis: number, size: number, sizes: number[] }>
+  padded: Map<string, PaddedAxis>
 }
+
+export interface PaddedAxis { axis: number, size: number, sizes: number[], ambiguous?: true }
+
+/**
+ * How a dynamic axis is known across inputs and outputs: its symbolic name,
+ * else its position. ONNX Runtime reports an unnamed dimension as '', which
+ * is no name: every unnamed axis would share it, whatever its position.
+ */
+const axisLabel = (declared: number | string | undefined, axis: number) =>
+  typeof declared === 'string' && declared !== '' ? declared : `#${axis}`
 
 /** Stacks compatible requests along axis 0, padding dynamic axes to the batch's longest. */
 export function mergeFeeds (batch: Array<Record<string, Tensor>>, shape: ModelShape, padValue = 0): MergedBatch {
   const rows = batch.map(f => rowsOf(f)!)
   const feeds: Record<string, Tensor> = {}
   const padded: MergedBatch['padded'] = new Map()
+  // Each request's sizes on every dynamic axis, by label (padded or not).
+  const sizesOf = new Map<string, string>()
   for (const name of Object.keys(batch[0])) {
     const first = batch[0][name]
     if (batch.length === 1) { feeds[name] = first; continue }
     const dims = first.dims.map((_, axis) => axis === 0 ? rows.reduce((a, b) => a + b, 0) : Math.max(...batch.map(f => f[name].dims[axis])))
     const declared = shape.inputs.find(i => i.name === name)?.shape ?? []
     for (let axis = 1; axis < dims.length; axis++) {
+      if (declared[axis] !== undefined && !isDynamic(declared[axis])) continue
+      const label = axisLabel(declared[axis], axis)
       const sizes = batch.map(f => f[name].dims[axis])
-      if (sizes.some(s => s !== dims[axis])) {
-        const label = typeof declared[axis] === 'string' ? declared[axis] as string : `#${axis}`
-        padded.set(label, { axis, size: dims[axis], sizes })
+      const seen = sizesOf.get(label)
+      const clash = seen !== undefined && seen !== sizes.join()
+      if (seen === undefined) sizesOf.set(label, sizes.join())
+      const p = padded.get(label)
+      if (clash && p) p.ambiguous = true
+      if (sizes.some(s => s !== dims[axis]) && !(p && !clash)) {
+        // Another input pads the same label otherwise: kept (for its size) under a key of its own.
+        padded.set(p ? `${label} (input '${name}')` : label, { axis, size: dims[axis], sizes, ...(clash ? { ambiguous: true as const } : {}) })
       }
     }
     const needsPad = dims.slice(1).some((d, i) => batch.some(f => f[name].dims[i + 1] !== d))
@@ -217,15 +238,21 @@ export function mergeFeeds (batch: Array<Record<string, Tensor>>, shape: ModelSh
   return { feeds, rows, padded }
 }
 
-/** The padded axis an output's axis follows, if any: same symbolic name, else same position. */
-function paddedAxisOf (info: TensorInfo | undefined, axis: number, size: number, padded: MergedBatch['padded']) {
+/**
+ * The padded axis an output's axis follows, if any: same symbolic name, else
+ * same position; a fixed axis follows none. Throws when that cannot be told:
+ * the label is ambiguous, or a dynamic axis the padding does not name is as
+ * long as a padded axis (an output that names its sequence axis otherwise).
+ */
+function paddedAxisOf (name: string, info: TensorInfo | undefined, axis: number, size: number, padded: MergedBatch['padded']) {
   const declared = info?.shape[axis]
-  if (typeof declared === 'string') {
-    const p = padded.get(declared)
-    return p && p.size === size ? p : undefined
+  if (declared !== undefined && !isDynamic(declared)) return undefined
+  const p = padded.get(axisLabel(declared, axis))
+  if (p && !p.ambiguous && p.size === size) return p
+  if (p?.ambiguous || [...padded.values()].some(q => q.size === size)) {
+    throw new Error(`cannot tell whether axis ${axis} of output '${name}' follows a padded input axis`)
   }
-  const p = padded.get(`#${axis}`)
-  return p && p.size === size ? p : undefined
+  return undefined
 }
 
 /** Splits a batch's outputs back into one result per request, cropping padding. */
@@ -237,7 +264,7 @@ export function splitOutputs (outputs: Record<string, Tensor>, merged: MergedBat
   for (const [name, t] of Object.entries(outputs)) {
     if (t.dims[0] !== total) throw new Error(`output '${name}' has ${t.dims[0]} rows for a batch of ${total}; the model does not batch along axis 0`)
     const info = shape.outputs.find(o => o.name === name)
-    const follows = t.dims.map((d, axis) => axis === 0 ? undefined : paddedAxisOf(info, axis, d, padded))
+    const follows = t.dims.map((d, axis) => axis === 0 ? undefined : paddedAxisOf(name, info, axis, d, padded))
     const rowStride = product(t.dims, 1)
     let row = 0
     for (let r = 0; r < rows.length; r++) {

@@ -104,6 +104,39 @@ t.test('unnamed dynamic axes pad and crop by position', async t => {
   t.same(Array.from(parts[1].y.data as Float32Array), [2, 3])
 })
 
+t.test('a fixed output axis is never cropped, even where an unnamed input axis was padded to its size', async t => {
+  const shape: ModelShape = {
+    inputs: [{ name: 'x', type: 'float32', shape: ['', ''] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['', 3] }, { name: 'z', type: 'float32', shape: ['', '', ''] }],
+  }
+  const a = { x: { type: 'float32' as const, data: new Float32Array([1, 2]), dims: [1, 2] } }
+  const b = { x: { type: 'float32' as const, data: new Float32Array([3, 4, 5]), dims: [1, 3] } }
+  const merged = mergeFeeds([a, b], shape, 0)
+  t.same([...merged.padded.keys()], ['#1'], 'ONNX Runtime\'s \'\' is no name: the axis is known by its position')
+  const y = { type: 'float32' as const, data: new Float32Array([1, 2, 3, 4, 5, 6]), dims: [2, 3] }
+  t.same(splitOutputs({ y }, merged, shape)[0].y.dims, [1, 3], 'the fixed axis of 3 is kept whole')
+  // z [2, 3, 3]: axis 1 follows x's padded axis by position; axis 2 is as long, at another position.
+  const z = { type: 'float32' as const, data: new Float32Array(18), dims: [2, 3, 3] }
+  t.throws(() => splitOutputs({ z }, merged, shape), /cannot tell whether axis 2 of output 'z' follows a padded input axis/)
+})
+
+t.test('two inputs padding the same unnamed position to other lengths: outputs there cannot be split', async t => {
+  const shape: ModelShape = {
+    inputs: [{ name: 'a', type: 'float32', shape: ['', ''] }, { name: 'b', type: 'float32', shape: ['', ''] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['', ''] }],
+  }
+  const f = (a: number, b: number) => ({
+    a: { type: 'float32' as const, data: new Float32Array(a), dims: [1, a] },
+    b: { type: 'float32' as const, data: new Float32Array(b), dims: [1, b] },
+  })
+  const merged = mergeFeeds([f(4, 2), f(3, 4)], shape, 0)
+  t.ok(merged.padded.get('#1')?.ambiguous)
+  t.throws(() => splitOutputs({ y: { type: 'float32', data: new Float32Array(8), dims: [2, 4] } }, merged, shape), /cannot tell/)
+  const same = mergeFeeds([f(4, 4), f(3, 3)], shape, 0)
+  t.notOk(same.padded.get('#1')?.ambiguous, 'the same lengths on both: no doubt')
+  t.same(splitOutputs({ y: { type: 'float32', data: new Float32Array(8), dims: [2, 4] } }, same, shape)[1].y.dims, [1, 3])
+})
+
 t.test('strings stack but never pad', async t => {
   const shape: ModelShape = { inputs: [{ name: 's', type: 'string', shape: ['b', 'n'] }], outputs: [{ name: 'o', type: 'string', shape: ['b', 'n'] }] }
   const a = { s: { type: 'string' as const, data: ['a', 'b'], dims: [1, 2] } }

@@ -225,6 +225,52 @@ t.test('a model whose axis names put the batch elsewhere than first never batche
   t.match(p.stats('time-major'), { batches: 2, largestBatch: 1 })
 })
 
+/** Each feed run alone, then all of them queued behind a busy thread; both as plain values. */
+async function aloneAndBatched (p: InferencePool, key: string, feeds: Array<Record<string, Tensor>>) {
+  const plain = (out: Record<string, Tensor>) => Object.fromEntries(Object.entries(out).map(([k, v]) => [k, { dims: v.dims, data: Array.from(v.data as Float32Array) }]))
+  const alone = []
+  for (const f of feeds) alone.push(plain(await p.run(key, f)))
+  const busy = occupy(p)
+  const batched = (await Promise.all(feeds.map(f => p.run(key, f)))).map(plain)
+  await busy
+  return { alone, batched }
+}
+
+const floats = (v: number[]): Tensor => ({ type: 'float32', data: Float32Array.from(v), dims: [1, v.length] })
+
+t.test('unnamed axes (reported as \'\') pad and crop by input and position: two inputs with sequences of their own', async t => {
+  const p = await pool(t)
+  await p.load('two', buildModel({
+    name: 'two',
+    inputs: [{ name: 'a', type: 'float32', shape: [-1, -1] }, { name: 'b', type: 'float32', shape: [-1, -1] }],
+    outputs: [{ name: 'ya', type: 'float32', shape: [-1, -1] }, { name: 'yb', type: 'float32', shape: [-1, -1] }],
+    initializers: [{ name: 'two', type: 'float32', dims: [1], data: new Float32Array([2]) }],
+    nodes: [{ op: 'Mul', inputs: ['a', 'two'], outputs: ['ya'] }, { op: 'Mul', inputs: ['b', 'two'], outputs: ['yb'] }],
+  }))
+  p.configure('two', { padValue: 0 })
+  const { alone, batched } = await aloneAndBatched(p, 'two', [
+    { a: floats([1, 2, 3, 4]), b: floats([5, 6]) },
+    { a: floats([7, 8, 9]), b: floats([10, 11, 12, 13]) },
+  ])
+  t.same(alone[0], { ya: { dims: [1, 4], data: [2, 4, 6, 8] }, yb: { dims: [1, 2], data: [10, 12] } })
+  t.same(batched, alone, 'batched answers are the unbatched ones')
+})
+
+t.test('an output that names its sequence axis otherwise than the input gets no padding back', async t => {
+  const p = await pool(t)
+  await p.load('renamed', buildModel({
+    name: 'renamed',
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 'tokens'] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 'positions'] }],
+    initializers: [{ name: 'two', type: 'float32', dims: [1], data: new Float32Array([2]) }],
+    nodes: [{ op: 'Mul', inputs: ['x', 'two'], outputs: ['y'] }],
+  }))
+  p.configure('renamed', { padValue: 0 })
+  const { alone, batched } = await aloneAndBatched(p, 'renamed', [{ x: floats([1, 2]) }, { x: floats([3, 4, 5]) }])
+  t.same(alone[0], { y: { dims: [1, 2], data: [2, 4] } })
+  t.same(batched, alone, 'batched answers are the unbatched ones')
+})
+
 t.test('maxDelayMs lets a batch wait for company; 0 never waits', async t => {
   const p = await pool(t)
   p.configure('affine', { maxDelayMs: 150 })
