@@ -81,7 +81,7 @@ interface Job {
   signal?: AbortSignalLike
   resolve: (value: Record<string, Tensor>) => void
   reject: (err: Error) => void
-  /** Rows along axis 0 (1 when the feeds cannot be batched). */
+  /** Rows along axis 0 (1 when the feeds cannot be batched, or have no rows). */
   items: number
   /** Whether it may share a session.run (false after its batch failed: rerun alone). */
   batchable: boolean
@@ -469,7 +469,9 @@ export class InferencePool {
     if (options.signal?.aborted) return Promise.reject(new AbortedError(options.signal.reason))
     const q = this.queue(key)
     const rows = rowsOf(feeds)
-    const items = rows ?? 1
+    // A request of 0 rows still waits and runs: it counts as one item, or
+    // the queue bound would never refuse any number of them.
+    const items = Math.max(rows ?? 1, 1)
     if (this.full(q, items)) {
       q.stats.refused++
       return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems))

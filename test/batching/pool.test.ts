@@ -113,6 +113,19 @@ t.test('a full queue refuses at once, counting items', async t => {
   t.ok(await p.run('affine', { x: rows([[5, 5, 5, 5]]) }))
 })
 
+t.test('requests of 0 rows count against the queue bound too', async t => {
+  const p = await pool(t)
+  p.configure('seq', { maxQueueItems: 4 })
+  const busy = occupy(p)
+  // Different lengths and no pad value: each would be a session.run of its own.
+  const empty = (n: number): Tensor => ({ type: 'int64', data: new BigInt64Array(0), dims: [0, n] })
+  const runs = Array.from({ length: 20 }, (_, i) => p.run('seq', { ids: empty(i + 1) }).then(() => 'ok', e => (e as Error).name))
+  const outcomes = await Promise.all(runs)
+  await busy
+  t.same(outcomes.filter(o => o === 'ok').length, 4, 'four queued')
+  t.same(outcomes.filter(o => o === 'OverloadedError').length, 16, 'the others refused')
+})
+
 t.test('with maxQueueItems 0 nothing waits: admitted only when a thread is free to start it', async t => {
   const p = await pool(t)
   p.configure('affine', { maxQueueItems: 0, maxDelayMs: 50 })
