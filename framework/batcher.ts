@@ -97,10 +97,23 @@ export function rowsOf (feeds: Record<string, Tensor>): number | undefined {
   return rows
 }
 
+/** What integer element types hold (bool: 0 and 1; 64-bit: as far as a JSON number is exact). */
+const INT_RANGES: Partial<Record<Tensor['type'], [number, number]>> = {
+  bool: [0, 1], int8: [-128, 127], uint8: [0, 255], int16: [-32768, 32767], uint16: [0, 65535],
+  int32: [-(2 ** 31), 2 ** 31 - 1], uint32: [0, 2 ** 32 - 1],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], uint64: [0, Number.MAX_SAFE_INTEGER],
+}
+
+/** Whether `padValue` is a value of `type` (0.5 is no int64: padding with it would throw). */
+const padFits = (type: Tensor['type'], padValue: number) => {
+  const range = INT_RANGES[type]
+  return !range || (Number.isInteger(padValue) && padValue >= range[0] && padValue <= range[1])
+}
+
 /**
  * Whether two requests may share a batch: same input names, types and ranks;
  * other dimensions equal, or differing only on axes the model declares dynamic
- * when a pad value is set.
+ * when a pad value is set that the input's type holds.
  */
 export function compatible (a: Record<string, Tensor>, b: Record<string, Tensor>, shape: ModelShape, padValue?: number): boolean {
   const names = Object.keys(a)
@@ -112,7 +125,7 @@ export function compatible (a: Record<string, Tensor>, b: Record<string, Tensor>
     const declared = shape.inputs.find(i => i.name === name)?.shape
     for (let axis = 1; axis < x.dims.length; axis++) {
       if (x.dims[axis] === y.dims[axis]) continue
-      if (padValue === undefined || x.type === 'string' || !declared || !isDynamic(declared[axis])) return false
+      if (padValue === undefined || x.type === 'string' || !padFits(x.type, padValue) || !declared || !isDynamic(declared[axis])) return false
     }
   }
   return true

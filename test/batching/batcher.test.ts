@@ -48,6 +48,8 @@ t.test('compatible: equal shapes always; other lengths only with a pad value on 
   t.notOk(compatible(ids([[1, 2]]), ids([[3, 4, 5]]), fixed, 0), 'a fixed axis is never padded')
   t.notOk(compatible(ids([[1, 2]]), { ids: { type: 'int32', data: new Int32Array(2), dims: [1, 2] } }, seqShape, 0), 'types must agree')
   t.notOk(compatible(ids([[1, 2]]), { other: ids([[1, 2]]).ids }, seqShape, 0), 'names must agree')
+  t.notOk(compatible(ids([[1, 2]]), ids([[3, 4, 5]]), seqShape, 0.5), 'an int64 input is not padded with 0.5')
+  t.ok(compatible(ids([[1, 2]]), ids([[3, 4]]), seqShape, 0.5), 'nor needs to be at the same length')
 })
 
 t.test('merge pads to the longest and split crops back', async t => {

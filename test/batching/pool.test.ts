@@ -76,6 +76,16 @@ t.test('results equal unbatched runs, with padding for different lengths', async
   })
 })
 
+t.test('a pad value an input\'s type cannot hold (0.5 for int64) does not fail batches: only same-length requests share one', async t => {
+  const p = await pool(t)
+  p.configure('seq', { padValue: 0.5 })
+  const busy = occupy(p)
+  const outs = await Promise.all([[[1, 2]], [[3, 4, 5]], [[6, 7]]].map(x => p.run('seq', { ids: ids(x) }).then(o => o.scores.dims, e => (e as Error).message)))
+  await busy
+  t.same(outs, [[1, 2, 3], [1, 3, 3], [1, 2, 3]])
+  t.equal(p.stats('seq').batches, 2, 'the two of length 2 together')
+})
+
 t.test('without a pad value only same-length requests share a batch', async t => {
   const p = await pool(t)
   const busy = occupy(p)
