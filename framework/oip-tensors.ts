@@ -238,7 +238,8 @@ export function checkInput (input: RequestInput, info: TensorInfo | undefined, k
     if (typeof d === 'number' && d >= 0 && got !== d) {
       throw bad(`input '${input.name}': dimension ${i} must be ${d}, got ${got} (expected shape [${want.join(', ')}])`)
     }
-    if (typeof d === 'string') {
+    // ONNX Runtime reports an unnamed dynamic dimension as '': no name to share.
+    if (typeof d === 'string' && d !== '') {
       const seen = symbols.get(d)
       if (seen && seen.size !== got) {
         throw bad(`input '${input.name}': dimension ${i} ('${d}') is ${got}, but input '${seen.input}' gives '${d}' = ${seen.size}`)

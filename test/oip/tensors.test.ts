@@ -52,6 +52,12 @@ t.test('checkInput and checkBatch', async t => {
   t.same(symbols.get('batch'), { size: 2, input: 'x' })
   t.throws(() => checkInput({ name: 'y', shape: [2, 4], datatype: 'FP32' }, undefined, ['x'], new Map()), /unknown input 'y'/)
   t.throws(() => checkInput({ name: 'x', shape: [2, 5], datatype: 'FP32' }, info, ['x'], new Map()), /dimension 1 must be 4, got 5/)
+  // Unnamed dynamic dimensions, as ONNX Runtime reports them: any sizes.
+  const unnamed = { name: 'u', type: 'float32' as const, shape: ['', ''] }
+  const seen = new Map()
+  t.equal(checkInput({ name: 'u', shape: [1, 4], datatype: 'FP32' }, unnamed, ['u', 'v'], seen), 'FP32')
+  t.equal(checkInput({ name: 'v', shape: [3, 2], datatype: 'FP32' }, { ...unnamed, name: 'v' }, ['u', 'v'], seen), 'FP32')
+  t.equal(seen.size, 0)
   t.doesNotThrow(() => checkBatch([{ name: 'x', shape: [5, 4], datatype: 'FP32' }], 0), '0: no limit')
   t.throws(() => checkBatch([{ name: 'x', shape: [5, 4], datatype: 'FP32' }], 4), /over the model's maximum of 4/)
 })
