@@ -190,7 +190,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     return { model, served, loaded: served.loaded }
   }
 
-  const versionsOf = (model: RepositoryModel) => [...model.versions.keys()].filter(v => v !== '').sort((a, b) => Number(a) - Number(b))
+  const versionsOf = (model: RepositoryModel) => [...model.versions].filter(([v, s]) => v !== '' && s.state === 'READY').map(([v]) => v).sort((a, b) => Number(a) - Number(b))
 
   app.get('/v2/health/live', {
     schema: { tags: [TAG], summary: 'Server live', response: { 200: Type.Object({ live: Type.Boolean() }) } },

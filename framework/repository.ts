@@ -406,6 +406,12 @@ export class ModelRepository {
     // Load what is new or changed, beside what serves now.
     const fresh = new Map<string, ServedVersion>()
     const problems: string[] = []
+    // Versions that failed, kept as UNAVAILABLE entries with their reason (where
+    // none serves): a request naming one is told why, not that it does not exist.
+    const failed = new Map<string, ServedVersion>()
+    const recordFailures = () => {
+      for (const [v, s] of failed) if (m.versions.get(v)?.state !== 'READY') m.versions.set(v, s)
+    }
     for (const v of wanted) {
       const path = f.files.get(v)!
       const signature = signatureOf(path, f.configPath)
@@ -418,10 +424,14 @@ export class ModelRepository {
         fresh.set(v, { version: loaded.version, path, state: 'READY', reason: '', loaded, signature })
       } catch (err) {
         problems.push(v === '' ? (err as Error).message : `version ${v}: ${(err as Error).message}`)
+        failed.set(v, { version: v === '' ? undefined : v, path, state: 'UNAVAILABLE', reason: withoutModelsDir((err as Error).message, this.dir), signature })
       }
     }
     // Nothing new loaded: whatever served before keeps serving.
-    if (problems.length > 0 && fresh.size === 0) return fail(problems.join('; '))
+    if (problems.length > 0 && fresh.size === 0) {
+      recordFailures()
+      return fail(problems.join('; '))
+    }
 
     // A resource's model must still match what the resource expects.
     const resourceModel = this.store.get(f.name)
@@ -448,6 +458,7 @@ export class ModelRepository {
         m.versions.delete(v)
       }
     }
+    recordFailures()
     const oldResourceTarget = resourceModel?.loaded
     if (resourceModel && nextDefault?.loaded && nextDefault.loaded !== resourceModel.loaded) resourceModel.retarget(nextDefault.loaded)
     m.config = config

@@ -309,3 +309,27 @@ t.test('start-up: a resource\'s model file replaced before the repository adopts
   t.same(Array.from((await store.run(served.key, feeds)).y.data as Float32Array), [2, 2, 2, 2], 'the repository serves the file on disk')
   t.same(Array.from((await model.run(feeds)).y.data as Float32Array), [2, 2, 2, 2], 'and the resource follows')
 })
+
+t.test('a version that failed to load is reported not ready with its reason, not as unknown', async t => {
+  const { app } = await oipApp(t, {
+    'clf/1/model.onnx': addModel(),
+    'clf/2/model.onnx': 'garbage',
+    'clf/config.json': JSON.stringify({ versionPolicy: 'all' }),
+    'only/1/model.onnx': 'garbage',
+  }, { repositoryApi: true })
+  const broken = await app.inject({ url: '/v2/models/clf/versions/2/ready' })
+  t.equal(broken.statusCode, 503, broken.body)
+  t.match(broken.json(), { name: 'clf', ready: false, code: 'MODEL_NOT_READY', error: /version 2 is not ready: cannot load model 'clf' from clf\/2\/model\.onnx/ })
+  t.equal((await infer(app, '/v2/models/clf/versions/2/infer')).statusCode, 503)
+  t.equal((await infer(app, '/v2/models/clf/versions/1/infer')).statusCode, 200, 'the good version serves')
+  t.equal((await infer(app, '/v2/models/clf/infer')).json().model_version, '1', 'and is the default')
+  t.same((await app.inject({ url: '/v2/models/clf' })).json().versions, ['1'], 'metadata lists the versions that serve')
+  const only = await app.inject({ url: '/v2/models/only/versions/1/ready' })
+  t.equal(only.statusCode, 503, only.body)
+  t.notMatch(only.json().error, /not versioned/)
+  t.equal((await app.inject({ url: '/v2/models/clf/versions/3/ready' })).statusCode, 404, 'a version with no file is still unknown')
+  const index = (await app.inject({ method: 'POST', url: '/v2/repository/index' })).json()
+  t.same(index.filter((e: { name: string }) => e.name !== 'scaler').map((e: { name: string, version?: string, state: string }) => [e.name, e.version, e.state]),
+    [['clf', '1', 'READY'], ['clf', '2', 'UNAVAILABLE'], ['only', '1', 'UNAVAILABLE']])
+  t.match(index.find((e: { version?: string }) => e.version === '2').reason, /cannot load model 'clf' from clf\/2\/model\.onnx/)
+})
