@@ -392,7 +392,8 @@ interface WantedOutput { name: string, binary: boolean }
 
 /** The outputs to compute and how to send each (all, in the model's order, when none are named). */
 export function chooseOutputs (body: InferRequest, loaded: LoadedModel): WantedOutput[] {
-  const allBinary = body.parameters?.binary_data_output === true
+  const allBinary = body.parameters?.binary_data_output
+  if (allBinary !== undefined && typeof allBinary !== 'boolean') throw bad('parameters.binary_data_output must be true or false')
   const byName = new Map(loaded.outputs.map(o => [o.name, o]))
   const asked = body.outputs ?? loaded.outputs.map(o => ({ name: o.name, parameters: undefined }))
   const seen = new Set<string>()
@@ -403,7 +404,7 @@ export function chooseOutputs (body: InferRequest, loaded: LoadedModel): WantedO
     seen.add(o.name)
     const flag = o.parameters?.binary_data
     if (flag !== undefined && typeof flag !== 'boolean') throw bad(`output '${o.name}': binary_data must be true or false`)
-    const binary = flag ?? allBinary
+    const binary = flag ?? allBinary ?? false
     if (!binary && info.type === 'float16') throw bad(`output '${o.name}' is FP16, which JSON cannot carry: request it with "parameters": {"binary_data": true}`)
     if (!datatypeOf(info.type)) throw bad(`output '${o.name}' has type ${info.type}, which this server cannot return`)
     return { name: o.name, binary }

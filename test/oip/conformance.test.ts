@@ -415,3 +415,14 @@ t.test('the OIP routes are in /openapi.json', async t => {
   t.ok(doc.paths['/v2/models/{name}/infer'].post.requestBody.content['application/json'].schema.properties.inputs)
   t.ok(doc.paths['/scale'], 'resource routes still there')
 })
+
+t.test('binary_data_output must be a boolean, like binary_data', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  for (const value of ['true', 1, null]) {
+    const res = await infer(app, '/v2/models/mlp/infer', { parameters: { binary_data_output: value }, inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
+    t.equal(res.statusCode, 400, `${JSON.stringify(value)}: ${res.body}`)
+    t.match(res.json(), { code: 'BAD_REQUEST', error: /binary_data_output must be true or false/ })
+  }
+  const off = await infer(app, '/v2/models/mlp/infer', { parameters: { binary_data_output: false }, inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
+  t.same(off.json().outputs[0].data, [2, 4, 6, 8])
+})
