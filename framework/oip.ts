@@ -299,6 +299,20 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       for (const key of Object.keys(body)) if (!allowed.includes(key)) throw bad(`body has an unknown field '${key}'`)
       return body as Record<string, unknown>
     }
+    /**
+     * A load or unload body's `parameters`: only `accepted` ones. Triton's
+     * load takes `config` and `file:` overrides; models here are loaded from
+     * the models directory as they are, so those are refused, not ignored.
+     */
+    const checkParameters = (body: unknown, accepted: string[]) => {
+      const { parameters } = objectBody(body, ['parameters'])
+      if (parameters === undefined) return
+      if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) throw bad('parameters must be a JSON object')
+      const unsupported = Object.keys(parameters).find(k => !accepted.includes(k))
+      if (unsupported !== undefined) {
+        throw bad(`unsupported parameter '${unsupported}': models are loaded from the models directory as they are (no config or file overrides)`)
+      }
+    }
     app.post('/v2/repository/index', {
       schema: {
         tags: [TAG],
@@ -323,7 +337,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     app.post('/v2/repository/models/:name/load', {
       schema: { ...manage, summary: 'Load or reload a model from the directory: the new one is swapped in once warm; a failed load leaves the old one serving' },
     }, async (request: FastifyRequest<{ Params: { name: string } }>) => {
-      objectBody(request.body, ['parameters'])
+      checkParameters(request.body, [])
       const { name } = request.params
       let model
       try {
@@ -337,7 +351,8 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     app.post('/v2/repository/models/:name/unload', {
       schema: { ...manage, summary: 'Unload a model: it stops serving at once; its sessions go when in-flight requests finish' },
     }, async (request: FastifyRequest<{ Params: { name: string } }>) => {
-      objectBody(request.body, ['parameters'])
+      // unload_dependents: no model here has dependents (no ensembles).
+      checkParameters(request.body, ['unload_dependents'])
       const { name } = request.params
       if (!repository.get(name)) throw new HttpError('MODEL_NOT_FOUND', `unknown model '${name}'`)
       try {

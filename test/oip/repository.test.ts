@@ -125,13 +125,21 @@ t.test('repository API: index, load a model dropped in later, reload, unload', a
   t.same((await infer(app)).json().outputs[0].data, [7, 7, 7, 7])
   t.equal((await app.inject({ url: '/v2/models/mlp/ready' })).statusCode, 200)
 
+  // Overrides Triton's load takes are refused, not ignored.
+  for (const parameters of [{ config: '{"max_batch_size": 4}' }, { 'file:1/model.onnx': 'AAAA' }]) {
+    const overridden = await app.inject({ method: 'POST', url: '/v2/repository/models/mlp/load', payload: { parameters } })
+    t.equal(overridden.statusCode, 400)
+    t.match(overridden.json(), { code: 'BAD_REQUEST', error: /unsupported parameter '(config|file:1\/model.onnx)': models are loaded from the models directory as they are/ })
+  }
+  t.equal((await app.inject({ method: 'POST', url: '/v2/repository/models/mlp/load', payload: { parameters: [] } })).statusCode, 400)
+  t.same((await infer(app)).json().outputs[0].data, [7, 7, 7, 7], 'still the model that served')
   t.equal((await app.inject({ method: 'POST', url: '/v2/repository/models/nope/load' })).statusCode, 404)
   t.equal((await app.inject({ method: 'POST', url: '/v2/repository/models/nope/unload' })).statusCode, 404)
   const resourceModel = await app.inject({ method: 'POST', url: '/v2/repository/models/scaler/unload' })
   t.equal(resourceModel.statusCode, 400)
   t.match(resourceModel.json().error, /used by a resource/)
 
-  const unload = await app.inject({ method: 'POST', url: '/v2/repository/models/late/unload' })
+  const unload = await app.inject({ method: 'POST', url: '/v2/repository/models/late/unload', payload: { parameters: { unload_dependents: false } } })
   t.equal(unload.statusCode, 200)
   const gone = await infer(app, '/v2/models/late/infer')
   t.equal(gone.statusCode, 503)
