@@ -1,5 +1,7 @@
 // A pool of inference threads. Every thread holds a session of every loaded
-// model; each thread runs one job at a time, taken from one FIFO queue that
+// model (loads are all or nothing; a thread that died is replaced, and a
+// replacement that cannot read a model's file as it was loaded goes without
+// that model: see `replace`); each thread runs one job at a time, taken from one FIFO queue that
 // lives here on the main thread. Keeping the queue here (rather than in the
 // threads' message ports) is what lets a job be dropped before it computes when
 // its request has been aborted or has passed its deadline.

@@ -101,9 +101,10 @@ export function scorer (model: Model, config: TaggerConfig, signal?: AbortSignal
   }
 }
 
-/** Runs a job now (one text: nothing to interleave). */
+/** How the main-thread work of one request's texts is run: at once, or one job per turn of the event loop. */
 export type Turns = <T>(job: () => T) => Promise<T>
 
+/** Runs a job now (one text: nothing to interleave). */
 const now: Turns = async job => job()
 
 /**
