@@ -366,8 +366,10 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
 
   completing = true
   for (const [url, verbs] of verbsByUrl) {
-    const allow = [...verbs, ...(verbs.has('GET') ? ['HEAD'] : [])].join(', ')
+    // As on resource routes: other verbs 405 with Allow, OPTIONS lists them.
+    const allow = [...verbs, ...(verbs.has('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ')
     refuseOtherVerbs(app, url, verbs, allow, url.replace(/:(\w+)/g, '{$1}'))
+    app.route({ method: 'OPTIONS', url, schema: { hide: true }, handler: async (_request, reply) => reply.code(204).header('allow', allow).send() })
   }
 }
 

@@ -1,14 +1,14 @@
-// OIP routes answer verbs they lack with 405 and Allow, in the error format.
+// OIP routes answer verbs they lack with 405 and Allow, in the error format, and OPTIONS with Allow.
 import t from 'tap'
 import { oipApp, addModel } from '../fixtures/oip.ts'
 
-t.test('405 with Allow on OIP routes', async t => {
+t.test('405 with Allow on OIP routes; OPTIONS lists the verbs', async t => {
   const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
   const cases: Array<[string, string, string]> = [
-    ['GET', '/v2/models/mlp/infer', 'POST'],
-    ['DELETE', '/v2/models/mlp', 'GET, HEAD'],
-    ['POST', '/v2/health/ready', 'GET, HEAD'],
-    ['PUT', '/v2', 'GET, HEAD'],
+    ['GET', '/v2/models/mlp/infer', 'POST, OPTIONS'],
+    ['DELETE', '/v2/models/mlp', 'GET, HEAD, OPTIONS'],
+    ['POST', '/v2/health/ready', 'GET, HEAD, OPTIONS'],
+    ['PUT', '/v2', 'GET, HEAD, OPTIONS'],
   ]
   for (const [method, url, allow] of cases) {
     const res = await app.inject({ method: method as 'GET', url })
@@ -16,6 +16,9 @@ t.test('405 with Allow on OIP routes', async t => {
     t.equal(res.headers.allow, allow)
     t.equal(res.json().code, 'METHOD_NOT_ALLOWED')
     t.match(res.json().error, /is not allowed on \/v2/)
+    const options = await app.inject({ method: 'OPTIONS', url })
+    t.equal(options.statusCode, 204, `OPTIONS ${url}`)
+    t.equal(options.headers.allow, allow)
   }
   t.equal((await app.inject({ url: '/v2/models/mlp' })).statusCode, 200, 'the declared verb still works')
   t.equal((await app.inject({ url: '/v2/nope' })).statusCode, 404, 'unknown paths stay 404')
