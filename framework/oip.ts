@@ -373,13 +373,24 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   }
 }
 
+/** A model's inputs by name, made once per loaded model (a reload loads a new one). */
+const inputsByModel = new WeakMap<LoadedModel, { byName: Map<string, LoadedModel['inputs'][number]>, known: string[] }>()
+function inputsOf (loaded: LoadedModel) {
+  let found = inputsByModel.get(loaded)
+  if (!found) {
+    found = { byName: new Map(loaded.inputs.map(i => [i.name, i])), known: loaded.inputs.map(i => i.name) }
+    inputsByModel.set(loaded, found)
+  }
+  return found
+}
+
 /** Checks every input against the model and turns it into a tensor; binary data is consumed in order. */
 export function decodeInputs (body: InferRequest, loaded: LoadedModel, binary: Buffer | undefined, allowNonFinite: boolean): Record<string, Tensor> {
-  const byName = new Map(loaded.inputs.map(i => [i.name, i]))
-  const known = loaded.inputs.map(i => i.name)
+  const { byName, known } = inputsOf(loaded)
   const symbols = new Map<string, { size: number, input: string }>()
   // A Map: an input may be named 'constructor' or '__proto__'.
   const feeds = new Map<string, Tensor>()
+  const tensorOptions = { allowNonFinite }
   let at = 0
   for (const input of body.inputs as RequestInput[]) {
     if (feeds.has(input.name)) throw bad(`input '${input.name}' is given twice`)
@@ -392,14 +403,15 @@ export function decodeInputs (body: InferRequest, loaded: LoadedModel, binary: B
       if (!binary) throw bad(`input '${input.name}' has binary_data_size but the request has no binary data (send ${HEADER_LENGTH})`)
       if (!Number.isInteger(size) || (size as number) < 0) throw bad(`input '${input.name}': binary_data_size must be an integer >= 0`)
       if (at + (size as number) > binary.length) throw bad(`input '${input.name}': binary_data_size ${size} goes past the end of the binary data (${binary.length - at} bytes left)`)
-      feeds.set(input.name, fromBinary(input, datatype, binary.subarray(at, at + (size as number)), { allowNonFinite }))
+      feeds.set(input.name, fromBinary(input, datatype, binary.subarray(at, at + (size as number)), tensorOptions))
       at += size as number
     } else {
       if (input.data === undefined) throw bad(`input '${input.name}' has no data`)
-      feeds.set(input.name, fromJson(input, datatype, { allowNonFinite }))
+      feeds.set(input.name, fromJson(input, datatype, tensorOptions))
     }
   }
   if (binary && at !== binary.length) throw bad(`the request has ${binary.length - at} bytes of binary data that no input claims`)
+  if (feeds.size === known.length) return Object.fromEntries(feeds) // every input is known and none twice: none missing
   const missing = known.filter(n => !feeds.has(n))
   if (missing.length > 0) throw bad(`missing input${missing.length > 1 ? 's' : ''} ${missing.map(n => `'${n}'`).join(', ')}`)
   return Object.fromEntries(feeds)
