@@ -262,12 +262,12 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     const feeds = decodeInputs(body, loaded, binary, model.config.allowNonFinite)
     checkBatch(body.inputs, model.config.maxBatchSize)
     const wanted = chooseOutputs(body, loaded)
-    const results = await store.run(loaded.key, feeds, { signal: request.deadline, outputs: wanted.map(w => w.name) })
-    return sendInferResponse(reply, {
-      model_name: model.name,
-      ...(loaded.version !== undefined ? { model_version: loaded.version } : {}),
-      ...(body.id !== undefined ? { id: body.id } : {}),
-    }, wanted, results)
+    // Every output (each is named once at most): ONNX Runtime's default, and
+    // such jobs batch with the resource routes' ones (the pool batches jobs
+    // that ask for the same outputs).
+    const outputs = wanted.length === loaded.outputs.length ? undefined : wanted.map(w => w.name)
+    const results = await store.run(loaded.key, feeds, { signal: request.deadline, outputs })
+    return sendInferResponse(reply, model.name, loaded.version, body.id, wanted, results)
   }
   const inferSchema = (params: typeof ModelParams | typeof VersionParams) => ({
     tags: [TAG],
@@ -420,9 +420,22 @@ export function decodeInputs (body: InferRequest, loaded: LoadedModel, binary: B
 interface WantedOutput { name: string, binary: boolean }
 
 /** The outputs to compute and how to send each (all, in the model's order, when none are named). */
-export function chooseOutputs (body: InferRequest, loaded: LoadedModel): WantedOutput[] {
+export function chooseOutputs (body: InferRequest, loaded: LoadedModel): readonly WantedOutput[] {
   const allBinary = body.parameters?.binary_data_output
   if (allBinary !== undefined && typeof allBinary !== 'boolean') throw bad('parameters.binary_data_output must be true or false')
+  if (body.outputs !== undefined) return pickOutputs(body, loaded, allBinary)
+  // No outputs named: the answer depends on the model and allBinary alone, so
+  // it is made once (a refusal is not kept: it is thrown again each time).
+  let cached = defaultOutputs.get(loaded)
+  if (!cached) defaultOutputs.set(loaded, cached = [undefined, undefined, undefined])
+  const slot = allBinary === undefined ? 0 : allBinary ? 1 : 2
+  return cached[slot] ??= Object.freeze(pickOutputs(body, loaded, allBinary).map(w => Object.freeze(w)))
+}
+
+/** chooseOutputs' answers when the request names no outputs, by binary_data_output (absent, true, false). */
+const defaultOutputs = new WeakMap<LoadedModel, Array<readonly WantedOutput[] | undefined>>()
+
+function pickOutputs (body: InferRequest, loaded: LoadedModel, allBinary: boolean | undefined): WantedOutput[] {
   const byName = new Map(loaded.outputs.map(o => [o.name, o]))
   const asked = body.outputs ?? loaded.outputs.map(o => ({ name: o.name, parameters: undefined }))
   const seen = new Set<string>()
@@ -441,27 +454,31 @@ export function chooseOutputs (body: InferRequest, loaded: LoadedModel): WantedO
 }
 
 /** Sends the response: JSON text (64-bit integers exact), or JSON then binary outputs. */
-function sendInferResponse (reply: FastifyReply, head: Record<string, string>, wanted: WantedOutput[], results: Record<string, Tensor>) {
-  const parts: Buffer[] = []
-  const outputs = wanted.map(({ name, binary }) => {
+function sendInferResponse (reply: FastifyReply, modelName: string, version: string | undefined, id: string | undefined, wanted: readonly WantedOutput[], results: Record<string, Tensor>) {
+  // The JSON text is written here rather than by JSON.stringify of an object:
+  // the data is spliced in as prepared text (JSON.stringify cannot write
+  // BigInt), and the fields come in the order an object would give them
+  // (model_name, model_version, id, outputs; name, datatype, shape, then
+  // parameters or data). + rather than join: join would copy the data text.
+  let text = '{"model_name":' + JSON.stringify(modelName) +
+    (version !== undefined ? ',"model_version":' + JSON.stringify(version) : '') +
+    (id !== undefined ? ',"id":' + JSON.stringify(id) : '') + ',"outputs":['
+  let parts: Buffer[] | undefined
+  for (let i = 0; i < wanted.length; i++) {
+    const { name, binary } = wanted[i]
     const t = results[name]
     if (!t) throw new Error(`the model returned no output '${name}'`)
-    const meta = { name, datatype: datatypeOf(t.type) ?? t.type, shape: t.dims }
-    if (!binary) return { ...meta, data: dataJson(t) }
-    const bytes = dataBinary(t)
-    parts.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
-    return { ...meta, parameters: { binary_data_size: bytes.byteLength } }
-  })
-  // Data is spliced in as prepared JSON text (JSON.stringify cannot write BigInt),
-  // with + rather than join: join would copy the data text, once per level.
-  let text = JSON.stringify(head).slice(0, -1) + (Object.keys(head).length > 0 ? ',' : '') + '"outputs":['
-  outputs.forEach((o, i) => {
-    const { data, ...rest } = o as { data?: string }
-    const json = JSON.stringify(rest)
-    text += (i > 0 ? ',' : '') + (data === undefined ? json : json.slice(0, -1) + ',"data":' + data + '}')
-  })
+    text += (i > 0 ? ',{"name":' : '{"name":') + JSON.stringify(name) + ',"datatype":' + JSON.stringify(datatypeOf(t.type) ?? t.type) + ',"shape":' + JSON.stringify(t.dims)
+    if (!binary) {
+      text += ',"data":' + dataJson(t) + '}'
+    } else {
+      const bytes = dataBinary(t)
+      ;(parts ??= []).push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+      text += ',"parameters":{"binary_data_size":' + bytes.byteLength + '}}'
+    }
+  }
   text += ']}'
-  if (parts.length === 0) return reply.type('application/json').send(text)
+  if (parts === undefined) return reply.type('application/json').send(text)
   const header = Buffer.from(text, 'utf8')
   return reply.type('application/octet-stream').header(HEADER_LENGTH, String(header.length)).send(Buffer.concat([header, ...parts]))
 }
