@@ -1,6 +1,6 @@
 // Inference threads that die, and loads that fail on some threads: every
 // thread holds the same model under a key, or the key is not served at all.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { InferencePool, ModelUnavailableError } from '../../framework/pool.ts'
@@ -25,6 +25,18 @@ async function holds (thread: { call: (msg: object) => Promise<unknown> }, key: 
 /** Waits until the pool has replaced the thread at `index` and the replacement is idle. */
 async function replaced (pool: InferencePool, index: number, dead: unknown) {
   while (threadsOf(pool)[index] === dead || threadsOf(pool)[index].busy) await sleep(5)
+}
+
+/**
+ * Concurrent one-by-one runs of 'add' (batching off, so both threads would
+ * take some) all answer from the model first loaded ([1, 2, 3, 4]), and the
+ * replacement (thread 1) holds no session of it.
+ */
+async function onlyTheFirstModel (t: Test, pool: InferencePool) {
+  pool.configure('add', { maxBatchItems: 1 })
+  const answers = await Promise.all(Array.from({ length: 16 }, () => pool.run('add', x())))
+  t.same(new Set(answers.map(out => values(out).join())), new Set(['1,2,3,4']), 'every answer from the model loaded')
+  t.notOk(await holds(threadsOf(pool)[1], 'add'), 'the replacement holds no session of the changed file')
 }
 
 t.test('a thread that dies while a model loads does not fail the load: its replacement loads it', async t => {
@@ -111,11 +123,7 @@ t.test('with 2 threads, a model a replacement cannot read again runs on the thre
   await second.worker.terminate()
   await replaced(pool, 1, second)
   t.equal(pool.unavailable('add'), undefined, 'still served')
-  // Concurrent one-by-one runs (batching off), so both threads would take some.
-  pool.configure('add', { maxBatchItems: 1 })
-  const answers = await Promise.all(Array.from({ length: 16 }, () => pool.run('add', x())))
-  t.same(new Set(answers.map(out => values(out).join())), new Set(['1,2,3,4']), 'every answer from the model loaded')
-  t.notOk(await holds(threadsOf(pool)[1], 'add'), 'the replacement did not read the changed file')
+  await onlyTheFirstModel(t, pool)
 })
 
 t.test('HTTP: a model no thread holds is 503 at /v2 and /health/ready until a reload', async t => {
@@ -176,10 +184,7 @@ t.test('a file replaced while a replacement thread starts is not read by it: one
   await second.worker.terminate()
   await replaced(pool, 1, second)
   t.equal(pool.unavailable('add'), undefined, 'still served by the thread that holds it')
-  pool.configure('add', { maxBatchItems: 1 })
-  const answers = await Promise.all(Array.from({ length: 16 }, () => pool.run('add', x())))
-  t.same(new Set(answers.map(out => values(out).join())), new Set(['1,2,3,4']), 'every answer from the model loaded')
-  t.notOk(await holds(threadsOf(pool)[1], 'add'), 'the replacement let the file it read go')
+  await onlyTheFirstModel(t, pool)
 })
 
 t.test('a load that ends while a replacement still reads the file: a file replaced meanwhile is not served', async t => {
@@ -211,10 +216,7 @@ t.test('a load that ends while a replacement still reads the file: a file replac
   await replaced(pool, 1, idle)
   t.ok(await holds(busy, 'add'))
   t.equal(pool.unavailable('add'), undefined)
-  pool.configure('add', { maxBatchItems: 1 })
-  const answers = await Promise.all(Array.from({ length: 16 }, () => pool.run('add', x())))
-  t.same(new Set(answers.map(out => values(out).join())), new Set(['1,2,3,4']), 'every answer from the model loaded')
-  t.notOk(await holds(threadsOf(pool)[1], 'add'), 'the replacement let the file it read go')
+  await onlyTheFirstModel(t, pool)
 })
 
 t.test('HTTP: a model no thread holds is MODEL_NOT_READY, not overloaded, when its requests do not queue', async t => {

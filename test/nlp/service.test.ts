@@ -1,23 +1,11 @@
 // tagInput: several texts are worked through one text per turn of the event
 // loop, with the same results as one text at a time.
 import t from 'tap'
-import { FEATURES_PER_TOKEN, FEATURE_TEMPLATE_VERSION } from '../../nlp/features.ts'
+import { toyConfig } from '../fixtures/toy-tagger.ts'
 import { oneTurnEach, resultsJson, tagInput } from '../../nlp/service.ts'
-import { tagText, type FeatureTensor, type TaggerConfig } from '../../nlp/tagger.ts'
+import { tagText, type FeatureTensor } from '../../nlp/tagger.ts'
 
-const config: TaggerConfig = {
-  name: 'toy',
-  task: 'ner',
-  labels: ['O', 'B-PER', 'I-PER'],
-  transitions: [[0, 0, -100], [0, 0, 0], [0, 0, 0]],
-  start: [0, 0, -100],
-  end: [0, 0, 0],
-  featureTemplate: FEATURE_TEMPLATE_VERSION,
-  buckets: 1 << 10,
-  featuresPerToken: FEATURES_PER_TOKEN,
-  input: 'features',
-  output: 'scores',
-}
+const config = toyConfig
 
 // Scores from the feature ids, so that tags depend on the text; resolves
 // without a turn of the event loop, as an inline model run does.

@@ -1,23 +1,12 @@
 import t from 'tap'
-import { extractFeatures, FEATURE_TEMPLATE_VERSION, FEATURES_PER_TOKEN } from '../../nlp/features.ts'
+import { toyConfig } from '../fixtures/toy-tagger.ts'
+import { extractFeatures, FEATURES_PER_TOKEN } from '../../nlp/features.ts'
 import {
   bioSpans, decode, entitiesFromBio, prepare, prepareBatch, tagBatch, tagText, tokensFromWords,
-  type FeatureTensor, type TaggerConfig,
+  type FeatureTensor,
 } from '../../nlp/tagger.ts'
 
-const config: TaggerConfig = {
-  name: 'toy',
-  task: 'ner',
-  labels: ['O', 'B-PER', 'I-PER'],
-  transitions: [[0, 0, -100], [0, 0, 0], [0, 0, 0]],
-  start: [0, 0, -100],
-  end: [0, 0, 0],
-  featureTemplate: FEATURE_TEMPLATE_VERSION,
-  buckets: 1 << 10,
-  featuresPerToken: FEATURES_PER_TOKEN,
-  input: 'features',
-  output: 'scores',
-}
+const config = toyConfig
 const F = FEATURES_PER_TOKEN
 
 t.test('prepare and prepareBatch pad with feature id 0', async t => {
