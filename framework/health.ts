@@ -26,9 +26,11 @@ export async function healthRoutes (app: FastifyInstance, { lifecycle, models }:
   }, async (_request, reply) => {
     if (lifecycle.state === 'ready') {
       // A model no inference thread holds any more (see ModelUnavailableError).
-      const lost = models.pool.keys().find(key => models.pool.unavailable(key) !== undefined)
-      if (lost === undefined) return { status: 'ready' }
-      return sendError(reply, 'NOT_READY', `not ready: model '${lost}' is unavailable: ${models.pool.unavailable(lost)}`, { 'retry-after': '1' })
+      for (const key of models.pool.keys()) {
+        const reason = models.pool.unavailable(key)
+        if (reason !== undefined) return sendError(reply, 'NOT_READY', `not ready: model '${key}' is unavailable: ${reason}`, { 'retry-after': '1' })
+      }
+      return { status: 'ready' }
     }
     return sendError(reply, lifecycle.state === 'draining' ? 'SHUTTING_DOWN' : 'NOT_READY',
       `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })

@@ -230,6 +230,9 @@ t.test('a batch whose outputs do not split back along axis 0 reruns each request
   t.match(p.stats('time-major'), { batches: 3, requests: 2, items: 2, failed: 0 }, 'the batch, then each alone; each request counted once')
 })
 
+/** One row of float32 values. */
+const floats = (v: number[]): Tensor => ({ type: 'float32', data: Float32Array.from(v), dims: [1, v.length] })
+
 t.test('a model whose axis names put the batch elsewhere than first never batches, so requests do not get each other\'s values', async t => {
   const p = await pool(t)
   await p.load('time-major', buildModel({
@@ -239,9 +242,8 @@ t.test('a model whose axis names put the batch elsewhere than first never batche
     nodes: [{ op: 'Transpose', inputs: ['x'], outputs: ['y'], attributes: { perm: [1, 0] } }],
   }))
   const busy = occupy(p)
-  const x = (v: number[]): Tensor => ({ type: 'float32', data: Float32Array.from(v), dims: [1, v.length] })
   // Two rows of two: the transposed batch has two rows too, and split along them mixes the requests.
-  const [a, b] = await Promise.all([p.run('time-major', { x: x([1, 2]) }), p.run('time-major', { x: x([3, 4]) })])
+  const [a, b] = await Promise.all([p.run('time-major', { x: floats([1, 2]) }), p.run('time-major', { x: floats([3, 4]) })])
   await busy
   t.same({ dims: a.y.dims, data: Array.from(a.y.data as Float32Array) }, { dims: [2, 1], data: [1, 2] })
   t.same({ dims: b.y.dims, data: Array.from(b.y.data as Float32Array) }, { dims: [2, 1], data: [3, 4] })
@@ -258,8 +260,6 @@ async function aloneAndBatched (p: InferencePool, key: string, feeds: Array<Reco
   await busy
   return { alone, batched }
 }
-
-const floats = (v: number[]): Tensor => ({ type: 'float32', data: Float32Array.from(v), dims: [1, v.length] })
 
 t.test('unnamed axes (reported as \'\') pad and crop by input and position: two inputs with sequences of their own', async t => {
   const p = await pool(t)
