@@ -2,15 +2,19 @@
 // line per batch size; the batch-64 line also gives `answerUs`, what writing
 // one example's outputs as JSON costs (JSON.stringify of a plain array of the
 // 64 different rows in turn), which no server can batch away.
-// argv: <model.onnx> <input> <float32|int64> <width> <seconds>
+// argv: <model.onnx> <input> <float32|int64> <width> <seconds> [tokens]
+// With `tokens` (the taggers of /ner and /pos), an example is [tokens, width]
+// feature ids rather than a row of `width`, and no answerUs is printed (those
+// answers are decoded tags, not the scores).
 import * as ort from 'onnxruntime-node'
 
-const [path, input, type, width, seconds] = process.argv.slice(2)
+const [path, input, type, width, seconds, tokens] = process.argv.slice(2)
+const example = tokens === undefined ? [Number(width)] : [Number(tokens), Number(width)]
 const session = await ort.InferenceSession.create(path, { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' })
 for (const batch of [1, 64]) {
-  const n = batch * Number(width)
+  const n = batch * example.reduce((a, b) => a * b)
   const data = type === 'int64' ? BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 7919) % 20000)) : Float32Array.from({ length: n }, (_, i) => Math.sin(i))
-  const feeds = { [input]: new ort.Tensor(type as 'float32', data, [batch, Number(width)]) }
+  const feeds = { [input]: new ort.Tensor(type as 'float32', data, [batch, ...example]) }
   for (let i = 0; i < 20; i++) await session.run(feeds)
   const times: number[] = []
   const end = performance.now() + Number(seconds) * 1000
@@ -21,7 +25,7 @@ for (const batch of [1, 64]) {
   }
   times.sort((a, b) => a - b)
   const total = times.reduce((a, b) => a + b, 0) / 1000
-  process.stdout.write(JSON.stringify({ batch, callsPerSec: times.length / total, examplesPerSec: times.length * batch / total, p50: times[Math.floor(times.length / 2)], p99: times[Math.floor(times.length * 0.99)], ...(batch > 1 ? { answerUs: await answerUs(feeds) } : {}) }) + '\n')
+  process.stdout.write(JSON.stringify({ batch, callsPerSec: times.length / total, examplesPerSec: times.length * batch / total, p50: times[Math.floor(times.length / 2)], p99: times[Math.floor(times.length * 0.99)], ...(batch > 1 && tokens === undefined ? { answerUs: await answerUs(feeds) } : {}) }) + '\n')
 }
 
 /** Microseconds to write one row of the outputs as JSON, over the batch's rows in turn. */

@@ -7,8 +7,10 @@
 // against (a) this framework through a resource route (/bench/<model>) and
 // through the Open Inference Protocol (JSON, and binary tensors for mlp),
 // (b) the hand-written baseline (bench/baseline-server.ts), (c) session.run in
-// a loop at batch 1 and 64; /ner and /pos with real sentences (framework only:
-// a hand-written baseline would have to re-implement the NLP pipeline); the node:http floor (bench/
+// a loop at batch 1 and 64; /ner and /pos with real sentences, against
+// (b) a hand-written baseline built on this project's NLP library
+// (bench/baseline-nlp-server.ts) and through OIP (the feature ids in, the
+// scores out), and (c) their taggers in a loop; the node:http floor (bench/
 // floor-server.ts) with tiny's requests. Then a flood: the compute-bound `heavy` model's capacity
 // (c=64) and unloaded latency, measured in the same run, and an open-loop flood at 10x that capacity
 // (bench/flood.ts); a second server set for latency (nothing queues) flooded at 10x its own capacity,
@@ -28,6 +30,8 @@ import { fileURLToPath } from 'node:url'
 import { benchModels, examplesOf, type BenchModel } from './models.ts'
 import type { FloodResult, FloodSpec } from './flood.ts'
 import { SETTINGS } from '../framework/settings.ts'
+import { prepare, type TaggerConfig } from '../nlp/tagger.ts'
+import { tokenize } from '../nlp/tokenize.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4)
@@ -281,6 +285,8 @@ async function main () {
   }
   const rows: Row[] = []
   const raw: RawRow[] = []
+  /** The NLP routes measured (BENCH_ONLY may leave them out), with their model's config.json. */
+  const nlp = FLOOD_ONLY ? [] : ['ner', 'pos'].filter(route => !ONLY || ONLY.has(route)).map(route => ({ route, config: JSON.parse(readFileSync(join(dir, route, 'config.json'), 'utf8')) as TaggerConfig }))
   const rss: Record<string, number> = {}
   const notes: string[] = []
 
@@ -290,6 +296,13 @@ async function main () {
     log(`raw ${m.name}`)
     const out = await run('taskset', pinned(SERVER_CORE, 'bench/raw.ts', [join(dir, `${m.name}.onnx`), m.input, m.type, String(m.width), String(Math.min(3, SECONDS))]))
     for (const line of out.trim().split('\n')) raw.push({ model: m.name, ...JSON.parse(line) })
+  }
+  // The taggers, with examples of the bench sentences' mean length in tokens.
+  const meanTokens = Math.round(SENTENCES.reduce((n, s) => n + tokenize(s).length, 0) / SENTENCES.length)
+  for (const { route, config } of nlp) {
+    log(`raw ${route}`)
+    const out = await run('taskset', pinned(SERVER_CORE, 'bench/raw.ts', [join(dir, route, 'model.onnx'), config.input, 'int64', String(config.featuresPerToken), String(Math.min(3, SECONDS)), String(meanTokens)]))
+    for (const line of out.trim().split('\n')) raw.push({ model: `${route} (${meanTokens} tokens)`, ...JSON.parse(line) })
   }
 
   // (a) This framework and (b) the hand-written baselines run side by side
@@ -315,6 +328,11 @@ async function main () {
   // The floor is measured with tiny's requests, in tiny's group.
   const floorPort = PORT + 150
   if (models.some(m => m.name === 'tiny')) baselines.set(FLOOR, await startServer(['bench/floor-server.ts', String(floorPort)], `http://127.0.0.1:${floorPort}/`))
+  /** The NLP baselines' ports: PORT + 160, + 161. */
+  const nlpPort = (j: number) => PORT + 160 + j
+  for (const [j, { route }] of nlp.entries()) {
+    baselines.set(`baseline /${route}`, await startServer(['bench/baseline-nlp-server.ts', join(dir, route), String(nlpPort(j))], `http://127.0.0.1:${nlpPort(j)}/`, 404))
+  }
 
   interface Target { target: string, model: string, url: string, bodies: string[], extra?: { base64?: boolean, headers?: Record<string, string> } }
   const targetsFor = (m: BenchModel, i: number): Target[] => {
@@ -334,9 +352,23 @@ async function main () {
     return list
   }
   const taggerBodies = SENTENCES.map(text => JSON.stringify({ text }))
+  /** /ner and /pos against their baseline, and their model through OIP: the sentences' feature ids in, the scores out (no tokenizing, no decoding). */
+  const nlpTargets = ({ route, config }: typeof nlp[number], j: number): Target[] => [
+    { target: 'baseline (hand-written)', model: `/${route}`, url: `http://127.0.0.1:${nlpPort(j)}/infer`, bodies: taggerBodies },
+    { target: 'framework: resource route', model: `/${route}`, url: `${base}/${route}`, bodies: taggerBodies },
+    ...(hasOip
+      ? [{
+          target: 'framework: OIP JSON', model: `/${route}`, url: `${base}/v2/models/${route}/infer`,
+          bodies: SENTENCES.map(text => {
+            const features = prepare(tokenize(text), config)
+            return JSON.stringify({ inputs: [{ name: config.input, shape: features.dims, datatype: 'INT64', data: Array.from(features.data, Number) }] })
+          }),
+        }]
+      : []),
+  ]
   const groups: Target[][] = [
     ...models.map((m, i) => targetsFor(m, i)),
-    ...['ner', 'pos'].map(route => [{ target: 'framework: resource route', model: `/${route}`, url: `${base}/${route}`, bodies: taggerBodies }]),
+    ...nlp.map(nlpTargets),
   ].filter(group => !FLOOD_ONLY && (!ONLY || ONLY.has(group[0].model.replace(/^\//, ''))))
   // Warm up every target (JIT, sessions' first batch sizes); not measured.
   for (const group of groups) for (const tgt of group) await warm(tgt.url, tgt.bodies, tgt.extra)
@@ -476,6 +508,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     below('default server peak RSS (/scale, /ner, /pos in turn at c=64)', rss['default server'], 200, 'MB'),
     '',
     ...budget(find, raw),
+    ...nlpRatios(rows, ratio),
     '## Throughput and latency',
     '',
     '| Target | Model | Concurrency | req/s | p50 ms | p99 ms | errors | non-2xx | req/s range |',
@@ -536,6 +569,30 @@ function budget (
     ...one('mlp', 3, 'framework: OIP binary', 'OIP binary', false),
     ...one('mlp', 1.8, 'framework: resource route', 'resource route (JSON)', true),
     ...one('tagger', 2, 'framework: resource route', 'resource route', true),
+    '',
+  ]
+}
+
+/**
+ * /ner and /pos against their hand-written baseline (no goal in the issue):
+ * the ratios at each concurrency. Their OIP rows do less than the others (the
+ * client sends the feature ids and gets the scores back: no tokenizing, no
+ * decoding), so their ratio is not like for like.
+ */
+function nlpRatios (rows: Row[], ratio: (target: string, model: string, c: number) => number): string[] {
+  const routes = [...new Set(rows.filter(r => r.target === 'baseline (hand-written)' && r.model.startsWith('/')).map(r => r.model))]
+  if (routes.length === 0) return []
+  const cs = [...new Set(rows.filter(r => routes.includes(r.model)).map(r => Number(r.c)))].sort((a, b) => a - b)
+  const x = (n: number) => Number.isNaN(n) ? '-' : `${n.toFixed(2)}x`
+  return [
+    `/ner and /pos against a hand-written baseline on this project's NLP library (bench/baseline-nlp-server.ts: one session, each request tokenized, run alone and decoded, answered in the resource's shape); no goal. Their OIP rows send the sentence's feature ids and get its scores (no tokenizing, no decoding), so that ratio is not like for like.`,
+    '',
+    `| Route | ${cs.map(c => `c=${c}`).join(' | ')} |`,
+    `| --- | ${cs.map(() => '---:').join(' | ')} |`,
+    ...routes.flatMap(route => [
+      `| ${route}: resource route / baseline | ${cs.map(c => x(ratio('framework: resource route', route, c))).join(' | ')} |`,
+      `| ${route}: OIP JSON (features in, scores out) / baseline | ${cs.map(c => x(ratio('framework: OIP JSON', route, c))).join(' | ')} |`,
+    ]),
     '',
   ]
 }
