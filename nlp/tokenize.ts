@@ -28,9 +28,12 @@ export interface Token {
 
 // Separators: white space, control characters (NUL included), zero-width
 // space, bidi marks and embeddings, word joiner, byte-order mark.
-const SEPARATOR = /[\p{White_Space}\p{Cc}\u200B\u200E\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]+/uy
+const SEPARATORS = '\\p{White_Space}\\p{Cc}\\u200B\\u200E\\u200F\\u202A-\\u202E\\u2060-\\u2064\\u2066-\\u2069\\uFEFF'
+const SEPARATOR = new RegExp(`[${SEPARATORS}]+`, 'uy')
 
-const URL = /(?:[a-z][a-z0-9+.-]{0,31}:\/\/|www\.|mailto:)[^\s<>"]+/iuy
+// A URL ends at any separator (not only at \s: a zero-width space, NUL or
+// bidi mark after a link would otherwise be part of it).
+const URL = new RegExp(`(?:[a-z][a-z0-9+.-]{0,31}://|www\\.|mailto:)[^${SEPARATORS}<>"]+`, 'iuy')
 // Lengths are bounded (as in RFC 5321) so that a long run of word characters
 // and dots is not rescanned from every position: tokenizing stays linear.
 const EMAIL = /[\p{L}\p{N}._%+-]{1,64}@[\p{L}\p{N}-]{1,63}(?:\.[\p{L}\p{N}-]{1,63}){0,8}\.\p{L}{2,24}/uy

@@ -107,3 +107,12 @@ t.test('time stays linear on long runs that almost match URLs or e-mails', async
   }
   t.same(texts('see (http://x.org/a)) (http://x.org/b_(c))'), ['see', '(', 'http://x.org/a', '))', '(', 'http://x.org/b_(c)', ')'])
 })
+
+t.test('a URL ends at a separator the tokenizer splits on elsewhere (zero-width space, NUL, NEL, bidi marks)', async t => {
+  for (const sep of ['\u200b', '\u0000', '\u0085', '\u202e', '\u2066', '\u2060', '\u200e', '\u0007']) {
+    const s = `see https://example.com/a${sep}next`
+    const tokens = tokenize(s)
+    t.same(tokens.map(x => x.text), ['see', 'https://example.com/a', 'next'], JSON.stringify(sep))
+    checkOffsets(t, s, tokens)
+  }
+})
