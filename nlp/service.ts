@@ -12,7 +12,7 @@ import { Resource, type ResourceContext } from '../framework/resource.ts'
 import type { ModelContract } from '../framework/tensor.ts'
 import { prepare, tagBatch, tagScores, tokensFromWords, type RunScores, type TaggedToken, type TaggerConfig } from './tagger.ts'
 import { tokenize, type Token } from './tokenize.ts'
-import type { AbortSignalLike } from '../framework/deadline.ts'
+import { RequestDeadline, type AbortSignalLike } from '../framework/deadline.ts'
 import type { FastifyReply } from 'fastify'
 
 export interface TaggingLimits {
@@ -234,7 +234,26 @@ export abstract class TaggingResource extends Resource {
   /** Parses the body (400/413 on bad input) and tags it on an inference thread. */
   protected async tag (body: TaggingInput, signal?: AbortSignalLike) {
     const parsed = parseInput(body, this.limits)
-    return { form: parsed.form, ...await tagInput(parsed, this.config, scorer(this.model, this.config, signal), this.limits.maxTokens) }
+    const turn = turnsFor(parsed)
+    if (turn === now) return { form: parsed.form, ...await tagInput(parsed, this.config, scorer(this.model, this.config, signal), this.limits.maxTokens, turn) }
+    // Several texts are several model runs, and the answer fails with the
+    // first that fails (the model's queue is full: 503). The others are then
+    // taken out of the queue and not started: left there, they kept the queue
+    // full for nothing, and concurrent requests of several texts refused each
+    // other until every one of them was a 503.
+    const stop = new RequestDeadline()
+    const follow = () => stop.abort(signal!.reason)
+    if (signal?.aborted) follow()
+    else signal?.addEventListener('abort', follow)
+    const guarded: Turns = job => turn(() => { stop.throwIfAborted(); return job() })
+    try {
+      return { form: parsed.form, ...await tagInput(parsed, this.config, scorer(this.model, this.config, stop), this.limits.maxTokens, guarded) }
+    } catch (err) {
+      stop.abort(err)
+      throw err
+    } finally {
+      signal?.removeEventListener('abort', follow)
+    }
   }
 
   /**

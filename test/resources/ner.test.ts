@@ -2,6 +2,8 @@
 import t from 'tap'
 import { build, bareApp, MODELS_DIR } from '../fixtures/build.ts'
 import { EntityRecognizer } from '../../resources/ner.ts'
+import { AbortedError, OverloadedError } from '../../framework/pool.ts'
+import type { AbortSignalLike } from '../../framework/deadline.ts'
 
 const ner = (app: Awaited<ReturnType<typeof build>>, payload: unknown) =>
   app.inject({ method: 'POST', url: '/ner', payload: payload as object })
@@ -116,6 +118,32 @@ t.test('limits: text length, batch size, token count answer 413', async t => {
     t.match(res.json().error, message)
   }
   t.equal((await app.inject({ method: 'POST', url: '/ner', payload: { text: 'x'.repeat(20) } })).statusCode, 200, 'at the limit is fine')
+})
+
+t.test('several texts: once one run is refused (503), the others leave the queue and no more start', async t => {
+  // Left queued, a failed request's runs kept the model's queue full: two or
+  // three concurrent requests of 64 texts then refused each other, most rounds
+  // until none of them was answered.
+  const app = await bareApp(t, { modelsDir: MODELS_DIR })
+  const recognizer = new EntityRecognizer({ model: 'ner' })
+  app.mount('/ner', recognizer)
+  await app.loadResources()
+  const signals: AbortSignalLike[] = []
+  ;(recognizer as any).model = {
+    run: (_feeds: unknown, { signal }: { signal: AbortSignalLike }) => {
+      signals.push(signal)
+      // The third text is refused; the first two wait in the queue.
+      if (signals.length === 3) return Promise.reject(new OverloadedError('ner', 64, 64))
+      return new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(new AbortedError(signal.reason))))
+    },
+  }
+  const texts = Array.from({ length: 64 }, (_, i) => `Text ${i}: Angela Merkel visited Paris.`)
+  const res = await app.inject({ method: 'POST', url: '/ner', payload: { texts } })
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'OVERLOADED')
+  await new Promise(resolve => setTimeout(resolve, 50))
+  t.equal(signals.length, 3, 'no text is run after the refusal')
+  t.ok(signals.slice(0, 2).every(s => s.aborted), 'the queued runs are taken out')
 })
 
 t.test('GET describes the model with its measured accuracy', async t => {
