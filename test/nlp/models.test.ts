@@ -87,3 +87,17 @@ t.test('evaluation through ONNX on the fixture slices', async t => {
   const { overall } = await evaluateNer(readIob(fixture('uner-dev-slice.iob2'), 1, 2), ner.config, await loadScorer(ner.path))
   t.ok(overall.f1 > 0.5, `NER F1 on a UNER dev slice ${overall.f1}`)
 })
+
+t.test('the README and the model cards quote the accuracy in config.json (what GET /pos and GET /ner answer)', async t => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8').replace(/\s+/g, ' ')
+  const card = (task: string) => readFileSync(new URL(`${task}/README.md`, root), 'utf8')
+  const pct = (x: unknown) => (Number(x) * 100).toFixed(2)
+  const pos = load('pos').config.accuracy!
+  t.match(readme, `POS ${pct(pos.test)} % UPOS accuracy`)
+  t.match(card('pos'), `**${pct(pos.test)} %** UPOS token accuracy`)
+  t.match(card('pos'), `dev ${pct(pos.dev)} %`)
+  const ner = load('ner').config.accuracy!
+  t.match(readme, `NER P ${pct(ner.precision)} / R ${pct(ner.recall)} / F1 ${pct(ner.f1)}`)
+  t.match(card('ner'), `**P ${pct(ner.precision)} %, R ${pct(ner.recall)} %, F1 ${pct(ner.f1)} %**`)
+  t.match(card('ner'), `Dev (held-out UNER documents) F1 ${pct(ner.devF1)}`)
+})
