@@ -56,7 +56,7 @@ export function parseInput (body: TaggingInput, limits: TaggingLimits): Parsed {
   }
   const checkLength = (text: string, where: string) => {
     if (text.length > limits.maxTextLength) {
-      throw payloadTooLarge(`${where} is ${text.length} characters long; at most ${limits.maxTextLength} are accepted`)
+      throw payloadTooLarge(`${where} is ${text.length} UTF-16 code units long; at most ${limits.maxTextLength} are accepted`)
     }
   }
   if (body.text !== undefined) {

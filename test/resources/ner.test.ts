@@ -102,11 +102,13 @@ t.test('limits: text length, batch size, token count answer 413', async t => {
   app.mount('/ner', new EntityRecognizer({ model: 'ner', limits: { maxTextLength: 20, maxBatch: 2, maxTokens: 3 } }))
   await app.loadResources()
   const cases: Array<[unknown, RegExp]> = [
-    [{ text: 'x'.repeat(21) }, /body\.text is 21 characters long; at most 20 are accepted/],
+    [{ text: 'x'.repeat(21) }, /body\.text is 21 UTF-16 code units long; at most 20 are accepted/],
     [{ texts: ['a', 'b', 'c'] }, /body\.texts has 3 texts; at most 2 are accepted/],
-    [{ texts: ['a', 'y'.repeat(30)] }, /body\.texts\[1\] is 30 characters long/],
+    [{ texts: ['a', 'y'.repeat(30)] }, /body\.texts\[1\] is 30 UTF-16 code units long/],
     [{ tokens: ['a', 'b', 'c', 'd'] }, /body\.tokens has 4 tokens; at most 3 are accepted/],
-    [{ tokens: ['z'.repeat(25)] }, /body\.tokens\[0\] is 25 characters long/],
+    [{ tokens: ['z'.repeat(25)] }, /body\.tokens\[0\] is 25 UTF-16 code units long/],
+    // The length counts UTF-16 code units, as offsets do: 11 emoji are 22.
+    [{ text: '😀'.repeat(11) }, /body\.text is 22 UTF-16 code units long; at most 20 are accepted/],
     // The token limit holds for raw text too, once tokenized.
     [{ text: 'a b c d' }, /body\.text has 4 tokens; at most 3 are accepted/],
     [{ texts: ['a b', 'a b c d'] }, /body\.texts\[1\] has 4 tokens; at most 3 are accepted/],
