@@ -154,7 +154,8 @@ t.test('GET describes the model with its measured accuracy', async t => {
   t.same(body.labels, ['O', 'B-PER', 'I-PER', 'B-ORG', 'I-ORG', 'B-LOC', 'I-LOC'])
   t.equal(body.task, 'ner')
   t.ok(body.accuracy.f1 >= 0.65, `F1 ${body.accuracy.f1}`)
-  t.match(body.licence, /CC BY-SA/)
+  t.match(body.licence, /CC BY-SA 4\.0/)
+  t.match(body.licence, /CC BY 4\.0/, 'the Broad Twitter Corpus and WNUT17 are CC BY 4.0, not CC BY-SA')
   t.same(body.limits, { maxTextLength: 10000, maxBatch: 64, maxTokens: 2000 })
 })
 

@@ -55,5 +55,7 @@ t.test('GET describes the model', async t => {
   const app = await build(t)
   const body = (await app.inject({ url: '/pos' })).json()
   t.equal(body.labels.length, 17)
+  t.match(body.licence, /CC BY-SA 4\.0/)
+  t.match(body.licence, /UD English EWT/)
   t.ok(body.accuracy.accuracy >= 0.95 || body.accuracy.tokenAccuracy >= 0.95 || Object.values(body.accuracy).some((v: any) => typeof v === 'number' && v >= 0.95), JSON.stringify(body.accuracy))
 })
