@@ -8,6 +8,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { badRequest, payloadTooLarge } from '../framework/errors.ts'
 import type { Model } from '../framework/models.ts'
+import { AbortedError } from '../framework/pool.ts'
 import { Resource, type ResourceContext } from '../framework/resource.ts'
 import type { ModelContract } from '../framework/tensor.ts'
 import { prepare, tagBatch, tagScores, tokensFromWords, type RunScores, type TaggedToken, type TaggerConfig } from './tagger.ts'
@@ -251,7 +252,11 @@ export abstract class TaggingResource extends Resource {
     const follow = () => stop.abort(signal!.reason)
     if (signal?.aborted) follow()
     else signal?.addEventListener('abort', follow)
-    const guarded: Turns = job => turn(() => { stop.throwIfAborted(); return job() })
+    // Dropped as the model's queue drops a run: AbortedError, answered 504 or not at all.
+    const guarded: Turns = job => turn(() => {
+      if (stop.aborted) throw new AbortedError(stop.reason)
+      return job()
+    })
     try {
       return { form: parsed.form, ...await tagInput(parsed, this.config, scorer(this.model, this.config, stop), this.limits.maxTokens, guarded) }
     } catch (err) {

@@ -3,7 +3,7 @@ import t from 'tap'
 import { build, bareApp, MODELS_DIR } from '../fixtures/build.ts'
 import { EntityRecognizer } from '../../resources/ner.ts'
 import { AbortedError, OverloadedError } from '../../framework/pool.ts'
-import type { AbortSignalLike } from '../../framework/deadline.ts'
+import { ClientGoneError, RequestDeadline, type AbortSignalLike } from '../../framework/deadline.ts'
 
 const ner = (app: Awaited<ReturnType<typeof build>>, payload: unknown) =>
   app.inject({ method: 'POST', url: '/ner', payload: payload as object })
@@ -146,6 +146,21 @@ t.test('several texts: once one run is refused (503), the others leave the queue
   await new Promise(resolve => setTimeout(resolve, 50))
   t.equal(signals.length, 3, 'no text is run after the refusal')
   t.ok(signals.slice(0, 2).every(s => s.aborted), 'the queued runs are taken out')
+})
+
+t.test('several texts whose client leaves before any run: dropped as the queue drops a run (AbortedError), not an error of its own', async t => {
+  const app = await bareApp(t, { modelsDir: MODELS_DIR })
+  const recognizer = new EntityRecognizer({ model: 'ner' })
+  app.mount('/ner', recognizer)
+  await app.loadResources()
+  ;(recognizer as any).model = {
+    run: (_feeds: unknown, { signal }: { signal: AbortSignalLike }) =>
+      signal.aborted ? Promise.reject(new AbortedError(signal.reason)) : new Promise(() => {}),
+  }
+  const deadline = new RequestDeadline()
+  const tagged = (recognizer as any).tag({ texts: ['Angela Merkel', 'visited Paris'] }, deadline)
+  deadline.abort(new ClientGoneError())
+  await t.rejects(tagged, AbortedError)
 })
 
 t.test('GET describes the model with its measured accuracy', async t => {
