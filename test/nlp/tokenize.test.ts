@@ -116,3 +116,11 @@ t.test('a URL ends at a separator the tokenizer splits on elsewhere (zero-width 
     checkOffsets(t, s, tokens)
   }
 })
+
+t.test('a soft hyphen inside a word keeps it whole, as in UD EWT ("basic\u00adally" is one token)', async t => {
+  const s = 'Angela Mer\u00adkel visited Aus\u00adtra\u00adlia, basic\u00adally. Mer\u00ad end'
+  const tokens = tokenize(s)
+  t.same(tokens.map(x => x.text), ['Angela', 'Mer\u00adkel', 'visited', 'Aus\u00adtra\u00adlia', ',', 'basic\u00adally', '.', 'Mer', '\u00ad', 'end'])
+  checkOffsets(t, s, tokens)
+  t.same(texts("Mer\u00adkel's"), ['Mer\u00adkel', "'s"])
+})

@@ -33,6 +33,13 @@ t.test('offsets count UTF-16 units: correct after astral characters', async t =>
   t.ok(body.entities.some((e: any) => e.label === 'LOC' && e.text === 'Berlin'))
 })
 
+t.test('a soft hyphen inside a name does not cut the entity in the middle of a word', async t => {
+  const app = await build(t)
+  const text = 'Angela Mer\u00adkel visited Paris.'
+  const body = (await ner(app, { text })).json()
+  t.same(body.entities[0], { text: 'Angela Mer\u00adkel', label: 'PER', start: 0, end: 14 })
+})
+
 t.test('pre-tokenized input gets tags for exactly those tokens', async t => {
   const app = await build(t)
   const tokens = ['Angela', 'Merkel', 'lives', 'in', 'Berlin', '.']
