@@ -27,7 +27,8 @@ export interface Token {
 }
 
 // Separators: white space, control characters (NUL included), zero-width
-// space, bidi marks and embeddings, word joiner, byte-order mark.
+// space, bidi marks and embeddings, word joiner (between words; inside one it
+// joins, see WORD), byte-order mark.
 const SEPARATORS = '\\p{White_Space}\\p{Cc}\\u200B\\u200E\\u200F\\u202A-\\u202E\\u2060-\\u2064\\u2066-\\u2069\\uFEFF'
 const SEPARATOR = new RegExp(`[${SEPARATORS}]+`, 'uy')
 
@@ -41,10 +42,11 @@ const HANDLE = /[@#][\p{L}_][\p{L}\p{M}\p{N}_]*/uy
 // Numbers with internal separators: 3.14, 1,000,000, 10:30, 12/25/2008.
 const NUMBER = /\p{N}+(?:[.,:/-]\p{N}+)*/uy
 // A word: letters, marks, digits, joiners (ZWNJ/ZWJ occur inside Persian and
-// Indic words), with internal soft hyphens (invisible: "Mer\u00ADkel" is one
-// word, as "basic\u00ADally" is one token in UD EWT), internal apostrophes
-// ("O'Neill") and periods of abbreviations ("U.S.", "e.g.").
-const WORD = /(?:\p{L}\.){2,}|[\p{L}\p{M}\p{N}_\u200C\u200D]+(?:\u00AD+[\p{L}\p{M}\p{N}_\u200C\u200D]+)*(?:['\u2019][\p{L}\p{M}\p{N}]+)*/uy
+// Indic words), with internal soft hyphens and word joiners (invisible, and
+// neither breaks a word: "Mer\u00ADkel" is one word, as "basic\u00ADally" is
+// one token in UD EWT; between words they are separators), internal
+// apostrophes ("O'Neill") and periods of abbreviations ("U.S.", "e.g.").
+const WORD = /(?:\p{L}\.){2,}|[\p{L}\p{M}\p{N}_\u200C\u200D]+(?:[\u00AD\u2060]+[\p{L}\p{M}\p{N}_\u200C\u200D]+)*(?:['\u2019][\p{L}\p{M}\p{N}]+)*/uy
 // File and domain names: a word followed by lowercase dotted parts.
 const DOTTED = /[\p{L}\p{N}_]+(?:\.[\p{Ll}\p{N}]{2,})+(?![\p{L}\p{N}])/uy
 const EMOTICON = /(?:[:;=8][-o'^]?[)\](\[dDpP/\\|*3]|[(\[][-o'^]?[:;=]|<3)(?![\p{L}\p{N}])/uy

@@ -124,3 +124,10 @@ t.test('a soft hyphen inside a word keeps it whole, as in UD EWT ("basic\u00adal
   checkOffsets(t, s, tokens)
   t.same(texts("Mer\u00adkel's"), ['Mer\u00adkel', "'s"])
 })
+
+t.test('a word joiner inside a word does not split it (between words it separates)', async t => {
+  const s = 'Barack Obama visited Par\u2060is \u2060 today\u2060.'
+  const tokens = tokenize(s)
+  t.same(tokens.map(x => x.text), ['Barack', 'Obama', 'visited', 'Par\u2060is', 'today', '.'])
+  checkOffsets(t, s, tokens)
+})
