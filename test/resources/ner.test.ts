@@ -168,6 +168,7 @@ t.test('several texts whose client leaves before any run: dropped as the queue d
   const tagged = (recognizer as any).tag({ texts: ['Angela Merkel', 'visited Paris'] }, deadline)
   deadline.abort(new ClientGoneError())
   await t.rejects(tagged, AbortedError)
+  await t.rejects((recognizer as any).tag({ texts: ['Angela Merkel', 'visited Paris'] }, deadline), AbortedError, 'already gone')
 })
 
 t.test('GET describes the model with its measured accuracy', async t => {
