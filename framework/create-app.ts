@@ -126,6 +126,27 @@ function closeObjects (schema: unknown): unknown {
   return out
 }
 
+type RouteHandler = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => unknown
+
+/**
+ * A responder's handler, whose end is dropped once its deadline answered the
+ * request (504, or the client gone): a result that comes too late, or the
+ * deadline's error from a model run it dropped. fastify would log the first
+ * as a warning ("Reply was already sent") and the second as an error with its
+ * stack, for a request that ended as it should. Any other end is fastify's.
+ */
+function quietPastDeadline (handler: RouteHandler): RouteHandler {
+  const late = (request: FastifyRequest, reply: FastifyReply) => reply.sent && request.deadline?.aborted === true
+  return function (request, reply) {
+    const result = handler.call(this, request, reply)
+    if (!(result instanceof Promise)) return result
+    return result.then(
+      payload => late(request, reply) ? undefined : payload,
+      err => { if (!late(request, reply)) throw err },
+    )
+  }
+}
+
 const ajvBase = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const
 /** Bodies are validated as sent: "1.5" is not a number. */
 const strictAjv = new Ajv({ ...ajvBase, coerceTypes: false })
@@ -299,7 +320,7 @@ export async function createApp (options: AppOptions): Promise<App> {
         bodyLimit: r.bodyLimit,
         // Verbs that carry a body are refused early when a model is overloaded.
         onRequest: method === 'GET' || method === 'DELETE' ? gate : refuseWhenFull(resource),
-        handler: r.handler as never,
+        handler: quietPastDeadline(r.handler as RouteHandler) as never,
       })
     }
     // Verbs the resource lacks: 405 with Allow, before any body is parsed.

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { build, bareApp } from './fixtures/build.ts'
-import { Faulty, Greeter, Pause, Unloadable } from './fixtures/resources.ts'
+import { Faulty, Greeter, PastDeadline, Pause, Unloadable } from './fixtures/resources.ts'
 
 t.test('every resource file is mounted in app.ts', async t => {
   const appSource = readFileSync(new URL('../app.ts', import.meta.url), 'utf8')
@@ -211,6 +211,24 @@ t.test('a 5xx never shows its message or stack, and is logged with its cause', a
   t.same(client.json(), { error: 'kind client is refused', code: 'BAD_REQUEST', statusCode: 400 })
   // The app keeps serving after the failure.
   t.equal((await app.inject({ url: '/health/live' })).statusCode, 200)
+})
+
+t.test('a handler that ends after its deadline answered 504 logs nothing', async t => {
+  // fastify logs a late answer as a warning ("Reply was already sent") and a
+  // late failure as an error with its stack, for requests that ended as they
+  // should: the deadline answered.
+  const lines: string[] = []
+  const app = await bareApp(t, { logger: { level: 'warn', stream: { write: (l: string) => { lines.push(l) } } } as never })
+  app.mount('/late', new PastDeadline())
+  await app.loadResources()
+  for (const method of ['GET', 'POST'] as const) {
+    const res = await app.inject({ method, url: '/late', ...(method === 'POST' ? { payload: {} } : {}) })
+    t.equal(res.statusCode, 504, `${method}: the deadline answers`)
+    t.equal(res.json().code, 'TIMEOUT')
+  }
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.same(lines, [], 'no warning, no error')
+  t.equal((await app.inject({ url: '/health/live' })).statusCode, 200, 'the app keeps serving')
 })
 
 t.test('OpenAPI lists every mounted route; /docs serves a page', async t => {
