@@ -15,7 +15,7 @@ import { ErrorBody, HttpError, clientErrorHandler, errorBody, frameworkErrors, i
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { UNMATCHED_ROUTE, metricsRoutes, type ResponseCounter } from './metrics.ts'
-import { installDeadlines } from './deadline.ts'
+import { installDeadlines, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { buildSerializer } from './serializer.ts'
 
 export interface AppOptions {
@@ -124,27 +124,6 @@ function closeObjects (schema: unknown): unknown {
   for (const [k, v] of Object.entries(schema)) out[k] = k === 'allOf' ? v : closeObjects(v)
   if (out.type === 'object' && out.properties && !('additionalProperties' in out)) out.additionalProperties = false
   return out
-}
-
-type RouteHandler = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => unknown
-
-/**
- * A responder's handler, whose end is dropped once its deadline answered the
- * request (504, or the client gone): a result that comes too late, or the
- * deadline's error from a model run it dropped. fastify would log the first
- * as a warning ("Reply was already sent") and the second as an error with its
- * stack, for a request that ended as it should. Any other end is fastify's.
- */
-function quietPastDeadline (handler: RouteHandler): RouteHandler {
-  const late = (request: FastifyRequest, reply: FastifyReply) => reply.sent && request.deadline?.aborted === true
-  return function (request, reply) {
-    const result = handler.call(this, request, reply)
-    if (!(result instanceof Promise)) return result
-    return result.then(
-      payload => late(request, reply) ? undefined : payload,
-      err => { if (!late(request, reply)) throw err },
-    )
-  }
 }
 
 const ajvBase = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const

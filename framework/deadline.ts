@@ -169,3 +169,24 @@ export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number
     done()
   })
 }
+
+export type RouteHandler = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => unknown
+
+/**
+ * A responder's handler, whose end is dropped once its deadline answered the
+ * request (504, or the client gone): a result that comes too late, or the
+ * deadline's error from a model run it dropped. fastify would log the first
+ * as a warning ("Reply was already sent") and the second as an error with its
+ * stack, for a request that ended as it should. Any other end is fastify's.
+ */
+export function quietPastDeadline (handler: RouteHandler): RouteHandler {
+  const late = (request: FastifyRequest, reply: FastifyReply) => reply.sent && request.deadline?.aborted === true
+  return function (request, reply) {
+    const result = handler.call(this, request, reply)
+    if (!(result instanceof Promise)) return result
+    return result.then(
+      payload => late(request, reply) ? undefined : payload,
+      err => { if (!late(request, reply)) throw err },
+    )
+  }
+}

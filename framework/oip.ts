@@ -29,7 +29,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ErrorBody, HttpError, errorBody, sendError, sendOverloaded } from './errors.ts'
 import { refuseOtherVerbs } from './create-app.ts'
-import { limitDeadline } from './deadline.ts'
+import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
 import type { LoadedModel } from './models.ts'
 import type { Tensor } from './tensor.ts'
@@ -267,6 +267,8 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     // that ask for the same outputs).
     const outputs = wanted.length === loaded.outputs.length ? undefined : wanted.map(w => w.name)
     const results = await store.run(loaded.key, feeds, { signal: request.deadline, outputs })
+    // Too late: the deadline answered 504 meanwhile.
+    if (reply.sent) return
     return sendInferResponse(reply, model.name, loaded.version, body.id, wanted, results)
   }
   const inferSchema = (params: typeof ModelParams | typeof VersionParams) => ({
@@ -289,8 +291,8 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     if (refused) sendOverloaded(reply, refused)
     else done()
   }
-  app.post('/v2/models/:name/infer', { schema: inferSchema(ModelParams), onRequest: refuseWhenFull as never }, infer)
-  app.post('/v2/models/:name/versions/:version/infer', { schema: inferSchema(VersionParams), onRequest: refuseWhenFull as never }, infer)
+  app.post('/v2/models/:name/infer', { schema: inferSchema(ModelParams), onRequest: refuseWhenFull as never }, quietPastDeadline(infer as RouteHandler) as never)
+  app.post('/v2/models/:name/versions/:version/infer', { schema: inferSchema(VersionParams), onRequest: refuseWhenFull as never }, quietPastDeadline(infer as RouteHandler) as never)
 
   if (options.repositoryApi) {
     const objectBody = (body: unknown, allowed: string[]): Record<string, unknown> => {

@@ -4,6 +4,7 @@
 import t from 'tap'
 import { buildApp } from '../fixtures/oip-app.ts'
 import { buildModel } from '../../framework/onnx-builder.ts'
+import { slowModel } from '../fixtures/models.ts'
 import {
   addModel, binaryBody, bytesOf, embeddingModel, fixedModel, identityModel, oipApp, scalerModel, splitBinary,
   tempModels, twoWayModel,
@@ -425,4 +426,22 @@ t.test('binary_data_output must be a boolean, like binary_data', async t => {
   }
   const off = await infer(app, '/v2/models/mlp/infer', { parameters: { binary_data_output: false }, inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
   t.same(off.json().outputs[0].data, [2, 4, 6, 8])
+})
+
+t.test('an inference that ends after its deadline answered 504 logs nothing', async t => {
+  // fastify logged the late answer of a run that was computing as a warning
+  // ("Reply was already sent"), and the deadline's error of a queued run it
+  // dropped as an error with its stack.
+  const lines: string[] = []
+  const { app } = await oipApp(t, { 'slow.onnx': slowModel(3) }, { logger: { level: 'warn', stream: { write: (l: string) => { lines.push(l) } } } as never })
+  const body = { inputs: [{ name: 'x', shape: [1, 1], datatype: 'FP32', data: [1] }] }
+  const send = (timeout: string) => app.inject({ method: 'POST', url: '/v2/models/slow/infer', headers: { 'x-request-timeout': timeout }, payload: body })
+  // The first computes past its deadline; the second waits behind it and is dropped.
+  const [computing, queued] = await Promise.all([send('0.02'), send('0.04')])
+  t.equal(computing.statusCode, 504)
+  t.equal(queued.statusCode, 504)
+  // Once the run is over, its late answer is dropped.
+  const ok = await send('30')
+  t.equal(ok.statusCode, 200)
+  t.same(lines, [], 'no warning, no error')
 })
