@@ -139,11 +139,12 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   // Scoped to this plugin: fastify copies parsers into each encapsulation context.
   const json = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
-  app.addContentTypeParser(['application/json', 'application/octet-stream'], { parseAs: 'buffer' }, (request, body, done) => {
+  const parseBody = (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
     const buffer = body as Buffer
     const raw = request.headers[HEADER_LENGTH]
+    const type = request.headers['content-type']
     if (raw === undefined) {
-      if (!String(request.headers['content-type']).toLowerCase().startsWith('application/json')) {
+      if (type !== undefined && !type.toLowerCase().startsWith('application/json')) {
         return done(bad(`an application/octet-stream body needs the ${HEADER_LENGTH} header (binary tensor data extension)`), undefined)
       }
       if (buffer.length === 0) return done(null, undefined)
@@ -158,6 +159,14 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       if (typeof parsed === 'object' && parsed !== null) binaryBodies.set(parsed, buffer.subarray(n))
       done(null, parsed)
     })
+  }
+  app.addContentTypeParser(['application/json', 'application/octet-stream'], { parseAs: 'buffer' }, parseBody)
+  // No Content-Type at all is what Triton's own Python client (tritonclient.http)
+  // sends, JSON or binary alike, and Triton reads such a body as above. Any
+  // other media type stays refused.
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+    if (request.headers['content-type'] !== undefined) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported Media Type'), undefined)
+    parseBody(request, body, done)
   })
 
   const extensions = ['binary_tensor_data', ...(options.repositoryApi ? ['model_repository'] : [])]

@@ -369,6 +369,25 @@ t.test('the media type is matched whatever its case', async t => {
   }
 })
 
+t.test('a body with no Content-Type, as tritonclient.http sends it, is read as JSON or as JSON then binary data', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const x = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }
+  const plain = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', payload: Buffer.from(JSON.stringify(x)) })
+  t.equal(plain.statusCode, 200, plain.body)
+  t.same(plain.json().outputs[0].data, [2, 4, 6, 8])
+  const { headers, payload } = binaryBody({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] }, bytesOf(new Float32Array([1, 1, 1, 1])))
+  const binary = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'inference-header-content-length': headers['inference-header-content-length'] }, payload })
+  t.equal(binary.statusCode, 200, binary.body)
+  t.same(binary.json().outputs[0].data, [2, 3, 4, 5])
+  const garbage = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', payload: Buffer.from('not json') })
+  t.equal(garbage.statusCode, 400)
+  t.equal(garbage.json().code, 'INVALID_JSON')
+  // Other media types stay refused.
+  const text = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'text/plain' }, payload: JSON.stringify(x) })
+  t.equal(text.statusCode, 415)
+  t.same(text.json(), { error: 'Unsupported Media Type', code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 })
+})
+
 t.test('out-of-range embedding indices: 500 without details, and the server keeps serving', async t => {
   const { app } = await oipApp(t, { 'embedding.onnx': embeddingModel() })
   const good = await infer(app, '/v2/models/embedding/infer', { inputs: [{ name: 'ids', shape: [1, 2], datatype: 'INT64', data: [1, 9] }] })
