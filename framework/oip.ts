@@ -263,7 +263,13 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     }
     const body = request.body
     const timeoutUs = body.parameters?.timeout
-    if (typeof timeoutUs === 'number' && timeoutUs > 0) limitDeadline(request, Math.ceil(timeoutUs / 1000))
+    if (timeoutUs !== undefined) {
+      // Microseconds, 0 for none, as Triton reads it (which refuses anything else too).
+      if (typeof timeoutUs !== 'number' || !Number.isInteger(timeoutUs) || timeoutUs < 0) {
+        throw bad(`parameters.timeout must be an integer number of microseconds >= 0, got ${typeof timeoutUs === 'number' ? String(timeoutUs) : JSON.stringify(timeoutUs)}`)
+      }
+      if (timeoutUs > 0) limitDeadline(request, Math.ceil(timeoutUs / 1000))
+    }
     // From here to store.run nothing awaits: the sessions picked are the ones
     // run, and a hot swap cannot release them in between (see repository.ts).
     const { model, loaded } = resolve(request.params.name, request.params.version)

@@ -464,3 +464,20 @@ t.test('an inference that ends after its deadline answered 504 logs nothing', as
   t.equal(ok.statusCode, 200)
   t.same(lines, [], 'no warning, no error')
 })
+
+t.test('parameters.timeout: integer microseconds >= 0, anything else a 400 rather than no deadline', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const x = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }
+  for (const value of ['100000', -5, 1.5, true, null, { us: 1 }]) {
+    const res = await infer(app, '/v2/models/mlp/infer', { ...x, parameters: { timeout: value } })
+    t.equal(res.statusCode, 400, `${JSON.stringify(value)}: ${res.body}`)
+    t.match(res.json(), { code: 'BAD_REQUEST', error: /parameters\.timeout must be an integer number of microseconds >= 0/ })
+  }
+  const infinite = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'application/json' }, payload: '{"parameters":{"timeout":1e999},"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}' })
+  t.equal(infinite.statusCode, 400, '1e999 parses to Infinity')
+  t.match(infinite.json().error, /got Infinity/)
+  for (const value of [0, 5_000_000]) {
+    const res = await infer(app, '/v2/models/mlp/infer', { ...x, parameters: { timeout: value } })
+    t.equal(res.statusCode, 200, `${value}: ${res.body}`)
+  }
+})
