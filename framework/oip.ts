@@ -463,6 +463,11 @@ function pickOutputs (body: InferRequest, loaded: LoadedModel, allBinary: boolea
     seen.add(o.name)
     const flag = o.parameters?.binary_data
     if (flag !== undefined && typeof flag !== 'boolean') throw bad(`output '${o.name}': binary_data must be true or false`)
+    // Triton's classification extension (not in this server's extensions):
+    // answering the raw tensor instead would hand the client floats where it
+    // expects "score:index:label" strings. 0 is tritonclient's "none".
+    const classes = o.parameters?.classification
+    if (classes !== undefined && classes !== 0) throw bad(`output '${o.name}': the classification extension is not supported by this server; request the raw output and rank it yourself`)
     const binary = flag ?? allBinary ?? false
     if (!binary && info.type === 'float16') throw bad(`output '${o.name}' is FP16, which JSON cannot carry: request it with "parameters": {"binary_data": true}`)
     if (!datatypeOf(info.type)) throw bad(`output '${o.name}' has type ${info.type}, which this server cannot return`)

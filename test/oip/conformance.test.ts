@@ -481,3 +481,14 @@ t.test('parameters.timeout: integer microseconds >= 0, anything else a 400 rathe
     t.equal(res.statusCode, 200, `${value}: ${res.body}`)
   }
 })
+
+t.test('an output asking for classification (an extension this server lacks) is a 400, not the raw tensor', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const x = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }
+  t.notOk((await app.inject({ url: '/v2' })).json().extensions.includes('classification'))
+  const res = await infer(app, '/v2/models/mlp/infer', { ...x, outputs: [{ name: 'y', parameters: { classification: 2 } }] })
+  t.equal(res.statusCode, 400, res.body)
+  t.match(res.json(), { code: 'BAD_REQUEST', error: /output 'y': the classification extension is not supported/ })
+  const none = await infer(app, '/v2/models/mlp/infer', { ...x, outputs: [{ name: 'y', parameters: { classification: 0 } }] })
+  t.equal(none.statusCode, 200, '0 asks for no classification')
+})
