@@ -27,7 +27,8 @@
 // ready route and the repository index, and does not take the server down.
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { ErrorBody, HttpError, errorBody, sendError, sendOverloaded } from './errors.ts'
+import { gunzip, inflate } from 'node:zlib'
+import { ErrorBody, HttpError, errorBody, payloadTooLarge, sendError, sendOverloaded } from './errors.ts'
 import { refuseOtherVerbs } from './create-app.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
@@ -160,13 +161,29 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       done(null, parsed)
     })
   }
-  app.addContentTypeParser(['application/json', 'application/octet-stream'], { parseAs: 'buffer' }, parseBody)
+  // Content-Encoding gzip or deflate (tritonclient's request_compression_algorithm,
+  // which Triton accepts): inflated up to the body limit, then read as above.
+  const decodeBody = (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
+    const encoding = request.headers['content-encoding']
+    if (encoding === undefined) return parseBody(request, body, done)
+    const coding = encoding.trim().toLowerCase()
+    if (coding === 'identity' || coding === '') return parseBody(request, body, done)
+    const decode = coding === 'gzip' || coding === 'x-gzip' ? gunzip : coding === 'deflate' ? inflate : undefined
+    if (!decode) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding}' is not supported: send gzip, deflate or identity`), undefined)
+    const limit = request.routeOptions.bodyLimit
+    decode(body as Buffer, { maxOutputLength: limit }, (err, inflated) => {
+      if (!err) return parseBody(request, inflated, done)
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return done(payloadTooLarge(`the ${coding} body inflates to more than the body limit of ${limit} bytes`), undefined)
+      done(bad(`the body is not valid ${coding} data (content-encoding ${encoding})`), undefined)
+    })
+  }
+  app.addContentTypeParser(['application/json', 'application/octet-stream'], { parseAs: 'buffer' }, decodeBody)
   // No Content-Type at all is what Triton's own Python client (tritonclient.http)
   // sends, JSON or binary alike, and Triton reads such a body as above. Any
   // other media type stays refused.
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
     if (request.headers['content-type'] !== undefined) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported Media Type'), undefined)
-    parseBody(request, body, done)
+    decodeBody(request, body, done)
   })
 
   const extensions = ['binary_tensor_data', ...(options.repositoryApi ? ['model_repository'] : [])]

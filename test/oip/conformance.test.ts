@@ -2,6 +2,7 @@
 // (kserve/open-inference-protocol specification/protocol/inference_rest.md)
 // and the binary tensor data extension, against models the tests generate.
 import t from 'tap'
+import { deflateSync, gzipSync } from 'node:zlib'
 import { buildApp } from '../fixtures/oip-app.ts'
 import { buildModel } from '../../framework/onnx-builder.ts'
 import { slowModel } from '../fixtures/models.ts'
@@ -491,4 +492,29 @@ t.test('an output asking for classification (an extension this server lacks) is 
   t.match(res.json(), { code: 'BAD_REQUEST', error: /output 'y': the classification extension is not supported/ })
   const none = await infer(app, '/v2/models/mlp/infer', { ...x, outputs: [{ name: 'y', parameters: { classification: 0 } }] })
   t.equal(none.statusCode, 200, '0 asks for no classification')
+})
+
+t.test('content-encoding gzip and deflate (tritonclient request compression) are inflated; others are refused', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() }, { bodyLimit: 64 * 1024 })
+  const x = JSON.stringify({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
+  const gz = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, payload: gzipSync(x) })
+  t.equal(gz.statusCode, 200, gz.body)
+  t.same(gz.json().outputs[0].data, [2, 4, 6, 8])
+  // Binary data: the header length counts the inflated JSON, as tritonclient computes it.
+  const { headers, payload } = binaryBody({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] }, bytesOf(new Float32Array([1, 1, 1, 1])))
+  const deflated = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'inference-header-content-length': headers['inference-header-content-length'], 'content-encoding': 'deflate' }, payload: deflateSync(payload) })
+  t.equal(deflated.statusCode, 200, deflated.body)
+  t.same(deflated.json().outputs[0].data, [2, 3, 4, 5])
+  const cases: Array<[string, Record<string, string>, Buffer, number, string, RegExp]> = [
+    ['unknown coding', { 'content-encoding': 'br' }, Buffer.from(x), 415, 'UNSUPPORTED_MEDIA_TYPE', /content-encoding 'br' is not supported/],
+    ['not gzip data', { 'content-encoding': 'gzip' }, Buffer.from(x), 400, 'BAD_REQUEST', /not valid gzip data/],
+    ['inflates past the body limit', { 'content-encoding': 'gzip' }, gzipSync(Buffer.alloc(1024 * 1024, 32)), 413, 'PAYLOAD_TOO_LARGE', /more than the body limit of 65536 bytes/],
+  ]
+  for (const [what, extra, body, status, code, message] of cases) {
+    const res = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'application/json', ...extra }, payload: body })
+    t.equal(res.statusCode, status, `${what}: ${res.body}`)
+    t.match(res.json(), { code, statusCode: status, error: message }, what)
+  }
+  const after = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'application/json' }, payload: x })
+  t.equal(after.statusCode, 200, 'an uncompressed body as before')
 })
