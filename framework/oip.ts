@@ -149,14 +149,18 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
         return done(bad(`an application/octet-stream body needs the ${HEADER_LENGTH} header (binary tensor data extension)`), undefined)
       }
       if (buffer.length === 0) return done(null, undefined)
-      return json(request, buffer.toString('utf8'), done)
+      if (type !== undefined) return json(request, buffer.toString('utf8'), done)
+      // fastify's message would say the content type is application/json.
+      return json(request, buffer.toString('utf8'), (err, parsed) => done(err && new HttpError('INVALID_JSON', 'Body is not valid JSON'), parsed))
     }
     const n = Number(raw)
     if (typeof raw !== 'string' || !/^[0-9]+$/.test(raw) || n > buffer.length) {
       return done(bad(`${HEADER_LENGTH} must be an integer from 0 to the body's length (${buffer.length}), got '${String(raw)}'`), undefined)
     }
     json(request, buffer.subarray(0, n).toString('utf8'), (err, parsed) => {
-      if (err) return done(err, undefined)
+      // fastify's message names application/json and the whole body; here the
+      // JSON is the first n bytes, and a wrong n is the usual cause.
+      if (err) return done(new HttpError('INVALID_JSON', n === 0 ? `the JSON header is empty (${HEADER_LENGTH}: 0)` : `the body's first ${n} bytes (${HEADER_LENGTH}) are not valid JSON`), undefined)
       if (typeof parsed === 'object' && parsed !== null) binaryBodies.set(parsed, buffer.subarray(n))
       done(null, parsed)
     })

@@ -382,7 +382,7 @@ t.test('a body with no Content-Type, as tritonclient.http sends it, is read as J
   t.same(binary.json().outputs[0].data, [2, 3, 4, 5])
   const garbage = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', payload: Buffer.from('not json') })
   t.equal(garbage.statusCode, 400)
-  t.equal(garbage.json().code, 'INVALID_JSON')
+  t.same(garbage.json(), { error: 'Body is not valid JSON', code: 'INVALID_JSON', statusCode: 400 }, 'no word of a content type it did not have')
   // Other media types stay refused.
   const text = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'text/plain' }, payload: JSON.stringify(x) })
   t.equal(text.statusCode, 415)
@@ -517,4 +517,16 @@ t.test('content-encoding gzip and deflate (tritonclient request compression) are
   }
   const after = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'application/json' }, payload: x })
   t.equal(after.statusCode, 200, 'an uncompressed body as before')
+})
+
+t.test('a binary body whose JSON header does not parse: the error names the header length, not application/json', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const { headers, payload } = binaryBody({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] }, bytesOf(new Float32Array([1, 1, 1, 1])))
+  const n = Number(headers['inference-header-content-length'])
+  for (const [length, message] of [[n - 1, `the body's first ${n - 1} bytes (inference-header-content-length) are not valid JSON`], [n + 3, `the body's first ${n + 3} bytes (inference-header-content-length) are not valid JSON`], [0, 'the JSON header is empty (inference-header-content-length: 0)']] as const) {
+    for (const type of ['application/octet-stream', 'application/json']) {
+      const res = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': type, 'inference-header-content-length': String(length) }, payload })
+      t.same(res.json(), { error: message, code: 'INVALID_JSON', statusCode: 400 }, `${type}, header length ${length}`)
+    }
+  }
 })
