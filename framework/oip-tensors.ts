@@ -199,6 +199,13 @@ function floatsFast (input: RequestInput, fp32: boolean, allowNonFinite: boolean
   return { type: fp32 ? 'float32' : 'float64', data: out, dims: shape }
 }
 
+/**
+ * UTF-8 for binary BYTES elements: fatal, and ignoreBOM so that an element
+ * starting with U+FEFF keeps it (by default TextDecoder drops it, and the
+ * model would get other text than the client sent, or than JSON would carry).
+ */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
 /** Converts one input's binary data (little-endian, row-major) to a typed tensor. */
 export function fromBinary (input: RequestInput, datatype: Datatype, bytes: Uint8Array, options: { allowNonFinite?: boolean } = {}): Tensor {
   const where = `input '${input.name}'`
@@ -208,7 +215,6 @@ export function fromBinary (input: RequestInput, datatype: Datatype, bytes: Uint
     const strings: string[] = []
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     let at = 0
-    const decoder = new TextDecoder('utf-8', { fatal: true })
     while (at < bytes.byteLength) {
       if (at + 4 > bytes.byteLength) throw bad(`${where}: binary BYTES data ends inside an element's 4-byte length`)
       const n = view.getUint32(at, true)
@@ -216,7 +222,7 @@ export function fromBinary (input: RequestInput, datatype: Datatype, bytes: Uint
       if (at + n > bytes.byteLength) throw bad(`${where}: binary BYTES element ${strings.length} claims ${n} bytes but only ${bytes.byteLength - at} are left`)
       let s
       try {
-        s = decoder.decode(bytes.subarray(at, at + n))
+        s = UTF8.decode(bytes.subarray(at, at + n))
       } catch {
         throw bad(`${where}: BYTES element ${strings.length} is not valid UTF-8 (this server passes BYTES to ONNX Runtime as strings)`)
       }

@@ -69,3 +69,12 @@ t.test('output encoding: exact 64-bit JSON, null for non-finite, length-prefixed
   t.same([...dataBinary({ type: 'string', data: ['ab', ''], dims: [2] })], [2, 0, 0, 0, 97, 98, 0, 0, 0, 0])
   t.same([...dataBinary({ type: 'bool', data: [true, false], dims: [2] })], [1, 0])
 })
+
+t.test('fromBinary: a BYTES element keeps a leading U+FEFF (byte order mark), as JSON would carry it', async t => {
+  const element = Buffer.from('\uFEFFabc', 'utf8')
+  const length = Buffer.alloc(4)
+  length.writeUInt32LE(element.length)
+  const bytes = Buffer.concat([length, element, length, element])
+  t.same(fromBinary({ name: 'x', shape: [2], datatype: 'BYTES' }, 'BYTES', bytes).data, ['\uFEFFabc', '\uFEFFabc'])
+  t.same(fromJson({ name: 'x', shape: [1], datatype: 'BYTES', data: ['\uFEFFabc'] }, 'BYTES').data, ['\uFEFFabc'], 'the same text through JSON')
+})
