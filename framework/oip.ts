@@ -436,6 +436,7 @@ export function decodeInputs (body: InferRequest, loaded: LoadedModel, binary: B
     const datatype = checkInput(input, byName.get(input.name), known, symbols)
     if (elementCount(input.shape) > MAX_ELEMENTS) throw bad(`input '${input.name}': shape [${input.shape.join(', ')}] has too many elements`)
     const size = input.parameters?.binary_data_size
+    if (input.parameters?.shared_memory_region !== undefined) throw bad(`input '${input.name}': the shared memory extensions are not supported by this server; send data or binary data`)
     if (size !== undefined) {
       if (input.data !== undefined) throw bad(`input '${input.name}' has both data and binary_data_size`)
       if (!binary) throw bad(`input '${input.name}' has binary_data_size but the request has no binary data (send ${HEADER_LENGTH})`)
@@ -487,6 +488,7 @@ function pickOutputs (body: InferRequest, loaded: LoadedModel, allBinary: boolea
     // Triton's classification extension (not in this server's extensions):
     // answering the raw tensor instead would hand the client floats where it
     // expects "score:index:label" strings. 0 is tritonclient's "none".
+    if (o.parameters?.shared_memory_region !== undefined) throw bad(`output '${o.name}': the shared memory extensions are not supported by this server; the output comes in the response`)
     const classes = o.parameters?.classification
     if (classes !== undefined && classes !== 0) throw bad(`output '${o.name}': the classification extension is not supported by this server; request the raw output and rank it yourself`)
     const binary = flag ?? allBinary ?? false

@@ -530,3 +530,15 @@ t.test('a binary body whose JSON header does not parse: the error names the head
     }
   }
 })
+
+t.test('shared memory regions (an extension this server lacks) are refused for inputs and outputs, not ignored', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const x = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }
+  const shm = { shared_memory_region: 'out0', shared_memory_byte_size: 16 }
+  const output = await infer(app, '/v2/models/mlp/infer', { ...x, outputs: [{ name: 'y', parameters: shm }] })
+  t.equal(output.statusCode, 400, output.body)
+  t.match(output.json(), { code: 'BAD_REQUEST', error: /output 'y': the shared memory extensions are not supported/ })
+  const input = await infer(app, '/v2/models/mlp/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { shared_memory_region: 'in0', shared_memory_byte_size: 16 } }] })
+  t.equal(input.statusCode, 400, input.body)
+  t.match(input.json(), { code: 'BAD_REQUEST', error: /input 'x': the shared memory extensions are not supported/ })
+})
