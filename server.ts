@@ -34,7 +34,16 @@ async function main () {
       const { register } = await import('tsx/esm/api')
       register()
     }
-    const { buildApp } = await import(pathToFileURL(settings.app).href)
+    let buildApp
+    try {
+      ({ buildApp } = await import(pathToFileURL(settings.app).href))
+    } catch (err) {
+      // A module that is not there or not one is a bad --app: one line, as for
+      // any invalid setting. An app that throws while it loads keeps its stack.
+      if (!APP_NOT_FOUND.has((err as NodeJS.ErrnoException).code ?? '')) throw err
+      process.stderr.write(`error: cannot load the app (--app ${settings.app}): ${(err as Error).message}\n`)
+      process.exit(2)
+    }
     if (typeof buildApp !== 'function') {
       process.stderr.write(`error: ${settings.app} does not export buildApp(options)\n`)
       process.exit(2)
@@ -42,5 +51,8 @@ async function main () {
     await serve(buildApp, settings)
   }
 }
+
+/** The codes of an import whose module is missing or is not a module Node can load. */
+const APP_NOT_FOUND = new Set(['ERR_MODULE_NOT_FOUND', 'ERR_UNKNOWN_FILE_EXTENSION', 'ERR_UNSUPPORTED_DIR_IMPORT'])
 
 void main()

@@ -9,9 +9,11 @@
 //   back-off that grows while workers keep dying, so a crash loop does not
 //   spin the CPU. A replacement for HUP that dies while booting leaves the
 //   old worker serving.
-// - With --port 0, the arbiter picks a free port once and every worker listens
-//   on it (Node's cluster keeps a port-0 listener's port only while a worker
-//   holds it: after all workers died, they would come back on another).
+// - Before forking, the arbiter checks that it can listen on the host and
+//   port (exit 1 with the error if not). With --port 0, it picks a free port
+//   then, and every worker listens on it (Node's cluster keeps a port-0
+//   listener's port only while a worker holds it: after all workers died,
+//   they would come back on another).
 // - TERM: workers drain; exit 0 once all are gone (kill after the graceful timeout).
 // - INT, QUIT: workers stop at once. HUP: workers are replaced one by one, each
 //   new one ready before the old one drains, so no request is dropped.
@@ -29,12 +31,12 @@ import { ClusterMetrics } from './cluster-metrics.ts'
 const BOOT_FAILURE = 3
 const MAX_BACKOFF_MS = 10_000
 
-/** A port free now on `host` (the system's choice for port 0). */
-function freePort (host: string): Promise<number> {
+/** Listens on `host:port` and lets go: the port it got (the system's choice for port 0), or the listen error. */
+function tryListen (host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)
-    server.listen(0, host, () => {
+    server.listen(port, host, () => {
       const { port } = server.address() as AddressInfo
       server.close(() => resolve(port))
     })
@@ -190,8 +192,18 @@ export function runArbiter (settings: Settings): void {
   })
 
   void (async () => {
-    // If even that fails (a bad host), the workers report the listen error.
-    if (settings.port === 0) boundPort = await freePort(settings.host).catch(() => undefined)
+    // Like gunicorn's arbiter, which binds before it forks: a port in use or
+    // a host that cannot be listened on stops the server at once (exit 1, as
+    // alone), not once every worker has loaded its models.
+    try {
+      const port = await tryListen(settings.host, settings.port)
+      if (settings.port === 0) boundPort = port
+    } catch (err) {
+      const error = `cannot listen on ${settings.host}:${settings.port}: ${(err as Error).message}`
+      log.fatal({ err }, 'cannot listen')
+      process.stderr.write(`error: ${error}\n`)
+      process.exit(1)
+    }
     log.info({ workers: target, host: settings.host, port: boundPort ?? settings.port }, 'starting workers')
     const results = await Promise.all(Array.from({ length: target }, () => spawn()))
     if (results.every(Boolean) && !stopping) log.info({ workers: target }, 'all workers ready')

@@ -185,7 +185,10 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
     await app.listen({ host: settings.host, port: wantedPort })
   } catch (err) {
     log.error({ err }, 'cannot listen')
-    tell({ type: 'failed', error: `cannot listen on ${settings.host}:${wantedPort}: ${(err as Error).message}` })
+    const error = `cannot listen on ${settings.host}:${wantedPort}: ${(err as Error).message}`
+    // A cluster worker's error is written by the primary.
+    if (!cluster.isWorker) process.stderr.write(`error: ${error}\n`)
+    tell({ type: 'failed', error })
     process.exitCode = 1
     await app.close().catch(() => {})
     exit(1)

@@ -54,7 +54,10 @@ const text: Parser<string> = raw => {
 }
 
 const host: Parser<string> = raw => {
-  if (!/^[A-Za-z0-9.:_-]+$/.test(raw) && !/^\[[0-9a-fA-F:]+\]$/.test(raw)) throw new SettingError(`expected a host name or IP address, got '${raw}'`)
+  // An IPv6 address may be written in brackets, as in a URL ([::1]); listen() takes it bare.
+  const bracketed = /^\[([0-9a-fA-F:.]+)\]$/.exec(raw)
+  if (bracketed) return bracketed[1]
+  if (!/^[A-Za-z0-9.:_-]+$/.test(raw)) throw new SettingError(`expected a host name or IP address, got '${raw}'`)
   return raw
 }
 

@@ -2,7 +2,7 @@
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { connect } from 'node:net'
+import { connect, createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { request as httpRequest } from 'node:http'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
 import { childEnv, post, ROOT, SLOW_APP, SLOW_BOOT_APP, startReady, startServer } from './fixtures/server.ts'
@@ -33,6 +33,45 @@ t.test('a bad setting exits 2 naming the setting', async t => {
   const env = spawnSync(tsx[0], tsx.slice(1), { cwd: ROOT, encoding: 'utf8', env: childEnv({ PORT: 'eighty' }) })
   t.equal(env.status, 2)
   t.match(env.stderr, /invalid value for port \(environment variable PORT\)/)
+})
+
+t.test('an --app that is not a module exits 2 with one line naming it, no stack trace', async t => {
+  for (const app of ['./no-such-app.ts', './README.md', './models']) {
+    const res = spawnSync(tsx[0], [...tsx.slice(1), '--app', app, '--port', '0'], { cwd: ROOT, encoding: 'utf8', env: childEnv() })
+    t.equal(res.status, 2, app)
+    t.match(res.stderr, /^error: cannot load the app \(--app \/.*\): .*\n$/, `${app}: ${res.stderr}`)
+    t.equal(res.stderr.split('\n').length, 2, `${app}: one line`)
+  }
+})
+
+/** A port held by another listener for the test's length. */
+async function heldPort (t: Test): Promise<number> {
+  const holder: NetServer = createServer()
+  await new Promise<void>(resolve => holder.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => holder.close())
+  return (holder.address() as AddressInfo).port
+}
+
+t.test('a port in use: one line on stderr and exit 1, alone and with workers (before any worker boots)', async t => {
+  const port = await heldPort(t)
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  for (const workers of ['1', '2']) {
+    const server = startServer(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', workers, '--port', String(port)])
+    t.same(await server.exited, { code: 1, signal: null }, `--workers ${workers}: exit 1`)
+    t.match(server.stderr(), new RegExp(`^error: cannot listen on 127\\.0\\.0\\.1:${port}: listen EADDRINUSE[^\\n]*\\n$`), `--workers ${workers}: ${server.stderr()}`)
+    t.notOk(server.lines.some(l => l.msg === 'ready: models loaded' || l.msg === 'starting workers'), `--workers ${workers}: no model was loaded, no worker forked`)
+  }
+})
+
+t.test('an IPv6 host written in brackets is listened on', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = startServer(t, ['--models-dir', dir, '--app', SLOW_APP, '--host', '[::1]'])
+  const listening = await server.waitFor(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))
+  const port = Number(/^Server listening at http:\/\/\[::1\]:(\d+)$/.exec(listening.msg)?.[1])
+  t.ok(port > 0, listening.msg)
+  t.equal((await fetch(`http://[::1]:${port}/health/live`)).status, 200)
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
 })
 
 t.test('serves the app with its defaults: ready, model answers, OpenAPI; SIGTERM exits 0', async t => {

@@ -31,6 +31,16 @@ t.test('precedence: defaults < environment < flags', async t => {
   t.equal((parseSettings(['--max-queue-items', '0'], {}) as any).maxQueueItems, 0, 'a queue of 0: nothing waits')
 })
 
+t.test('an IPv6 host may be written in brackets, as in a URL: listen() gets it bare', async t => {
+  const host = (raw: string) => (parseSettings(['--host', raw], {}) as Exclude<ReturnType<typeof parseSettings>, 'help'>).host
+  t.equal(host('[::1]'), '::1')
+  t.equal(host('[::]'), '::')
+  t.equal(host('::1'), '::1')
+  t.equal(host('[::ffff:127.0.0.1]'), '::ffff:127.0.0.1')
+  t.equal(host('localhost'), 'localhost')
+  t.throws(() => parseSettings(['--host', '[localhost]'], {}), { constructor: UsageError, message: /host \(--host\): expected a host name/ })
+})
+
 t.test('invalid values name the setting and the source', async t => {
   const cases: Array<[string[], Record<string, string>, RegExp]> = [
     [['--port', 'abc'], {}, /invalid value for port \(--port\): expected an integer, got 'abc'/],
