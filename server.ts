@@ -27,6 +27,12 @@ async function main () {
   if (settings.workers > 1 && cluster.isPrimary) {
     runArbiter(settings)
   } else {
+    // While the app is imported and built (a second or more), before serve()
+    // handles signals, HUP would kill the process and TTIN or TTOU stop it:
+    // their default actions. A HUP then has nothing to reload (the models are
+    // loaded as they are on disk), and TTIN and TTOU mean nothing alone.
+    const booting = () => {}
+    for (const signal of BOOT_SIGNALS) process.on(signal, booting)
     // Like gunicorn's `module:app`, the app is loaded after the fork, in the worker.
     // `npm start` runs this file compiled (dist/, no loader): an app given as
     // TypeScript then needs tsx's loader, registered for it alone.
@@ -49,9 +55,11 @@ async function main () {
       process.exit(2)
     }
     await serve(buildApp, settings)
+    for (const signal of BOOT_SIGNALS) process.off(signal, booting)
   }
 }
 
+const BOOT_SIGNALS = ['SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const
 /** The codes of an import whose module is missing or is not a module Node can load. */
 const APP_NOT_FOUND = new Set(['ERR_MODULE_NOT_FOUND', 'ERR_UNKNOWN_FILE_EXTENSION', 'ERR_UNSUPPORTED_DIR_IMPORT'])
 

@@ -15,8 +15,9 @@
 //   listener's port only while a worker holds it: after all workers died,
 //   they would come back on another).
 // - TERM: workers drain; exit 0 once all are gone (kill after the graceful timeout).
-// - INT, QUIT: workers stop at once. HUP: workers are replaced one by one, each
-//   new one ready before the old one drains, so no request is dropped.
+// - INT, QUIT: workers stop at once, also while they drain after a TERM.
+// - HUP: workers are replaced one by one, each new one ready before the old
+//   one drains, so no request is dropped.
 // - TTIN / TTOU: one worker more / less. A worker that reached --max-requests is
 //   replaced the same way as on HUP.
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
@@ -77,23 +78,37 @@ export function runArbiter (settings: Settings): void {
     return new Promise(resolve => waiters.set(worker, resolve))
   }
 
-  const shutdown = (code: number, signal: NodeJS.Signals) => {
-    if (stopping) return
-    stopping = true
-    // Also the code of a natural end: a worker leaves cluster.workers on its
-    // exit and its disconnect, in either order, so the last 'exit' below may
-    // still see it listed, and then nothing is left to call process.exit.
-    process.exitCode = code
+  /** The signal the workers were stopped with, once stopping. */
+  let stoppedWith: NodeJS.Signals | undefined
+  let killTimer: NodeJS.Timeout | undefined
+  const stopWorkers = (code: number, signal: NodeJS.Signals) => {
+    stoppedWith = signal
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w)
     log.info({ signal, workers: workers.length }, 'stopping workers')
     if (workers.length === 0) process.exit(code)
     for (const w of workers) w.process.kill(signal)
     const timeoutMs = signal === 'SIGTERM' ? settings.gracefulTimeout * 1000 : 2000
-    setTimeout(() => {
+    clearTimeout(killTimer)
+    killTimer = setTimeout(() => {
       log.warn('workers still running after the timeout: killing them')
       for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL')
       process.exit(code || 1)
     }, timeoutMs).unref()
+  }
+
+  const shutdown = (code: number, signal: NodeJS.Signals) => {
+    if (stopping) {
+      // INT or QUIT during a TERM drain stops the workers at once, as it does
+      // a lone process (and gunicorn's arbiter): no waiting for the graceful timeout.
+      if (stoppedWith === 'SIGTERM' && (signal === 'SIGINT' || signal === 'SIGQUIT')) stopWorkers(Number(process.exitCode ?? 0), signal)
+      return
+    }
+    stopping = true
+    // Also the code of a natural end: a worker leaves cluster.workers on its
+    // exit and its disconnect, in either order, so the last 'exit' below may
+    // still see it listed, and then nothing is left to call process.exit.
+    process.exitCode = code
+    stopWorkers(code, signal)
     const exitWhenAllGone = () => {
       if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(code)
     }

@@ -6,7 +6,8 @@
 // models are in; a cluster worker loads first and then listens, so that the
 // primary never hands it a connection it would answer 503 "loading".
 // Signals: TERM drains (readiness 503, no new connections, in-flight requests
-// finish, exit 0; killed after the graceful timeout); INT and QUIT stop at once.
+// finish, exit 0; killed after the graceful timeout); INT and QUIT stop at once;
+// HUP reloads the models (alone); TTIN and TTOU are ignored (alone: no workers).
 import cluster from 'node:cluster'
 import type { FastifyBaseLogger } from 'fastify'
 import type { App, AppOptions } from './create-app.ts'
@@ -105,6 +106,14 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   process.on('SIGTERM', () => { void drain('SIGTERM') })
   process.once('SIGINT', () => stopNow('SIGINT'))
   process.once('SIGQUIT', () => stopNow('SIGQUIT'))
+  // TTIN and TTOU add and remove workers, which only the cluster's primary
+  // does. Their default action stops the process (job control): a lone
+  // server, or a worker signalled with its process group, would freeze.
+  for (const signal of ['SIGTTIN', 'SIGTTOU'] as const) {
+    process.on(signal, () => {
+      if (!cluster.isWorker) log.warn({ signal }, `${signal} ignored: adding and removing workers needs --workers >= 2`)
+    })
+  }
   // In a cluster the primary replaces workers on HUP; alone, HUP reloads in
   // place (the model repository re-scans and hot-swaps what changed).
   process.on('SIGHUP', () => {
