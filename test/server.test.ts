@@ -2,10 +2,10 @@
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { connect, createServer, type AddressInfo, type Server as NetServer } from 'node:net'
+import { connect } from 'node:net'
 import { request as httpRequest } from 'node:http'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, post, ROOT, SLOW_APP, SLOW_BOOT_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
+import { childEnv, post, ROOT, SLOW_APP, SLOW_BOOT_APP, startReady, startServer } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const row = { rows: [[5.1, 3.5, 1.4, 0.2]] }
@@ -33,45 +33,6 @@ t.test('a bad setting exits 2 naming the setting', async t => {
   const env = spawnSync(tsx[0], tsx.slice(1), { cwd: ROOT, encoding: 'utf8', env: childEnv({ PORT: 'eighty' }) })
   t.equal(env.status, 2)
   t.match(env.stderr, /invalid value for port \(environment variable PORT\)/)
-})
-
-t.test('an --app that is not a module exits 2 with one line naming it, no stack trace', async t => {
-  for (const app of ['./no-such-app.ts', './README.md', './models']) {
-    const res = spawnSync(tsx[0], [...tsx.slice(1), '--app', app, '--port', '0'], { cwd: ROOT, encoding: 'utf8', env: childEnv() })
-    t.equal(res.status, 2, app)
-    t.match(res.stderr, /^error: cannot load the app \(--app \/.*\): .*\n$/, `${app}: ${res.stderr}`)
-    t.equal(res.stderr.split('\n').length, 2, `${app}: one line`)
-  }
-})
-
-/** A port held by another listener for the test's length. */
-async function heldPort (t: Test): Promise<number> {
-  const holder: NetServer = createServer()
-  await new Promise<void>(resolve => holder.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => holder.close())
-  return (holder.address() as AddressInfo).port
-}
-
-t.test('a port in use: one line on stderr and exit 1, alone and with workers (before any worker boots)', async t => {
-  const port = await heldPort(t)
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
-  for (const workers of ['1', '2']) {
-    const server = startServer(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', workers, '--port', String(port)])
-    t.same(await server.exited, { code: 1, signal: null }, `--workers ${workers}: exit 1`)
-    t.match(server.stderr(), new RegExp(`^error: cannot listen on 127\\.0\\.0\\.1:${port}: listen EADDRINUSE[^\\n]*\\n$`), `--workers ${workers}: ${server.stderr()}`)
-    t.notOk(server.lines.some(l => l.msg === 'ready: models loaded' || l.msg === 'starting workers'), `--workers ${workers}: no model was loaded, no worker forked`)
-  }
-})
-
-t.test('an IPv6 host written in brackets is listened on', async t => {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
-  const server = startServer(t, ['--models-dir', dir, '--app', SLOW_APP, '--host', '[::1]'])
-  const listening = await server.waitFor(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))
-  const port = Number(/^Server listening at http:\/\/\[::1\]:(\d+)$/.exec(listening.msg)?.[1])
-  t.ok(port > 0, listening.msg)
-  t.equal((await fetch(`http://[::1]:${port}/health/live`)).status, 200)
-  server.proc.kill('SIGTERM')
-  t.same(await server.exited, { code: 0, signal: null })
 })
 
 t.test('serves the app with its defaults: ready, model answers, OpenAPI; SIGTERM exits 0', async t => {
@@ -152,48 +113,6 @@ t.test('SIGINT stops at once, without waiting for in-flight work', async t => {
   server.proc.kill('SIGINT')
   t.same(await server.exited, { code: null, signal: 'SIGKILL' }, 'killed outright while a model computes')
   t.ok(Date.now() - started < 3000, 'did not wait for the slow request')
-})
-
-t.test('TTIN and TTOU to a lone server are ignored, not a stop (their default action)', async t => {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
-  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP])
-  for (const signal of ['SIGTTIN', 'SIGTTOU'] as const) {
-    server.proc.kill(signal)
-    await server.waitFor(l => l.msg === `${signal} ignored: adding and removing workers needs --workers >= 2`, 5000)
-    const res = await fetch(`http://127.0.0.1:${server.port}/health/live`, { signal: AbortSignal.timeout(5000) })
-    t.equal(res.status, 200, `still serving after ${signal}`)
-  }
-  server.proc.kill('SIGTERM')
-  t.same(await server.exited, { code: 0, signal: null })
-})
-
-t.test('a HUP while the app is still being imported does not kill the server', async t => {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
-  const server = startServer(t, ['--models-dir', dir, '--app', SLOW_IMPORT_APP])
-  await server.waitFor(l => l.msg === 'importing the app')
-  server.proc.kill('SIGHUP')
-  await server.waitFor(l => l.msg === 'ready: models loaded')
-  const listening = server.lines.find(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))!
-  t.equal((await fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`)).status, 200)
-  server.proc.kill('SIGTERM')
-  t.same(await server.exited, { code: 0, signal: null })
-})
-
-t.test('cluster: INT while the workers drain after a TERM stops them at once', async t => {
-  // A request that computes for 10 s or more, which the drain would wait for.
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1000) })
-  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--graceful-timeout', '60'])
-  const workers = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
-  t.teardown(() => { for (const pid of workers) if (alive(pid)) process.kill(pid, 'SIGKILL') })
-  const inFlight = post(server.port, '/slow', { x: 1 }).catch((err: Error) => err)
-  await server.waitFor(l => l.req?.url === '/slow')
-  server.proc.kill('SIGTERM')
-  await server.waitFor(l => l.msg === 'draining: finishing in-flight requests' && server.lines.filter(m => m.msg === l.msg).length === 2)
-  const started = Date.now()
-  server.proc.kill('SIGINT')
-  const exit = await Promise.race([server.exited, sleep(5000).then(() => 'still running')])
-  t.same(exit, { code: 0, signal: null }, `the primary exited ${Date.now() - started} ms after INT, not after the request or the graceful timeout`)
-  t.type(await inFlight, Error, 'the request in flight was cut')
 })
 
 t.test('a missing model stops the server with a non-zero exit naming it', async t => {
