@@ -111,11 +111,6 @@ export function parseSettings (argv: string[], env: NodeJS.ProcessEnv = {}): Set
       throw new UsageError(`invalid value for ${name} (${source}): ${err.message}`)
     }
   }
-  for (const [name, setting] of entries) {
-    values[name] = setting.default
-    const raw = env[setting.env]
-    if (raw !== undefined && raw !== '') apply(name, setting, raw, `environment variable ${setting.env}`)
-  }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     if (arg === '--help' || arg === '-h') return 'help'
@@ -125,6 +120,14 @@ export function parseSettings (argv: string[], env: NodeJS.ProcessEnv = {}): Set
     const raw = inline ?? argv[++i]
     if (raw === undefined) throw new UsageError(`option ${flag} needs a value`)
     apply(entry[0], entry[1], raw, flag)
+  }
+  // A flag wins over the environment, whose value for it is then not even
+  // read: a stray PORT=abc must not stop `--port 9000`.
+  for (const [name, setting] of entries) {
+    if (name in values) continue
+    values[name] = setting.default
+    const raw = env[setting.env]
+    if (raw !== undefined && raw !== '') apply(name, setting, raw, `environment variable ${setting.env}`)
   }
   values.modelsDir = resolve(values.modelsDir as string)
   values.app = resolve(values.app as string)
@@ -147,8 +150,9 @@ export function helpText (): string {
     ...rows,
     `  ${'-h, --help'.padEnd(30)}Show this help`,
     '',
-    'Signals: TERM drains and exits 0; INT and QUIT stop at once; HUP replaces workers one by one',
-    '(with one process: re-scans the models directory and hot-swaps what changed); TTIN adds a worker; TTOU removes one.',
+    'Signals: TERM drains and exits 0; INT and QUIT stop at once (also during a drain); HUP replaces workers one by one',
+    '(with one process: re-scans the models directory and hot-swaps what changed); TTIN adds a worker; TTOU removes one',
+    '(with one process: ignored).',
   ].join('\n')
 }
 

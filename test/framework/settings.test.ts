@@ -29,6 +29,13 @@ t.test('precedence: defaults < environment < flags', async t => {
   t.equal(fromFlags.host, '0.0.0.0', 'environment still applies where no flag is given')
   t.equal(parseSettings(['--port', '1'], { PORT: '' }) !== 'help' && (parseSettings(['--port', '1'], { PORT: '' }) as any).port, 1)
   t.equal((parseSettings(['--max-queue-items', '0'], {}) as any).maxQueueItems, 0, 'a queue of 0: nothing waits')
+  // The environment's value for a setting a flag gives is not read: it cannot stop the server.
+  const over = parseSettings(['--port', '9000', '--workers=2'], { PORT: 'abc', WEB_CONCURRENCY: '0', HOST: '0.0.0.0' })
+  if (over === 'help') throw new Error('unexpected help')
+  t.equal(over.port, 9000, 'an invalid PORT under --port')
+  t.equal(over.workers, 2, 'an invalid WEB_CONCURRENCY under --workers')
+  t.equal(over.host, '0.0.0.0')
+  t.throws(() => parseSettings(['--workers', '2'], { PORT: 'abc' }), { constructor: UsageError, message: /port \(environment variable PORT\)/ }, 'one no flag overrides is still checked')
 })
 
 t.test('an IPv6 host may be written in brackets, as in a URL: listen() gets it bare', async t => {
