@@ -28,9 +28,10 @@ async function main () {
     runArbiter(settings)
   } else {
     // While the app is imported and built (a second or more), before serve()
-    // handles signals, HUP would kill the process and TTIN or TTOU stop it:
-    // their default actions. A HUP then has nothing to reload (the models are
-    // loaded as they are on disk), and TTIN and TTOU mean nothing alone.
+    // handles signals, HUP and USR2 would kill the process, TTIN or TTOU stop
+    // it, and USR1 open the inspector: their default actions. A HUP then has
+    // nothing to reload (the models are loaded as they are on disk), and TTIN
+    // and TTOU mean nothing alone.
     const booting = () => {}
     for (const signal of BOOT_SIGNALS) process.on(signal, booting)
     // Like gunicorn's `module:app`, the app is loaded after the fork, in the worker.
@@ -59,7 +60,7 @@ async function main () {
   }
 }
 
-const BOOT_SIGNALS = ['SIGHUP', 'SIGTTIN', 'SIGTTOU'] as const
+const BOOT_SIGNALS = ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2'] as const
 /** The codes of an import whose module is missing or is not a module Node can load. */
 const APP_NOT_FOUND = new Set(['ERR_MODULE_NOT_FOUND', 'ERR_UNKNOWN_FILE_EXTENSION', 'ERR_UNSUPPORTED_DIR_IMPORT'])
 

@@ -25,7 +25,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
 import pino from 'pino'
 import type { Settings } from './settings.ts'
-import type { WorkerMessage } from './serve.ts'
+import { USER_SIGNALS_IGNORED, type WorkerMessage } from './serve.ts'
 import type { ArbiterMetricsMessage } from './metrics.ts'
 import { ClusterMetrics } from './cluster-metrics.ts'
 
@@ -188,6 +188,8 @@ export function runArbiter (settings: Settings): void {
     log.info({ workers: workers.length }, 'SIGHUP: replacing workers one by one')
     void (async () => { for (const w of workers) await replace(w) })()
   })
+  // Node's defaults would open the inspector (USR1) or end the primary at once (USR2): serve.ts.
+  for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) process.on(signal, () => log.warn({ signal }, USER_SIGNALS_IGNORED[signal]))
   process.on('SIGTTIN', () => {
     target++
     log.info({ target }, 'SIGTTIN: adding a worker')

@@ -28,6 +28,12 @@ export type WorkerMessage =
   /** A worker's metrics as its app closes: final, kept by the arbiter once the worker is gone. */
   | { type: 'metrics-final', metrics: MetricsPart }
 
+/** What the server logs when it ignores USR1 or USR2 (gunicorn's log reopening and binary upgrade). */
+export const USER_SIGNALS_IGNORED = {
+  SIGUSR1: 'SIGUSR1 ignored: the logs go to stdout, there is no log file to reopen',
+  SIGUSR2: 'SIGUSR2 ignored: there is no binary upgrade in place; restart, or HUP to reload',
+} as const
+
 export function appOptions (settings: Settings, logger: AppOptions['logger']): AppOptions {
   return {
     modelsDir: settings.modelsDir,
@@ -112,6 +118,16 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   for (const signal of ['SIGTTIN', 'SIGTTOU'] as const) {
     process.on(signal, () => {
       if (!cluster.isWorker) log.warn({ signal }, `${signal} ignored: adding and removing workers needs --workers >= 2`)
+    })
+  }
+  // gunicorn's USR1 (reopen the log files: logrotate's postrotate sends it)
+  // and USR2 (upgrade the binary in place) mean nothing here, and Node's
+  // default actions would not do: USR1 opens the inspector (a debugger any
+  // local user can attach to), USR2 ends the process at once, cutting the
+  // requests in flight.
+  for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) {
+    process.on(signal, () => {
+      if (!cluster.isWorker) log.warn({ signal }, USER_SIGNALS_IGNORED[signal])
     })
   }
   // In a cluster the primary replaces workers on HUP; alone, HUP reloads in

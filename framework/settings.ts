@@ -152,7 +152,7 @@ export function helpText (): string {
     '',
     'Signals: TERM drains and exits 0; INT and QUIT stop at once (also during a drain); HUP replaces workers one by one',
     '(with one process: re-scans the models directory and hot-swaps what changed); TTIN adds a worker; TTOU removes one',
-    '(with one process: ignored).',
+    '(with one process: ignored). USR1 and USR2 are ignored.',
   ].join('\n')
 }
 

@@ -1,7 +1,8 @@
 // server.ts as a real process, as an operator meets it: start-up errors
 // (a bad --app, a port in use, an IPv6 host) and signals (TTIN/TTOU alone, a
-// HUP during the import, INT during a drain). A file of its own: with
-// test/server.test.ts's, the tests would outlast tap's timeout for one file.
+// HUP during the import, INT during a drain, USR1 and USR2). A file of its
+// own: with test/server.test.ts's, the tests would outlast tap's timeout for
+// one file.
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
@@ -91,4 +92,20 @@ t.test('cluster: INT while the workers drain after a TERM stops them at once', a
   const exit = await Promise.race([server.exited, sleep(5000).then(() => 'still running')])
   t.same(exit, { code: 0, signal: null }, `the primary exited ${Date.now() - started} ms after INT, not after the request or the graceful timeout`)
   t.type(await inFlight, Error, 'the request in flight was cut')
+})
+
+t.test('USR1 and USR2 (gunicorn: reopen logs, upgrade) neither open the inspector nor end the server, alone or with workers', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  for (const workers of ['1', '2']) {
+    const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', workers, '--threads', '1'])
+    for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) {
+      server.proc.kill(signal)
+      await server.waitFor(l => l.signal === signal && /ignored/.test(l.msg), 5000)
+      const res = await fetch(`http://127.0.0.1:${server.port}/health/ready`, { signal: AbortSignal.timeout(5000) })
+      t.equal(res.status, 200, `--workers ${workers}: still serving after ${signal}`)
+    }
+    t.notMatch(server.stderr(), /Debugger listening/, `--workers ${workers}: no inspector opened`)
+    server.proc.kill('SIGTERM')
+    t.same(await server.exited, { code: 0, signal: null }, `--workers ${workers}: TERM still drains, exit 0`)
+  }
 })
