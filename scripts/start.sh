@@ -75,7 +75,9 @@ MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-1048576}
 export MALLOC_ARENA_MAX MALLOC_MMAP_THRESHOLD_
 v8="--no-allocation-site-pretenuring --heap-growing-percent=50 --max-semi-space-size=8"
 gc=
-if [ "$(nproc)" -le 2 ]; then gc=--single-threaded-gc; fi
+# nproc is GNU coreutils (not on macOS, for one): getconf there, else no setting.
+cores=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 0)
+if [ "$cores" -ge 1 ] 2>/dev/null && [ "$cores" -le 2 ]; then gc=--single-threaded-gc; fi
 if [ -n "$SERVER_ENTRY" ]; then
   # shellcheck disable=SC2086 # the entry is node arguments, split on purpose
   exec node $gc $v8 $SERVER_ENTRY "$@"

@@ -1,10 +1,13 @@
 // server.ts as a real process, as an operator meets it: start-up errors
 // (a bad --app, a port in use, an IPv6 host) and signals (TTIN/TTOU alone, a
-// HUP during the import, INT during a drain, USR1 and USR2). A file of its
-// own: with test/server.test.ts's, the tests would outlast tap's timeout for
-// one file.
+// HUP during the import, INT during a drain, USR1 and USR2), and
+// scripts/start.sh. A file of its own: with test/server.test.ts's, the tests
+// would outlast tap's timeout for one file.
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
 import { childEnv, post, ROOT, SLOW_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
@@ -108,4 +111,18 @@ t.test('USR1 and USR2 (gunicorn: reopen logs, upgrade) neither open the inspecto
     server.proc.kill('SIGTERM')
     t.same(await server.exited, { code: 0, signal: null }, `--workers ${workers}: TERM still drains, exit 0`)
   }
+})
+
+t.test('scripts/start.sh where there is no nproc (macOS): no shell errors, the same node settings', async t => {
+  // A PATH holding only what the script needs besides nproc.
+  const bin = mkdtempSync(join(tmpdir(), 'onnx-serve-path-'))
+  t.teardown(() => rmSync(bin, { recursive: true, force: true }))
+  symlinkSync(process.execPath, join(bin, 'node'))
+  symlinkSync(spawnSync('sh', ['-c', 'command -v dirname'], { encoding: 'utf8' }).stdout.trim(), join(bin, 'dirname'))
+  const res = spawnSync('/bin/sh', ['scripts/start.sh'], {
+    cwd: ROOT, encoding: 'utf8', env: childEnv({ PATH: bin, SERVER_ENTRY: '-p process.execArgv.join(",")' }),
+  })
+  t.equal(res.stderr, '', 'nothing on stderr')
+  t.equal(res.status, 0)
+  t.match(res.stdout, /^--no-allocation-site-pretenuring,--heap-growing-percent=50,--max-semi-space-size=8,-p,/)
 })
