@@ -187,6 +187,13 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
       log.info({ loadMs: Math.round(performance.now() - started) }, 'ready: models loaded')
       return true
     } catch (err) {
+      // A TERM (or the primary's death) while loading closes the app, and
+      // with it the inference threads, under the load: no model failed, and
+      // the drain exits.
+      if (stopping) {
+        log.info({ error: (err as Error).message }, 'stopped while loading the models')
+        return false
+      }
       const message = (err as Error).message
       log.fatal({ err }, 'models failed to load')
       process.stderr.write(`error: ${message}\n`)

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, post, ROOT, SLOW_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
+import { childEnv, CLOSING_LOAD_APP, post, ROOT, SLOW_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
@@ -78,6 +78,19 @@ t.test('a HUP while the app is still being imported does not kill the server', a
   t.equal((await fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`)).status, 200)
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('SIGTERM while the models load: exit 0, and no model reported as failed (alone and with workers)', async t => {
+  const dir = modelsDir(t, {})
+  for (const workers of ['1', '2']) {
+    const server = startServer(t, ['--models-dir', dir, '--app', CLOSING_LOAD_APP, '--workers', workers])
+    await server.waitFor(l => l.msg === 'loading until the app closes' && server.lines.filter(m => m.msg === l.msg).length === Number(workers))
+    server.proc.kill('SIGTERM')
+    t.same(await server.exited, { code: 0, signal: null }, `--workers ${workers}: exit 0`)
+    t.equal(server.stderr(), '', `--workers ${workers}: nothing on stderr`)
+    t.notOk(server.lines.some(l => l.msg === 'models failed to load' || /failed to boot/.test(l.msg ?? '')), `--workers ${workers}: no model failure logged`)
+    t.ok(server.lines.some(l => l.msg === 'stopped while loading the models'), `--workers ${workers}: the stop is logged as such`)
+  }
 })
 
 t.test('cluster: INT while the workers drain after a TERM stops them at once', async t => {
