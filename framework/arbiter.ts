@@ -191,6 +191,8 @@ export function runArbiter (settings: Settings): void {
   // Node's defaults would open the inspector (USR1) or end the primary at once (USR2): serve.ts.
   for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) process.on(signal, () => log.warn({ signal }, USER_SIGNALS_IGNORED[signal]))
   process.on('SIGTTIN', () => {
+    // Stopping, a new worker would boot, serve, and hold the exit until the kill timer.
+    if (stopping) return log.info('SIGTTIN: stopping; ignored')
     target++
     log.info({ target }, 'SIGTTIN: adding a worker')
     void spawn()

@@ -14,7 +14,15 @@ import { childEnv, CLOSING_LOAD_APP, post, ROOT, SLOW_APP, SLOW_IMPORT_APP, star
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
+/** The promise's value, or 'still running' after `ms` (the timer cleared either way). */
+async function within<T> (promise: Promise<T>, ms: number): Promise<T | 'still running'> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<'still running'>(resolve => { timer = setTimeout(() => resolve('still running'), ms) })
+  try { return await Promise.race([promise, late]) } finally { clearTimeout(timer) }
+}
+/** The worker processes of a cluster primary now. */
+const workerPids = (primary: number): number[] =>
+  spawnSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number)
 
 t.test('an --app that is not a module exits 2 with one line naming it, no stack trace', async t => {
   for (const app of ['./no-such-app.ts', './README.md', './models']) {
@@ -105,7 +113,7 @@ t.test('cluster: INT while the workers drain after a TERM stops them at once', a
   await server.waitFor(l => l.msg === 'draining: finishing in-flight requests' && server.lines.filter(m => m.msg === l.msg).length === 2)
   const started = Date.now()
   server.proc.kill('SIGINT')
-  const exit = await Promise.race([server.exited, sleep(5000).then(() => 'still running')])
+  const exit = await within(server.exited, 5000)
   t.same(exit, { code: 0, signal: null }, `the primary exited ${Date.now() - started} ms after INT, not after the request or the graceful timeout`)
   t.type(await inFlight, Error, 'the request in flight was cut')
 })
@@ -138,4 +146,16 @@ t.test('scripts/start.sh where there is no nproc (macOS): no shell errors, the s
   t.equal(res.stderr, '', 'nothing on stderr')
   t.equal(res.status, 0)
   t.match(res.stdout, /^--no-allocation-site-pretenuring,--heap-growing-percent=50,--max-semi-space-size=8,-p,/)
+})
+
+t.test('cluster: TTIN during a TERM drain forks no worker: exit 0 once the workers drained', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--graceful-timeout', '30'])
+  server.proc.kill('SIGTERM')
+  await server.waitFor(l => l.msg === 'stopping workers')
+  server.proc.kill('SIGTTIN')
+  const exit = await within(server.exited, 15_000)
+  if (exit === 'still running') for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL')
+  t.same(exit, { code: 0, signal: null }, 'exit 0, without waiting for the graceful timeout')
+  t.equal(server.lines.filter(l => l.msg === 'worker ready').length, 2, 'no third worker')
 })
