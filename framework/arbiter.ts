@@ -7,8 +7,8 @@
 //   and the error: retrying would fail the same way.
 // - Once the server has been up, a worker that dies is replaced, with a
 //   back-off that grows while workers keep dying, so a crash loop does not
-//   spin the CPU. A replacement for HUP that dies while booting leaves the
-//   old worker serving.
+//   spin the CPU. A replacement for HUP (or --max-requests) that dies or
+//   fails to load its models while booting leaves the old worker serving.
 // - Before forking, the arbiter checks that it can listen on the host and
 //   port (exit 1 with the error if not). With --port 0, it picks a free port
 //   then, and every worker listens on it (Node's cluster keeps a port-0
@@ -136,6 +136,14 @@ export function runArbiter (settings: Settings): void {
       waiters.delete(worker)
       log.info({ worker: worker.id, workerPid: worker.process.pid, port: message.port }, 'worker ready')
     } else if (message.type === 'failed') {
+      // A replacement (HUP, --max-requests) that cannot load what is on disk
+      // now: the old worker keeps serving what it loaded, as when a
+      // replacement dies while booting (the worker exits 3 itself).
+      if (replacements.has(worker)) {
+        log.error({ worker: worker.id, error: message.error }, 'a replacement worker failed to boot: the old worker keeps serving')
+        process.stderr.write(`error: a replacement worker failed to boot (the old one keeps serving): ${message.error}\n`)
+        return
+      }
       log.fatal({ worker: worker.id, error: message.error }, 'worker failed to boot: stopping the server')
       process.stderr.write(`error: worker failed to boot: ${message.error}\n`)
       shutdown(BOOT_FAILURE, 'SIGKILL')

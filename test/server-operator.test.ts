@@ -5,7 +5,7 @@
 // would outlast tap's timeout for one file.
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
@@ -158,4 +158,19 @@ t.test('cluster: TTIN during a TERM drain forks no worker: exit 0 once the worke
   if (exit === 'still running') for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL')
   t.same(exit, { code: 0, signal: null }, 'exit 0, without waiting for the graceful timeout')
   t.equal(server.lines.filter(l => l.msg === 'worker ready').length, 2, 'no third worker')
+})
+
+t.test('cluster: a HUP whose replacements fail to load their models leaves the old workers serving', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1'])
+  writeFileSync(join(dir, 'scaler.onnx'), 'garbage, not an ONNX protobuf')
+  server.proc.kill('SIGHUP')
+  const failed = (l: Record<string, any>) => l.msg === 'a replacement worker failed to boot: the old worker keeps serving'
+  await server.waitFor(l => failed(l) && server.lines.filter(failed).length === 2)
+  await server.waitFor(l => l.msg === 'worker exited' && server.lines.filter(m => m.msg === 'worker exited').length === 2)
+  t.equal(server.proc.exitCode, null, 'the server still runs')
+  t.match(server.stderr(), /error: a replacement worker failed to boot \(the old one keeps serving\): cannot load model 'scaler'/)
+  for (let i = 0; i < 4; i++) t.equal((await post(server.port, '/scale', { rows: [[5.1, 3.5, 1.4, 0.2]] })).status, 200, 'the old workers serve')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
 })
