@@ -7,7 +7,8 @@
 // primary never hands it a connection it would answer 503 "loading".
 // Signals: TERM drains (readiness 503, no new connections, in-flight requests
 // finish, exit 0; killed after the graceful timeout); INT and QUIT stop at once;
-// HUP reloads the models (alone); TTIN and TTOU are ignored (alone: no workers).
+// HUP reloads the models (alone); TTIN and TTOU (alone: no workers), USR1 and
+// USR2 (gunicorn's log reopening and binary upgrade) are ignored.
 import cluster from 'node:cluster'
 import type { FastifyBaseLogger } from 'fastify'
 import type { App, AppOptions } from './create-app.ts'
