@@ -137,7 +137,12 @@ export function clientTimeoutMs (request: FastifyRequest): number | undefined {
   return Number.isFinite(seconds) && seconds > 0 ? Math.ceil(seconds * 1000) : undefined
 }
 
-export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number) {
+/**
+ * `onClientGone` is told of each request whose client left before its answer
+ * was written: fastify runs no onResponse hook for it (the response never
+ * finishes), so /metrics counts it from here.
+ */
+export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number, onClientGone?: (request: FastifyRequest, reply: FastifyReply) => void) {
   app.decorateRequest('deadline', null as unknown as RequestDeadline)
   app.decorateRequest('abortSignal', {
     getter (this: FastifyRequest) {
@@ -164,7 +169,10 @@ export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number
     if (timeoutMs > 0) arm(state, timeoutMs)
     reply.raw.once('close', () => {
       clearTimeout(state.timer)
-      if (!reply.raw.writableFinished) deadline.abort(new ClientGoneError())
+      if (!reply.raw.writableFinished) {
+        deadline.abort(new ClientGoneError())
+        onClientGone?.(request, reply)
+      }
     })
     done()
   })

@@ -52,7 +52,21 @@ export interface MetricsOptions {
  */
 export interface ResponseCounter {
   observe?: (method: string, route: string, statusCode: number, seconds: number) => void
+  /**
+   * A request whose client left before its answer was written (the deadline's
+   * close listener tells): its response never finishes, so fastify runs no
+   * onResponse hook for it.
+   */
+  clientGone?: (request: FastifyRequest, reply: FastifyReply) => void
 }
+
+/**
+ * The `status_code` of a request whose client left before any answer was
+ * sent (nginx's "client closed request"): without it, the requests that
+ * waited longest (clients giving up under load) would vanish from the counts
+ * and the latency histogram.
+ */
+export const CLIENT_CLOSED_REQUEST = 499
 
 /** The `route` label of a request that matched no route (never the raw URL: it would make a series per URL). */
 export const UNMATCHED_ROUTE = 'unmatched'
@@ -216,6 +230,16 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
   })
   if (counter) {
     counter.observe = (method, route, statusCode, seconds) => duration.observe({ method, route, status_code: statusCode }, seconds)
+    counter.clientGone = (request, reply) => {
+      const route = request.routeOptions.url ?? UNMATCHED_ROUTE
+      // An answer the app ended is left to onResponse: inject() closes every
+      // response without flushing it. (A real one whose client leaves while
+      // its last bytes are sent is then counted by neither.)
+      if (reply.raw.writableEnded || route === '/metrics') return
+      // Headers already sent (the client left during the body): the status it got.
+      const status = reply.raw.headersSent ? reply.statusCode : CLIENT_CLOSED_REQUEST
+      duration.observe({ method: request.method, route, status_code: status }, reply.elapsedTime / 1000)
+    }
   }
 
   // Models, read at scrape time. Labels are worked out once per key, and the

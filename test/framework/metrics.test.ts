@@ -3,6 +3,7 @@
 // follow real inference (batches, inline runs, refusals, drops), and the
 // endpoint answers whatever the app's state.
 import t, { type Test } from 'tap'
+import { request as httpRequest } from 'node:http'
 import { bareApp } from '../fixtures/build.ts'
 import { Greeter, Unloadable } from '../fixtures/resources.ts'
 import { RowsResource, SEQ_VOCAB, affineModel, sequenceModel, slowAffineModel } from '../fixtures/batching.ts'
@@ -224,6 +225,33 @@ t.test('a full queue\'s refusal, a dropped request, queued items and a busy thre
   t.same([http(200), http(503), http(504)], [2, 1, 1])
   t.equal(value(after, 'http_requests_total', { method: 'POST', route: '/v2/models/:name/infer', status_code: '503' }), 1)
   t.equal(value(after, 'http_requests_total', { method: 'GET', route: '/health/ready', status_code: '200' }), 1)
+})
+
+/** POSTs `payload` to the app over real HTTP and disconnects after `ms`, before the answer. */
+function leaveAfter (a: App, path: string, payload: unknown, ms: number): Promise<void> {
+  const { port } = a.server.address() as { port: number }
+  return new Promise(resolve => {
+    const req = httpRequest({ port, host: '127.0.0.1', method: 'POST', path, headers: { 'content-type': 'application/json' } })
+    req.on('error', () => resolve())
+    req.end(JSON.stringify(payload))
+    setTimeout(() => { req.destroy(); resolve() }, ms)
+  })
+}
+
+t.test('a request whose client leaves before its answer is counted, as 499, with its duration', async t => {
+  const a = await app(t)
+  await a.listen({ port: 0, host: '127.0.0.1' })
+  // One computing on the only thread (about half a second), one waiting behind it: both abandoned.
+  await Promise.all([leaveAfter(a, '/slow', body(1), 150), leaveAfter(a, '/affine', body(1), 150)])
+  while (a.models.pool.computing > 0 || a.models.pool.stats('affine').dropped === 0) await new Promise(resolve => setTimeout(resolve, 10))
+  const { samples } = await scrape(t, a)
+  t.equal(value(samples, 'onnx_serve_model_dropped_total', affine), 1, 'the waiting one was dropped unrun')
+  const gone = (route: string) => ({ method: 'POST', route, status_code: '499' })
+  t.equal(value(samples, 'http_requests_total', gone('/slow')), 1, 'the computing one')
+  t.equal(value(samples, 'http_requests_total', gone('/affine')), 1, 'the dropped one')
+  t.same(find(samples, 'http_requests_total', { method: 'POST' }).map(s => s.labels.status_code), ['499', '499'], 'each once, under no other status')
+  const seconds = value(samples, 'http_request_duration_seconds_sum', gone('/slow'))
+  t.ok(seconds >= 0.1 && seconds < 0.5, `timed until the client left: ${seconds} s`)
 })
 
 t.test('/metrics answers while loading, after a failed load and while draining; the state gauge follows', async t => {
