@@ -307,6 +307,10 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
       summary: 'Prometheus metrics, in the text exposition format',
       description: 'Process, HTTP (by method, route template and status), per-model queue and inference counters, and the lifecycle state. Never refused (in a cluster: 503 when the workers\' metrics cannot be gathered).',
     },
+    // Not under the request deadline (a client's X-Request-Timeout still
+    // applies): a cluster's gathering has its own bound, and a shorter
+    // --timeout would answer 504 first, then fail to answer again.
+    config: { timeoutMs: 0 },
   }, async (_request, reply) => {
     const text = everyWorker ? await everyWorker() : await registry.metrics()
     return reply.type(registry.contentType).send(text)

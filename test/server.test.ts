@@ -338,6 +338,27 @@ t.test('cluster: /metrics counters keep counting when workers are recycled', asy
   t.same(await server.exited, { code: 0, signal: null })
 })
 
+t.test('cluster: a silent worker makes /metrics answer 503 METRICS_UNAVAILABLE, not the request deadline\'s 504', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  // A deadline shorter than the arbiter's 5 s wait for a silent worker.
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--timeout', '1'])
+  const [, silent] = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
+  process.kill(silent, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(silent, 'SIGCONT') } catch {} })
+  // Three scrapes at once: the stopped worker holds at most one, the other worker answers the rest.
+  const started = performance.now()
+  const scrapes = Array.from({ length: 3 }, () => fresh(server.port, 'GET', '/metrics').then(res => ({ ...res, ms: performance.now() - started })))
+  const first = await Promise.race(scrapes)
+  t.equal(first.status, 503, `answered ${first.status} after ${Math.round(first.ms)} ms: ${first.text}`)
+  t.equal(JSON.parse(first.text).code, 'METRICS_UNAVAILABLE')
+  t.ok(first.ms > 4000, 'after the arbiter gave up on the silent worker')
+  process.kill(silent, 'SIGCONT')
+  for (const res of await Promise.all(scrapes)) t.ok(res.status === 200 || res.status === 503, `then ${res.status}`)
+  t.notOk(server.lines.some(l => /already sent/.test(l.err?.message ?? '')), 'no scrape was answered twice')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
 /** The worker processes of a cluster primary now (its other children, such as tsx's esbuild, left out). */
 const workerPids = (primary: number): number[] => {
   const out = spawnSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' })
