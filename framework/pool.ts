@@ -87,6 +87,8 @@ interface Job {
   items: number
   /** Whether it may share a session.run (false after its batch failed: rerun alone). */
   batchable: boolean
+  /** Counted (requests, items) with a batch that failed or did not split back: its rerun alone is not counted again. */
+  counted?: boolean
   enqueuedAt: number
   onAbort?: () => void
 }
@@ -101,7 +103,7 @@ export interface ModelStats {
   requests: number
   items: number
   largestBatch: number
-  /** Requests dropped from the queue because their signal fired (never computed). */
+  /** Requests dropped from the queue because their signal fired (never computed, nor counted in `requests`). */
   dropped: number
   /** Requests refused because the queue was full. */
   refused: number
@@ -526,7 +528,7 @@ export class InferencePool {
       const signal = job.signal
       job.onAbort ??= () => {
         q.remove(new Set([job]))
-        q.stats.dropped++
+        if (!job.counted) q.stats.dropped++
         job.reject(new AbortedError(signal.reason))
       }
       signal.addEventListener('abort', job.onAbort, { once: true })
@@ -589,7 +591,7 @@ export class InferencePool {
     const live: Job[] = []
     for (const job of waiting) {
       if (!job.signal?.aborted) { live.push(job); continue }
-      q.stats.dropped++
+      if (!job.counted) q.stats.dropped++
       job.reject(new AbortedError(job.signal.reason))
     }
     if (q.inline !== 'ready') {
@@ -603,7 +605,7 @@ export class InferencePool {
       const jobs = this.gather(q, live, budget)
       const taken = new Set(jobs)
       for (let i = live.length - 1; i >= 0; i--) if (taken.has(live[i])) live.splice(i, 1)
-      q.stats.inline += jobs.length
+      if (!isRerun(jobs)) q.stats.inline += jobs.length
       this.compute(q, jobs, false, (feeds, outputs) => this.mainRuntime!.run({ key: q.inlineKey!, feeds, outputs }))
         .catch(err => failAll(jobs, err))
     }
@@ -795,8 +797,10 @@ export class InferencePool {
     const feeds = merged?.feeds ?? jobs[0].feeds
     const items = jobs.reduce((n, j) => n + j.items, 0)
     q.stats.batches++
-    q.stats.requests += jobs.length
-    q.stats.items += items
+    if (!isRerun(jobs)) {
+      q.stats.requests += jobs.length
+      q.stats.items += items
+    }
     q.stats.largestBatch = Math.max(q.stats.largestBatch, items)
     let result
     try {
@@ -809,7 +813,7 @@ export class InferencePool {
       }
       // One bad request must not fail its neighbours: rerun each alone, first
       // in line, so only the culprit gets the error.
-      return this.rerunAlone(q, jobs, items, onThread)
+      return this.rerunAlone(q, jobs, onThread)
     }
     // The cost is learnt on the threads only: timed inline, a run would also
     // count the event-loop turn ONNX Runtime's async run waits for.
@@ -821,23 +825,23 @@ export class InferencePool {
     } catch {
       // Outputs that do not split back (an output not batched along axis 0,
       // say): each request runs alone, as it would have unbatched.
-      return this.rerunAlone(q, jobs, items, onThread)
+      return this.rerunAlone(q, jobs, onThread)
     }
     jobs.forEach((job, i) => job.resolve(parts[i]))
   }
 
   /**
-   * Puts a batch's jobs back, first in line, each to run alone. Each is
-   * counted as computed (or dropped) then, not now as well.
+   * Puts a batch's jobs back, first in line, each to run alone. They stay
+   * counted as computed with the batch, and their reruns are not counted
+   * again: taking them back out of the counters would make /metrics'
+   * counters go down, which Prometheus reads as a restart from zero.
    */
-  private rerunAlone (q: ModelQueue, jobs: Job[], items: number, onThread: boolean) {
-    q.stats.requests -= jobs.length
-    q.stats.items -= items
-    if (!onThread) q.stats.inline -= jobs.length
+  private rerunAlone (q: ModelQueue, jobs: Job[], onThread: boolean) {
     for (const job of [...jobs].reverse()) {
       job.batchable = false
+      job.counted = true
       if (this.closed) { job.reject(new Error('inference pool is closed')); continue }
-      if (job.signal?.aborted) { q.stats.dropped++; job.reject(new AbortedError(job.signal.reason)); continue }
+      if (job.signal?.aborted) { job.reject(new AbortedError(job.signal.reason)); continue }
       if (onThread) this.enqueue(q, job, true)
       else { q.inlineJobs.unshift(job); q.items += job.items }
     }
@@ -862,6 +866,9 @@ export class InferencePool {
     for (const q of this.queues.values()) await this.dropInline(q)
   }
 }
+
+/** A job run again alone after its batch failed or did not split back: counted with that batch already. */
+const isRerun = (jobs: Job[]) => jobs.length === 1 && jobs[0].counted === true
 
 /** A batch that failed outside ONNX Runtime (merging its feeds): each of its jobs gets the error. */
 function failAll (jobs: Job[], err: unknown) {

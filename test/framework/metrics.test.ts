@@ -254,6 +254,36 @@ t.test('a request whose client leaves before its answer is counted, as 499, with
   t.ok(seconds >= 0.1 && seconds < 0.5, `timed until the client left: ${seconds} s`)
 })
 
+t.test('model counters never go down while a batch that did not split back is rerun request by request', async t => {
+  const a = await bareApp(t, {
+    files: { 'slow.onnx': slowAffineModel(100, 512), 'tm.onnx': slowAffineModel(40, 256, { doubled: true }) },
+    requestTimeoutMs: 10_000,
+  })
+  a.mount('/slow', new RowsResource('slow'))
+  a.mount('/tm', new RowsResource('tm'))
+  await a.ready()
+  await a.loadResources()
+  const tm = { model: 'tm', name: 'tm', version: '' }
+  const counts = async () => {
+    const { samples } = await scrape(t, a)
+    return ['requests', 'items', 'batches'].map(c => value(samples, `onnx_serve_model_${c}_total`, tm))
+  }
+  const batchesRun = async (n: number) => { while (a.models.pool.stats('tm').batches < n) await new Promise(resolve => setTimeout(resolve, 2)) }
+  // Three requests wait behind /slow on the only thread, then run as one batch
+  // whose output does not split back: each is rerun alone after it.
+  const slow = a.inject({ method: 'POST', url: '/slow', payload: body(0) })
+  while (a.models.pool.computing === 0) await new Promise(resolve => setTimeout(resolve, 2))
+  const sent = [1, 2, 3].map(v => a.inject({ method: 'POST', url: '/tm', payload: body(v) }))
+  await batchesRun(1)
+  const seen = [await counts()]
+  await batchesRun(2)
+  seen.push(await counts())
+  for (const res of await Promise.all(sent)) t.equal(res.statusCode, 200)
+  t.equal((await slow).statusCode, 200)
+  seen.push(await counts())
+  t.same(seen, [[3, 3, 1], [3, 3, 2], [3, 3, 4]], 'requests and items are counted once, with the batch; they never go down')
+})
+
 t.test('/metrics answers while loading, after a failed load and while draining; the state gauge follows', async t => {
   const a = await bareApp(t)
   await withMetrics(a)
