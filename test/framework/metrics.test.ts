@@ -148,6 +148,10 @@ t.test('requests are counted by method, route template and status; model counter
   }
   const buckets = find(after, 'http_request_duration_seconds_bucket', http('POST', '/affine', 200)).map(s => s.value)
   t.same(buckets, [...buckets].sort((x, y) => x - y), 'buckets are cumulative')
+  // Health checks, refusals (50-90 us in the README's floods) and a cheap
+  // model's answers take well under a millisecond: buckets down to 0.1 ms.
+  t.same(find(after, 'http_request_duration_seconds_bucket', http('POST', '/affine', 200)).map(s => s.labels.le),
+    ['0.0001', '0.00025', '0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '30', '+Inf'])
 
   // The model: 3 requests of one item on /affine and one of 2 items over OIP
   // (the same sessions: the repository adopts the resource's), each run alone, inline.
