@@ -255,7 +255,8 @@ t.test('a request whose client leaves before its answer is counted, as 499, with
   t.equal(value(samples, 'http_requests_total', gone('/affine')), 1, 'the dropped one')
   t.same(find(samples, 'http_requests_total', { method: 'POST' }).map(s => s.labels.status_code), ['499', '499'], 'each once, under no other status')
   const seconds = value(samples, 'http_request_duration_seconds_sum', gone('/slow'))
-  t.ok(seconds >= 0.1 && seconds < 0.5, `timed until the client left: ${seconds} s`)
+  // Left after 150 ms (a loaded host sees the close later, but not seconds later).
+  t.ok(seconds >= 0.1 && seconds < 1.5, `timed until the client left: ${seconds} s`)
 })
 
 t.test('model counters never go down while a batch that did not split back is rerun request by request', async t => {
