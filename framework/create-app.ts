@@ -102,6 +102,16 @@ export function refuseOtherVerbs (app: FastifyInstance, url: string, verbs: Read
   })
 }
 
+/** Answers OPTIONS on a route with 204 and `Allow`. */
+function answerOptions (app: FastifyInstance, url: string, allow: string) {
+  app.route({
+    method: 'OPTIONS',
+    url,
+    schema: { hide: true },
+    handler: async (_request, reply) => reply.code(204).header('allow', allow).send(),
+  })
+}
+
 /** Converts falcon's `{name}` URI templates to fastify's `:name`. */
 export function toFastifyPath (template: string): string {
   if (!template.startsWith('/')) throw new TypeError(`route '${template}' must start with '/'`)
@@ -206,6 +216,12 @@ export async function createApp (options: AppOptions): Promise<App> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   await app.register(healthRoutes, { lifecycle, models })
   await app.register(metricsRoutes, { lifecycle, models, cluster: options.clusterMetrics ?? false, counter: responses })
+  // Other verbs on them as on a resource: 405 with Allow (not a 404 for a
+  // route that exists), and OPTIONS.
+  for (const url of ['/health/live', '/health/ready', '/metrics']) {
+    refuseOtherVerbs(app, url, new Set(['GET']), 'GET, HEAD, OPTIONS', url)
+    answerOptions(app, url, 'GET, HEAD, OPTIONS')
+  }
 
   // Resource routes answer 503 until every model is loaded. While draining
   // they still serve what arrives (on connections opened before the drain),
@@ -305,12 +321,7 @@ export async function createApp (options: AppOptions): Promise<App> {
     }
     // Verbs the resource lacks: 405 with Allow, before any body is parsed.
     refuseOtherVerbs(app, url, new Set(responders.keys()), allow, template)
-    app.route({
-      method: 'OPTIONS',
-      url,
-      schema: { hide: true },
-      handler: async (_request, reply) => reply.code(204).header('allow', allow).send(),
-    })
+    answerOptions(app, url, allow)
     return app
   })
 

@@ -338,6 +338,26 @@ t.test('each app has its own registry; /metrics is in the OpenAPI document with 
   t.same(doc.paths['/health/ready'].get.tags, ['health'])
 })
 
+t.test('the health and metrics routes answer other verbs as resources do: 405 with Allow, and OPTIONS', async t => {
+  const a = await bareApp(t)
+  await a.ready()
+  for (const url of ['/health/live', '/health/ready', '/metrics']) {
+    for (const method of ['POST', 'PUT', 'DELETE'] as const) {
+      const res = await a.inject({ method, url })
+      t.equal(res.statusCode, 405, `${method} ${url}`)
+      t.equal(res.headers.allow, 'GET, HEAD, OPTIONS')
+      t.equal(res.json().code, 'METHOD_NOT_ALLOWED')
+    }
+    const options = await a.inject({ method: 'OPTIONS', url })
+    t.equal(options.statusCode, 204, `OPTIONS ${url}`)
+    t.equal(options.headers.allow, 'GET, HEAD, OPTIONS')
+    t.equal((await a.inject({ method: 'HEAD', url })).statusCode, url === '/health/ready' ? 503 : 200, `HEAD ${url}`)
+  }
+  const { samples } = await scrape(t, a)
+  t.equal(value(samples, 'http_requests_total', { method: 'POST', route: '/health/ready', status_code: '405' }), 1, 'counted by route, not as unmatched')
+  t.same(find(samples, 'http_requests_total', { route: UNMATCHED_ROUTE }), [])
+})
+
 t.test('the exposition parser rejects what is not a sample line', async t => {
   t.same(parse('# HELP x y\n\nx_total{a="1",b="q\\"z"} 3\nx 1e-7\nx{le="+Inf"} +Inf\ny Nan\n'), [
     { name: 'x_total', labels: { a: '1', b: 'q\\"z' }, value: 3 },
