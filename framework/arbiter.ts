@@ -44,10 +44,12 @@ function tryListen (host: string, port: number): Promise<number> {
   })
 }
 
-/** Sends a worker a message, unless it is gone. */
-function tell (worker: Worker, message: ArbiterMetricsMessage) {
+/** Sends a worker a message, unless it is gone; whether it was sent. */
+function tell (worker: Worker, message: ArbiterMetricsMessage): boolean {
+  if (!worker.isConnected()) return false
   // With a callback, a channel that closes meanwhile is reported there, not thrown.
-  if (worker.isConnected()) worker.send(message, undefined, () => {})
+  worker.send(message, undefined, () => {})
+  return true
 }
 
 export function runArbiter (settings: Settings): void {
@@ -150,7 +152,9 @@ export function runArbiter (settings: Settings): void {
     } else if (message.type === 'retire') {
       void replace(worker)
     } else if (message.type === 'metrics') {
-      metrics.gather([...ready].filter(w => w.isConnected())).then(
+      // A ready worker whose channel closed (it crashed, its exit not yet
+      // seen) is counted as of its last answer, not left out of the sum.
+      metrics.gather(ready).then(
         text => tell(worker, { type: 'metrics', id: message.id, text }),
         (err: Error) => tell(worker, { type: 'metrics', id: message.id, error: err.message }),
       )

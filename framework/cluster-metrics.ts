@@ -38,9 +38,18 @@ function sumParts (parts: MetricsPart[]): MetricsPart {
   return [...byName.values()].map(({ metric, values }) => ({ ...metric, values: [...values.values()] }))
 }
 
+/** The counters and histograms of a part: what stays in the sum once its worker is gone (gauges do not). */
+function countersOf (part: MetricsPart | undefined): MetricsPart {
+  return (part ?? []).filter(m => String(m.type) === 'counter' || String(m.type) === 'histogram')
+}
+
 export interface ClusterMetricsOptions<W> {
-  /** Asks a worker for its registry; it answers through `part(worker, id, ...)`. */
-  ask: (worker: W, id: number) => void
+  /**
+   * Asks a worker for its registry; it answers through `part(worker, id, ...)`.
+   * False when it cannot be asked (its channel closed before its exit is
+   * known): it is then counted as of its last answer.
+   */
+  ask: (worker: W, id: number) => boolean
   /** How a worker is named in errors. */
   nameOf: (worker: W) => string | number
   timeoutMs?: number
@@ -84,7 +93,12 @@ export class ClusterMetrics<W> {
       const silent = () => [...gathering.waiting].map(this.#options.nameOf).join(', ')
       const timer = setTimeout(() => gathering.finish(`no answer from worker ${silent()} within ${timeoutMs} ms`), timeoutMs)
       this.#gatherings.set(id, gathering)
-      for (const w of gathering.waiting) this.#options.ask(w, id)
+      for (const w of gathering.waiting) {
+        if (this.#options.ask(w, id)) continue
+        // Left out, its counters would dip until its exit retires them: Prometheus reads a dip as a reset.
+        gathering.parts.set(w, countersOf(this.#lastParts.get(w)))
+        gathering.waiting.delete(w)
+      }
       if (gathering.waiting.size === 0) gathering.finish()
     })
   }
@@ -116,7 +130,7 @@ export class ClusterMetrics<W> {
   #retire (worker: W, part: MetricsPart | undefined) {
     // A gathering that already has this worker's answer would count it twice.
     for (const gathering of this.#gatherings.values()) gathering.parts.delete(worker)
-    if (part) this.#retired = sumParts([this.#retired, part.filter(m => String(m.type) === 'counter' || String(m.type) === 'histogram')])
+    if (part) this.#retired = sumParts([this.#retired, countersOf(part)])
   }
 
   #answered (worker: W, gathering: Gathering<W> | undefined) {

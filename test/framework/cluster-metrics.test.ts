@@ -24,13 +24,19 @@ function sample (text: string, name: string): number | undefined {
 }
 const requests = (text: string) => sample(text, 'requests_total')
 
-/** A ClusterMetrics over workers named by strings, recording whom it asked. */
+/** A ClusterMetrics over workers named by strings, recording whom it asked; those in `unreachable` cannot be asked. */
 function setup (timeoutMs?: number) {
   const asked: Array<[string, number]> = []
-  const metrics = new ClusterMetrics<string>({ ask: (worker, id) => asked.push([worker, id]), nameOf: w => w, timeoutMs })
+  const unreachable = new Set<string>()
+  const ask = (worker: string, id: number) => {
+    if (unreachable.has(worker)) return false
+    asked.push([worker, id])
+    return true
+  }
+  const metrics = new ClusterMetrics<string>({ ask, nameOf: w => w, timeoutMs })
   /** The id of the last gathering `worker` was asked for. */
   const idFor = (worker: string) => asked.filter(([w]) => w === worker).at(-1)![1]
-  return { metrics, asked, idFor }
+  return { metrics, asked, idFor, unreachable }
 }
 
 t.test('sums every ready worker\'s answer', async t => {
@@ -96,6 +102,27 @@ t.test('a worker that exits while waited for ends the wait; its gauges leave the
   const sum = await text
   t.equal(requests(sum), 6, 'A\'s 2 as of the last scrape, and B\'s 4')
   t.equal(sample(sum, 'in_flight'), 1, 'only B\'s gauge')
+})
+
+t.test('a ready worker that cannot be asked (its channel closed, its exit not yet seen) counts as of its last answer', async t => {
+  // The arbiter hears a crashed worker's disconnect and its exit as two
+  // events: a scrape between them used to leave it out of the sum (a dip,
+  // which Prometheus reads as a counter reset) until its exit retired it.
+  const { metrics, idFor, unreachable } = setup(1000)
+  const first = metrics.gather(['A', 'B'])
+  metrics.part('A', idFor('A'), await part(5, 7))
+  metrics.part('B', idFor('B'), await part(3, 1))
+  t.equal(requests(await first), 8)
+  unreachable.add('A')
+  const between = metrics.gather(['A', 'B'])
+  metrics.part('B', idFor('B'), await part(4, 1))
+  const sum = await between
+  t.equal(requests(sum), 9, 'A\'s 5 as of its last answer, and B\'s 4: no dip, no wait for A')
+  t.equal(sample(sum, 'in_flight'), 1, 'only B\'s gauge: A\'s is not live')
+  metrics.exited('A')
+  const after = metrics.gather(['B'])
+  metrics.part('B', idFor('B'), await part(4, 1))
+  t.equal(requests(await after), 9, 'once its exit is seen: the same, counted once')
 })
 
 t.test('with no worker ready, the retired counts alone', async t => {
