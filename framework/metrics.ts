@@ -24,9 +24,10 @@
 //
 // Register it before the routes it should count (createApp does): the hook is
 // added to the root instance, so plugins registered afterwards inherit it.
-// Requests refused in the HTTP server's handler, before fastify (see
-// createApp's early refusal), never reach the hook; the model's `refused`
-// counter counts them.
+// Answers the hook never sees are counted through a ResponseCounter that
+// createApp wires: requests refused in the HTTP server's handler, before
+// fastify (its early refusal), paths that do not decode, and requests whose
+// client left before their answer (499, from the deadline's close listener).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import type { Lifecycle, LifecycleState } from './create-app.ts'
