@@ -6,6 +6,7 @@
 //   PORT=9000 npm start -- --workers 2 # cluster of two workers
 //   npm start -- --help                # every setting
 import cluster from 'node:cluster'
+import { existsSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { helpText, parseSettings, UsageError } from './framework/settings.ts'
 import { serve } from './framework/serve.ts'
@@ -46,8 +47,10 @@ async function main () {
       ({ buildApp } = await import(pathToFileURL(settings.app).href))
     } catch (err) {
       // A module that is not there or not one is a bad --app: one line, as for
-      // any invalid setting. An app that throws while it loads keeps its stack.
-      if (!APP_NOT_FOUND.has((err as NodeJS.ErrnoException).code ?? '')) throw err
+      // any invalid setting. An app that throws while it loads keeps its
+      // stack, and so does one whose own import is missing (the app is there).
+      const code = (err as NodeJS.ErrnoException).code ?? ''
+      if (!APP_NOT_FOUND.has(code) || (code === 'ERR_MODULE_NOT_FOUND' && existsSync(settings.app))) throw err
       process.stderr.write(`error: cannot load the app (--app ${settings.app}): ${(err as Error).message}\n`)
       process.exit(2)
     }

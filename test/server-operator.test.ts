@@ -31,6 +31,11 @@ t.test('an --app that is not a module exits 2 with one line naming it, no stack 
     t.match(res.stderr, /^error: cannot load the app \(--app \/.*\): .*\n$/, `${app}: ${res.stderr}`)
     t.equal(res.stderr.split('\n').length, 2, `${app}: one line`)
   }
+  // An app that is there but whose own import is missing is not a bad --app: its stack is kept.
+  const res = spawnSync(tsx[0], [...tsx.slice(1), '--app', './test/fixtures/missing-import-app.ts', '--port', '0'], { cwd: ROOT, encoding: 'utf8', env: childEnv() })
+  t.not(res.status, 2, 'not a usage error')
+  t.notMatch(res.stderr, /cannot load the app/)
+  t.match(res.stderr, /no-such-package-for-the-test[\s\S]*\n\s+at /, 'the error and its stack')
 })
 
 /** A port held by another listener for the test's length. */
