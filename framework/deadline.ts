@@ -15,6 +15,7 @@
 // reports "aborted" while the client is still waiting.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { sendError } from './errors.ts'
+import { AbortedError } from './pool.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -181,20 +182,24 @@ export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number
 export type RouteHandler = (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) => unknown
 
 /**
- * A responder's handler, whose end is dropped once its deadline answered the
- * request (504, or the client gone): a result that comes too late, or the
- * deadline's error from a model run it dropped. fastify would log the first
- * as a warning ("Reply was already sent") and the second as an error with its
- * stack, for a request that ended as it should. Any other end is fastify's.
+ * A route handler whose end is dropped once its deadline answered the request
+ * (the 504 sent): a result that comes too late, or the deadline's error (its
+ * reason, or a model run it dropped from the queue). fastify would log the
+ * first as a warning ("Reply was already sent") and the second as an error
+ * with its stack, for a request that ended as it should. Any other end, such
+ * as a real failure that comes after the 504, is fastify's: it is logged.
  */
 export function quietPastDeadline (handler: RouteHandler): RouteHandler {
-  const late = (request: FastifyRequest, reply: FastifyReply) => reply.sent && request.deadline?.aborted === true
+  const answered = (request: FastifyRequest, reply: FastifyReply) => reply.sent && request.deadline?.aborted === true
   return function (request, reply) {
     const result = handler.call(this, request, reply)
     if (!(result instanceof Promise)) return result
     return result.then(
-      payload => late(request, reply) ? undefined : payload,
-      err => { if (!late(request, reply)) throw err },
+      payload => answered(request, reply) ? undefined : payload,
+      err => {
+        const deadlines = err instanceof AbortedError || err === request.deadline?.reason
+        if (!(deadlines && answered(request, reply))) throw err
+      },
     )
   }
 }

@@ -213,7 +213,7 @@ t.test('a 5xx never shows its message or stack, and is logged with its cause', a
   t.equal((await app.inject({ url: '/health/live' })).statusCode, 200)
 })
 
-t.test('a handler that ends after its deadline answered 504 logs nothing', async t => {
+t.test('a handler that ends after its deadline answered 504 logs nothing, unless it failed for real', async t => {
   // fastify logs a late answer as a warning ("Reply was already sent") and a
   // late failure as an error with its stack, for requests that ended as they
   // should: the deadline answered.
@@ -228,6 +228,12 @@ t.test('a handler that ends after its deadline answered 504 logs nothing', async
   }
   await new Promise(resolve => setTimeout(resolve, 100))
   t.same(lines, [], 'no warning, no error')
+  // A failure of its own that comes after the 504 is still logged.
+  const failed = await app.inject({ method: 'PUT', url: '/late', payload: {} })
+  t.equal(failed.statusCode, 504)
+  await new Promise(resolve => setTimeout(resolve, 100))
+  t.equal(lines.length, 1, 'one line')
+  t.match(lines.join(''), /a real failure after the deadline/)
   t.equal((await app.inject({ url: '/health/live' })).statusCode, 200, 'the app keeps serving')
 })
 
