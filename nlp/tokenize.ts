@@ -46,7 +46,7 @@ const NUMBER = /\p{N}+(?:[.,:/-]\p{N}+)*/uy
 // neither breaks a word: "Mer\u00ADkel" is one word, as "basic\u00ADally" is
 // one token in UD EWT; between words they are separators), internal
 // apostrophes ("O'Neill") and periods of abbreviations ("U.S.", "e.g.").
-const WORD = /(?:\p{L}\.){2,}|[\p{L}\p{M}\p{N}_\u200C\u200D]+(?:[\u00AD\u2060]+[\p{L}\p{M}\p{N}_\u200C\u200D]+)*(?:['\u2019][\p{L}\p{M}\p{N}]+)*/uy
+const WORD = /(?:\p{L}\.){2,}|[\p{L}\p{M}\p{N}_\u200C\u200D]+(?:[\u00AD\u2060]+[\p{L}\p{M}\p{N}_\u200C\u200D]+)*(?:['\u2019][\p{L}\p{M}\p{N}]+(?:[\u00AD\u2060]+[\p{L}\p{M}\p{N}]+)*)*/uy
 // File and domain names: a word followed by lowercase dotted parts.
 const DOTTED = /[\p{L}\p{N}_]+(?:\.[\p{Ll}\p{N}]{2,})+(?![\p{L}\p{N}])/uy
 const EMOTICON = /(?:[:;=8][-o'^]?[)\](\[dDpP/\\|*3]|[(\[][-o'^]?[:;=]|<3)(?![\p{L}\p{N}])/uy

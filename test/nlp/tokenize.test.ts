@@ -123,6 +123,9 @@ t.test('a soft hyphen inside a word keeps it whole, as in UD EWT ("basic\u00adal
   t.same(tokens.map(x => x.text), ['Angela', 'Mer\u00adkel', 'visited', 'Aus\u00adtra\u00adlia', ',', 'basic\u00adally', '.', 'Mer', '\u00ad', 'end'])
   checkOffsets(t, s, tokens)
   t.same(texts("Mer\u00adkel's"), ['Mer\u00adkel', "'s"])
+  // After an internal apostrophe too.
+  t.same(texts("O'Con\u00adnor said"), ["O'Con\u00adnor", 'said'])
+  t.same(texts("O'Con\u2060nor said"), ["O'Con\u2060nor", 'said'])
 })
 
 t.test('a word joiner inside a word does not split it (between words it separates)', async t => {
