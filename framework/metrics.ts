@@ -318,7 +318,15 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
     // --timeout would answer 504 first, then fail to answer again.
     config: { timeoutMs: 0 },
   }, async (_request, reply) => {
-    const text = everyWorker ? await everyWorker() : await registry.metrics()
+    let text: string
+    try {
+      text = everyWorker ? await everyWorker() : await registry.metrics()
+    } catch (err) {
+      // The client's own deadline answered 504 meanwhile: nothing left to send.
+      if (reply.sent) return
+      throw err
+    }
+    if (reply.sent) return
     return reply.type(registry.contentType).send(text)
   })
 }

@@ -270,9 +270,9 @@ t.test('cluster: TTIN adds a worker, TTOU drains one', async t => {
 })
 
 /** One request on a connection of its own (`agent: false`), so the cluster's primary hands each to the next worker. */
-function fresh (port: number, method: string, path: string, body?: unknown) {
+function fresh (port: number, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
   return new Promise<{ status: number, text: string }>((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, method, path, agent: false, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, res => {
+    const req = httpRequest({ host: '127.0.0.1', port, method, path, agent: false, headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers } }, res => {
       let text = ''
       res.setEncoding('utf8').on('data', chunk => { text += chunk }).on('end', () => resolve({ status: res.statusCode!, text }))
     })
@@ -348,13 +348,18 @@ t.test('cluster: a silent worker makes /metrics answer 503 METRICS_UNAVAILABLE, 
   // Three scrapes at once: the stopped worker holds at most one, the other worker answers the rest.
   const started = performance.now()
   const scrapes = Array.from({ length: 3 }, () => fresh(server.port, 'GET', '/metrics').then(res => ({ ...res, ms: performance.now() - started })))
+  // Scrapes with a deadline of their own, shorter than the wait: 504, and nothing more once the gathering gives up.
+  const hurried = Array.from({ length: 2 }, () => fresh(server.port, 'GET', '/metrics', undefined, { 'x-request-timeout': '1' }))
   const first = await Promise.race(scrapes)
   t.equal(first.status, 503, `answered ${first.status} after ${Math.round(first.ms)} ms: ${first.text}`)
   t.equal(JSON.parse(first.text).code, 'METRICS_UNAVAILABLE')
   t.ok(first.ms > 4000, 'after the arbiter gave up on the silent worker')
   process.kill(silent, 'SIGCONT')
   for (const res of await Promise.all(scrapes)) t.ok(res.status === 200 || res.status === 503, `then ${res.status}`)
-  t.notOk(server.lines.some(l => /already sent/.test(l.err?.message ?? '')), 'no scrape was answered twice')
+  for (const res of await Promise.all(hurried)) t.ok([200, 503, 504].includes(res.status), `with X-Request-Timeout: ${res.status}`)
+  // The silent worker's scrapes are answered once it runs again: wait for its gathering to end too.
+  await new Promise(resolve => setTimeout(resolve, 5500))
+  t.notOk(server.lines.some(l => /already sent|Promise errored/.test(`${l.msg} ${l.err?.message ?? ''}`)), 'no scrape was answered twice')
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
 })
