@@ -327,8 +327,9 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     if (refused) sendOverloaded(reply, refused)
     else done()
   }
-  app.post('/v2/models/:name/infer', { schema: inferSchema(ModelParams), onRequest: refuseWhenFull as never }, quietPastDeadline(infer as RouteHandler) as never)
-  app.post('/v2/models/:name/versions/:version/infer', { schema: inferSchema(VersionParams), onRequest: refuseWhenFull as never }, quietPastDeadline(infer as RouteHandler) as never)
+  const quietInfer = quietPastDeadline(infer as RouteHandler) as never
+  app.post('/v2/models/:name/infer', { schema: inferSchema(ModelParams), onRequest: refuseWhenFull as never }, quietInfer)
+  app.post('/v2/models/:name/versions/:version/infer', { schema: inferSchema(VersionParams), onRequest: refuseWhenFull as never }, quietInfer)
 
   if (options.repositoryApi) {
     const objectBody = (body: unknown, allowed: string[]): Record<string, unknown> => {
@@ -485,10 +486,10 @@ function pickOutputs (body: InferRequest, loaded: LoadedModel, allBinary: boolea
     seen.add(o.name)
     const flag = o.parameters?.binary_data
     if (flag !== undefined && typeof flag !== 'boolean') throw bad(`output '${o.name}': binary_data must be true or false`)
+    if (o.parameters?.shared_memory_region !== undefined) throw bad(`output '${o.name}': the shared memory extensions are not supported by this server; the output comes in the response`)
     // Triton's classification extension (not in this server's extensions):
     // answering the raw tensor instead would hand the client floats where it
     // expects "score:index:label" strings. 0 is tritonclient's "none".
-    if (o.parameters?.shared_memory_region !== undefined) throw bad(`output '${o.name}': the shared memory extensions are not supported by this server; the output comes in the response`)
     const classes = o.parameters?.classification
     if (classes !== undefined && classes !== 0) throw bad(`output '${o.name}': the classification extension is not supported by this server; request the raw output and rank it yourself`)
     const binary = flag ?? allBinary ?? false

@@ -188,7 +188,7 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
       log.info({ loadMs: Math.round(performance.now() - started) }, 'ready: models loaded')
       return true
     } catch (err) {
-      // A TERM (or the primary's death) while loading closes the app, and
+      // A TERM while loading closes the app, and
       // with it the inference threads, under the load: no model failed, and
       // the drain exits.
       if (stopping) {

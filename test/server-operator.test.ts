@@ -5,7 +5,7 @@
 // would outlast tap's timeout for one file.
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
@@ -139,7 +139,7 @@ t.test('USR1 and USR2 (gunicorn: reopen logs, upgrade) neither open the inspecto
   }
 })
 
-t.test('scripts/start.sh where there is no nproc (macOS): no shell errors, the same node settings', async t => {
+t.test('scripts/start.sh without nproc: no shell errors; the cores from getconf, and no GC flag without either', async t => {
   // A PATH holding only what the script needs besides nproc.
   const bin = mkdtempSync(join(tmpdir(), 'onnx-serve-path-'))
   t.teardown(() => rmSync(bin, { recursive: true, force: true }))
@@ -151,6 +151,15 @@ t.test('scripts/start.sh where there is no nproc (macOS): no shell errors, the s
   t.equal(res.stderr, '', 'nothing on stderr')
   t.equal(res.status, 0)
   t.match(res.stdout, /^--no-allocation-site-pretenuring,--heap-growing-percent=50,--max-semi-space-size=8,-p,/)
+  // With getconf alone (macOS), its count of cores is used: 2 gives the GC flag.
+  const getconf = join(bin, 'getconf')
+  writeFileSync(getconf, '#!/bin/sh\necho 2\n')
+  chmodSync(getconf, 0o755)
+  const mac = spawnSync('/bin/sh', ['scripts/start.sh'], {
+    cwd: ROOT, encoding: 'utf8', env: childEnv({ PATH: bin, SERVER_ENTRY: '-p process.execArgv.join(",")' }),
+  })
+  t.equal(mac.stderr, '', 'nothing on stderr')
+  t.match(mac.stdout, /--single-threaded-gc/, 'getconf counted 2 cores')
 })
 
 t.test('cluster: TTIN during a TERM drain forks no worker: exit 0 once the workers drained', async t => {
