@@ -113,22 +113,23 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   process.on('SIGTERM', () => { void drain('SIGTERM') })
   process.once('SIGINT', () => stopNow('SIGINT'))
   process.once('SIGQUIT', () => stopNow('SIGQUIT'))
-  // TTIN and TTOU add and remove workers, which only the cluster's primary
-  // does. Their default action stops the process (job control): a lone
-  // server, or a worker signalled with its process group, would freeze.
-  for (const signal of ['SIGTTIN', 'SIGTTOU'] as const) {
-    process.on(signal, () => {
-      if (!cluster.isWorker) log.warn({ signal }, `${signal} ignored: adding and removing workers needs --workers >= 2`)
-    })
+  // Signals ignored here, with the warning logged alone (a worker leaves them
+  // to the primary). TTIN and TTOU add and remove workers, which only the
+  // cluster's primary does, and their default action stops the process (job
+  // control): a lone server, or a worker signalled with its process group,
+  // would freeze. gunicorn's USR1 (reopen the log files: logrotate's
+  // postrotate sends it) and USR2 (upgrade the binary in place) mean nothing
+  // here, and Node's default actions would not do: USR1 opens the inspector
+  // (a debugger any local user can attach to), USR2 ends the process at once,
+  // cutting the requests in flight.
+  const ignored: Record<string, string> = {
+    SIGTTIN: 'SIGTTIN ignored: adding and removing workers needs --workers >= 2',
+    SIGTTOU: 'SIGTTOU ignored: adding and removing workers needs --workers >= 2',
+    ...USER_SIGNALS_IGNORED,
   }
-  // gunicorn's USR1 (reopen the log files: logrotate's postrotate sends it)
-  // and USR2 (upgrade the binary in place) mean nothing here, and Node's
-  // default actions would not do: USR1 opens the inspector (a debugger any
-  // local user can attach to), USR2 ends the process at once, cutting the
-  // requests in flight.
-  for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) {
+  for (const [signal, warning] of Object.entries(ignored)) {
     process.on(signal, () => {
-      if (!cluster.isWorker) log.warn({ signal }, USER_SIGNALS_IGNORED[signal])
+      if (!cluster.isWorker) log.warn({ signal }, warning)
     })
   }
   // In a cluster the primary replaces workers on HUP; alone, HUP reloads in
