@@ -35,12 +35,19 @@ export const USER_SIGNALS_IGNORED = {
   SIGUSR2: 'SIGUSR2 ignored: there is no binary upgrade in place; restart, or HUP to reload',
 } as const
 
+/**
+ * Seconds as whole milliseconds, a positive time never below 1 ms: for the
+ * deadline and keep-alive, 0 means none, so `--timeout 0.0004` rounded to 0
+ * would have turned deadlines off.
+ */
+const milliseconds = (seconds: number) => seconds > 0 ? Math.max(1, Math.round(seconds * 1000)) : 0
+
 export function appOptions (settings: Settings, logger: AppOptions['logger']): AppOptions {
   return {
     modelsDir: settings.modelsDir,
     threads: settings.threads,
-    requestTimeoutMs: Math.round(settings.timeout * 1000),
-    keepAliveTimeoutMs: Math.round(settings.keepAlive * 1000),
+    requestTimeoutMs: milliseconds(settings.timeout),
+    keepAliveTimeoutMs: milliseconds(settings.keepAlive),
     loadTimeoutMs: Math.round(settings.loadTimeout * 1000),
     bodyLimit: settings.bodyLimit,
     repositoryApi: settings.repositoryApi,

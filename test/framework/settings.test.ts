@@ -1,5 +1,6 @@
 import t from 'tap'
-import { helpText, parseSettings, settingsTable, SETTINGS, UsageError } from '../../framework/settings.ts'
+import { helpText, parseSettings, settingsTable, SETTINGS, UsageError, type Settings } from '../../framework/settings.ts'
+import { appOptions } from '../../framework/serve.ts'
 
 t.test('defaults', async t => {
   const s = parseSettings([], {})
@@ -80,4 +81,12 @@ t.test('--help and the settings table come from the one table', async t => {
     t.match(help, s.env)
     t.match(table, `\`${s.flag}\``)
   }
+})
+
+t.test('a positive timeout under half a millisecond is 1 ms, not 0 (which turns deadlines off)', async t => {
+  const options = (args: string[]) => appOptions(parseSettings(args, {}) as Settings, false)
+  t.equal(options(['--timeout', '0.0004']).requestTimeoutMs, 1)
+  t.equal(options(['--keep-alive', '0.0001']).keepAliveTimeoutMs, 1)
+  t.equal(options(['--timeout', '0']).requestTimeoutMs, 0, '0 still disables')
+  t.equal(options(['--timeout', '2.5']).requestTimeoutMs, 2500)
 })
