@@ -140,7 +140,8 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   // Scoped to this plugin: fastify copies parsers into each encapsulation context.
   const json = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
-  const parseBody = (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
+  type BodyParser = (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => void
+  const parseBody: BodyParser = (request, body, done) => {
     const buffer = body as Buffer
     const raw = request.headers[HEADER_LENGTH]
     const type = request.headers['content-type']
@@ -167,7 +168,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   }
   // Content-Encoding gzip or deflate (tritonclient's request_compression_algorithm,
   // which Triton accepts): inflated up to the body limit, then read as above.
-  const decodeBody = (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
+  const decodeBody: BodyParser = (request, body, done) => {
     const encoding = request.headers['content-encoding']
     if (encoding === undefined) return parseBody(request, body, done)
     const coding = encoding.trim().toLowerCase()

@@ -12,6 +12,15 @@ const x = (): Record<string, Tensor> => ({ x: { type: 'float32', data: new Float
 const one = (): Record<string, Tensor> => ({ x: { type: 'float32', data: new Float32Array([1]), dims: [1, 1] } })
 const values = (out: Record<string, Tensor>) => Array.from(out.y.data as Float32Array)
 const threadsOf = (pool: InferencePool) => (pool as any).threads as Array<{ worker: import('node:worker_threads').Worker, busy: boolean, pending: Map<number, unknown>, call: (msg: object) => Promise<any> }>
+
+/** A pool of `threads` threads with add.onnx (y = x + [1, 2, 3, 4]) loaded from a file the test may change. */
+async function addPool (t: Test, threads: number): Promise<{ pool: InferencePool, path: string }> {
+  const path = join(modelsDir(t, { 'add.onnx': addModel([1, 2, 3, 4]) }), 'add.onnx')
+  const pool = new InferencePool({ threads })
+  t.teardown(() => pool.close())
+  await pool.load('add', path)
+  return { pool, path }
+}
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 
 /** Whether the thread holds a session under `key` (asked directly, past the pool's bookkeeping). */
@@ -93,11 +102,7 @@ t.test('a file that changes while the threads read it fails the load: one key, o
 })
 
 t.test('a replaced thread does not read a changed file: the model is unavailable until loaded again', async t => {
-  const dir = modelsDir(t, { 'add.onnx': addModel([1, 2, 3, 4]) })
-  const pool = new InferencePool({ threads: 1 })
-  t.teardown(() => pool.close())
-  const path = join(dir, 'add.onnx')
-  await pool.load('add', path)
+  const { pool, path } = await addPool(t, 1)
   t.same(values(await pool.run('add', x())), [1, 2, 3, 4])
   writeFileSync(path, addModel([7, 7, 7, 7]))
   const [thread] = threadsOf(pool)
@@ -113,11 +118,7 @@ t.test('a replaced thread does not read a changed file: the model is unavailable
 })
 
 t.test('with 2 threads, a model a replacement cannot read again runs on the thread that holds it', async t => {
-  const dir = modelsDir(t, { 'add.onnx': addModel([1, 2, 3, 4]) })
-  const pool = new InferencePool({ threads: 2 })
-  t.teardown(() => pool.close())
-  const path = join(dir, 'add.onnx')
-  await pool.load('add', path)
+  const { pool, path } = await addPool(t, 2)
   writeFileSync(path, addModel([7, 7, 7, 7]))
   const [, second] = threadsOf(pool)
   await second.worker.terminate()
@@ -171,11 +172,7 @@ t.test('a reload loads a model no thread holds again, even when its file is back
 })
 
 t.test('a file replaced while a replacement thread starts is not read by it: one key, one model', async t => {
-  const dir = modelsDir(t, { 'add.onnx': addModel([1, 2, 3, 4]) })
-  const pool = new InferencePool({ threads: 2 })
-  t.teardown(() => pool.close())
-  const path = join(dir, 'add.onnx')
-  await pool.load('add', path)
+  const { pool, path } = await addPool(t, 2)
   const [, second] = threadsOf(pool)
   // The pool's own exit listener runs first: the replacement is spawned, the
   // file checked unchanged and the load posted, but the thread reads the
