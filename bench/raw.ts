@@ -1,12 +1,15 @@
 // The ceiling: session.run in a loop, in-process, no HTTP. Prints one JSON
-// line per batch size; the batch-64 line also gives `answerUs`, what writing
-// one example's outputs as JSON costs (JSON.stringify of a plain array of the
-// 64 different rows in turn), which no server can batch away.
+// line per batch size; the batch-64 line also gives what writing one example's
+// outputs as JSON costs, which no server can batch away: `answerUs` with
+// JSON.stringify of a plain array (what the hand-written server does), and
+// `answerF32Us` in float32's shortest digits (what the framework does for a
+// `format: 'float'` schema), over the 64 different rows in turn.
 // argv: <model.onnx> <input> <float32|int64> <width> <seconds> [tokens]
 // With `tokens` (the taggers of /ner and /pos), an example is [tokens, width]
 // feature ids rather than a row of `width`, and no answerUs is printed (those
 // answers are decoded tags, not the scores).
 import * as ort from 'onnxruntime-node'
+import { float32ArrayJson } from '../framework/float32-json.ts'
 
 const [path, input, type, width, seconds, tokens] = process.argv.slice(2)
 const example = tokens === undefined ? [Number(width)] : [Number(tokens), Number(width)]
@@ -25,21 +28,24 @@ for (const batch of [1, 64]) {
   }
   times.sort((a, b) => a - b)
   const total = times.reduce((a, b) => a + b, 0) / 1000
-  process.stdout.write(JSON.stringify({ batch, callsPerSec: times.length / total, examplesPerSec: times.length * batch / total, p50: times[Math.floor(times.length / 2)], p99: times[Math.floor(times.length * 0.99)], ...(batch > 1 && tokens === undefined ? { answerUs: await answerUs(feeds) } : {}) }) + '\n')
+  process.stdout.write(JSON.stringify({ batch, callsPerSec: times.length / total, examplesPerSec: times.length * batch / total, p50: times[Math.floor(times.length / 2)], p99: times[Math.floor(times.length * 0.99)], ...(batch > 1 && tokens === undefined ? await answerCosts(feeds) : {}) }) + '\n')
 }
 
-/** Microseconds to write one row of the outputs as JSON, over the batch's rows in turn. */
-async function answerUs (feeds: Record<string, ort.Tensor>): Promise<number> {
+/** Microseconds to write one row of the outputs as JSON, over the batch's rows in turn, each way. */
+async function answerCosts (feeds: Record<string, ort.Tensor>): Promise<{ answerUs: number, answerF32Us: number }> {
   const out = Object.values(await session.run(feeds))[0]
   const data = out.data as Float32Array
   const per = data.length / out.dims[0]
   const rows = Array.from({ length: out.dims[0] }, (_, r) => Array.from(data.subarray(r * per, (r + 1) * per)))
-  let n = 0
-  const end = performance.now() + 500
-  const t0 = performance.now()
-  while (performance.now() < end) {
-    for (const row of rows) JSON.stringify(row)
-    n += rows.length
+  const time = (write: (row: number[]) => unknown) => {
+    let n = 0
+    const end = performance.now() + 500
+    const t0 = performance.now()
+    while (performance.now() < end) {
+      for (const row of rows) write(row)
+      n += rows.length
+    }
+    return (performance.now() - t0) * 1000 / n
   }
-  return (performance.now() - t0) * 1000 / n
+  return { answerUs: time(row => JSON.stringify(row)), answerF32Us: time(row => float32ArrayJson(row)) }
 }

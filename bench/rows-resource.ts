@@ -34,7 +34,8 @@ export class RowsModel extends Resource {
   onPost = responder({
     schema: {
       body: Type.Object({ inputs: Type.Array(Type.Array(Type.Number()), { minItems: 1, maxItems: 64 }) }),
-      response: { 200: Type.Object({ outputs: Type.Array(Type.Array(Type.Number())) }) },
+      // format 'float': the model's float32 outputs, written in float32's shortest digits.
+      response: { 200: Type.Object({ outputs: Type.Array(Type.Array(Type.Number({ format: 'float' }))) }) },
     },
     handler: async (request) => {
       const { inputs } = request.body

@@ -63,8 +63,8 @@ const node = process.execPath
 const log = (...args: unknown[]) => process.stderr.write(args.join(' ') + '\n')
 
 interface LoadResult { rps: number, p50: number, p99: number, errors: number, non2xx: number, total: number }
-/** One line of bench/raw.ts: session.run in a loop at one batch size (answerUs at batch 64). */
-interface RawRow { model: string, batch: number, examplesPerSec: number, p50: number, p99: number, answerUs?: number }
+/** One line of bench/raw.ts: session.run in a loop at one batch size (answerUs and answerF32Us at batch 64). */
+interface RawRow { model: string, batch: number, examplesPerSec: number, p50: number, p99: number, answerUs?: number, answerF32Us?: number }
 
 function run (cmd: string, args: string[], options: { cwd?: string, input?: string } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -518,9 +518,9 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     '',
     '## session.run in a loop (the ceiling, one thread)',
     '',
-    '| Model | Batch | examples/s | p50 ms per call | p99 ms per call | us to write one example\'s answer (JSON.stringify) |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
-    ...raw.map(r => `| ${r.model} | ${r.batch} | ${f0(r.examplesPerSec)} | ${f1(r.p50)} | ${f1(r.p99)} | ${r.answerUs === undefined ? '' : f1(r.answerUs)} |`),
+    '| Model | Batch | examples/s | p50 ms per call | p99 ms per call | us to write one example\'s answer: JSON.stringify (the baseline) | float32 digits (the framework) |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...raw.map(r => `| ${r.model} | ${r.batch} | ${f0(r.examplesPerSec)} | ${f1(r.p50)} | ${f1(r.p99)} | ${r.answerUs === undefined ? '' : f1(r.answerUs)} | ${r.answerF32Us === undefined ? '' : f1(r.answerF32Us)} |`),
     '',
     ...(flood ? floodSection(flood) : []),
     ...(flood?.latencyFirst ? floodSection(flood.latencyFirst, true) : []),
@@ -555,12 +555,13 @@ function budget (
     const base = us(find('baseline (hand-written)', model, 64))
     const at64 = raw.find(r => r.model === model && r.batch === 64)
     const computed = 1e6 / (at64?.examplesPerSec ?? NaN)
-    // OIP binary answers are raw bytes: no numbers to write.
-    const answer = json ? at64?.answerUs ?? NaN : 0
+    // OIP binary answers are raw bytes: no numbers to write. JSON ones are
+    // written in float32's digits (the resource's schema says format 'float').
+    const answer = json ? at64?.answerF32Us ?? NaN : 0
     const fixed = floor + computed + answer
     const left = base / want - fixed
     if (Number.isNaN(left)) return [] // not measured in this run (BENCH_ONLY)
-    return [`- ${model}, ${label} ${want}x: the baseline costs ${f1(base)} us per request, so ${want}x leaves ${f1(base / want)} us; the floor takes ${f1(floor)}, ${model}'s compute at batch 64 ${f1(computed)}${json ? ` and writing its answer's numbers ${f1(answer)}` : ''}, which leaves ${f1(left)} us for reading the request, batching and the rest of the answer (the framework's ${target.replace('framework: ', '')} takes ${f1(us(find(target, model, 64)) - fixed)} us of that kind now).`]
+    return [`- ${model}, ${label} ${want}x: the baseline costs ${f1(base)} us per request, so ${want}x leaves ${f1(base / want)} us; the floor takes ${f1(floor)}, ${model}'s compute at batch 64 ${f1(computed)}${json ? ` and writing its answer's numbers (float32 digits) ${f1(answer)}` : ''}, which leaves ${f1(left)} us for reading the request, batching and the rest of the answer (the framework's ${target.replace('framework: ', '')} takes ${f1(us(find(target, model, 64)) - fixed)} us of that kind now).`]
   }
   if (Number.isNaN(floor)) return []
   return [

@@ -10,6 +10,7 @@
 // was expected, since OIP clients show the `error` string to their users.
 import { HttpError } from './errors.ts'
 import { TYPED_ARRAYS, type ElementType, type Tensor, type TensorInfo } from './tensor.ts'
+import { float32ArrayJson, float32Json } from './float32-json.ts'
 
 export const DATATYPES = {
   BOOL: 'bool',
@@ -307,6 +308,12 @@ export function dataJson (tensor: Tensor): string {
   if (d instanceof BigInt64Array || d instanceof BigUint64Array) return `[${d.join(',')}]`
   if (tensor.type === 'bool') return `[${Array.from(d as ArrayLike<number | boolean>, v => (v ? 'true' : 'false')).join(',')}]`
   if (Array.isArray(d)) return JSON.stringify(d)
+  // FP32 in the fewest digits that read back as the same float32 (0.1, not
+  // 0.10000000149011612): half the text, a third of the time.
+  if (d instanceof Float32Array) {
+    const text = float32ArrayJson(d)
+    if (text !== undefined) return text
+  }
   const numbers = d as Exclude<Tensor['data'], string[] | boolean[] | BigInt64Array | BigUint64Array>
   // JSON.stringify of a plain array writes the digits straight into one
   // buffer; a join (typed or plain) makes a string per number through V8's
@@ -321,7 +328,8 @@ export function dataJson (tensor: Tensor): string {
   }
   if (finite) return JSON.stringify(plain)
   // JSON has no NaN/Infinity: a model's non-finite output becomes null.
-  return `[${plain.map(v => (Number.isFinite(v) ? String(v) : 'null')).join(',')}]`
+  const text = d instanceof Float32Array ? float32Json : String
+  return `[${plain.map(v => (Number.isFinite(v) ? text(v) : 'null')).join(',')}]`
 }
 
 /** A tensor's elements as binary data: raw little-endian, BYTES length-prefixed, BOOL one byte each. */

@@ -59,7 +59,7 @@ export class FeatureScaler extends Resource {
     summary: 'Standardize rows of Iris measurements',
     schema: {
       body: Type.Object({ rows: Type.Array(Row, { minItems: 1 }) }),
-      response: { 200: Type.Object({ rows: Type.Array(Type.Array(Type.Number())) }) },
+      response: { 200: Type.Object({ rows: Type.Array(Type.Array(Type.Number({ format: 'float' }))) }) },
     },
     handler: async (request) => {
       const { rows } = request.body

@@ -141,6 +141,40 @@ t.test('plain values never reach fast-json-stringify; others always do', async t
   t.equal(fast({ outputs: [[1, Infinity]] }), '{"outputs":[[1,null]]}', "fast-json-stringify's answer, not ours")
 })
 
+t.test("format: 'float' numbers: float32's shortest text where the writer answers, fast-json-stringify's otherwise", async t => {
+  const Float = Type.Number({ format: 'float' })
+  const schema = Type.Object({ outputs: Type.Array(Type.Array(Float)), mean: Float, label: Type.String() })
+  const { slow, fast, calls } = counted(schema)
+  t.equal(fast({ outputs: [[Math.fround(0.1), -1.5, 3.4028234663852886e38], []], mean: Math.fround(0.3), label: 'x' }),
+    '{"outputs":[[0.1,-1.5,3.4028235e+38],[]],"mean":0.3,"label":"x"}')
+  t.equal(fast({ outputs: [[0.1, 1 / 3]], mean: 1 / 3, label: 'x' }), '{"outputs":[[0.1,0.3333333333333333]],"mean":0.3333333333333333,"label":"x"}',
+    'a double that is no float32 keeps its double text')
+  t.equal(calls(), 0)
+  const r = rng(977)
+  let differ = 0
+  let fastPath = 0
+  for (let i = 0; i < 3000; i++) {
+    const v = i % 3 === 0 ? plainFor(schema, r) : valueFor(schema, r)
+    const before = calls()
+    const a = outcome(fast, v)
+    const b = outcome(slow, v)
+    if (calls() > before) {
+      if (a !== b && differ++ < 3) t.fail(`#${i}: ${a} !== ${b}`)
+      continue
+    }
+    fastPath++
+    // Ours: the same float32 values, each number in its shortest text.
+    const ours = JSON.parse(a.slice(3))
+    const theirs = JSON.parse(b.slice(3))
+    const f32 = (x: { outputs: number[][], mean: number }) => ({ ...x, outputs: x.outputs.map(row => row.map(Math.fround)), mean: Math.fround(x.mean) })
+    if (JSON.stringify(f32(ours)) !== JSON.stringify(f32(theirs)) || a.length > b.length) {
+      if (differ++ < 3) t.fail(`#${i}: ${a} against ${b}`)
+    }
+  }
+  t.equal(differ, 0, '3000 values')
+  t.ok(fastPath >= 1000, `the writer answered ${fastPath} of them itself`)
+})
+
 t.test('schemas outside the subset, or without a number array, keep fast-json-stringify', async t => {
   const slow = (v: unknown) => String(v)
   for (const schema of [
@@ -158,6 +192,8 @@ t.test('schemas outside the subset, or without a number array, keep fast-json-st
     { type: 'array', items: { type: 'date' } },
     { type: 'object', properties: { x: Row }, required: 'x' },
     Type.Array(Type.Any()),
+    Type.Array(Type.Number({ format: 'double' })),
+    Type.Array(Type.Integer({ format: 'float' })),
     { type: 'object' },
     undefined,
   ]) {
@@ -197,4 +233,22 @@ t.test('a responder returning number arrays answers the same bytes through the a
   const bad = await app.inject({ method: 'POST', url: '/scores', payload: { n: -1 } })
   t.equal(bad.statusCode, 500, 'NaN cannot be written: fast-json-stringify refuses it, as before')
   t.same(bad.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 }, 'in the error format, without the serializer\'s message')
+})
+
+t.test("a responder's format: 'float' numbers answer in float32's shortest text through the app", async t => {
+  class Logits extends Resource {
+    onPost = responder({
+      schema: { response: { 200: Type.Object({ logits: Type.Array(Type.Number({ format: 'float' })) }) } },
+      handler: async () => ({ logits: Array.from(Float32Array.from([0.1, -2.2, 1e-7, 123456.78])) }),
+    })
+  }
+  const app = await createApp({ modelsDir: '/nonexistent' })
+  t.teardown(() => app.close())
+  app.mount('/logits', new Logits())
+  await app.loadResources()
+  const res = await app.inject({ method: 'POST', url: '/logits' })
+  t.equal(res.statusCode, 200)
+  t.equal(res.body, '{"logits":[0.1,-2.2,1e-7,123456.78]}')
+  const docs = await app.inject({ url: '/openapi.json' })
+  t.match(docs.body, '"format":"float"', 'the OpenAPI document says float')
 })
