@@ -27,6 +27,8 @@ const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i)
 const NEG_POW10 = [1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 /** Bytes one number can take: '-0.00000' and 9 digits (the fast path), or a double's text (at most 25). */
 const MAX_NUMBER_BYTES = 26
+/** The buffer kept between calls grows up to this (answers of about 40,000 numbers); bigger ones allocate their own. */
+const MAX_SCRATCH_BYTES = 1024 * 1024
 let scratch = Buffer.allocUnsafe(64 * 1024)
 
 /**
@@ -36,8 +38,9 @@ let scratch = Buffer.allocUnsafe(64 * 1024)
  */
 export function float32ArrayJson (values: ArrayLike<number>, start = 0, end = values.length): string | undefined {
   const need = 2 + (end - start) * MAX_NUMBER_BYTES
-  if (scratch.length < need) scratch = Buffer.allocUnsafe(Math.max(need, scratch.length * 2))
-  const out = scratch
+  if (scratch.length < need && need <= MAX_SCRATCH_BYTES) scratch = Buffer.allocUnsafe(Math.max(need, Math.min(scratch.length * 2, MAX_SCRATCH_BYTES)))
+  // A bigger answer gets a buffer of its own, freed with it.
+  const out = scratch.length >= need ? scratch : Buffer.allocUnsafe(need)
   let pos = 0
   out[pos++] = 91 // [
   for (let i = start; i < end; i++) {

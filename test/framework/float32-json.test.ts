@@ -99,4 +99,8 @@ t.test('arrays: typed or plain, a slice, any length; undefined if one value is n
   const text = float32ArrayJson(big)!
   t.same(JSON.parse(text).map(Math.fround), Array.from(big))
   t.ok(text.length < JSON.stringify(Array.from(big)).length * 0.7, 'shorter than the doubles\' text')
+  // Over the kept buffer's cap (1 MB): a buffer of its own, the same text.
+  const huge = Float32Array.from({ length: 60_000 }, (_, i) => Math.cos(i))
+  t.same(JSON.parse(float32ArrayJson(huge)!).map(Math.fround), Array.from(huge))
+  t.equal(float32ArrayJson(f), '[1.5,-0.25,0.1,1e-7]', 'and the kept buffer still works after it')
 })
