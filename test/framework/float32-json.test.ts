@@ -2,6 +2,7 @@
 // same float32, checked against toPrecision's search over every digit count.
 import t from 'tap'
 import { float32ArrayJson, float32Json } from '../../framework/float32-json.ts'
+import { seededRandom } from '../../framework/onnx-builder.ts'
 
 /** The reference: the fewest significant digits p whose toPrecision reads back as x, in JavaScript's own number text. */
 function shortest (x: number): string {
@@ -14,20 +15,10 @@ function shortest (x: number): string {
   throw new Error(`no 9-digit text for ${x}`)
 }
 
-// A small seeded generator (mulberry32), so a failure names a reproducible case.
-function rng (seed: number) {
-  return () => {
-    seed = (seed + 0x6D2B79F5) | 0
-    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 t.test('every kind of float32: the shortest text, and it reads back as the same float32', async t => {
   const bits = new Uint32Array(1)
   const f = new Float32Array(bits.buffer)
-  const r = rng(42)
+  const r = seededRandom(42)
   let checked = 0
   let wrong = 0
   const check = (x: number) => {
