@@ -372,6 +372,7 @@ async function main () {
   ].filter(group => !FLOOD_ONLY && (!ONLY || ONLY.has(group[0].model.replace(/^\//, ''))))
   // Warm up every target (JIT, sessions' first batch sizes); not measured.
   for (const group of groups) for (const tgt of group) await warm(tgt.url, tgt.bodies, tgt.extra)
+  notes.push(await answersAgree(groups))
   const samples = new Map<string, { tgt: Target, c: number, runs: LoadResult[] }>()
   for (let round = 0; round < ROUNDS; round++) {
     for (const group of groups) {
@@ -395,7 +396,7 @@ async function main () {
   if (ONLY) {
     await stopServers()
     rmSync(dir, { recursive: true, force: true })
-    writeFileSync(join(root, 'bench', 'RESULTS.partial.md'), report({ rows, raw, rss, starts: [], notes: [`Partial run: BENCH_ONLY=${process.env.BENCH_ONLY}.`] }))
+    writeFileSync(join(root, 'bench', 'RESULTS.partial.md'), report({ rows, raw, rss, starts: [], notes: [...notes, `Partial run: BENCH_ONLY=${process.env.BENCH_ONLY}.`] }))
     log('wrote bench/RESULTS.partial.md')
     return
   }
@@ -458,6 +459,42 @@ async function main () {
 
 const f0 = (n: number) => Math.round(n).toLocaleString('en-US')
 const f1 = (n: number) => n === undefined || Number.isNaN(n) ? '-' : n.toFixed(n < 10 ? 2 : 1)
+
+/**
+ * Checks that every target of a group answers its first two examples as the
+ * baseline does: the same numbers as float32 (the framework writes float32's
+ * shortest digits, the baseline JSON.stringify's doubles), or for /ner and
+ * /pos the same answer. OIP binary and the NLP routes' OIP rows (scores, not
+ * tags) are not compared. Throws on a difference: a faster wrong answer is
+ * no result.
+ */
+async function answersAgree (groups: Array<Array<{ target: string, model: string, url: string, bodies: string[], extra?: { base64?: boolean } }>>): Promise<string> {
+  const numbers = (v: unknown): number[] => {
+    const o = v as { outputs: unknown }
+    const flat = Array.isArray(o.outputs) && (o.outputs[0] as { data?: unknown })?.data !== undefined
+      ? (o.outputs[0] as { data: number[] }).data // OIP JSON
+      : (o.outputs as number[][]).flat()
+    return flat.map(Math.fround)
+  }
+  let compared = 0
+  for (const group of groups) {
+    const nlp = group[0].model.startsWith('/')
+    for (const example of [0, 1]) {
+      let want: string | undefined
+      for (const tgt of group) {
+        if (tgt.extra?.base64 || tgt.target === FLOOR || (nlp && tgt.target.includes('OIP'))) continue
+        // Every target's bodies are the same examples in the same order (OIP JSON's in OIP's shape).
+        const res = await fetch(tgt.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: tgt.bodies[example] })
+        const answer = await res.json()
+        const got = JSON.stringify(nlp ? answer : numbers(answer))
+        if (!res.ok || (want !== undefined && got !== want)) throw new Error(`${tgt.target} on ${tgt.model} answered ${res.status} ${got.slice(0, 200)}; the baseline ${want?.slice(0, 200)}`)
+        want ??= got
+        compared++
+      }
+    }
+  }
+  return `Answers checked before measuring: ${compared} answers (each group's first two examples, from the baseline, the resource route and OIP JSON; /ner and /pos from the baseline and the resource route) carry the baseline's values, as float32.`
+}
 
 function report ({ rows, raw, rss, flood, starts, notes }: {
   rows: Row[], raw: RawRow[],
