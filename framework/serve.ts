@@ -74,6 +74,23 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   const log: FastifyBaseLogger = app.log
 
   let stopping = false
+  // Requests in flight: the graceful timeout stops these, if any, and an
+  // idle server (always, with --graceful-timeout 0) closes and exits 0. A
+  // request that arrives past the timeout (on a connection opened before the
+  // drain) is stopped as it arrives.
+  let inFlight = 0
+  let late = false
+  const stopInFlight = () => {
+    late = true
+    if (inFlight === 0) return
+    log.warn('graceful timeout reached: stopping with requests still in flight')
+    exit(1)
+  }
+  app.server.on('request', (_req, res) => {
+    inFlight++
+    res.once('close', () => inFlight--)
+    if (late) stopInFlight()
+  })
   const exit = (code: number) => {
     // Let the logger flush its last lines before the process goes.
     setImmediate(() => {
@@ -91,11 +108,7 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
     stopping = true
     log.info({ signal, gracefulTimeout: settings.gracefulTimeout }, 'draining: finishing in-flight requests')
     app.drain()
-    const timer = setTimeout(() => {
-      log.warn('graceful timeout reached: stopping with requests still in flight')
-      exit(1)
-    }, settings.gracefulTimeout * 1000)
-    timer.unref()
+    setTimeout(stopInFlight, settings.gracefulTimeout * 1000).unref()
     // For a moment, keep accepting: responses now carry `Connection: close`,
     // so busy keep-alive clients leave on their own rather than have an idle
     // connection closed under a request they are sending.

@@ -1,6 +1,7 @@
 // server.ts as a real process, as an operator meets it: start-up errors
 // (a bad --app, a port in use, an IPv6 host) and signals (TTIN/TTOU alone, a
-// HUP during the import, INT during a drain, USR1 and USR2), and
+// HUP during the import, INT during a drain, TERM with
+// --graceful-timeout 0, USR1 and USR2), and
 // scripts/start.sh. A file of its own: with test/server.test.ts's, the tests
 // would outlast tap's timeout for one file.
 import t, { type Test } from 'tap'
@@ -187,4 +188,22 @@ t.test('cluster: a HUP whose replacements fail to load their models leaves the o
   for (let i = 0; i < 4; i++) t.equal((await post(server.port, '/scale', { rows: [[5.1, 3.5, 1.4, 0.2]] })).status, 200, 'the old workers serve')
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('--graceful-timeout 0: an idle server exits 0 at once on TERM; one with a request in flight stops it at once', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1000) })
+  const idle = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--graceful-timeout', '0'])
+  // A keep-alive connection left idle by an answered request is no request in flight.
+  t.equal((await post(idle.port, '/scale', { rows: [[5.1, 3.5, 1.4, 0.2]] })).status, 200)
+  idle.proc.kill('SIGTERM')
+  t.same(await within(idle.exited, 5000), { code: 0, signal: null }, 'idle: exit 0')
+  t.notOk(idle.lines.some(l => l.msg?.startsWith('graceful timeout reached')), 'idle: no request reported in flight')
+
+  const busy = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--graceful-timeout', '0'])
+  const inFlight = post(busy.port, '/slow', { x: 1 }).catch((err: Error) => err)
+  await busy.waitFor(l => l.req?.url === '/slow')
+  busy.proc.kill('SIGTERM')
+  // Killed outright: the model is computing, which process.exit() cannot interrupt.
+  t.same(await within(busy.exited, 5000), { code: null, signal: 'SIGKILL' }, 'busy: stopped at once')
+  t.type(await inFlight, Error, 'the request in flight was cut')
 })
