@@ -214,7 +214,8 @@ const axisLabel = (declared: number | string | undefined, axis: number) =>
 /** Stacks compatible requests along axis 0, padding dynamic axes to the batch's longest. */
 export function mergeFeeds (batch: Array<Record<string, Tensor>>, shape: ModelShape, padValue = 0): MergedBatch {
   const rows = batch.map(f => rowsOf(f)!)
-  const feeds: Record<string, Tensor> = {}
+  // No prototype: an input may be named '__proto__'.
+  const feeds: Record<string, Tensor> = Object.create(null)
   const padded: MergedBatch['padded'] = new Map()
   // Each request's sizes on every dynamic axis, by label (padded or not).
   const sizesOf = new Map<string, string>()
@@ -272,7 +273,8 @@ function paddedAxisOf (name: string, info: TensorInfo | undefined, axis: number,
 export function splitOutputs (outputs: Record<string, Tensor>, merged: MergedBatch, shape: ModelShape): Array<Record<string, Tensor>> {
   const { rows, padded } = merged
   const total = rows.reduce((a, b) => a + b, 0)
-  const results: Array<Record<string, Tensor>> = rows.map(() => ({}))
+  // No prototype: an output may be named '__proto__'.
+  const results: Array<Record<string, Tensor>> = rows.map(() => Object.create(null))
   if (rows.length === 1) return [outputs]
   for (const [name, t] of Object.entries(outputs)) {
     if (t.dims[0] !== total) throw new Error(`output '${name}' has ${t.dims[0]} rows for a batch of ${total}; the model does not batch along axis 0`)

@@ -19,16 +19,48 @@ function describe (meta) {
   return meta.map(m => ({ name: m.name, type: m.isTensor ? m.type : 'non-tensor', shape: m.isTensor ? [...m.shape] : [] }))
 }
 
+// Tensors by name are kept in objects without a prototype: a model's input
+// or output may be named '__proto__', which a plain object takes for its
+// prototype, or 'toString', which it answers from Object.prototype.
 function toOrt (feeds) {
-  const out = {}
+  const out = Object.create(null)
   for (const [name, t] of Object.entries(feeds)) out[name] = new ort.Tensor(t.type, t.data, t.dims)
   return out
 }
 
-function fromOrt (results) {
-  const out = {}
-  for (const [name, t] of Object.entries(results)) out[name] = { type: t.type, data: t.data, dims: [...t.dims] }
+function fromOrt (results, names) {
+  const out = Object.create(null)
+  for (const name of names) {
+    const t = results[name]
+    out[name] = { type: t.type, data: t.data, dims: [...t.dims] }
+  }
   return out
+}
+
+/** Whether a plain object answers this name from its prototype. */
+const inherited = name => name in Object.prototype
+
+/**
+ * Runs a session; the results by output name, with the names asked for (all
+ * the model's when none are). onnxruntime-common's session.run keeps the
+ * outputs to fetch and its results in plain objects, and the binding looks
+ * names up through their prototypes: an output named '__proto__' is never
+ * computed, and one named 'toString' that is not asked for is taken for a
+ * tensor given to fill (the run fails). For a model with such outputs the
+ * session's handler (the binding's run, which session.run wraps) is called
+ * with objects without a prototype; the binding sets a '__proto__' result
+ * as its answer's prototype, where it is taken back from.
+ */
+async function runSession (session, feeds, outputs) {
+  const names = outputs ?? session.outputNames
+  if (!session.outputNames.some(inherited)) return fromOrt(await session.run(feeds, outputs), names)
+  const fetches = Object.create(null)
+  for (const name of names) fetches[name] = null
+  const results = await session.handler.run(feeds, fetches, {})
+  if (names.includes('__proto__') && !Object.hasOwn(results, '__proto__')) {
+    Object.defineProperty(results, '__proto__', { value: Object.getPrototypeOf(results), enumerable: true })
+  }
+  return fromOrt(results, names)
 }
 
 /** Sessions by key, with the options every session of this runtime gets. */
@@ -61,8 +93,8 @@ export function createRuntime (sessionOptions = {}) {
       const session = sessions.get(key)
       if (!session) throw new Error(`model ${key} is not loaded in this thread`)
       const started = performance.now()
-      const results = await session.run(toOrt(feeds), outputs ?? undefined)
-      return { outputs: fromOrt(results), computeUs: (performance.now() - started) * 1000 }
+      const results = await runSession(session, toOrt(feeds), outputs ?? undefined)
+      return { outputs: results, computeUs: (performance.now() - started) * 1000 }
     },
     unload ({ key }) {
       return inOrder(key, async () => {

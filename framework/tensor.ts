@@ -72,7 +72,7 @@ export function checkContract (contract: ModelContract, actual: { inputs: Tensor
     }
     if (kind === 'input') {
       for (const info of got) {
-        if (!(info.name in expected)) problems.push(`input '${info.name}': not expected by the resource (expected only ${Object.keys(expected).map(n => `'${n}'`).join(', ')})`)
+        if (!Object.hasOwn(expected, info.name)) problems.push(`input '${info.name}': not expected by the resource (expected only ${Object.keys(expected).map(n => `'${n}'`).join(', ')})`)
       }
     }
   }

@@ -73,6 +73,14 @@ t.test('a wrong model fails at load with expected and actual', async t => {
   await t.rejects(s.load('add', { inputs: {}, outputs: {} }), /input 'x': not expected by the resource/)
 })
 
+t.test('an input named after an Object.prototype member that the resource does not expect is reported', async t => {
+  const info = (name: string) => ({ name, type: 'float32' as const, shape: [-1, 4] })
+  for (const name of ['toString', '__proto__']) {
+    t.same(checkContract({ inputs: { x: addContract.inputs.x }, outputs: {} }, { inputs: [info('x'), info(name)], outputs: [] }),
+      [`input '${name}': not expected by the resource (expected only 'x')`])
+  }
+})
+
 t.test('a corrupt model or a bad config fails naming the file', async t => {
   const s = store(t, { 'corrupt.onnx': 'this is not protobuf', 'cfg/model.onnx': addModel(), 'cfg/config.json': '{oops' })
   await t.rejects(s.load('corrupt'), /cannot load model 'corrupt' from .*corrupt\.onnx/)

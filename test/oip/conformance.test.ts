@@ -546,3 +546,63 @@ t.test('shared memory regions (an extension this server lacks) are refused for i
   t.equal(input.statusCode, 400, input.body)
   t.match(input.json(), { code: 'BAD_REQUEST', error: /input 'x': the shared memory extensions are not supported/ })
 })
+
+t.test('tensors named __proto__: a model\'s inputs and outputs are served, alone and batched; a request naming one the model lacks is a 400', async t => {
+  const outputs = buildModel({
+    name: 'proto_out',
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 2] }],
+    outputs: [{ name: '__proto__', type: 'float32', shape: ['batch', 2] }, { name: 'hasOwnProperty', type: 'float32', shape: ['batch', 2] }],
+    initializers: [{ name: 'one', type: 'float32', dims: [1], data: new Float32Array([1]) }],
+    nodes: [
+      { op: 'Identity', inputs: ['x'], outputs: ['__proto__'] },
+      { op: 'Add', inputs: ['x', 'one'], outputs: ['hasOwnProperty'] },
+    ],
+  })
+  const inputs = buildModel({
+    name: 'proto_in',
+    inputs: [{ name: '__proto__', type: 'float32', shape: ['batch', 2] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch', 2] }],
+    nodes: [{ op: 'Identity', inputs: ['__proto__'], outputs: ['y'] }],
+  })
+  // Run inline (on the main thread) and on an inference thread (the tensors cross postMessage).
+  for (const inlineBelowUs of [50, 0]) {
+    const { app } = await oipApp(t, { 'out.onnx': outputs, 'in.onnx': inputs, 'twoway.onnx': twoWayModel() }, { inlineBelowUs })
+    const x = (name: string, v: number) => ({ name, shape: [1, 2], datatype: 'FP32', data: [v, 2] })
+    const res = await infer(app, '/v2/models/out/infer', { inputs: [x('x', 1)] })
+    t.equal(res.statusCode, 200, res.body)
+    t.same(res.json().outputs, [
+      { name: '__proto__', datatype: 'FP32', shape: [1, 2], data: [1, 2] },
+      { name: 'hasOwnProperty', datatype: 'FP32', shape: [1, 2], data: [2, 3] },
+    ])
+    const one = await infer(app, '/v2/models/out/infer', { inputs: [x('x', 1)], outputs: [{ name: '__proto__', parameters: { binary_data: true } }] })
+    t.equal(one.statusCode, 200, one.body)
+    const { json, binary } = splitBinary(one)
+    t.same(json.outputs, [{ name: '__proto__', datatype: 'FP32', shape: [1, 2], parameters: { binary_data_size: 8 } }])
+    t.same([...new Float32Array(binary.buffer.slice(binary.byteOffset, binary.byteOffset + 8))], [1, 2])
+    const fed = await infer(app, '/v2/models/in/infer', { inputs: [x('__proto__', 1)] })
+    t.equal(fed.statusCode, 200, fed.body)
+    t.same(fed.json().outputs, [{ name: 'y', datatype: 'FP32', shape: [1, 2], data: [1, 2] }])
+    // Concurrent requests are merged into one run and split back.
+    const values = [1, 2, 3, 4, 5, 6]
+    const many = await Promise.all(values.map(v => infer(app, '/v2/models/out/infer', { inputs: [x('x', v)] })))
+    const manyFed = await Promise.all(values.map(v => infer(app, '/v2/models/in/infer', { inputs: [x('__proto__', v)] })))
+    for (const [i, v] of values.entries()) {
+      t.equal(many[i].statusCode, 200, many[i].body)
+      t.same(many[i].json().outputs.map((o: { data: number[] }) => o.data), [[v, 2], [v + 1, 3]])
+      t.equal(manyFed[i].statusCode, 200, manyFed[i].body)
+      t.same(manyFed[i].json().outputs[0].data, [v, 2])
+    }
+    const metrics = (await app.inject({ url: '/metrics' })).body
+    const largest = (name: string) => Number(new RegExp(`^onnx_serve_model_largest_batch_items\\{[^}]*name="${name}"[^}]*\\} (\\d+)$`, 'm').exec(metrics)?.[1])
+    t.ok(largest('out') > 1, 'outputs split from a batch')
+    t.ok(largest('in') > 1, 'inputs merged into a batch')
+    // A model without such tensors: the names are unknown, as any other.
+    const ab = [x('a', 2), x('b', 4)]
+    const output = await infer(app, '/v2/models/twoway/infer', { inputs: ab, outputs: [{ name: '__proto__' }] })
+    t.equal(output.statusCode, 400, output.body)
+    t.match(output.json().error, /unknown output '__proto__'/)
+    const extra = await infer(app, '/v2/models/twoway/infer', { inputs: [...ab, x('__proto__', 1)] })
+    t.equal(extra.statusCode, 400, extra.body)
+    t.match(extra.json().error, /'__proto__'/)
+  }
+})
