@@ -185,8 +185,8 @@ export async function createApp (options: AppOptions): Promise<App> {
   app.setValidatorCompiler(({ schema, httpPart }) =>
     httpPart === 'body' ? strictAjv.compile(schema) : coercingAjv.compile(schema))
   installErrorHandlers(app)
-  // A client that leaves before its answer is counted in /metrics from the deadline's close listener.
-  installDeadlines(app, options.requestTimeoutMs ?? 30_000, (request, reply) => responses.clientGone?.(request, reply))
+  // Requests are counted in /metrics as their responses close (the deadline's close listener).
+  installDeadlines(app, options.requestTimeoutMs ?? 30_000, (request, reply, seconds) => responses.closed?.(request, reply, seconds))
   // JSON only: anything else is 415 (fastify would parse text/plain too).
   app.removeContentTypeParser('text/plain')
 

@@ -139,11 +139,12 @@ export function clientTimeoutMs (request: FastifyRequest): number | undefined {
 }
 
 /**
- * `onClientGone` is told of each request whose client left before its answer
- * was written: fastify runs no onResponse hook for it (the response never
- * finishes), so /metrics counts it from here.
+ * `onClosed` is told of each request as its response closes, with the
+ * seconds since it came: every response closes once, whether it finished or
+ * its client left (fastify's onResponse runs on 'finish' only), so /metrics
+ * counts requests from here.
  */
-export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number, onClientGone?: (request: FastifyRequest, reply: FastifyReply) => void) {
+export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number, onClosed?: (request: FastifyRequest, reply: FastifyReply, seconds: number) => void) {
   app.decorateRequest('deadline', null as unknown as RequestDeadline)
   app.decorateRequest('abortSignal', {
     getter (this: FastifyRequest) {
@@ -160,6 +161,8 @@ export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number
   })
   // A callback hook, not an async one: it runs on every request.
   app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    // Not reply.elapsedTime: fastify times a reply only for its logger or an onResponse hook.
+    const started = performance.now()
     const deadline = new RequestDeadline()
     request.deadline = deadline
     const routeMs = request.routeOptions.config?.timeoutMs ?? defaultTimeoutMs
@@ -170,10 +173,8 @@ export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number
     if (timeoutMs > 0) arm(state, timeoutMs)
     reply.raw.once('close', () => {
       clearTimeout(state.timer)
-      if (!reply.raw.writableFinished) {
-        deadline.abort(new ClientGoneError())
-        onClientGone?.(request, reply)
-      }
+      if (!reply.raw.writableFinished) deadline.abort(new ClientGoneError())
+      onClosed?.(request, reply, (performance.now() - started) / 1000)
     })
     done()
   })

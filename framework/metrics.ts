@@ -1,9 +1,9 @@
 // Prometheus metrics at GET /metrics, in the text exposition format:
 // - the process (prom-client's default metrics: CPU, memory, event-loop lag,
 //   GC, handles), collected once per process and shared by every app in it;
-// - HTTP requests, counted and timed by method, route template and status, in
-//   one callback `onResponse` hook (a histogram observation per request, about
-//   half a microsecond; the counter is read off the histogram at scrape time);
+// - HTTP requests, counted and timed by method, route template and status, as
+//   each response closes (a histogram observation per request, about half a
+//   microsecond; the counter is read off the histogram at scrape time);
 // - every loaded model's queue and counters, read from the inference pool at
 //   scrape time (`collect`), so nothing is done per inference;
 // - the app's lifecycle state.
@@ -22,12 +22,13 @@
 // counters of exited workers in the sum. If the gathering fails (a worker
 // silent for 5 s, the primary gone), the scrape gets 503.
 //
-// Register it before the routes it should count (createApp does): the hook is
-// added to the root instance, so plugins registered afterwards inherit it.
-// Answers the hook never sees are counted through a ResponseCounter that
-// createApp wires: requests refused in the HTTP server's handler, before
-// fastify (its early refusal), paths that do not decode, and requests whose
-// client left before their answer (499, from the deadline's close listener).
+// Requests reach it through a ResponseCounter that createApp wires: each
+// request fastify handles as its response closes (the deadline's close
+// listener: a client that left before any answer gives 499), and the answers
+// given outside fastify's lifecycle, requests refused in the HTTP server's
+// handler (its early refusal) and paths that do not decode. Without one, it
+// counts in an onResponse hook on the root instance (register it before the
+// routes it should count), which misses requests whose response never finishes.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import type { Lifecycle, LifecycleState } from './create-app.ts'
@@ -47,18 +48,17 @@ export interface MetricsOptions {
 }
 
 /**
- * Counts an answer given outside fastify's lifecycle, which runs no
- * onResponse hook for it: early overload refusals and paths that do not
- * decode (framework/create-app.ts). Set by the metrics plugin.
+ * How createApp hands the metrics plugin its requests (set by the plugin).
  */
 export interface ResponseCounter {
+  /** An answer given outside fastify's lifecycle: early overload refusals and paths that do not decode. */
   observe?: (method: string, route: string, statusCode: number, seconds: number) => void
   /**
-   * A request whose client left before its answer was written (the deadline's
-   * close listener tells): its response never finishes, so fastify runs no
-   * onResponse hook for it.
+   * A request whose response closed (the deadline's close listener tells),
+   * finished or not, `seconds` after it came: every request fastify
+   * handles, counted once.
    */
-  clientGone?: (request: FastifyRequest, reply: FastifyReply) => void
+  closed?: (request: FastifyRequest, reply: FastifyReply, seconds: number) => void
 }
 
 /**
@@ -227,25 +227,25 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
       }
     },
   })
-  app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+  const count = (request: FastifyRequest, reply: FastifyReply, seconds: number) => {
     const route = request.routeOptions.url ?? UNMATCHED_ROUTE
-    if (route !== '/metrics') {
-      duration.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000)
-    }
-    done()
-  })
+    if (route === '/metrics') return
+    // Headers not sent: the client left before any answer. Sent: the status
+    // it was answered (or was getting when it left during the body).
+    const status = reply.raw.headersSent ? reply.statusCode : CLIENT_CLOSED_REQUEST
+    duration.observe({ method: request.method, route, status_code: status }, seconds)
+  }
   if (counter) {
     counter.observe = (method, route, statusCode, seconds) => duration.observe({ method, route, status_code: statusCode }, seconds)
-    counter.clientGone = (request, reply) => {
-      const route = request.routeOptions.url ?? UNMATCHED_ROUTE
-      // An answer the app ended is left to onResponse: inject() closes every
-      // response without flushing it. (A real one whose client leaves while
-      // its last bytes are sent is then counted by neither.)
-      if (reply.raw.writableEnded || route === '/metrics') return
-      // Headers already sent (the client left during the body): the status it got.
-      const status = reply.raw.headersSent ? reply.statusCode : CLIENT_CLOSED_REQUEST
-      duration.observe({ method: request.method, route, status_code: status }, reply.elapsedTime / 1000)
-    }
+    // On the response's close, which comes once for every response: onResponse
+    // (on 'finish') misses an answer ended as its client leaves, whose
+    // response closes and never finishes.
+    counter.closed = count
+  } else {
+    app.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+      count(request, reply, reply.elapsedTime / 1000)
+      done()
+    })
   }
 
   // Models, read at scrape time. Labels are worked out once per key, and the

@@ -10,6 +10,7 @@ import { RowsResource, SEQ_VOCAB, affineModel, sequenceModel, slowAffineModel } 
 import { metricsRoutes, UNMATCHED_ROUTE } from '../../framework/metrics.ts'
 import { openInferenceProtocol } from '../../framework/oip.ts'
 import type { App, AppOptions } from '../../framework/create-app.ts'
+import type { FastifyReply } from 'fastify'
 
 interface Sample { name: string, labels: Record<string, string>, value: number }
 
@@ -257,6 +258,44 @@ t.test('a request whose client leaves before its answer is counted, as 499, with
   const seconds = value(samples, 'http_request_duration_seconds_sum', gone('/slow'))
   // Left after 150 ms (a loaded host sees the close later, but not seconds later).
   t.ok(seconds >= 0.1 && seconds < 1.5, `timed until the client left: ${seconds} s`)
+})
+
+t.test('an answer the app ends as its client leaves is counted once, whether or not its last bytes went out', async t => {
+  const a = await bareApp(t)
+  const closed: Array<Promise<void>> = []
+  const watch = (reply: FastifyReply) => closed.push(new Promise(resolve => reply.raw.once('close', () => resolve())))
+  // Ended at once, and finished only once the client read it all: the client leaves after its first bytes.
+  a.get('/big', async (_request, reply) => {
+    watch(reply)
+    return reply.type('application/octet-stream').send(Buffer.alloc(64 * 1024 * 1024))
+  })
+  // Answered in the tick the client's leaving is seen: the socket is gone, the response is
+  // ended, and it never finishes (no onResponse).
+  let handling!: () => void
+  const handled = new Promise<void>(resolve => { handling = resolve })
+  a.get('/late', (request, reply) => {
+    watch(reply)
+    request.raw.socket.once('end', () => reply.send({ late: true }))
+    handling()
+  })
+  await a.ready()
+  await a.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = a.server.address() as { port: number }
+  await new Promise<void>((resolve, reject) => {
+    httpRequest({ port, host: '127.0.0.1', path: '/big' }, res => res.once('data', () => { res.destroy(); resolve() })).on('error', reject).end()
+  })
+  const late = httpRequest({ port, host: '127.0.0.1', path: '/late' }).on('error', () => {})
+  late.end()
+  await handled
+  late.destroy()
+  while (closed.length < 2) await new Promise(resolve => setTimeout(resolve, 10))
+  await Promise.all(closed)
+  // onResponse (on 'finish') would have run by now; the close listener already has.
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const { samples } = await scrape(t, a)
+  const counted = (route: string) => find(samples, 'http_requests_total', { route }).map(s => [s.labels.status_code, s.value])
+  t.same(counted('/big'), [['200', 1]], 'counted once, as the 200 the client was getting')
+  t.same(counted('/late'), [['200', 1]], 'counted once, under the status it was answered')
 })
 
 t.test('model counters never go down while a batch that did not split back is rerun request by request', async t => {
