@@ -150,12 +150,21 @@ function allocate (type: Tensor['type'], length: number, fill?: number): Data {
   if (type === 'string') return new Array<string>(length).fill('')
   const Ctor = TYPED_ARRAYS[type as keyof typeof TYPED_ARRAYS]
   const out = new Ctor(length)
-  if (fill !== undefined && fill !== 0) {
-    if (out instanceof BigInt64Array || out instanceof BigUint64Array) out.fill(BigInt(fill))
-    else (out as Float32Array).fill(fill)
-  }
+  if (fill !== undefined && fill !== 0) fillWith(out, fill)
   return out
 }
+
+function fillWith (data: Data, value: number) {
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) data.fill(BigInt(value))
+  else (data as Float32Array).fill(value)
+}
+
+/**
+ * Hands mergeFeeds a typed array of `length` elements of `type` to merge
+ * into, holding anything (it is overwritten), or nothing (a fresh one is
+ * allocated).
+ */
+export type Scratch = (type: Tensor['type'], length: number) => Data | undefined
 
 const product = (dims: number[], from = 0) => dims.slice(from).reduce((a, b) => a * b, 1)
 
@@ -211,8 +220,11 @@ export interface PaddedAxis { axis: number, size: number, sizes: number[], ambig
 const axisLabel = (declared: number | string | undefined, axis: number) =>
   typeof declared === 'string' && declared !== '' ? declared : `#${axis}`
 
-/** Stacks compatible requests along axis 0, padding dynamic axes to the batch's longest. */
-export function mergeFeeds (batch: Array<Record<string, Tensor>>, shape: ModelShape, padValue = 0): MergedBatch {
+/**
+ * Stacks compatible requests along axis 0, padding dynamic axes to the
+ * batch's longest; into arrays `scratch` hands, when it does.
+ */
+export function mergeFeeds (batch: Array<Record<string, Tensor>>, shape: ModelShape, padValue = 0, scratch?: Scratch): MergedBatch {
   const rows = batch.map(f => rowsOf(f)!)
   // No prototype: an input may be named '__proto__'.
   const feeds: Record<string, Tensor> = Object.create(null)
@@ -239,7 +251,10 @@ export function mergeFeeds (batch: Array<Record<string, Tensor>>, shape: ModelSh
       }
     }
     const needsPad = dims.slice(1).some((d, i) => batch.some(f => f[name].dims[i + 1] !== d))
-    const data = allocate(first.type, product(dims), needsPad ? padValue : undefined)
+    // Every element is copied over but the padding, which a reused array must be given.
+    const reused = first.type === 'string' ? undefined : scratch?.(first.type, product(dims))
+    if (reused && needsPad) fillWith(reused, padValue)
+    const data = reused ?? allocate(first.type, product(dims), needsPad ? padValue : undefined)
     const rowStride = product(dims, 1)
     let offset = 0
     for (const f of batch) {

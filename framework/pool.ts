@@ -34,7 +34,7 @@ import { statSync } from 'node:fs'
 import { Worker } from 'node:worker_threads'
 import { TRANSFER_MIN_BYTES, createRuntime, sessionOptions, type Runtime } from './inference-core.js'
 import { availableParallelism } from 'node:os'
-import type { TensorInfo, Tensor } from './tensor.ts'
+import { TYPED_ARRAYS, type TensorInfo, type Tensor } from './tensor.ts'
 import type { AbortSignalLike } from './deadline.ts'
 import {
   DEFAULT_BATCH_OPTIONS, compatible, mergeFeeds, modelBatches, rowsOf, splitOutputs, validateBatchOptions,
@@ -51,6 +51,17 @@ const WORKER_URL = new URL('./inference-worker.js', import.meta.url)
  * threads, but the event loop must not stall for long.
  */
 const INLINE_RUN_MAX_US = 1000
+
+/**
+ * A merged batch's input buffer that came back from its run is kept for the
+ * next merge, from this size up: a fresh buffer's pages are faulted in as the
+ * merge first writes them, which was most of its cost (63 long /ner texts,
+ * 46 MB: 24 ms of the main thread at best, 4.5 ms into a reused buffer).
+ * The largest `SPARES` are kept: memory a batch that large took anyway
+ * (for /ner, at most its maxBatchTokens: 69 MB).
+ */
+const SPARE_MIN_BYTES = 1 << 20
+const SPARES = 1
 
 export interface PoolOptions {
   /** Number of inference threads. */
@@ -540,6 +551,26 @@ export class InferencePool {
 
   private mainRuntime?: Runtime
 
+  /** Buffers for merging batches into (see SPARE_MIN_BYTES), largest first. */
+  private spares: ArrayBuffer[] = []
+
+  /** A spare buffer big enough for a merged input, if any, taken out of the spares. */
+  private takeSpare = (type: Tensor['type'], length: number): Tensor['data'] | undefined => {
+    const Ctor = TYPED_ARRAYS[type as keyof typeof TYPED_ARRAYS]
+    const bytes = length * Ctor.BYTES_PER_ELEMENT
+    if (bytes < SPARE_MIN_BYTES) return undefined
+    // The smallest that fits (the spares are sorted largest first).
+    let i = this.spares.length - 1
+    while (i >= 0 && this.spares[i].byteLength < bytes) i--
+    if (i < 0) return undefined
+    return new Ctor(this.spares.splice(i, 1)[0], 0, length)
+  }
+
+  private keepSpares (buffers: ArrayBuffer[]) {
+    for (const b of buffers) if (b.byteLength >= SPARE_MIN_BYTES) this.spares.push(b)
+    this.spares.sort((a, b) => b.byteLength - a.byteLength).length = Math.min(this.spares.length, SPARES)
+  }
+
   /** Whether this job is cheap enough to run here; starts loading the main-thread session once a model proves cheap. */
   private runsInline (q: ModelQueue, feeds: Record<string, Tensor>): boolean {
     const limit = this.options.inlineBelowUs ?? 0
@@ -769,19 +800,22 @@ export class InferencePool {
       if (!freed) { freed = true; thread.busy = false }
       this.drain()
     }
-    void this.compute(q, jobs, true, (feeds, outputs) => {
+    void this.compute(q, jobs, true, async (feeds, outputs, merged) => {
       const transfer: ArrayBuffer[] = []
       for (const t of Object.values(feeds)) {
-        // Only transfer buffers the job owns outright; views into a shared
-        // buffer (a slice of a request body) are copied by postMessage instead.
-        // Small ones are copied too: for a few kilobytes, detaching and
-        // re-wrapping a buffer costs more than copying it.
+        // Only transfer buffers the job owns outright (or a merge, the pool);
+        // views into a shared buffer (a slice of a request body) are copied by
+        // postMessage instead. Small ones are copied too: for a few kilobytes,
+        // detaching and re-wrapping a buffer costs more than copying it.
         if (ArrayBuffer.isView(t.data) && t.data.byteLength >= TRANSFER_MIN_BYTES && t.data.byteOffset === 0 &&
-            t.data.byteLength === t.data.buffer.byteLength && t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer)) {
+            (merged || t.data.byteLength === t.data.buffer.byteLength) && t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer)) {
           transfer.push(t.data.buffer)
         }
       }
-      return thread.call({ op: 'run', key: q.key, feeds, outputs }, transfer).finally(free)
+      const reply = await thread.call({ op: 'run', key: q.key, feeds, outputs }, transfer).finally(free)
+      // A merge's buffers come back with the answer: the next merge reuses them.
+      if (merged) this.keepSpares(reply.inputs ?? [])
+      return reply
     }).catch(err => failAll(jobs, err)).finally(free)
   }
 
@@ -791,9 +825,10 @@ export class InferencePool {
    */
   private async compute (
     q: ModelQueue, jobs: Job[], onThread: boolean,
-    runner: (feeds: Record<string, Tensor>, outputs?: string[]) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number }>,
+    runner: (feeds: Record<string, Tensor>, outputs: string[] | undefined, merged: boolean) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number }>,
   ): Promise<void> {
-    const merged = jobs.length > 1 ? mergeFeeds(jobs.map(j => j.feeds), q.shape!, q.options.padValue) : undefined
+    // On a thread, into the spare buffers the last merges' runs gave back (an inline run's are small).
+    const merged = jobs.length > 1 ? mergeFeeds(jobs.map(j => j.feeds), q.shape!, q.options.padValue, onThread ? this.takeSpare : undefined) : undefined
     const feeds = merged?.feeds ?? jobs[0].feeds
     const items = jobs.reduce((n, j) => n + j.items, 0)
     q.stats.batches++
@@ -804,7 +839,7 @@ export class InferencePool {
     q.stats.largestBatch = Math.max(q.stats.largestBatch, items)
     let result
     try {
-      result = await runner(feeds, jobs[0].outputs)
+      result = await runner(feeds, jobs[0].outputs, merged !== undefined)
     } catch (err) {
       const error = onThread ? err as Error : new InferenceError((err as Error).message)
       if (jobs.length === 1) {

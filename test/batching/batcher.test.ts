@@ -79,6 +79,23 @@ t.test('merge pads to the longest and split crops back', async t => {
   t.same(Array.from(parts[2].total.data as Float32Array), [30, 31, 32])
 })
 
+t.test('merge into a scratch array holding old data: the same feeds, padding included', async t => {
+  const batch = [ids([[1, 2]]), ids([[3, 4, 5], [6, 7, 8]]), ids([[9]])]
+  const buffer = new BigInt64Array(20).fill(-1n).buffer
+  const asked: Array<[string, number]> = []
+  for (const padValue of [0, 7]) {
+    const merged = mergeFeeds(batch, seqShape, padValue, (type, length) => { asked.push([type, length]); return new BigInt64Array(buffer, 0, length) })
+    t.equal((merged.feeds.ids.data as BigInt64Array).buffer, buffer, 'merged into the scratch array')
+    t.same(merged.feeds.ids.dims, [4, 3])
+    t.same(Array.from(merged.feeds.ids.data as BigInt64Array, Number), [1, 2, padValue, 3, 4, 5, 6, 7, 8, 9, padValue, padValue])
+    t.same(merged, mergeFeeds(batch, seqShape, padValue), 'what a fresh array gets')
+  }
+  t.same(asked, [['int64', 12], ['int64', 12]])
+  // Same lengths: no padding, every element copied over.
+  const same = mergeFeeds([ids([[1, 2]]), ids([[3, 4]])], seqShape, 0, (_type, length) => new BigInt64Array(buffer, 0, length))
+  t.same(Array.from(same.feeds.ids.data as BigInt64Array, Number), [1, 2, 3, 4])
+})
+
 t.test('split refuses outputs that do not follow the batch', async t => {
   const merged = mergeFeeds([ids([[1]]), ids([[2]])], seqShape)
   t.throws(() => splitOutputs({ total: { type: 'float32', data: new Float32Array(3), dims: [1, 3] } }, merged, seqShape), /1 rows for a batch of 2/)

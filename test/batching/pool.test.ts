@@ -76,6 +76,31 @@ t.test('results equal unbatched runs, with padding for different lengths', async
   })
 })
 
+t.test('a merged batch of a megabyte or more is merged into the buffer the last one gave back, with the same results', async t => {
+  const p = await pool(t)
+  p.configure('seq', { padValue: 0 })
+  // 16 requests of 5,000-10,000 ids (int64): merged, 1.3 MB.
+  const rounds = [[5000, 9000, 7000, 10000], [9000, 6000, 8000, 5000]].map((lengths, round) =>
+    Array.from({ length: 16 }, (_, k) => [Array.from({ length: lengths[k % 4] - k }, (_, i) => 1 + (round * 13 + k * 7 + i * 5) % (SEQ_VOCAB - 1))]))
+  const spares = () => (p as unknown as { spares: ArrayBuffer[] }).spares
+  for (const [round, inputs] of rounds.entries()) {
+    const alone: Array<Record<string, Tensor>> = []
+    for (const x of inputs) alone.push(await p.run('seq', { ids: ids(x) }))
+    const kept = [...spares()]
+    const busy = occupy(p)
+    const batched = await Promise.all(inputs.map(x => p.run('seq', { ids: ids(x) })))
+    await busy
+    t.equal(kept.length, round, round === 0 ? 'no buffer kept yet' : 'the first batch\'s buffer was kept')
+    t.ok(spares().length === 1 && spares()[0].byteLength >= 1 << 20, 'the batch\'s buffer came back')
+    if (round > 0) {
+      // Merged into, then sent to the thread (detached here), and back, the same size: no new buffer.
+      t.equal(kept[0].byteLength, 0, 'the second batch was merged into the first one\'s buffer')
+      t.equal(spares()[0].byteLength, 16 * 9997 * 8, 'which came back')
+    }
+    batched.forEach((out, k) => t.same(Array.from(out.scores.data as Float32Array), Array.from(alone[k].scores.data as Float32Array), `round ${round}: scores ${k}`))
+  }
+})
+
 t.test('a pad value an input\'s type cannot hold (0.5 for int64) does not fail batches: only same-length requests share one', async t => {
   const p = await pool(t)
   p.configure('seq', { padValue: 0.5 })
