@@ -254,7 +254,13 @@ class InferenceThread {
     const id = this.nextId++
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
-      this.worker.postMessage({ ...msg, id }, transfer)
+      try {
+        this.worker.postMessage({ ...msg, id }, transfer)
+      } catch (err) {
+        // Never sent (feeds that cannot be cloned): left pending, the thread would never be idle, and stop() would wait forever.
+        this.pending.delete(id)
+        reject(err)
+      }
     })
   }
 }

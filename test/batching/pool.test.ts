@@ -401,3 +401,20 @@ t.test('closing rejects what is queued', async t => {
   await busy
 })
 
+
+t.test('a job whose feeds cannot be sent to a thread fails alone, and the pool still closes', async t => {
+  const p = new InferencePool({ threads: 1, inlineBelowUs: 0 })
+  await p.load('affine', affineModel())
+  // A buffer that was given away (transferred) cannot be cloned to the thread.
+  const data = new Float32Array(4)
+  structuredClone(data.buffer, { transfer: [data.buffer] })
+  await t.rejects(p.run('affine', { x: { type: 'float32', data, dims: [1, 4] } }), /detached/)
+  t.same(toRows((await p.run('affine', { x: rows([[1, 2, 3, 4]]) })).y), [[3, 5, 7, 9]], 'the thread takes the next job')
+  let timer: NodeJS.Timeout | undefined
+  const closed = await Promise.race([
+    p.close().then(() => 'closed'),
+    new Promise(resolve => { timer = setTimeout(() => resolve('still closing after 5 s'), 5000) }),
+  ])
+  clearTimeout(timer)
+  t.equal(closed, 'closed')
+})
