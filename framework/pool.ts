@@ -808,13 +808,14 @@ export class InferencePool {
     }
     void this.compute(q, jobs, true, async (feeds, outputs, merged) => {
       const transfer: ArrayBuffer[] = []
-      for (const t of Object.values(feeds)) {
-        // Only transfer buffers the job owns outright (or a merge, the pool);
-        // views into a shared buffer (a slice of a request body) are copied by
-        // postMessage instead. Small ones are copied too: for a few kilobytes,
-        // detaching and re-wrapping a buffer costs more than copying it.
-        if (ArrayBuffer.isView(t.data) && t.data.byteLength >= TRANSFER_MIN_BYTES && t.data.byteOffset === 0 &&
-            (merged || t.data.byteLength === t.data.buffer.byteLength) && t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer)) {
+      // A merge's buffers are transferred: the pool made them (a merge into a
+      // spare may be shorter than its buffer; the whole spare goes). A lone
+      // job's feeds are the caller's, which may read or send them again
+      // (moved to the thread, they would be left empty), so they are copied.
+      // Small ones are copied too: for a few kilobytes, detaching and
+      // re-wrapping a buffer costs more than copying it.
+      for (const t of merged ? Object.values(feeds) : []) {
+        if (ArrayBuffer.isView(t.data) && t.data.byteLength >= TRANSFER_MIN_BYTES && t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer)) {
           transfer.push(t.data.buffer)
         }
       }

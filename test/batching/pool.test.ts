@@ -402,6 +402,17 @@ t.test('closing rejects what is queued', async t => {
 })
 
 
+t.test('a request that runs alone on a thread keeps its inputs: the caller may read or send them again', async t => {
+  const p = await pool(t, { threads: 1, inlineBelowUs: 0 })
+  // 1,024 rows of 4 float32: 16 kB, as large as a buffer the pool moves to a thread rather than copies.
+  const x: Tensor = { type: 'float32', data: new Float32Array(4096).map((_, i) => i % 7), dims: [1024, 4] }
+  const first = await p.run('affine', { x })
+  t.equal(x.data.length, 4096, 'the input is still there')
+  t.equal((x.data as Float32Array)[13], 6)
+  const again = await p.run('affine', { x })
+  t.same(Array.from(again.y.data as Float32Array), Array.from(first.y.data as Float32Array), 'the same feeds give the same answer again')
+})
+
 t.test('a job whose feeds cannot be sent to a thread fails alone, and the pool still closes', async t => {
   const p = new InferencePool({ threads: 1, inlineBelowUs: 0 })
   await p.load('affine', affineModel())
