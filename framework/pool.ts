@@ -834,8 +834,16 @@ export class InferencePool {
     q: ModelQueue, jobs: Job[], onThread: boolean,
     runner: (feeds: Record<string, Tensor>, outputs: string[] | undefined, merged: boolean) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number }>,
   ): Promise<void> {
-    // On a thread, into the spare buffers the last merges' runs gave back (an inline run's are small).
-    const merged = jobs.length > 1 ? mergeFeeds(jobs.map(j => j.feeds), q.shape!, q.options.padValue, onThread ? this.takeSpare : undefined) : undefined
+    let merged
+    try {
+      // On a thread, into the spare buffers the last merges' runs gave back (an inline run's are small).
+      merged = jobs.length > 1 ? mergeFeeds(jobs.map(j => j.feeds), q.shape!, q.options.padValue, onThread ? this.takeSpare : undefined) : undefined
+    } catch {
+      // Feeds that do not merge (data of another kind than their type, such
+      // as numbers for int64, which ONNX Runtime takes): each request runs
+      // alone, as it would have unbatched, rather than all of them failing.
+      return this.rerunAlone(q, jobs, onThread, false)
+    }
     const feeds = merged?.feeds ?? jobs[0].feeds
     const items = jobs.reduce((n, j) => n + j.items, 0)
     q.stats.batches++
@@ -877,11 +885,12 @@ export class InferencePool {
    * counted as computed with the batch, and their reruns are not counted
    * again: taking them back out of the counters would make /metrics'
    * counters go down, which Prometheus reads as a restart from zero.
+   * (Not `counted` when the batch never ran: their reruns are counted then.)
    */
-  private rerunAlone (q: ModelQueue, jobs: Job[], onThread: boolean) {
+  private rerunAlone (q: ModelQueue, jobs: Job[], onThread: boolean, counted = true) {
     for (const job of [...jobs].reverse()) {
       job.batchable = false
-      job.counted = true
+      job.counted = counted
       if (this.closed) { job.reject(new Error('inference pool is closed')); continue }
       if (job.signal?.aborted) { job.reject(new AbortedError(job.signal.reason)); continue }
       if (onThread) this.enqueue(q, job, true)

@@ -429,3 +429,18 @@ t.test('a job whose feeds cannot be sent to a thread fails alone, and the pool s
   clearTimeout(timer)
   t.equal(closed, 'closed')
 })
+
+t.test('feeds that do not merge into a batch run alone, as they would unbatched, and do not fail their neighbours', async t => {
+  const p = await pool(t)
+  // int64 ids as plain numbers: ONNX Runtime takes them (Tensor converts an
+  // array), but they cannot be copied into the batch's BigInt64Array.
+  const plain = { ids: { type: 'int64', data: [1, 2], dims: [1, 2] } as unknown as Tensor }
+  const alone = await p.run('seq', plain)
+  const busy = occupy(p)
+  const runs = [p.run('seq', { ids: ids([[3, 4]]) }), p.run('seq', plain), p.run('seq', { ids: ids([[5, 6]]) })]
+  const outs = await Promise.all(runs.map(r => r.then(o => o.scores.dims, (e: Error) => e.message)))
+  await busy
+  t.same(outs, [[1, 2, 3], [1, 2, 3], [1, 2, 3]], 'each answered')
+  t.same(Array.from((await runs[1]).scores.data as Float32Array), Array.from(alone.scores.data as Float32Array))
+  t.match(p.stats('seq'), { requests: 4, items: 4, failed: 0 }, 'each request counted once')
+})
