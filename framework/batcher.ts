@@ -104,10 +104,33 @@ const INT_RANGES: Partial<Record<Tensor['type'], [number, number]>> = {
   int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], uint64: [0, Number.MAX_SAFE_INTEGER],
 }
 
-/** Whether `padValue` is a value of `type` (0.5 is no int64: padding with it would throw). */
+/** Whether `padValue` is a value of `type` (0.5 is no int64: padding with it would throw; float16 ends at 65504). */
 const padFits = (type: Tensor['type'], padValue: number) => {
+  if (type === 'float16') return Math.abs(padValue) <= 65504
   const range = INT_RANGES[type]
   return !range || (Number.isInteger(padValue) && padValue >= range[0] && padValue <= range[1])
+}
+
+/**
+ * A number's float16 bits, rounded to nearest even: float16 data is a
+ * Uint16Array of bits, and filling it with the number itself pads with
+ * another value (1 is the bits of 6e-8).
+ */
+export function float16Bits (value: number): number {
+  const bits = new Uint32Array(new Float32Array([value]).buffer)[0]
+  const sign = (bits >>> 16) & 0x8000
+  const exponent = ((bits >>> 23) & 0xff) - 127 + 15
+  const mantissa = bits & 0x7fffff
+  if (exponent >= 0x1f) return sign | 0x7c00
+  // Subnormal (or zero): the implicit 1 shifts into the mantissa.
+  const shift = exponent > 0 ? 13 : 14 - exponent
+  if (shift > 24) return sign
+  const full = exponent > 0 ? mantissa : mantissa | 0x800000
+  let half = (exponent > 0 ? exponent << 10 : 0) | (full >>> shift)
+  const rest = full & ((1 << shift) - 1)
+  const middle = 1 << (shift - 1)
+  if (rest > middle || (rest === middle && (half & 1))) half++
+  return sign | half
 }
 
 /**
@@ -150,13 +173,14 @@ function allocate (type: Tensor['type'], length: number, fill?: number): Data {
   if (type === 'string') return new Array<string>(length).fill('')
   const Ctor = TYPED_ARRAYS[type as keyof typeof TYPED_ARRAYS]
   const out = new Ctor(length)
-  if (fill !== undefined && fill !== 0) fillWith(out, fill)
+  if (fill !== undefined && fill !== 0) fillWith(out, type, fill)
   return out
 }
 
-function fillWith (data: Data, value: number) {
+function fillWith (data: Data, type: Tensor['type'], value: number) {
   if (data instanceof BigInt64Array || data instanceof BigUint64Array) data.fill(BigInt(value))
-  else (data as Float32Array).fill(value)
+  // float16 data is a Uint16Array of the numbers' bits.
+  else (data as Float32Array).fill(type === 'float16' ? float16Bits(value) : value)
 }
 
 /**
@@ -253,7 +277,7 @@ export function mergeFeeds (batch: Array<Record<string, Tensor>>, shape: ModelSh
     const needsPad = dims.slice(1).some((d, i) => batch.some(f => f[name].dims[i + 1] !== d))
     // Every element is copied over but the padding, which a reused array must be given.
     const reused = first.type === 'string' ? undefined : scratch?.(first.type, product(dims))
-    if (reused && needsPad) fillWith(reused, padValue)
+    if (reused && needsPad) fillWith(reused, first.type, padValue)
     const data = reused ?? allocate(first.type, product(dims), needsPad ? padValue : undefined)
     const rowStride = product(dims, 1)
     let offset = 0

@@ -2,7 +2,7 @@
 // cropping, limits from config.json.
 import t from 'tap'
 import {
-  batchOptionsFromConfig, compatible, copyBlock, mergeFeeds, modelBatches, rowsOf, splitOutputs, validateBatchOptions,
+  batchOptionsFromConfig, compatible, copyBlock, float16Bits, mergeFeeds, modelBatches, rowsOf, splitOutputs, validateBatchOptions,
   type ModelShape,
 } from '../../framework/batcher.ts'
 import type { Tensor } from '../../framework/tensor.ts'
@@ -184,4 +184,19 @@ t.test('options are checked, and config.json names map to them', async t => {
   t.match(validateBatchOptions({ padValue: 'x' as never }), [/padValue must be a finite number/])
   t.same(batchOptionsFromConfig({ maxBatchSize: 16, maxQueueDelayMs: 1, padValue: 0, labels: [] }), { maxBatchItems: 16, maxDelayMs: 1, padValue: 0 })
   t.throws(() => batchOptionsFromConfig({ maxBatchSize: 1.5 }), /maxBatchSize must be a positive integer/)
+})
+
+t.test('float16Bits: a number as float16 bits, rounded to nearest even', async t => {
+  const cases: Array<[number, number]> = [
+    [0, 0], [-0, 0x8000], [1, 0x3c00], [-0.5, 0xb800], [0.1, 0x2e66], [-10000, 0xf0e2],
+    [65504, 0x7bff], [65520, 0x7c00], [1e9, 0x7c00], // the largest float16, then infinity
+    [2 ** -14, 0x0400], [2 ** -24, 1], [1.5 * 2 ** -24, 2], [0.5 * 2 ** -24, 0], // subnormals, ties to even
+    [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], // ties to even
+  ]
+  for (const [value, bits] of cases) t.equal(float16Bits(value), bits, String(value))
+  const padded = mergeFeeds([
+    { x: { type: 'float16', data: Uint16Array.from([0x4000, 0x4200]), dims: [1, 2] } },
+    { x: { type: 'float16', data: Uint16Array.from([0x4000]), dims: [1, 1] } },
+  ], { inputs: [{ name: 'x', type: 'float16', shape: ['batch', 'len'] }], outputs: [] }, -1)
+  t.same(Array.from(padded.feeds.x.data as Uint16Array), [0x4000, 0x4200, 0x4000, 0xbc00], 'padded with -1')
 })

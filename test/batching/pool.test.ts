@@ -444,3 +444,26 @@ t.test('feeds that do not merge into a batch run alone, as they would unbatched,
   t.same(Array.from((await runs[1]).scores.data as Float32Array), Array.from(alone.scores.data as Float32Array))
   t.match(p.stats('seq'), { requests: 4, items: 4, failed: 0 }, 'each request counted once')
 })
+
+t.test('float16 inputs are padded with the pad value itself, not with its number as raw bits', async t => {
+  const p = await pool(t)
+  // y = the product of each row's values: 1 is the neutral pad.
+  await p.load('half', buildModel({
+    name: 'half',
+    inputs: [{ name: 'x', type: 'float16', shape: ['batch', 'len'] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['batch'] }],
+    initializers: [{ name: 'axes', type: 'int64', dims: [1], data: BigInt64Array.from([1n]) }],
+    nodes: [
+      { op: 'Cast', inputs: ['x'], outputs: ['xf'], attributes: { to: 1 } },
+      { op: 'ReduceProd', inputs: ['xf', 'axes'], outputs: ['y'], attributes: { keepdims: 0 } },
+    ],
+    opset: 18,
+  }))
+  p.configure('half', { padValue: 1 })
+  // float16 data is its bits: 2 is 0x4000, 3 is 0x4200, -0.5 is 0xb800.
+  const half = (bits: number[]): Record<string, Tensor> => ({ x: { type: 'float16', data: Uint16Array.from(bits), dims: [1, bits.length] } })
+  const { alone, batched } = await aloneAndBatched(p, 'half', [half([0x4000, 0x4200, 0xb800]), half([0x4000]), half([0x4200, 0x4000])])
+  t.same(alone.map(a => a.y.data), [[-3], [2], [6]])
+  t.same(batched, alone, 'batched answers are the unbatched ones')
+  t.equal(p.stats('half').largestBatch, 3, 'they were batched, padded')
+})
