@@ -739,7 +739,9 @@ export class InferencePool {
       const head = q.jobs[0]
       if (!head || thread.missing.has(q.key)) continue
       const readyAt = head.enqueuedAt + q.options.maxDelayMs
-      if (q.options.maxDelayMs > 0 && q.options.maxQueueItems > 0 && readyAt > now && q.items < q.options.maxBatchItems && head.batchable) {
+      // A full queue cannot grow the batch either (a bound under the batch size): it goes now.
+      const fills = Math.min(q.options.maxBatchItems, q.options.maxQueueItems)
+      if (q.options.maxDelayMs > 0 && q.options.maxQueueItems > 0 && readyAt > now && q.items < fills && head.batchable) {
         wakeAt = Math.min(wakeAt, readyAt)
         continue
       }

@@ -355,6 +355,18 @@ t.test('a full batch does not wait for the delay', async t => {
   t.ok(performance.now() - t0 < 1000)
 })
 
+t.test('a full queue does not wait for the delay either: a bound under the batch size never fills a batch, and would refuse all the while', async t => {
+  const p = await pool(t)
+  p.configure('affine', { maxDelayMs: 5000, maxBatchItems: 64, maxQueueItems: 2 })
+  const t0 = performance.now()
+  const both = Promise.all([p.run('affine', { x: rows([[1, 1, 1, 1]]) }), p.run('affine', { x: rows([[2, 2, 2, 2]]) })])
+  t.equal(p.refusal('affine'), undefined, 'the two went to the thread: the next request is not refused')
+  const [a, b] = await both
+  t.ok(performance.now() - t0 < 1000, 'run at once, not after the 5 s delay')
+  t.same([toRows(a.y), toRows(b.y)], [[[3, 3, 3, 3]], [[5, 5, 5, 5]]])
+  t.match(p.stats('affine'), { batches: 1, requests: 2 })
+})
+
 t.test('the oldest waiting job picks the model; its batch takes that model\'s later jobs too', async t => {
   const p = await pool(t)
   const order: string[] = []
