@@ -303,7 +303,8 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     // such jobs batch with the resource routes' ones (the pool batches jobs
     // that ask for the same outputs).
     const outputs = wanted.length === loaded.outputs.length ? undefined : wanted.map(w => w.name)
-    const results = await store.run(loaded.key, feeds, { signal: request.deadline, outputs })
+    // The feeds are read no more: their own buffers may move to the thread rather than be copied.
+    const results = await store.run(loaded.key, feeds, { signal: request.deadline, outputs, transfer: true })
     // Too late: the deadline answered 504 meanwhile.
     if (reply.sent) return
     return sendInferResponse(reply, model.name, loaded.version, body.id, wanted, results)

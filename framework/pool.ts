@@ -83,6 +83,11 @@ export interface RunOptions {
   signal?: AbortSignalLike
   /** Restrict the outputs computed and returned (all when omitted). */
   outputs?: string[]
+  /**
+   * The caller will not read the feeds again: their large buffers may be
+   * moved to the inference thread (left empty here) instead of copied.
+   */
+  transfer?: boolean
 }
 
 export interface LoadedMetadata { inputs: TensorInfo[], outputs: TensorInfo[] }
@@ -92,6 +97,8 @@ interface Job {
   feeds: Record<string, Tensor>
   outputs?: string[]
   signal?: AbortSignalLike
+  /** The caller lets its feeds' buffers go (RunOptions.transfer). */
+  transfer?: boolean
   resolve: (value: Record<string, Tensor>) => void
   reject: (err: Error) => void
   /** Rows along axis 0 (1 when the feeds cannot be batched, or have no rows). */
@@ -500,7 +507,7 @@ export class InferencePool {
     const inline = q.options.maxQueueItems > 0 && this.runsInline(q, feeds)
     return new Promise((resolve, reject) => {
       const job: Job = {
-        key, feeds, outputs: options.outputs, signal: options.signal, resolve, reject,
+        key, feeds, outputs: options.outputs, signal: options.signal, transfer: options.transfer, resolve, reject,
         items, batchable: rows !== undefined, enqueuedAt: performance.now(),
       }
       if (inline) {
@@ -813,11 +820,14 @@ export class InferencePool {
       // A merge's buffers are transferred: the pool made them (a merge into a
       // spare may be shorter than its buffer; the whole spare goes). A lone
       // job's feeds are the caller's, which may read or send them again
-      // (moved to the thread, they would be left empty), so they are copied.
-      // Small ones are copied too: for a few kilobytes, detaching and
-      // re-wrapping a buffer costs more than copying it.
-      for (const t of merged ? Object.values(feeds) : []) {
-        if (ArrayBuffer.isView(t.data) && t.data.byteLength >= TRANSFER_MIN_BYTES && t.data.buffer instanceof ArrayBuffer && !transfer.includes(t.data.buffer)) {
+      // (moved to the thread, they would be left empty), so they are copied,
+      // unless the caller let them go (RunOptions.transfer); even then, only
+      // buffers the feeds fill: a view into a larger one (a slice of a
+      // request body) is copied. Small ones are copied too: for a few
+      // kilobytes, detaching and re-wrapping a buffer costs more than copying it.
+      for (const t of merged || jobs[0].transfer ? Object.values(feeds) : []) {
+        if (ArrayBuffer.isView(t.data) && t.data.byteLength >= TRANSFER_MIN_BYTES && t.data.buffer instanceof ArrayBuffer &&
+            (merged || (t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength)) && !transfer.includes(t.data.buffer)) {
           transfer.push(t.data.buffer)
         }
       }

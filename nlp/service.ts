@@ -96,7 +96,8 @@ export function taggerConfigOf (model: Model, task: 'pos' | 'ner'): TaggerConfig
 /** Model scores through the framework: off the main thread, batched with other requests. */
 export function scorer (model: Model, config: TaggerConfig, signal?: AbortSignalLike): RunScores {
   return async features => {
-    const out = await model.run({ [config.input]: { type: 'int64', data: features.data, dims: features.dims } }, { signal })
+    // The features are read no more (decoding takes their lengths): moved to the thread, not copied.
+    const out = await model.run({ [config.input]: { type: 'int64', data: features.data, dims: features.dims } }, { signal, transfer: true })
     const scores = out[config.output]
     return { data: scores.data as Float32Array, dims: scores.dims }
   }

@@ -479,3 +479,14 @@ t.test('float16 inputs are padded with the pad value itself, not with its number
   t.same(batched, alone, 'batched answers are the unbatched ones')
   t.equal(p.stats('half').largestBatch, 3, 'they were batched, padded')
 })
+
+t.test('a caller that lets its feeds go (transfer) has their whole buffers moved to the thread, never a view into a larger one', async t => {
+  const p = await pool(t, { threads: 1, inlineBelowUs: 0 })
+  const own: Tensor = { type: 'float32', data: new Float32Array(4096).fill(1), dims: [1024, 4] }
+  const body = new Float32Array(4100).fill(2)
+  const view: Tensor = { type: 'float32', data: body.subarray(4), dims: [1024, 4] }
+  const [a, b] = [await p.run('affine', { x: own }, { transfer: true }), await p.run('affine', { x: view }, { transfer: true })]
+  t.equal(own.data.length, 0, 'moved')
+  t.equal(body.length, 4100, 'the larger buffer stays')
+  t.same([(a.y.data as Float32Array)[4095], (b.y.data as Float32Array)[4095]], [3, 5])
+})
