@@ -649,7 +649,6 @@ export class InferencePool {
       const jobs = this.gather(q, live, budget)
       const taken = new Set(jobs)
       for (let i = live.length - 1; i >= 0; i--) if (taken.has(live[i])) live.splice(i, 1)
-      if (!isRerun(jobs)) q.stats.inline += jobs.length
       this.compute(q, jobs, false, (feeds, outputs) => this.mainRuntime!.run({ key: q.inlineKey!, feeds, outputs }))
         .catch(err => failAll(jobs, err))
     }
@@ -862,6 +861,7 @@ export class InferencePool {
     if (!isRerun(jobs)) {
       q.stats.requests += jobs.length
       q.stats.items += items
+      if (!onThread) q.stats.inline += jobs.length
     }
     q.stats.largestBatch = Math.max(q.stats.largestBatch, items)
     let result

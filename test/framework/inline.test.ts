@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { addModel, slowModel } from '../fixtures/models.ts'
 import { addModel as addOf } from '../fixtures/oip.ts'
+import { sequenceModel } from '../fixtures/batching.ts'
+import type { Tensor } from '../../framework/tensor.ts'
 
 const x = (v = 0) => ({ x: { type: 'float32' as const, data: new Float32Array([v, v, v, v]), dims: [1, 4] } })
 const settle = () => new Promise(resolve => setTimeout(resolve, 50))
@@ -154,4 +156,21 @@ t.test('unloading a model while its main-thread session loads releases that sess
   await settle()
   const runtime = (pool as any).mainRuntime
   t.notOk(runtime.has('add') || runtime.has('add#inline1'), 'no session left on the main thread')
+})
+
+t.test('inline jobs whose feeds do not merge run alone, each counted once', async t => {
+  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
+  t.teardown(() => pool.close())
+  await pool.load('seq', sequenceModel())
+  const feeds = (data: unknown) => ({ ids: { type: 'int64', data, dims: [1, 2] } as unknown as Tensor })
+  await pool.run('seq', feeds(BigInt64Array.from([1n, 2n])))
+  await settle()
+  ;(pool as any).queues.get('seq').usPerElement = 1
+  ;(pool as any).queues.get('seq').inlineLastRun = 2 // under load: the turn's jobs run as one batch
+  const before = pool.stats('seq')
+  // int64 ids as plain numbers: ONNX Runtime takes them, the batch's BigInt64Array does not.
+  const outs = await Promise.all([pool.run('seq', feeds(BigInt64Array.from([1n, 2n]))), pool.run('seq', feeds([1, 2]))])
+  t.same(outs.map(o => o.scores.dims), [[1, 2, 3], [1, 2, 3]])
+  const after = pool.stats('seq')
+  t.match({ inline: after.inline - before.inline, requests: after.requests - before.requests, failed: after.failed }, { inline: 2, requests: 2, failed: 0 })
 })
