@@ -480,7 +480,8 @@ export class InferencePool {
     for (const t of this.threads) t.missing.delete(key)
     const q = this.queues.get(key)
     if (q) await this.dropInline(q)
-    if (q?.jobs.length === 0) this.queues.delete(key)
+    // Inline jobs still waiting for the end of the turn go to the threads then: the queue must stay for them.
+    if (q?.jobs.length === 0 && q.inlineJobs.length === 0) this.queues.delete(key)
     await Promise.all(this.threads.map(t => t.call({ op: 'unload', key }).catch(() => {})))
   }
 

@@ -174,3 +174,19 @@ t.test('inline jobs whose feeds do not merge run alone, each counted once', asyn
   const after = pool.stats('seq')
   t.match({ inline: after.inline - before.inline, requests: after.requests - before.requests, failed: after.failed }, { inline: 2, requests: 2, failed: 0 })
 })
+
+t.test('unloading a model while inline jobs wait for the end of the turn settles them', async t => {
+  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
+  t.teardown(() => pool.close())
+  await pool.load('add', addModel())
+  await pool.run('add', x())
+  await settle()
+  ;(pool as any).queues.get('add').inlineLastRun = 2 // under load: jobs wait for the end of the turn
+  const waiting = pool.run('add', x(1)).then(() => 'computed', (e: Error) => e.message)
+  const unloaded = pool.unload('add')
+  let timer: NodeJS.Timeout | undefined
+  const outcome = await Promise.race([waiting, new Promise(resolve => { timer = setTimeout(() => resolve('still waiting after 5 s'), 5000) })])
+  clearTimeout(timer)
+  await unloaded
+  t.match(outcome, /not loaded/, 'it fails as a run of an unloaded model does')
+})
