@@ -63,6 +63,9 @@ const INLINE_RUN_MAX_US = 1000
 const SPARE_MIN_BYTES = 1 << 20
 const SPARES = 1
 
+/** setTimeout's longest delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 export interface PoolOptions {
   /** Number of inference threads. */
   threads: number
@@ -758,7 +761,8 @@ export class InferencePool {
     if (wakeAt < this.delayAt) {
       clearTimeout(this.delayTimer)
       this.delayAt = wakeAt
-      this.delayTimer = setTimeout(() => { this.delayAt = Infinity; this.drain() }, Math.max(0, wakeAt - now))
+      // Capped at setTimeout's longest delay: Node fires a longer one after 1 ms (and warns), every time.
+      this.delayTimer = setTimeout(() => { this.delayAt = Infinity; this.drain() }, Math.min(MAX_TIMER_MS, Math.max(0, wakeAt - now)))
     }
     if (!best) return undefined
     const jobs = this.gather(best)

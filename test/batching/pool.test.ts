@@ -490,3 +490,18 @@ t.test('a caller that lets its feeds go (transfer) has their whole buffers moved
   t.equal(body.length, 4100, 'the larger buffer stays')
   t.same([(a.y.data as Float32Array)[4095], (b.y.data as Float32Array)[4095]], [3, 5])
 })
+
+t.test('a delay longer than a timer can wait (24.8 days) is waited out, not polled every millisecond', async t => {
+  const p = await pool(t)
+  p.configure('affine', { maxDelayMs: 3e9, maxBatchItems: 2 })
+  let overflows = 0
+  const count = (w: Error) => { if (w.name === 'TimeoutOverflowWarning') overflows++ }
+  process.on('warning', count)
+  t.teardown(() => { process.off('warning', count) })
+  const first = p.run('affine', { x: rows([[1, 1, 1, 1]]) })
+  await new Promise(resolve => setTimeout(resolve, 200))
+  t.equal(overflows, 0, 'no timer overflowed (Node fires one after 1 ms, and warns)')
+  t.equal(p.stats('affine').batches, 0, 'still waiting for company')
+  await Promise.all([first, p.run('affine', { x: rows([[2, 2, 2, 2]]) })])
+  t.match(p.stats('affine'), { batches: 1, requests: 2 })
+})
