@@ -186,13 +186,23 @@ export class ModelStore implements ModelRunner {
   /** Runs a job on the sessions under `key`, counted as in flight until it settles. */
   run (key: string, feeds: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
     this.inflight.set(key, (this.inflight.get(key) ?? 0) + 1)
-    return this.pool.run(key, feeds, options).finally(() => {
-      const left = (this.inflight.get(key) ?? 1) - 1
-      if (left > 0) return void this.inflight.set(key, left)
-      this.inflight.delete(key)
-      for (const wake of this.idleWaiters.get(key) ?? []) wake()
-      this.idleWaiters.delete(key)
-    })
+    let running
+    try {
+      running = this.pool.run(key, feeds, options)
+    } catch (err) {
+      // Thrown at once (a feed that is not a tensor): counted in flight for ever, it kept release() waiting.
+      this.settled(key)
+      throw err
+    }
+    return running.finally(() => this.settled(key))
+  }
+
+  private settled (key: string) {
+    const left = (this.inflight.get(key) ?? 1) - 1
+    if (left > 0) return void this.inflight.set(key, left)
+    this.inflight.delete(key)
+    for (const wake of this.idleWaiters.get(key) ?? []) wake()
+    this.idleWaiters.delete(key)
   }
 
   /** Runs queued or computing on `key`. */

@@ -174,3 +174,17 @@ t.test('pool: a thread that dies is replaced and gets its models back', async t 
   await pool.close()
   await t.rejects(pool.run('add', { x: { type: 'float32', data: new Float32Array(4), dims: [1, 4] } }), /closed/)
 })
+
+t.test('a run the pool refuses at once, even by throwing (a feed that is not a tensor), is not left in flight: release does not wait for it', async t => {
+  const s = store(t, { 'add.onnx': addModel() })
+  const model = await s.load('add')
+  t.throws(() => s.run(model.loaded.key, { x: undefined as never }), TypeError)
+  t.equal(s.inFlight(model.loaded.key), 0)
+  let timer: NodeJS.Timeout | undefined
+  const released = await Promise.race([
+    s.release(model.loaded.key).then(() => 'released'),
+    new Promise(resolve => { timer = setTimeout(() => resolve('still waiting after 5 s'), 5000) }),
+  ])
+  clearTimeout(timer)
+  t.equal(released, 'released')
+})
