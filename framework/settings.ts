@@ -136,9 +136,12 @@ export function parseSettings (argv: string[], env: NodeJS.ProcessEnv = {}): Set
 
 /** The --help text, generated from the table. */
 export function helpText (): string {
-  const rows = (Object.values(SETTINGS) as Array<Setting<unknown>>).map(s => {
+  const settings = Object.values(SETTINGS) as Array<Setting<unknown>>
+  // The widest option and two spaces (--stop-on-model-failure <value> is 31 characters).
+  const width = Math.max(...settings.map(s => `${s.flag} <value>`.length)) + 2
+  const rows = settings.map(s => {
     const def = s.shownDefault ?? String(s.default)
-    return `  ${`${s.flag} <value>`.padEnd(30)}${s.help}\n  ${''.padEnd(30)}env ${s.env}, default ${def}`
+    return `  ${`${s.flag} <value>`.padEnd(width)}${s.help}\n  ${''.padEnd(width)}env ${s.env}, default ${def}`
   })
   return [
     'Usage: npm start -- [options]   (or: node --import tsx server.ts [options])',
@@ -148,7 +151,7 @@ export function helpText (): string {
     '',
     'Options:',
     ...rows,
-    `  ${'-h, --help'.padEnd(30)}Show this help`,
+    `  ${'-h, --help'.padEnd(width)}Show this help`,
     '',
     'Signals: TERM drains and exits 0; INT and QUIT stop at once (also during a drain); HUP replaces workers one by one',
     '(with one process: re-scans the models directory and hot-swaps what changed); TTIN adds a worker; TTOU removes one',

@@ -83,6 +83,18 @@ t.test('--help and the settings table come from the one table', async t => {
   }
 })
 
+t.test('--help sets every option apart from its help in one column', async t => {
+  // --stop-on-model-failure <value> is 31 characters: it ran into its text ("<value>A model...").
+  const lines = helpText().split('\n')
+  const options = lines.filter(l => /^  (--|-h,)/.test(l))
+  t.equal(options.length, Object.keys(SETTINGS).length + 1)
+  const column = (line: string) => /^  \S.*?\S  +(?=\S)/.exec(line)?.[0].length
+  const first = column(options[0])
+  t.ok(first)
+  for (const line of options) t.equal(column(line), first, line)
+  for (const line of lines.filter(l => /^ +env /.test(l))) t.equal(line.indexOf('env'), first, line)
+})
+
 t.test('a positive timeout under half a millisecond is 1 ms, not 0 (which turns deadlines off)', async t => {
   const options = (args: string[]) => appOptions(parseSettings(args, {}) as Settings, false)
   t.equal(options(['--timeout', '0.0004']).requestTimeoutMs, 1)
