@@ -316,7 +316,7 @@ export async function createApp (options: AppOptions): Promise<App> {
         bodyLimit: r.bodyLimit,
         // Verbs that carry a body are refused early when a model is overloaded.
         onRequest: method === 'GET' || method === 'DELETE' ? gate : refuseWhenFull(resource),
-        handler: quietPastDeadline(r.handler as RouteHandler) as never,
+        handler: quietPastDeadline(r.handler as RouteHandler, `${resource.constructor.name}.on${method[0]}${method.slice(1).toLowerCase()}${mountOptions.suffix ?? ''}`) as never,
       })
     }
     // Verbs the resource lacks: 405 with Allow, before any body is parsed.

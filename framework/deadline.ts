@@ -189,14 +189,32 @@ export type RouteHandler = (this: FastifyInstance, request: FastifyRequest, repl
  * first as a warning ("Reply was already sent") and the second as an error
  * with its stack, for a request that ended as it should. Any other end, such
  * as a real failure that comes after the 504, is fastify's: it is logged.
+ *
+ * With `responderName` (a resource's responder), a handler that ends with
+ * nothing to send is a 500, logged with that name: its types allow it (a
+ * handler may send with `reply.send` and return nothing), but fastify would
+ * answer an async one with an empty 200, whatever the response schema says,
+ * and leave a sync one to its deadline. A 204 and a request already answered,
+ * sent or whose client left are left as they are.
  */
-export function quietPastDeadline (handler: RouteHandler): RouteHandler {
+export function quietPastDeadline (handler: RouteHandler, responderName?: string): RouteHandler {
   const answered = (request: FastifyRequest, reply: FastifyReply) => reply.sent && request.deadline?.aborted === true
+  // When fastify would send an empty body for an undefined result (its wrap-thenable.js).
+  const unanswered = (request: FastifyRequest, reply: FastifyReply) => responderName !== undefined &&
+    !reply.sent && !reply.raw.headersSent && reply.statusCode !== 204 && !request.raw.aborted && !request.deadline?.aborted
+  const nothing = () => new Error(`${responderName} returned nothing and sent nothing: return the response body, or return reply after reply.send(...)`)
   return function (request, reply) {
     const result = handler.call(this, request, reply)
-    if (!(result instanceof Promise)) return result
+    if (!(result instanceof Promise)) {
+      if (result === undefined && unanswered(request, reply)) throw nothing()
+      return result
+    }
     return result.then(
-      payload => answered(request, reply) ? undefined : payload,
+      payload => {
+        if (answered(request, reply)) return undefined
+        if (payload === undefined && unanswered(request, reply)) throw nothing()
+        return payload
+      },
       err => {
         const deadlines = err instanceof AbortedError || err === request.deadline?.reason
         if (!(deadlines && answered(request, reply))) throw err

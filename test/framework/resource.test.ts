@@ -141,3 +141,55 @@ t.test('a load that exceeds the load timeout fails readiness', async t => {
   await t.rejects(app.loadResources(), /models did not load within 0.1 s \(the load timeout\)/)
   t.equal((await app.inject({ url: '/health/ready' })).statusCode, 503)
 })
+
+t.test('a responder that returns nothing and sends nothing is a logged 500, not an empty 200 or a wait for the deadline', async t => {
+  // Its types allow it (void is there for handlers that send with reply.send).
+  class Forgetful extends Resource {
+    onPost = responder({
+      schema: { body: Type.Object({ x: Type.Number() }), response: { 200: Type.Object({ y: Type.Number() }) } },
+      handler: async (request) => { void request.body.x },
+    })
+
+    onGet = responder({
+      schema: { response: { 200: Type.Object({ y: Type.Number() }) } },
+      handler: () => undefined,
+    })
+
+    onPut = responder({
+      schema: { response: { 204: Type.Null() } },
+      handler: async (_request, reply) => { reply.code(204) },
+    })
+
+    onDelete = responder({
+      schema: { response: { 200: Type.Object({ y: Type.Number() }) } },
+      handler: async (_request, reply) => { reply.send({ y: 1 }) },
+    })
+
+    onGetSuffixed = responder({
+      schema: { response: { 200: Type.Object({ y: Type.Number() }) } },
+      handler: async () => undefined,
+    })
+  }
+  const lines: string[] = []
+  const app = await bareApp(t, { requestTimeoutMs: 2000, logger: { level: 'error', stream: { write: (l: string) => { lines.push(l) } } } as never })
+  const forgetful = new Forgetful()
+  app.mount('/f', forgetful)
+  app.mount('/f/s', forgetful, { suffix: 'Suffixed' })
+  await app.loadResources()
+
+  const post = await app.inject({ method: 'POST', url: '/f', payload: { x: 1 } })
+  t.equal(post.statusCode, 500, 'an async responder: fastify sent an empty 200')
+  t.same(post.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 })
+  const get = await app.inject({ url: '/f' })
+  t.equal(get.statusCode, 500, 'a sync responder: fastify waited for the deadline (504)')
+  t.equal((await app.inject({ url: '/f/s' })).statusCode, 500)
+  t.match(lines.join(''), /Forgetful\.onPost returned nothing and sent nothing/)
+  t.match(lines.join(''), /Forgetful\.onGet returned nothing/)
+  t.match(lines.join(''), /Forgetful\.onGetSuffixed returned nothing/)
+
+  // What is not forgetting: a 204, and an answer sent with reply.send.
+  t.equal((await app.inject({ method: 'PUT', url: '/f' })).statusCode, 204)
+  const sent = await app.inject({ method: 'DELETE', url: '/f' })
+  t.equal(sent.statusCode, 200)
+  t.same(sent.json(), { y: 1 })
+})
