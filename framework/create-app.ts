@@ -189,6 +189,18 @@ export async function createApp (options: AppOptions): Promise<App> {
   installDeadlines(app, options.requestTimeoutMs ?? 30_000, (request, reply, seconds) => responses.closed?.(request, reply, seconds))
   // JSON only: anything else is 415 (fastify would parse text/plain too).
   app.removeContentTypeParser('text/plain')
+  // Uncompressed: fastify ignores Content-Encoding, so a gzip body was "not
+  // valid JSON" (and a plain one labelled gzip was read). The Open Inference
+  // Protocol's routes inflate gzip and deflate (oip.ts, its own parsers).
+  const json = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const encoding = request.headers['content-encoding']
+    if (encoding !== undefined && !/^\s*(identity)?\s*$/i.test(encoding)) {
+      return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding.slice(0, 100)}' is not supported on this route: send the body uncompressed`), undefined)
+    }
+    json(request, body as string, done)
+  })
 
   const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1, batching: options.batching, inlineBelowUs: options.inlineBelowUs, threadNice: options.threadNice })
   const lifecycle: Lifecycle = { state: 'loading', reason: 'loading models' }

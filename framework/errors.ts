@@ -150,6 +150,13 @@ export function clientErrorHandler (err: NodeJS.ErrnoException, socket: import('
   socket.destroy()
 }
 
+/** The 415 message: the content type that came (shortened), and what the route takes. */
+export function unsupportedMediaType (type: string | undefined, accepted: string): string {
+  if (type === undefined || type.trim() === '') return `the body has no content-type: send it as ${accepted}`
+  const shown = type.length > 100 ? `${type.slice(0, 100)}...` : type
+  return `content-type '${shown}' is not supported: send the body as ${accepted}`
+}
+
 /** Errors fastify meets before a route runs (a path that does not decode): the one format too. */
 export function frameworkErrors (err: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
   sendError(reply, 'BAD_REQUEST', err.message)
@@ -173,6 +180,8 @@ export function installErrorHandlers (app: FastifyInstance) {
       return sendError(reply, 'VALIDATION_FAILED', describeValidation(fe.validationContext, fe.validation))
     }
     const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined
+    // fastify's "Unsupported Media Type" says neither what came nor what to send.
+    if (mapped === 'UNSUPPORTED_MEDIA_TYPE') return sendError(reply, mapped, unsupportedMediaType(request.headers['content-type'], 'application/json'))
     if (mapped) return sendError(reply, mapped, fe.message)
     if (fe.code?.startsWith('FST_') && fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
       // Other client errors raised by fastify itself: keep the status, with

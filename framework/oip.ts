@@ -28,7 +28,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { gunzip, inflate } from 'node:zlib'
-import { ErrorBody, HttpError, errorBody, payloadTooLarge, sendError, sendOverloaded } from './errors.ts'
+import { ErrorBody, HttpError, errorBody, payloadTooLarge, sendError, sendOverloaded, unsupportedMediaType } from './errors.ts'
 import { refuseOtherVerbs } from './create-app.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
@@ -187,7 +187,8 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   // sends, JSON or binary alike, and Triton reads such a body as above. Any
   // other media type stays refused.
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
-    if (request.headers['content-type'] !== undefined) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', 'Unsupported Media Type'), undefined)
+    const type = request.headers['content-type']
+    if (type !== undefined) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', unsupportedMediaType(type, `application/json, application/octet-stream (with ${HEADER_LENGTH}) or with no content-type`)), undefined)
     decodeBody(request, body, done)
   })
 

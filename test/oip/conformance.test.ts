@@ -390,7 +390,7 @@ t.test('a body with no Content-Type, as tritonclient.http sends it, is read as J
   // Other media types stay refused.
   const text = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'text/plain' }, payload: JSON.stringify(x) })
   t.equal(text.statusCode, 415)
-  t.same(text.json(), { error: 'Unsupported Media Type', code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 })
+  t.same(text.json(), { error: "content-type 'text/plain' is not supported: send the body as application/json, application/octet-stream (with inference-header-content-length) or with no content-type", code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 })
 })
 
 t.test('out-of-range embedding indices: 500 without details, and the server keeps serving', async t => {
