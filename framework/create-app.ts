@@ -136,6 +136,22 @@ function closeObjects (schema: unknown): unknown {
   return out
 }
 
+/**
+ * fastify's "Body is not valid JSON but content-type is set to
+ * 'application/json'" says neither where nor why, and is wrong for valid JSON
+ * refused for a `__proto__` or `constructor.prototype` key (prototype
+ * poisoning). Only on the error path: JSON.parse again, for its message.
+ */
+function whyNotJson (err: Error, body: string): Error {
+  if ((err as { code?: string }).code !== 'FST_ERR_CTP_INVALID_JSON_BODY') return err
+  try {
+    JSON.parse(body)
+  } catch (syntax) {
+    return new HttpError('INVALID_JSON', `Body is not valid JSON: ${(syntax as Error).message}`)
+  }
+  return new HttpError('BAD_REQUEST', 'body has a __proto__ or constructor.prototype key, which is refused (prototype poisoning)')
+}
+
 const ajvBase = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const
 /** Bodies are validated as sent: "1.5" is not a number. */
 const strictAjv = new Ajv({ ...ajvBase, coerceTypes: false })
@@ -199,7 +215,7 @@ export async function createApp (options: AppOptions): Promise<App> {
     if (encoding !== undefined && !/^\s*(identity)?\s*$/i.test(encoding)) {
       return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding.slice(0, 100)}' is not supported on this route: send the body uncompressed`), undefined)
     }
-    json(request, body as string, done)
+    json(request, body as string, (err, parsed) => done(err && whyNotJson(err, body as string), parsed))
   })
 
   const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1, batching: options.batching, inlineBelowUs: options.inlineBelowUs, threadNice: options.threadNice })

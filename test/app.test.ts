@@ -101,7 +101,12 @@ t.test('one error format: unknown route, malformed JSON, wrong type, unknown fie
   const app = await build(t)
   const cases: Array<[string, Record<string, unknown>, number, string, RegExp]> = [
     ['unknown route', { method: 'GET', url: '/nope?x=1' }, 404, 'NOT_FOUND', /^No route for GET \/nope$/],
-    ['malformed JSON', { method: 'POST', url: '/scale', payload: '{"rows": [', headers: { 'content-type': 'application/json' } }, 400, 'INVALID_JSON', /not valid JSON/],
+    // fastify's message said neither where nor why ("Body is not valid JSON but content-type is set to 'application/json'").
+    ['malformed JSON', { method: 'POST', url: '/scale', payload: '{"rows": [', headers: { 'content-type': 'application/json' } }, 400, 'INVALID_JSON', /^Body is not valid JSON: Unexpected end of JSON input$/],
+    ['JSON then text', { method: 'POST', url: '/scale', payload: '{"rows": []} and more', headers: { 'content-type': 'application/json' } }, 400, 'INVALID_JSON', /^Body is not valid JSON: .*position 13/],
+    // Valid JSON, refused by fastify's parser (prototype poisoning): it said "not valid JSON".
+    ['a __proto__ key', { method: 'POST', url: '/scale', payload: '{"rows": [[1, 2, 3, 4]], "__proto__": {}}', headers: { 'content-type': 'application/json' } }, 400, 'BAD_REQUEST', /^body has a __proto__ or constructor\.prototype key, which is refused \(prototype poisoning\)$/],
+    ['a constructor.prototype key', { method: 'POST', url: '/scale', payload: '{"rows": [[1, 2, 3, 4]], "constructor": {"prototype": {}}}', headers: { 'content-type': 'application/json' } }, 400, 'BAD_REQUEST', /prototype poisoning/],
     ['empty JSON body', { method: 'POST', url: '/scale', payload: '', headers: { 'content-type': 'application/json' } }, 400, 'INVALID_JSON', /empty/i],
     ['string for number', { method: 'POST', url: '/scale', payload: { rows: [['1.5', 2, 3, 4]] } }, 400, 'VALIDATION_FAILED', /^body\.rows\[0\]\[0\] must be number$/],
     ['unknown field', { method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3, 4]], extra: true } }, 400, 'VALIDATION_FAILED', /^body has an unknown field 'extra'$/],
