@@ -146,7 +146,7 @@ export function helpText (): string {
   return [
     'Usage: npm start -- [options]   (or: node --import tsx server.ts [options])',
     '',
-    'Serves the ONNX models mounted in app.ts over HTTP.',
+    'Serves the app that --app names (app.ts by default) over HTTP.',
     'Precedence: defaults < environment variables < command-line flags.',
     '',
     'Options:',

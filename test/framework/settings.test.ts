@@ -75,6 +75,8 @@ t.test('--help and the settings table come from the one table', async t => {
   t.equal(parseSettings(['--help'], {}), 'help')
   t.equal(parseSettings(['-h'], {}), 'help')
   const help = helpText()
+  // It said "the ONNX models mounted in app.ts", whatever --app named.
+  t.match(help, /^Serves the app that --app names \(app\.ts by default\) over HTTP\.$/m)
   const table = settingsTable()
   for (const s of Object.values(SETTINGS)) {
     t.match(help, s.flag)
