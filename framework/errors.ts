@@ -182,6 +182,9 @@ export function installErrorHandlers (app: FastifyInstance) {
     const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined
     // fastify's "Unsupported Media Type" says neither what came nor what to send.
     if (mapped === 'UNSUPPORTED_MEDIA_TYPE') return sendError(reply, mapped, unsupportedMediaType(request.headers['content-type'], 'application/json'))
+    // Nor does its "Request body is too large" say what the limit is.
+    const limit = request.routeOptions.bodyLimit
+    if (mapped === 'PAYLOAD_TOO_LARGE' && typeof limit === 'number') return sendError(reply, mapped, `the request body is larger than this route's limit of ${limit} bytes`)
     if (mapped) return sendError(reply, mapped, fe.message)
     if (fe.code?.startsWith('FST_') && fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
       // Other client errors raised by fastify itself: keep the status, with

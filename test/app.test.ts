@@ -206,6 +206,15 @@ t.test('body over the limit is 413 in the error format', async t => {
   const res = await app.inject({ method: 'POST', url: '/scale', payload: { rows } })
   t.equal(res.statusCode, 413)
   t.equal(res.json().code, 'PAYLOAD_TOO_LARGE')
+  // fastify's message was "Request body is too large", which did not say how large may be.
+  t.equal(res.json().error, 'the request body is larger than this route\'s limit of 200 bytes')
+  // Refused on Content-Length alone, before reading, and on the OIP routes too.
+  const declared = await app.inject({ method: 'POST', url: '/scale', payload: '{}', headers: { 'content-type': 'application/json', 'content-length': '100000' } })
+  t.equal(declared.statusCode, 413)
+  t.match(declared.json().error, /limit of 200 bytes/)
+  const oip = await app.inject({ method: 'POST', url: '/v2/models/scaler/infer', payload: { inputs: [{ name: 'x', shape: [20, 4], datatype: 'FP32', data: rows.flat() }] } })
+  t.equal(oip.statusCode, 413)
+  t.match(oip.json().error, /limit of 200 bytes/)
 })
 
 t.test('a 5xx never shows its message or stack, and is logged with its cause', async t => {
