@@ -177,6 +177,10 @@ export function installErrorHandlers (app: FastifyInstance) {
     }
     const fe = err as FastifyError
     if (fe.validation) {
+      // "body must be object" for a request that sent none.
+      if (fe.validationContext === 'body' && request.body === undefined) {
+        return sendError(reply, 'VALIDATION_FAILED', 'the request has no body: send a JSON object with content-type application/json')
+      }
       return sendError(reply, 'VALIDATION_FAILED', describeValidation(fe.validationContext, fe.validation))
     }
     const mapped = fe.code ? FASTIFY_CODES[fe.code] : undefined

@@ -112,6 +112,7 @@ t.test('one error format: unknown route, malformed JSON, wrong type, unknown fie
     ['unknown field', { method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3, 4]], extra: true } }, 400, 'VALIDATION_FAILED', /^body has an unknown field 'extra'$/],
     ['missing field', { method: 'POST', url: '/scale', payload: {} }, 400, 'VALIDATION_FAILED', /^body is missing the required field 'rows'$/],
     ['wrong row length', { method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3]] } }, 400, 'VALIDATION_FAILED', /^body\.rows\[0\] must NOT have fewer than 4 items$/],
+    ['no body at all', { method: 'POST', url: '/scale' }, 400, 'VALIDATION_FAILED', /^the request has no body: send a JSON object with content-type application\/json$/],
     ['body not an object', { method: 'POST', url: '/scale', payload: '[1]', headers: { 'content-type': 'application/json' } }, 400, 'VALIDATION_FAILED', /^body must be object$/],
     // fastify's own message was "Unsupported Media Type": neither what came nor what to send.
     ['text/plain', { method: 'POST', url: '/scale', payload: 'rows', headers: { 'content-type': 'text/plain' } }, 415, 'UNSUPPORTED_MEDIA_TYPE', /^content-type 'text\/plain' is not supported: send the body as application\/json$/],
