@@ -154,8 +154,9 @@ export function helpText (): string {
     `  ${'-h, --help'.padEnd(width)}Show this help`,
     '',
     'Signals: TERM drains and exits 0; INT and QUIT stop at once (also during a drain); HUP replaces workers one by one',
-    '(with one process: re-scans the models directory and hot-swaps what changed); TTIN adds a worker; TTOU removes one',
-    '(with one process: ignored). USR1 and USR2 are ignored.',
+    '(with one process: re-scans the models directory and hot-swaps what changed); TTIN adds a worker and TTOU removes one',
+    '(with one process, both are ignored). USR1 and USR2 are ignored. Send them to this process\'s pid (the "pid" of its',
+    'log lines), not to npm\'s: npm relays only INT and TERM.',
   ].join('\n')
 }
 

@@ -77,6 +77,9 @@ t.test('--help and the settings table come from the one table', async t => {
   const help = helpText()
   // It said "the ONNX models mounted in app.ts", whatever --app named.
   t.match(help, /^Serves the app that --app names \(app\.ts by default\) over HTTP\.$/m)
+  // "TTIN adds a worker; TTOU removes one (with one process: ignored)" read as if TTIN were not ignored alone.
+  t.match(help, 'TTIN adds a worker and TTOU removes one\n(with one process, both are ignored)')
+  t.match(help, /not to npm's: npm relays only INT and TERM/)
   const table = settingsTable()
   for (const s of Object.values(SETTINGS)) {
     t.match(help, s.flag)
