@@ -91,7 +91,14 @@ export function respondersOf (resource: object, suffix = ''): Map<Verb, Responde
   const found = new Map<Verb, Responder>()
   const names = new Set<string>()
   for (let o: object | null = resource; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
-    for (const name of Object.getOwnPropertyNames(o)) names.add(name)
+    for (const name of Object.getOwnPropertyNames(o)) {
+      names.add(name)
+      // A responder under a name no mount finds (onPots, onget, onGet_meta) would never answer:
+      // its routes would be 405s, or the class would have "no responders". (A plain value, not a getter.)
+      if (!RESPONDER_NAME.test(name) && isResponder(Object.getOwnPropertyDescriptor(o, name)?.value)) {
+        throw new TypeError(`${resource.constructor.name}.${name} was made with responder() but no route can find it: name it on<Verb> or on<Verb><Suffix>, with Verb one of Get, Post, Put, Patch, Delete and Suffix starting with a capital letter (onGetMetadata)`)
+      }
+    }
   }
   for (const name of names) {
     const m = RESPONDER_NAME.exec(name)

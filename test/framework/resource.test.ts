@@ -53,6 +53,33 @@ t.test('mistakes fail at mount time with a clear message', async t => {
   t.throws(() => toFastifyPath('/a/{open'), /'\{open' is not a parameter/)
 })
 
+t.test('a responder under a name no route finds is refused at mount, not left unserved', async t => {
+  const spec = { schema: { response: { 200: Type.Object({ ok: Type.Boolean() }) } }, handler: async () => ({ ok: true }) }
+  class Typo extends Resource {
+    onPost = responder(spec)
+    onPots = responder(spec)
+  }
+  class LowerCase extends Resource {
+    onget = responder(spec)
+  }
+  class BadSuffix extends Resource {
+    onGet = responder(spec)
+    onGet_meta = responder(spec)
+  }
+  const app = await bareApp(t)
+  // Before, Typo mounted with POST alone (its onPots a silent 405), LowerCase had "no responders".
+  t.throws(() => app.mount('/typo', new Typo()), /Typo\.onPots was made with responder\(\) but no route can find it: name it on<Verb> or on<Verb><Suffix>/)
+  t.throws(() => app.mount('/lower', new LowerCase()), /LowerCase\.onget was made with responder\(\) but no route can find it/)
+  t.throws(() => app.mount('/suffix', new BadSuffix()), /BadSuffix\.onGet_meta was made with responder\(\)/)
+  // Other fields and getters are not responders, and are not read through getters.
+  class Fine extends Resource {
+    onPost = responder(spec)
+    options = { on: true }
+    get onlyWhenLoaded (): never { throw new Error('read before load') }
+  }
+  app.mount('/fine', new Fine())
+})
+
 t.test('a resource mounted after loadResources() is refused: it would be served unloaded', async t => {
   const app = await bareApp(t)
   app.mount('/hello/{name}', new Greeter('hello'))
