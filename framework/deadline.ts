@@ -190,12 +190,14 @@ export type RouteHandler = (this: FastifyInstance, request: FastifyRequest, repl
  * with its stack, for a request that ended as it should. Any other end, such
  * as a real failure that comes after the 504, is fastify's: it is logged.
  *
- * With `responderName` (a resource's responder), a handler that ends with
- * nothing to send is a 500, logged with that name: its types allow it (a
- * handler may send with `reply.send` and return nothing), but fastify would
- * answer an async one with an empty 200, whatever the response schema says,
- * and leave a sync one to its deadline. A 204 and a request already answered,
- * sent or whose client left are left as they are.
+ * With `responderName` (a resource's responder), an async handler that
+ * resolves with nothing to send is a 500, logged with that name: its types
+ * allow it (a handler may send with `reply.send` and return nothing), but
+ * fastify would answer it with an empty 200, whatever the response schema
+ * says. A sync handler that returns nothing is left as it is: fastify lets
+ * one send later, from a callback, so it has not forgotten anything yet (one
+ * that never sends gets its deadline's 504). A 204 and a request already
+ * answered, sent or whose client left are left as they are.
  */
 export function quietPastDeadline (handler: RouteHandler, responderName?: string): RouteHandler {
   const answered = (request: FastifyRequest, reply: FastifyReply) => reply.sent && request.deadline?.aborted === true
@@ -205,10 +207,8 @@ export function quietPastDeadline (handler: RouteHandler, responderName?: string
   const nothing = () => new Error(`${responderName} returned nothing and sent nothing: return the response body, or return reply after reply.send(...)`)
   return function (request, reply) {
     const result = handler.call(this, request, reply)
-    if (!(result instanceof Promise)) {
-      if (result === undefined && unanswered(request, reply)) throw nothing()
-      return result
-    }
+    // A sync handler may answer later from a callback: not a forgotten answer.
+    if (!(result instanceof Promise)) return result
     return result.then(
       payload => {
         if (answered(request, reply)) return undefined
