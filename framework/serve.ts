@@ -76,14 +76,16 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   let stopping = false
   // Requests in flight: the graceful timeout stops these, if any, and an
   // idle server (always, with --graceful-timeout 0) closes and exits 0. A
-  // request that arrives past the timeout (on a connection opened before the
-  // drain) is stopped as it arrives.
+  // model still computing is work in flight too, even when its client left
+  // (its response closed): close() would wait for the run to end, past the
+  // timeout. A request that arrives past the timeout (on a connection opened
+  // before the drain) is stopped as it arrives.
   let inFlight = 0
   let late = false
   const stopInFlight = () => {
     late = true
-    if (inFlight === 0) return
-    log.warn('graceful timeout reached: stopping with requests still in flight')
+    if (inFlight === 0 && app.models.pool.computing === 0) return
+    log.warn({ requests: inFlight, computing: app.models.pool.computing }, 'graceful timeout reached: stopping with requests still in flight')
     exit(1)
   }
   app.server.on('request', (_req, res) => {

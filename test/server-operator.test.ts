@@ -207,3 +207,20 @@ t.test('--graceful-timeout 0: an idle server exits 0 at once on TERM; one with a
   t.same(await within(busy.exited, 5000), { code: null, signal: 'SIGKILL' }, 'busy: stopped at once')
   t.type(await inFlight, Error, 'the request in flight was cut')
 })
+
+t.test('--graceful-timeout: a model still computing for a client that left is stopped at the timeout, not waited for', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1000) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--graceful-timeout', '1'])
+  // The client leaves: its response closes (no request in flight), but its run goes on in a thread.
+  const client = new AbortController()
+  const gone = fetch(`http://127.0.0.1:${server.port}/slow`, {
+    method: 'POST', body: JSON.stringify({ x: 1 }), headers: { 'content-type': 'application/json' }, signal: client.signal,
+  }).catch((err: Error) => err)
+  await server.waitFor(l => l.req?.url === '/slow')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  client.abort()
+  await gone
+  await new Promise(resolve => setTimeout(resolve, 300))
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 6000), { code: null, signal: 'SIGKILL' }, 'stopped at the graceful timeout')
+})
