@@ -114,23 +114,30 @@ const padFits = (type: Tensor['type'], padValue: number) => {
 /**
  * A number's float16 bits, rounded to nearest even: float16 data is a
  * Uint16Array of bits, and filling it with the number itself pads with
- * another value (1 is the bits of 6e-8).
+ * another value (1 is the bits of 6e-8). Rounded once, from the number
+ * itself: through float32 first, a value just off a float16 tie would be
+ * rounded onto the tie, then to even.
  */
 export function float16Bits (value: number): number {
-  const bits = new Uint32Array(new Float32Array([value]).buffer)[0]
-  const sign = (bits >>> 16) & 0x8000
-  const exponent = ((bits >>> 23) & 0xff) - 127 + 15
-  const mantissa = bits & 0x7fffff
-  if (exponent >= 0x1f) return sign | 0x7c00
-  // Subnormal (or zero): the implicit 1 shifts into the mantissa.
-  const shift = exponent > 0 ? 13 : 14 - exponent
-  if (shift > 24) return sign
-  const full = exponent > 0 ? mantissa : mantissa | 0x800000
-  let half = (exponent > 0 ? exponent << 10 : 0) | (full >>> shift)
-  const rest = full & ((1 << shift) - 1)
-  const middle = 1 << (shift - 1)
-  if (rest > middle || (rest === middle && (half & 1))) half++
-  return sign | half
+  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0
+  const a = Math.abs(value)
+  if (Number.isNaN(a)) return 0x7e00
+  // 65520 is the tie between the largest float16 (65504) and 2^16: even, infinity.
+  if (a >= 65520) return sign | 0x7c00
+  // Subnormal (or zero): a multiple of 2^-24; 2^-14 rounds up into the smallest normal (0x0400).
+  if (a < 2 ** -14) return sign | roundHalfEven(a * 2 ** 24)
+  let exponent = Math.floor(Math.log2(a))
+  if (2 ** exponent > a) exponent--
+  else if (2 ** (exponent + 1) <= a) exponent++
+  // Scaling by powers of two is exact: the 10 bits of mantissa, rounded (a carry into the exponent is right).
+  return sign | (((exponent + 15) << 10) + roundHalfEven((a / 2 ** exponent - 1) * 1024))
+}
+
+/** x rounded to the nearest integer, ties to even. */
+function roundHalfEven (x: number): number {
+  const floor = Math.floor(x)
+  const rest = x - floor
+  return rest > 0.5 || (rest === 0.5 && floor % 2 === 1) ? floor + 1 : floor
 }
 
 /**

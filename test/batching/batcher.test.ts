@@ -194,6 +194,14 @@ t.test('float16Bits: a number as float16 bits, rounded to nearest even', async t
     [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], // ties to even
   ]
   for (const [value, bits] of cases) t.equal(float16Bits(value), bits, String(value))
+  // Rounded from the number itself, not from its float32 first: a value just
+  // off a float16 tie, which float32 rounds onto the tie, rounds once, to
+  // the nearer side.
+  const once: Array<[number, number]> = [
+    [1 + 2 ** -11 + 2 ** -30, 0x3c01], [1 + 3 * 2 ** -11 - 2 ** -30, 0x3c01],
+    [2 ** -25 + 2 ** -50, 1], [-(1 + 2 ** -11 + 2 ** -30), 0xbc01],
+  ]
+  for (const [value, bits] of once) t.equal(float16Bits(value), bits, `rounded once: ${value}`)
   const padded = mergeFeeds([
     { x: { type: 'float16', data: Uint16Array.from([0x4000, 0x4200]), dims: [1, 2] } },
     { x: { type: 'float16', data: Uint16Array.from([0x4000]), dims: [1, 1] } },
