@@ -90,15 +90,26 @@ const RESPONDER_NAME = /^on(Get|Post|Put|Patch|Delete)([A-Z]\w*)?$/
 export function respondersOf (resource: object, suffix = ''): Map<Verb, Responder> {
   const found = new Map<Verb, Responder>()
   const names = new Set<string>()
+  // Responders under names no mount finds (onPots, onget, onGet_meta), by name.
+  const misnamed = new Map<string, unknown>()
+  // Responders under route names: one kept under a helper name as well
+  // (`update = responder(...)`, then `onPut = this.update`) is served.
+  const routed = new Set<unknown>()
   for (let o: object | null = resource; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
     for (const name of Object.getOwnPropertyNames(o)) {
       names.add(name)
-      // A responder under a name no mount finds (onPots, onget, onGet_meta) would never answer:
-      // its routes would be 405s, or the class would have "no responders". (A plain value, not a getter.)
-      if (!RESPONDER_NAME.test(name) && isResponder(Object.getOwnPropertyDescriptor(o, name)?.value)) {
-        throw new TypeError(`${resource.constructor.name}.${name} was made with responder() but no route can find it: name it on<Verb> or on<Verb><Suffix>, with Verb one of Get, Post, Put, Patch, Delete and Suffix starting with a capital letter (onGetMetadata)`)
-      }
+      // A plain value, not a getter.
+      const value = Object.getOwnPropertyDescriptor(o, name)?.value
+      if (!isResponder(value)) continue
+      if (RESPONDER_NAME.test(name)) routed.add(value)
+      else if (!misnamed.has(name)) misnamed.set(name, value)
     }
+  }
+  // One under no route name at all would never answer: its routes would be
+  // 405s, or the class would have "no responders".
+  for (const [name, value] of misnamed) {
+    if (routed.has(value)) continue
+    throw new TypeError(`${resource.constructor.name}.${name} was made with responder() but no route can find it: name it on<Verb> or on<Verb><Suffix>, with Verb one of Get, Post, Put, Patch, Delete and Suffix starting with a capital letter (onGetMetadata)`)
   }
   for (const name of names) {
     const m = RESPONDER_NAME.exec(name)

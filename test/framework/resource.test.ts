@@ -236,3 +236,23 @@ t.test('a sync responder that answers later from a callback (reply.send) is answ
   t.equal(res.statusCode, 200)
   t.same(res.json(), { y: 2 })
 })
+
+t.test('a responder kept under a helper name and mounted under route names (shared by two verbs) is served', async t => {
+  class Shared extends Resource {
+    private readonly update = responder({
+      schema: { body: Type.Object({ x: Type.Number() }), response: { 200: Type.Object({ y: Type.Number() }) } },
+      handler: async (request) => ({ y: request.body.x * 2 }),
+    })
+
+    onPut = this.update
+    onPatch = this.update
+  }
+  const app = await bareApp(t)
+  app.mount('/shared', new Shared())
+  await app.loadResources()
+  for (const method of ['PUT', 'PATCH'] as const) {
+    const res = await app.inject({ method, url: '/shared', payload: { x: 2 } })
+    t.equal(res.statusCode, 200, method)
+    t.same(res.json(), { y: 4 }, method)
+  }
+})
