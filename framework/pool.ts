@@ -938,7 +938,11 @@ export class InferencePool {
 /** A job run again alone after its batch failed or did not split back: counted with that batch already. */
 const isRerun = (jobs: Job[]) => jobs.length === 1 && jobs[0].counted === true
 
-/** A batch that failed outside ONNX Runtime (merging its feeds): each of its jobs gets the error. */
+/**
+ * A batch that failed outside ONNX Runtime and its rerun path (a bug in the
+ * pool's own code; feeds that do not merge rerun alone, see compute): each of
+ * its jobs gets the error.
+ */
 function failAll (jobs: Job[], err: unknown) {
   const error = new InferenceError(`cannot run a batch of ${jobs.length} requests: ${(err as Error)?.message ?? err}`)
   for (const job of jobs) job.reject(error)
