@@ -40,6 +40,9 @@ export const USER_SIGNALS_IGNORED = {
  * deadline and keep-alive, 0 means none, so `--timeout 0.0004` rounded to 0
  * would have turned deadlines off.
  */
+/** How long an idle server may still take to close once the graceful timeout has passed (an idle close takes milliseconds). */
+const CLOSE_GRACE_MS = 1000
+
 const milliseconds = (seconds: number) => seconds > 0 ? Math.max(1, Math.round(seconds * 1000)) : 0
 
 export function appOptions (settings: Settings, logger: AppOptions['logger']): AppOptions {
@@ -74,8 +77,10 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   const log: FastifyBaseLogger = app.log
 
   let stopping = false
-  // Requests in flight: the graceful timeout stops these, if any, and an
-  // idle server (always, with --graceful-timeout 0) closes and exits 0. A
+  // Requests in flight: the graceful timeout stops these, if any; an idle
+  // server (always, with --graceful-timeout 0) closes and exits 0, given
+  // CLOSE_GRACE_MS more to finish closing (a resource's close() that hangs
+  // does not keep it for ever). A
   // model still computing is work in flight too, even when its client left
   // (its response closed): close() would wait for the run to end, past the
   // timeout. A request that arrives past the timeout (on a connection opened
@@ -83,10 +88,19 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   let inFlight = 0
   let late = false
   const stopInFlight = () => {
+    if (inFlight > 0 || app.models.pool.computing > 0) {
+      log.warn({ requests: inFlight, computing: app.models.pool.computing }, 'graceful timeout reached: stopping with requests still in flight')
+      return exit(1)
+    }
+    if (late) return
     late = true
-    if (inFlight === 0 && app.models.pool.computing === 0) return
-    log.warn({ requests: inFlight, computing: app.models.pool.computing }, 'graceful timeout reached: stopping with requests still in flight')
-    exit(1)
+    // Idle, and still closing (the listener, models, resources' close()):
+    // an idle close takes milliseconds, so one that has not finished a
+    // moment later is stuck, and the server stops anyway.
+    setTimeout(() => {
+      log.warn('graceful timeout reached: closing has not finished; stopping')
+      exit(1)
+    }, CLOSE_GRACE_MS).unref()
   }
   app.server.on('request', (_req, res) => {
     inFlight++

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, CLOSING_LOAD_APP, post, ROOT, SLOW_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
+import { childEnv, CLOSING_LOAD_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
@@ -206,6 +206,16 @@ t.test('--graceful-timeout 0: an idle server exits 0 at once on TERM; one with a
   // Killed outright: the model is computing, which process.exit() cannot interrupt.
   t.same(await within(busy.exited, 5000), { code: null, signal: 'SIGKILL' }, 'busy: stopped at once')
   t.type(await inFlight, Error, 'the request in flight was cut')
+})
+
+t.test('--graceful-timeout: an idle server whose resource never finishes closing is stopped soon after the timeout, exit 1', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
+  for (const timeout of ['0', '0.5']) {
+    const server = await startReady(t, ['--models-dir', dir, '--app', HUNG_CLOSE_APP, '--graceful-timeout', timeout])
+    server.proc.kill('SIGTERM')
+    t.same(await within(server.exited, 5000), { code: 1, signal: null }, `--graceful-timeout ${timeout}: stopped`)
+    t.ok(server.lines.some(l => l.msg?.startsWith('graceful timeout reached: closing has not finished')), 'and says why')
+  }
 })
 
 t.test('--graceful-timeout: a model still computing for a client that left is stopped at the timeout, not waited for', async t => {
