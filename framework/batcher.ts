@@ -161,19 +161,6 @@ export function compatible (a: Record<string, Tensor>, b: Record<string, Tensor>
   return true
 }
 
-/** Elements a batch holds after padding, per row: the product of the padded non-batch dims of its largest input. */
-export function paddedCost (batch: Array<Record<string, Tensor>>): number {
-  let cost = 0
-  const first = batch[0]
-  for (const name of Object.keys(first)) {
-    const rank = first[name].dims.length
-    let perRow = 1
-    for (let axis = 1; axis < rank; axis++) perRow *= Math.max(...batch.map(f => f[name].dims[axis]))
-    cost = Math.max(cost, perRow * batch.reduce((n, f) => n + f[name].dims[0], 0))
-  }
-  return cost
-}
-
 type Data = Tensor['data']
 
 function allocate (type: Tensor['type'], length: number, fill?: number): Data {

@@ -18,9 +18,9 @@
 // queued leaves the queue at that moment and is never computed.
 //
 // Models too cheap to be worth the hop run inline: when a model's measured
-// cost (learnt on the threads) predicts a job under `inlineBelowUs` and none of
-// its jobs wait for a thread, the job runs on the main thread (a session is
-// kept there too). Posting a job to a thread and waking both sides costs more
+// cost (learnt on the threads) predicts a job under `inlineBelowUs`, the job
+// runs on the main thread (a session is kept there too), even if bigger jobs
+// of the model wait for a thread: it may finish before them. Posting a job to a thread and waking both sides costs more
 // than a few-microsecond model, and blocking the event loop that briefly is
 // like parsing a small JSON body. Inline jobs are batched too: the ones that
 // arrive during one turn of the event loop (a burst of requests read from many
