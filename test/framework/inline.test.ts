@@ -1,6 +1,6 @@
 // Cheap models run on the main thread, the jobs of one event-loop turn batched
 // together; everything slower goes to the inference threads.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { InferencePool } from '../../framework/pool.ts'
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -12,6 +12,16 @@ import type { Tensor } from '../../framework/tensor.ts'
 
 const x = (v = 0) => ({ x: { type: 'float32' as const, data: new Float32Array([v, v, v, v]), dims: [1, 4] } })
 const settle = () => new Promise(resolve => setTimeout(resolve, 50))
+
+/** A one-thread pool whose `add` has run once and so runs inline from now on. */
+async function cheapAddPool (t: Test): Promise<InferencePool> {
+  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
+  t.teardown(() => pool.close())
+  await pool.load('add', addModel())
+  await pool.run('add', x())
+  await settle()
+  return pool
+}
 
 t.test('a cheap model runs inline once its cost is known, with the same answers', async t => {
   const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
@@ -67,11 +77,7 @@ t.test('a cheap model runs inline while a thread computes another, one run per e
 })
 
 t.test('an inline batch stays under the limit: the jobs of one turn split into several runs', async t => {
-  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
-  t.teardown(() => pool.close())
-  await pool.load('add', addModel())
-  await pool.run('add', x())
-  await settle()
+  const pool = await cheapAddPool(t)
   // Pretend each element costs 100 µs: a run of at most 1 ms holds two 4-element jobs.
   ;(pool as any).queues.get('add').usPerElement = 100
   ;(pool as any).queues.get('add').inlineLastRun = 6 // as if under load: the whole turn waits for its end
@@ -84,11 +90,7 @@ t.test('an inline batch stays under the limit: the jobs of one turn split into s
 })
 
 t.test('an aborted inline job is dropped, never computed', async t => {
-  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
-  t.teardown(() => pool.close())
-  await pool.load('add', addModel())
-  await pool.run('add', x())
-  await settle()
+  const pool = await cheapAddPool(t)
   const controller = new AbortController()
   ;(pool as any).queues.get('add').inlineLastRun = 2 // under load: jobs wait for the end of the turn
   const before = pool.stats('add')
@@ -103,11 +105,7 @@ t.test('an aborted inline job is dropped, never computed', async t => {
 })
 
 t.test('an inline failure is an InferenceError for that request only; unload drops the main-thread session', async t => {
-  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
-  t.teardown(() => pool.close())
-  await pool.load('add', addModel())
-  await pool.run('add', x())
-  await settle()
+  const pool = await cheapAddPool(t)
   await t.rejects(pool.run('add', { x: { type: 'float32', data: new Float32Array(3), dims: [1, 3] } }), { name: 'InferenceError' })
   t.equal(pool.stats('add').failed, 1)
   t.same(Array.from((await pool.run('add', x())).y.data as Float32Array), [1, 2, 3, 4], 'the next request is fine')
@@ -176,11 +174,7 @@ t.test('inline jobs whose feeds do not merge run alone, each counted once', asyn
 })
 
 t.test('unloading a model while inline jobs wait for the end of the turn settles them', async t => {
-  const pool = new InferencePool({ threads: 1, inlineBelowUs: 10_000 })
-  t.teardown(() => pool.close())
-  await pool.load('add', addModel())
-  await pool.run('add', x())
-  await settle()
+  const pool = await cheapAddPool(t)
   ;(pool as any).queues.get('add').inlineLastRun = 2 // under load: jobs wait for the end of the turn
   const waiting = pool.run('add', x(1)).then(() => 'computed', (e: Error) => e.message)
   const unloaded = pool.unload('add')
