@@ -35,14 +35,14 @@ export const USER_SIGNALS_IGNORED = {
   SIGUSR2: 'SIGUSR2 ignored: there is no binary upgrade in place; restart, or HUP to reload',
 } as const
 
+/** How long an idle server may still take to close once the graceful timeout has passed (an idle close takes milliseconds). */
+const CLOSE_GRACE_MS = 1000
+
 /**
  * Seconds as whole milliseconds, a positive time never below 1 ms: for the
  * deadline and keep-alive, 0 means none, so `--timeout 0.0004` rounded to 0
  * would have turned deadlines off.
  */
-/** How long an idle server may still take to close once the graceful timeout has passed (an idle close takes milliseconds). */
-const CLOSE_GRACE_MS = 1000
-
 const milliseconds = (seconds: number) => seconds > 0 ? Math.max(1, Math.round(seconds * 1000)) : 0
 
 export function appOptions (settings: Settings, logger: AppOptions['logger']): AppOptions {
@@ -80,11 +80,10 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
   // Requests in flight: the graceful timeout stops these, if any; an idle
   // server (always, with --graceful-timeout 0) closes and exits 0, given
   // CLOSE_GRACE_MS more to finish closing (a resource's close() that hangs
-  // does not keep it for ever). A
-  // model still computing is work in flight too, even when its client left
-  // (its response closed): close() would wait for the run to end, past the
-  // timeout. A request that arrives past the timeout (on a connection opened
-  // before the drain) is stopped as it arrives.
+  // does not keep it for ever). A model still computing is work in flight
+  // too, even when its client left (its response closed): close() would wait
+  // for the run to end, past the timeout. A request that arrives past the
+  // timeout (on a connection opened before the drain) is stopped as it arrives.
   let inFlight = 0
   let late = false
   const stopInFlight = () => {
