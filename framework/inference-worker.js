@@ -39,9 +39,9 @@ parentPort.on('message', async msg => {
         if (ArrayBuffer.isView(t.data) && t.data.byteLength >= TRANSFER_MIN_BYTES && !transfer.includes(t.data.buffer)) transfer.push(t.data.buffer)
       }
       // The inputs go back too, to be freed on the main thread (or reused
-      // there for the next merged batch: pool.ts). Left here they
-      // are garbage this thread's GC collects late: it allocates few objects,
-      // so it rarely collects, and a batch's inputs are large (700 kB for
+      // there for the next merged batch: pool.ts). Left here they are garbage
+      // this thread's GC collects late: it allocates few objects, so it
+      // rarely collects, and a batch's inputs are large (700 kB for
       // /ner's 64 sentences): the default server's RSS rose 30 MB under load.
       const inputs = []
       for (const t of Object.values(msg.feeds)) {

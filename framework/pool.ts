@@ -20,12 +20,13 @@
 // Models too cheap to be worth the hop run inline: when a model's measured
 // cost (learnt on the threads) predicts a job under `inlineBelowUs`, the job
 // runs on the main thread (a session is kept there too), even if bigger jobs
-// of the model wait for a thread: it may finish before them. Posting a job to a thread and waking both sides costs more
-// than a few-microsecond model, and blocking the event loop that briefly is
-// like parsing a small JSON body. Inline jobs are batched too: the ones that
-// arrive during one turn of the event loop (a burst of requests read from many
-// sockets) run together at the end of that turn (setImmediate), in runs
-// predicted under a millisecond. Anything slower goes to the threads.
+// of the model wait for a thread: it may finish before them. Posting a job to
+// a thread and waking both sides costs more than a few-microsecond model, and
+// blocking the event loop that briefly is like parsing a small JSON body.
+// Inline jobs are batched too: the ones that arrive during one turn of the
+// event loop (a burst of requests read from many sockets) run together at the
+// end of that turn (setImmediate), in runs predicted under a millisecond.
+// Anything slower goes to the threads.
 //
 // Why not piscina: loads must reach every thread (one session per thread), and
 // the queue must stay inspectable on the main thread for deadlines and
