@@ -14,7 +14,9 @@
 //   then, and every worker listens on it (Node's cluster keeps a port-0
 //   listener's port only while a worker holds it: after all workers died,
 //   they would come back on another).
-// - TERM: workers drain; exit 0 once all are gone (kill after the graceful timeout).
+// - TERM: workers drain, each stopping itself at the graceful timeout; exit 0
+//   once all are gone (1 if one had to cut requests; any worker left 2 s
+//   past the timeout is killed).
 // - INT, QUIT: workers stop at once, also while they drain after a TERM.
 // - HUP: workers are replaced one by one, each new one ready before the old
 //   one drains, so no request is dropped.
@@ -30,6 +32,8 @@ import type { ArbiterMetricsMessage } from './metrics.ts'
 import { ClusterMetrics } from './cluster-metrics.ts'
 
 const BOOT_FAILURE = 3
+/** How long past the graceful timeout the primary waits for draining workers (which stop themselves at it) before killing them. */
+const WORKER_STOP_GRACE_MS = 2000
 const MAX_BACKOFF_MS = 10_000
 
 /** Listens on `host:port` and lets go: the port it got (the system's choice for port 0), or the listen error. */
@@ -82,6 +86,8 @@ export function runArbiter (settings: Settings): void {
 
   /** The signal the workers were stopped with, once stopping. */
   let stoppedWith: NodeJS.Signals | undefined
+  /** A worker ended a TERM drain with an error or a signal (it cut requests at the graceful timeout): the primary exits 1. */
+  let workerFailed = false
   let killTimer: NodeJS.Timeout | undefined
   const stopWorkers = (code: number, signal: NodeJS.Signals) => {
     stoppedWith = signal
@@ -89,7 +95,9 @@ export function runArbiter (settings: Settings): void {
     log.info({ signal, workers: workers.length }, 'stopping workers')
     if (workers.length === 0) process.exit(code)
     for (const w of workers) w.process.kill(signal)
-    const timeoutMs = signal === 'SIGTERM' ? settings.gracefulTimeout * 1000 : 2000
+    // A draining worker stops itself at the graceful timeout (and an idle one
+    // still closing a second later: serve.ts); this is the backstop.
+    const timeoutMs = signal === 'SIGTERM' ? settings.gracefulTimeout * 1000 + WORKER_STOP_GRACE_MS : 2000
     clearTimeout(killTimer)
     killTimer = setTimeout(() => {
       log.warn('workers still running after the timeout: killing them')
@@ -112,7 +120,7 @@ export function runArbiter (settings: Settings): void {
     process.exitCode = code
     stopWorkers(code, signal)
     const exitWhenAllGone = () => {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(code)
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(workerFailed ? code || 1 : code)
     }
     cluster.on('exit', exitWhenAllGone)
     cluster.on('disconnect', exitWhenAllGone)
@@ -173,6 +181,8 @@ export function runArbiter (settings: Settings): void {
     const wasReplacement = replacements.delete(worker)
     waiters.get(worker)?.(false)
     waiters.delete(worker)
+    // A worker the TERM itself ended (one still booting, before its handlers) did not fail.
+    if (stoppedWith === 'SIGTERM' && ((code !== null && code !== 0) || (signal !== null && signal !== 'SIGTERM'))) workerFailed = true
     if (stopping || wasRetiring) return
     if (wasReplacement) {
       log.error({ worker: worker.id, code, signal }, 'a replacement worker died before it was ready: the old worker keeps serving')

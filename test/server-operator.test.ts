@@ -208,6 +208,22 @@ t.test('--graceful-timeout 0: an idle server exits 0 at once on TERM; one with a
   t.type(await inFlight, Error, 'the request in flight was cut')
 })
 
+t.test('cluster, --graceful-timeout 0: idle workers drain and the primary exits 0; a request in flight is cut and the primary exits 1', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1000) })
+  const idle = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--graceful-timeout', '0'])
+  t.equal((await post(idle.port, '/scale', { rows: [[5.1, 3.5, 1.4, 0.2]] })).status, 200)
+  idle.proc.kill('SIGTERM')
+  t.same(await within(idle.exited, 10_000), { code: 0, signal: null }, 'idle: exit 0')
+  t.notOk(idle.lines.some(l => l.msg === 'workers still running after the timeout: killing them'), 'idle: no worker killed')
+
+  const busy = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--graceful-timeout', '0'])
+  const inFlight = post(busy.port, '/slow', { x: 1 }).catch((err: Error) => err)
+  await busy.waitFor(l => l.req?.url === '/slow')
+  busy.proc.kill('SIGTERM')
+  t.same(await within(busy.exited, 10_000), { code: 1, signal: null }, 'busy: exit 1')
+  t.type(await inFlight, Error, 'the request in flight was cut')
+})
+
 t.test('--graceful-timeout: an idle server whose resource never finishes closing is stopped soon after the timeout, exit 1', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
   for (const timeout of ['0', '0.5']) {
