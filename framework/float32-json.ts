@@ -100,14 +100,15 @@ function writeNumber (out: Buffer, pos: number, v: number): number {
     } while (p < 9 && Math.fround(m / POW10[k]) !== v)
   }
   // At most 9 digits: an int32 from here on (integer division and remainder
-  // instead of floating-point ones, which V8 calls out for).
+  // instead of floating-point ones, which V8 calls out for). Rounding may
+  // have carried into one more digit (9.9999999 -> 10.000000).
   let n = m | 0
+  let digits = n >= POW10[p] ? p + 1 : p
   while (k > 0 && n % 10 === 0) {
     n = (n / 10) | 0
     k--
+    digits--
   }
-  let digits = 1
-  while (digits < 10 && n >= POW10[digits]) digits++
   // v = n / 10^k: `digits - k` digits before the point (none: "0.000ddd").
   const before = digits - k
   if (before <= 0) {
@@ -125,14 +126,21 @@ function writeNumber (out: Buffer, pos: number, v: number): number {
   return writeDigits(out, pos, n - whole * scale, k)
 }
 
+/** "00" to "99" as pairs of char codes. */
+const PAIRS = Uint8Array.from({ length: 200 }, (_, i) => 48 + ((i & 1) ? (i >> 1) % 10 : ((i >> 1) / 10) | 0))
+
 /** Writes the int32 n as exactly `width` digits (zero-padded) at pos; returns the end. */
 function writeDigits (out: Buffer, pos: number, n: number, width: number): number {
   const end = pos + width
-  for (let i = end - 1; i >= pos; i--) {
-    const rest = (n / 10) | 0
-    out[i] = 48 + n - rest * 10
+  let i = end
+  while (i - pos >= 2) {
+    const rest = (n / 100) | 0
+    const pair = (n - rest * 100) << 1
+    out[--i] = PAIRS[pair + 1]
+    out[--i] = PAIRS[pair]
     n = rest
   }
+  if (i > pos) out[--i] = 48 + n
   return end
 }
 
