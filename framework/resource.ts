@@ -3,7 +3,9 @@
 // `onGetMetadata` for a second route). Each responder is made with
 // `responder({ schema, handler })`: the one schema value gives validation, the
 // handler's static types (no generic arguments to write), response
-// serialization and the OpenAPI document.
+// serialization and the OpenAPI document. With a 200 response schema, the
+// handler must return its answer (or the reply it sent), with no field the
+// schema lacks: both are compile errors (HandlerReturn, ExactAnswer below).
 //
 //   export class Echo extends Resource {
 //     onPost = responder({
@@ -35,9 +37,30 @@ export type Handler<S extends RouteSchema> = RouteHandlerMethod<
   RouteGenericInterface, ContextConfigDefault, S, TypeBoxTypeProvider, FastifyBaseLogger
 >
 
-export interface ResponderSpec<S extends RouteSchema> {
+/** The body types of every response the schema declares (fastify's reply type). */
+export type ReplyBody<S extends RouteSchema> = Exclude<ReturnType<Handler<S>>, void | PromiseLike<unknown>>
+
+/**
+ * What a responder's handler may return. With a 200 response schema, not
+ * fastify's `Promise<void>`: an async handler that forgets its `return` is an
+ * empty 200 (a 500 at run time, see deadline.ts), so it is refused here. One
+ * that answers through `reply` returns it (`return reply.send(...)`: the reply
+ * is a thenable that resolves to nothing, so the handler is `Promise<never>`,
+ * which fits). A sync handler may still return nothing: it may send later
+ * from a callback (fastify's callback style).
+ */
+export type HandlerReturn<S extends RouteSchema> = S['response'] extends { 200: TSchema }
+  ? ReplyBody<S> | void | Promise<ReplyBody<S>>
+  : ReturnType<Handler<S>>
+
+/** A handler typed from its schema, returning R (inferred from the handler). */
+export type ResponderHandler<S extends RouteSchema, R = HandlerReturn<S>> = (
+  this: ThisParameterType<Handler<S>>, request: Parameters<Handler<S>>[0], reply: Parameters<Handler<S>>[1],
+) => R
+
+export interface ResponderSpec<S extends RouteSchema, R = HandlerReturn<S>> {
   schema: S
-  handler: Handler<S>
+  handler: ResponderHandler<S, R>
   /** One line for the OpenAPI document. */
   summary?: string
   description?: string
@@ -47,14 +70,63 @@ export interface ResponderSpec<S extends RouteSchema> {
   bodyLimit?: number
 }
 
+// Extra fields: TypeScript checks excess properties only on a fresh object
+// literal assigned straight to its type, and an async handler's return is
+// never one (nor a literal built in a variable first), so `{ ok, secret }`
+// passed as `{ ok }` and fastify's serializer silently dropped `secret`.
+// What follows compares the handler's inferred answer with the response
+// schemas' type (fastify's: any declared status code's body), field by field through objects and arrays, and names every field the
+// schema lacks. Against a union (a schema's Type.Union) an object is exact if
+// it has no extra field for one member it fits; an index signature
+// (Type.Record, additionalProperties) or unknown allows any field.
+
+/** The members of T that B fits (all of T if none does: the plain type error then says why). */
+type Fitting<B, T> = [T extends unknown ? (B extends T ? T : never) : never] extends [infer F]
+  ? ([F] extends [never] ? T : F) : never
+type ItemOf<T> = T extends readonly (infer I)[] ? I : never
+type Path<P extends string, K extends string> = P extends '' ? K : `${P}.${K}`
+
+/** The paths of B's fields that T does not declare (never when there are none). */
+export type ExtraFields<B, T, P extends string = ''> =
+  0 extends (1 & T) ? never // any
+    : unknown extends T ? never
+      : B extends readonly (infer I)[] ? ExtraFields<I, ItemOf<Fitting<B, T>>, `${P}[]`>
+        : B extends (...args: never[]) => unknown ? never
+          : B extends object ? ExtraFieldsOfObject<B, Fitting<B, T>, P>
+            : never
+// Distributed over T's members: exact against one of them is exact.
+type ExtraFieldsOfObject<B, T, P extends string> = true extends (T extends unknown ? [ExtraFieldsOfMember<B, T, P>] extends [never] ? true : false : never)
+  ? never
+  : T extends unknown ? ExtraFieldsOfMember<B, T, P> : never
+type ExtraFieldsOfMember<B, T, P extends string> = string extends keyof T ? never : {
+  [K in keyof B & string]-?: K extends keyof T ? ExtraFields<B[K], T[K], Path<P, K>> : Path<P, K>
+}[keyof B & string]
+
+/** The answer in a handler's return type R: a Promise's value, without void (nothing) and never (a reply). */
+type Answered<R> = R extends PromiseLike<infer A> ? Exclude<A, void> : Exclude<R, void>
+
+/**
+ * Nothing when the handler's answer has only fields its 200 schema declares;
+ * otherwise a `handler` type no function fits, whose text names the fields.
+ */
+export type ExactAnswer<S extends RouteSchema, R> = S['response'] extends { 200: TSchema }
+  ? [ExtraFields<Answered<R>, ReplyBody<S>>] extends [infer E extends string]
+      ? [E] extends [never] ? unknown : { handler: `returns ${E}, which the response schema does not declare` }
+      : unknown
+  : unknown
+
 const RESPONDER = Symbol('responder')
 
 export interface Responder<S extends RouteSchema = RouteSchema> extends ResponderSpec<S> {
   readonly [RESPONDER]: true
 }
 
-/** Declares a responder; its handler is typed from its schema. */
-export function responder<S extends RouteSchema> (spec: ResponderSpec<S>): Responder<S> {
+/**
+ * Declares a responder; its handler is typed from its schema. R, the
+ * handler's return type, is inferred: with a 200 response schema it must be
+ * an answer (or a reply, see HandlerReturn) with no field the schema lacks.
+ */
+export function responder<S extends RouteSchema, R extends HandlerReturn<S>> (spec: ResponderSpec<S, R> & ExactAnswer<S, R>): Responder<S> {
   return { ...spec, [RESPONDER]: true }
 }
 
