@@ -7,7 +7,7 @@ import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'n
 import { join, relative, isAbsolute } from 'node:path'
 import { InferencePool, type BatchOptions, type RunOptions } from './pool.ts'
 import { batchOptionsFromConfig } from './batcher.ts'
-import { checkContract, type ModelContract, type Tensor, type TensorInfo } from './tensor.ts'
+import { checkContract, type ModelContract, type Tensor, type TensorInfo, type TypedTensor } from './tensor.ts'
 
 export interface ModelStoreOptions {
   /** Directory holding the models (`name.onnx`, `name/model.onnx` or `name/<version>/model.onnx`). */
@@ -43,12 +43,26 @@ export interface LoadedModel {
 }
 
 /**
+ * What a run gives: with a contract, each output it declares by name, its
+ * data typed by its element type (`y.data` a Float32Array for a float32 `y`);
+ * without one, any name, any data.
+ */
+export type Outputs<C extends ModelContract> = string extends keyof C['outputs']
+  ? Record<string, Tensor>
+  : { [K in keyof C['outputs']]: TypedTensor<C['outputs'][K]['type']> }
+
+/**
  * A loaded model: what it takes, what it gives, and a way to run it off the
  * main thread. It is a view on a LoadedModel that a hot swap may retarget
  * (framework/repository.ts), so a resource keeps its handle across swaps.
+ * C is the contract it was loaded with (ModelStore.load), which types its
+ * outputs.
  */
-export class Model {
+export class Model<C extends ModelContract = ModelContract> {
   private target: LoadedModel
+  // Types only, never set: without a member of type C, TypeScript took a
+  // Model loaded without a contract for a typed one.
+  declare private readonly contract?: C
 
   constructor (readonly name: string, loaded: LoadedModel, private readonly runner: ModelRunner) {
     this.target = loaded
@@ -62,9 +76,17 @@ export class Model {
   /** The sessions this model runs on now. */
   get loaded (): LoadedModel { return this.target }
 
-  /** Runs the model on one set of feeds, on an inference thread. */
-  run (feeds: Record<string, Tensor>, options: RunOptions = {}): Promise<Record<string, Tensor>> {
-    return this.runner.run(this.target.key, feeds, options)
+  /**
+   * Runs the model on one set of feeds, on an inference thread. The outputs
+   * are typed by the contract; `options.outputs` narrows them to those named.
+   */
+  run<K extends keyof Outputs<C> & string = keyof Outputs<C> & string> (
+    feeds: Record<string, Tensor>, options: RunOptions & { outputs?: K[] } = {},
+  ): Promise<Pick<Outputs<C>, K>> {
+    // Trusted, not checked per run: load() checked that the model has every
+    // output of the contract with its element type, and a hot swap must keep
+    // to the same contract (repository.ts).
+    return this.runner.run(this.target.key, feeds, options) as Promise<Pick<Outputs<C>, K>>
   }
 
   /** Points later runs at other sessions; runs already started finish on the old ones. */
@@ -117,6 +139,8 @@ export class ModelStore implements ModelRunner {
    * corrupt or mismatched model fails here, at start-up, with a message that
    * names the file and what was expected.
    */
+  async load (name: string): Promise<Model>
+  async load<C extends ModelContract> (name: string, contract: C): Promise<Model<C>>
   async load (name: string, contract?: ModelContract): Promise<Model> {
     const existing = this.models.get(name)
     const { path, version, folder } = resolveModelPath(this.options.dir, name)

@@ -10,6 +10,29 @@ export interface Tensor {
   dims: number[]
 }
 
+/** The data of each element type, as onnxruntime-node gives it (TYPED_ARRAYS, and strings). */
+export interface TensorDataOf {
+  float32: Float32Array
+  float64: Float64Array
+  int8: Int8Array
+  int16: Int16Array
+  int32: Int32Array
+  int64: BigInt64Array
+  uint8: Uint8Array
+  uint16: Uint16Array
+  uint32: Uint32Array
+  uint64: BigUint64Array
+  bool: Uint8Array
+  string: string[]
+  float16: Uint16Array
+}
+
+/** A tensor whose element type is known: a model output its resource's contract declares. */
+export interface TypedTensor<T extends ElementType> extends Tensor {
+  type: T
+  data: TensorDataOf[T]
+}
+
 /** Metadata of a model input or output: -1 (or a name) marks a dynamic dimension. */
 export interface TensorInfo {
   name: string

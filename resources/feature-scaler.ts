@@ -11,10 +11,16 @@ import { Type } from '@sinclair/typebox'
 import { Resource, responder, type ResourceContext } from '../framework/resource.ts'
 import { badRequest } from '../framework/errors.ts'
 import type { Model } from '../framework/models.ts'
-import { rowsFromTensor, tensorFromRows } from '../framework/tensor.ts'
+import { rowsFromTensor, tensorFromRows, type ModelContract } from '../framework/tensor.ts'
 import type { AbortSignalLike } from '../framework/deadline.ts'
 
 const FEATURES = 4
+// What the model must take and give: checked when it loads, and it types
+// model.run's outputs (y.data is a Float32Array).
+const CONTRACT = {
+  inputs: { x: { type: 'float32', shape: [-1, FEATURES] } },
+  outputs: { y: { type: 'float32', shape: [-1, FEATURES] } },
+} satisfies ModelContract
 const Row = Type.Array(Type.Number(), { minItems: FEATURES, maxItems: FEATURES, description: 'sepal length, sepal width, petal length, petal width (cm)' })
 
 export interface FeatureScalerOptions {
@@ -25,7 +31,7 @@ export interface FeatureScalerOptions {
 }
 
 export class FeatureScaler extends Resource {
-  private model!: Model
+  private model!: Model<typeof CONTRACT>
   private readonly maxRows: number
 
   constructor (private readonly options: FeatureScalerOptions) {
@@ -34,10 +40,7 @@ export class FeatureScaler extends Resource {
   }
 
   async load ({ models }: ResourceContext) {
-    this.model = await models.load(this.options.model, {
-      inputs: { x: { type: 'float32', shape: [-1, FEATURES] } },
-      outputs: { y: { type: 'float32', shape: [-1, FEATURES] } },
-    })
+    this.model = await models.load(this.options.model, CONTRACT)
   }
 
   async warmup () {
@@ -49,7 +52,7 @@ export class FeatureScaler extends Resource {
     const x = tensorFromRows(rows, FEATURES)
     if (!x) throw badRequest('every value must be within float32\'s range (about ±3.4e38)')
     const { y } = await this.model.run({ x }, { signal })
-    const out = y.data as Float32Array
+    const out = y.data
     // Scaling can push a value near the limit past it.
     if (!out.every(Number.isFinite)) throw badRequest('a value is so large that its scaled value overflows float32')
     return rowsFromTensor(out, rows.length)
