@@ -75,10 +75,12 @@ export interface ResponderSpec<S extends RouteSchema, R = HandlerReturn<S>> {
 // never one (nor a literal built in a variable first), so `{ ok, secret }`
 // passed as `{ ok }` and fastify's serializer silently dropped `secret`.
 // What follows compares the handler's inferred answer with the response
-// schemas' type (fastify's: any declared status code's body), field by field through objects and arrays, and names every field the
-// schema lacks. Against a union (a schema's Type.Union) an object is exact if
-// it has no extra field for one member it fits; an index signature
-// (Type.Record, additionalProperties) or unknown allows any field.
+// schemas' type (fastify's: any declared status code's body), field by field
+// through objects and arrays, and names every field the schema lacks. Against
+// a union (a schema's Type.Union) an object is exact if it has no extra field
+// for one member it fits; an index signature (Type.Record) or unknown allows
+// any field. Type.Object's `additionalProperties` option is not in its static
+// type: an answer that relies on it is refused, and is cast to that type.
 
 /** The members of T that B fits (all of T if none does: the plain type error then says why). */
 type Fitting<B, T> = [T extends unknown ? (B extends T ? T : never) : never] extends [infer F]
