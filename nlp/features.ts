@@ -199,8 +199,21 @@ function wordInfo (w: string): WordInfo {
 
 type Lexicons = Omit<FeatureSpec, 'featureTemplate' | 'buckets' | 'featuresPerToken'>
 
-/** The value of every template for every token (without the template prefix). */
-function featureValues (words: readonly string[], spec: Lexicons): string[][] {
+/**
+ * Takes the features of a text, token after token, each token's in template
+ * order: one value, or two or three joined by "|". The template below is
+ * written once, and each sink makes what it needs of it: the feature strings
+ * (featureStrings), or their hashed ids straight from the parts
+ * (extractFeatures), with no string built for a joined feature.
+ */
+interface FeatureSink {
+  one (value: string): void
+  two (a: string, b: string): void
+  three (a: string, b: string, c: string): void
+}
+
+/** Gives the sink the value of every template for every token (without the template prefix). */
+function featureValues (words: readonly string[], spec: Lexicons, sink: FeatureSink): void {
   const T = words.length
   // Word-level values are computed once per distinct word of the input.
   const cache = new Map<string, WordInfo>()
@@ -210,44 +223,88 @@ function featureValues (words: readonly string[], spec: Lexicons): string[][] {
     return info
   })
   const norm = infos.map(x => x.norm)
-  const BOS = wordInfo('<s>')
-  const EOS = wordInfo('</s>')
-  const iAt = (i: number): WordInfo => (i < 0 ? BOS : i >= T ? EOS : infos[i])
   const look = (dict: Readonly<Record<string, string>> | undefined, n: string): string =>
     dict !== undefined && Object.hasOwn(dict, n) ? dict[n] : '?'
   const cls = norm.map(n => look(spec.lexicon, n))
   const ent = norm.map(n => look(spec.entities, n))
   const gaz = gazetteerTags(norm, spec.gazetteer ?? {})
-  const eAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : ent[i])
-  const gAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : gaz[i])
-  const cAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : cls[i])
   const sh = infos.map(x => x.shape)
-  const nAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : norm[i])
-  const shAt = (i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : sh[i])
-  const out: string[][] = []
+  const iAt = (i: number): WordInfo => (i < 0 ? BOS : i >= T ? EOS : infos[i])
+  // Each of these, past either end of the text: "<s>" before it, "</s>" after.
+  const at = (values: readonly string[], i: number): string => (i < 0 ? '<s>' : i >= T ? '</s>' : values[i])
   for (let i = 0; i < T; i++) {
-    const w = words[i]
     const x = infos[i]
     const n = x.norm
-    out.push([
-      '', w, n, x.suf1, x.suf2, x.suf3, x.suf4, x.pre1, x.pre2, x.pre3,
-      sh[i], x.longShape, nAt(i - 1), nAt(i - 2), nAt(i + 1), nAt(i + 2),
-      iAt(i - 1).suf3, iAt(i + 1).suf3,
-      shAt(i - 1), shAt(i + 1), shAt(i - 2), shAt(i + 2),
-      `${nAt(i - 1)}|${n}`, `${n}|${nAt(i + 1)}`, `${nAt(i - 1)}|${nAt(i + 1)}`,
-      `${shAt(i - 1)}|${sh[i]}|${shAt(i + 1)}`, x.flags, i === 0 ? `first|${sh[i]}` : '-',
-      x.length, `${iAt(i - 1).suf2}|${x.suf2}`,
-      cls[i], cAt(i - 1), cAt(i + 1), cAt(i - 2), cAt(i + 2), `${cAt(i - 1)}|${cls[i]}|${cAt(i + 1)}`,
-      `${cls[i]}|${sh[i]}`, `${cAt(i - 1)}|${n}`, `${n}|${cAt(i + 1)}`,
-      ent[i], eAt(i - 1), eAt(i + 1), `${ent[i]}|${sh[i]}`, gaz[i], `${gaz[i]}|${sh[i]}`, `${gAt(i - 1)}|${gaz[i]}|${gAt(i + 1)}`,
-    ])
+    sink.one('') // bias
+    sink.one(words[i])
+    sink.one(n)
+    sink.one(x.suf1)
+    sink.one(x.suf2)
+    sink.one(x.suf3)
+    sink.one(x.suf4)
+    sink.one(x.pre1)
+    sink.one(x.pre2)
+    sink.one(x.pre3)
+    sink.one(sh[i])
+    sink.one(x.longShape)
+    sink.one(at(norm, i - 1))
+    sink.one(at(norm, i - 2))
+    sink.one(at(norm, i + 1))
+    sink.one(at(norm, i + 2))
+    sink.one(iAt(i - 1).suf3)
+    sink.one(iAt(i + 1).suf3)
+    sink.one(at(sh, i - 1))
+    sink.one(at(sh, i + 1))
+    sink.one(at(sh, i - 2))
+    sink.one(at(sh, i + 2))
+    sink.two(at(norm, i - 1), n)
+    sink.two(n, at(norm, i + 1))
+    sink.two(at(norm, i - 1), at(norm, i + 1))
+    sink.three(at(sh, i - 1), sh[i], at(sh, i + 1))
+    sink.one(x.flags)
+    if (i === 0) sink.two('first', sh[i])
+    else sink.one('-')
+    sink.one(x.length)
+    sink.two(iAt(i - 1).suf2, x.suf2)
+    sink.one(cls[i])
+    sink.one(at(cls, i - 1))
+    sink.one(at(cls, i + 1))
+    sink.one(at(cls, i - 2))
+    sink.one(at(cls, i + 2))
+    sink.three(at(cls, i - 1), cls[i], at(cls, i + 1))
+    sink.two(cls[i], sh[i])
+    sink.two(at(cls, i - 1), n)
+    sink.two(n, at(cls, i + 1))
+    sink.one(ent[i])
+    sink.one(at(ent, i - 1))
+    sink.one(at(ent, i + 1))
+    sink.two(ent[i], sh[i])
+    sink.one(gaz[i])
+    sink.two(gaz[i], sh[i])
+    sink.three(at(gaz, i - 1), gaz[i], at(gaz, i + 1))
   }
-  return out
 }
+
+const BOS = wordInfo('<s>')
+const EOS = wordInfo('</s>')
 
 /** The feature strings of every token: "<template index>\u001f<value>", FEATURES_PER_TOKEN per token. */
 export function featureStrings (words: readonly string[], spec: Lexicons = {}): string[][] {
-  return featureValues(words, spec).map(row => row.map((v, k) => `${k}\u001f${v}`))
+  const rows: string[][] = []
+  let row: string[] = []
+  const push = (value: string) => {
+    row.push(`${row.length}\u001f${value}`)
+    if (row.length === FEATURES_PER_TOKEN) {
+      rows.push(row)
+      row = []
+    }
+  }
+  featureValues(words, spec, {
+    one: push,
+    two: (a, b) => push(`${a}|${b}`),
+    three: (a, b, c) => push(`${a}|${b}|${c}`),
+  })
+  return rows
 }
 
 /**
@@ -330,10 +387,20 @@ export function extractFeatures (words: readonly string[], spec: FeatureSpec): I
       `is not supported (this code implements ${FEATURE_TEMPLATE_VERSION} with ${FEATURES_PER_TOKEN})`)
   }
   const out = new Int32Array(words.length * FEATURES_PER_TOKEN)
+  const ids = spec.buckets - 1
   let i = 0
-  for (const row of featureValues(words, spec)) {
-    // Same as bucketOf(`${k}\u001f${value}`), without building the string.
-    for (let k = 0; k < row.length; k++) out[i++] = 1 + (fnv1a32(row[k], PREFIX_HASHES[k]) % (spec.buckets - 1))
+  // bucketOf(`${k}\u001f${value}`) for the k-th feature of a token, without
+  // building the string: FNV-1a goes on from the hash of its prefix, through
+  // a joined feature's parts and their "|".
+  const put = (h: number) => {
+    out[i] = 1 + (h % ids)
+    i++
   }
+  const seed = () => PREFIX_HASHES[i % FEATURES_PER_TOKEN]
+  featureValues(words, spec, {
+    one: a => put(fnv1a32(a, seed())),
+    two: (a, b) => put(fnv1a32(b, fnv1a32('|', fnv1a32(a, seed())))),
+    three: (a, b, c) => put(fnv1a32(c, fnv1a32('|', fnv1a32(b, fnv1a32('|', fnv1a32(a, seed())))))),
+  })
   return out
 }
