@@ -4,7 +4,7 @@
 // pass the scores in, or a `run(features)` function that computes them.
 import { extractFeatures, type FeatureSpec } from './features.ts'
 import { tokenize, type Token } from './tokenize.ts'
-import { viterbi } from './viterbi.ts'
+import { viterbi, type Transitions } from './viterbi.ts'
 
 /** The contents of a model's config.json. */
 export interface TaggerConfig extends FeatureSpec {
@@ -78,17 +78,27 @@ export function decode (scores: Float32Array, dims: readonly number[], lengths: 
   const [B, Tmax, L] = dims
   if (L !== config.labels.length) throw new Error(`model returned ${L} scores per token, config has ${config.labels.length} labels`)
   if (scores.length !== B * Tmax * L) throw new Error(`scores have ${scores.length} values, expected ${B}x${Tmax}x${L}`)
-  const tr = {
-    transitions: config.transitions.flat(),
-    start: config.start,
-    end: config.end,
-  }
+  const tr = transitionsOf(config)
   const out: string[][] = []
   for (let b = 0; b < B; b++) {
     const path = viterbi(scores, lengths[b], L, tr, b * Tmax * L)
     out.push(Array.from(path, i => config.labels[i]))
   }
   return out
+}
+
+// A config's transitions as Viterbi reads them, made once per config: a
+// request's decoding took longer to flatten the [L][L] array (Array.flat, 289
+// numbers for POS) than to run Viterbi over a sentence.
+const TRANSITIONS = new WeakMap<TaggerConfig, Transitions>()
+
+function transitionsOf (config: TaggerConfig): Transitions {
+  let tr = TRANSITIONS.get(config)
+  if (tr === undefined) {
+    tr = { transitions: Float64Array.from(config.transitions.flat()), start: Float64Array.from(config.start), end: Float64Array.from(config.end) }
+    TRANSITIONS.set(config, tr)
+  }
+  return tr
 }
 
 export interface Entity {
@@ -162,7 +172,7 @@ export async function tagBatch (batch: readonly Token[][], config: TaggerConfig,
 /** The second half of `tagBatch`: the model's scores for `features` (made from `batch`) decoded into tagged tokens. */
 export function tagScores (batch: readonly Token[][], scores: { data: Float32Array, dims: readonly number[] }, features: FeatureTensor, config: TaggerConfig): TaggedToken[][] {
   const tags = decode(scores.data, scores.dims, features.lengths, config)
-  return batch.map((tokens, b) => tokens.map((t, i) => ({ ...t, tag: tags[b][i] })))
+  return batch.map((tokens, b) => tokens.map((t, i) => ({ text: t.text, start: t.start, end: t.end, tag: tags[b][i] })))
 }
 
 /** Tokenizes and tags raw text. */
