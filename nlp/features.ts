@@ -127,6 +127,7 @@ export function shape (word: string, long: boolean): string {
 }
 
 function flags (word: string): string {
+  if (ASCII.test(word)) return asciiFlags(word)
   let f = ''
   if (/\p{N}/u.test(word)) f += 'd'
   if (word.includes('-')) f += 'h'
@@ -134,6 +135,35 @@ function flags (word: string): string {
   if (/[\p{P}\p{S}]/u.test(word)) f += 'p'
   if (/[^\p{Script=Latin}\p{Script=Common}\p{Script=Inherited}]/u.test(word)) f += 'n'
   return f
+}
+
+const ASCII = /^[\x21-\x7e]*$/
+
+/**
+ * flags() for a word of printable ASCII, most words, without its five Unicode
+ * regular expressions: there, \p{N} is 0-9, \p{Lu} A-Z, \p{Ll} a-z, every
+ * other character is punctuation or a symbol, and every one is Latin or
+ * Common.
+ */
+function asciiFlags (word: string): string {
+  let digit = false
+  let upper = false
+  let lower = false
+  let other = false
+  for (let i = 0; i < word.length; i++) {
+    const c = word.charCodeAt(i)
+    if (c >= 48 && c <= 57) digit = true
+    else if (c >= 65 && c <= 90) upper = true
+    else if (c >= 97 && c <= 122) lower = true
+    else other = true
+  }
+  let f = digit ? 'd' : ''
+  if (word.includes('-')) f += 'h'
+  if (upper) {
+    const first = word.charCodeAt(0)
+    f += lower ? (first >= 65 && first <= 90 ? 'T' : 'M') : 'U'
+  }
+  return other ? f + 'p' : f
 }
 
 const SURROGATE = /[\uD800-\uDFFF]/
