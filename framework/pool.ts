@@ -852,10 +852,18 @@ export class InferencePool {
     runner: (feeds: Record<string, Tensor>, outputs: string[] | undefined, merged: boolean) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number }>,
   ): Promise<void> {
     let merged
+    // Spares this merge took: a merge that throws gives them back.
+    const taken: ArrayBuffer[] = []
+    const scratch = (type: Tensor['type'], length: number) => {
+      const data = this.takeSpare(type, length)
+      if (ArrayBuffer.isView(data)) taken.push(data.buffer as ArrayBuffer)
+      return data
+    }
     try {
       // On a thread, into the spare buffers the last merges' runs gave back (an inline run's are small).
-      merged = jobs.length > 1 ? mergeFeeds(jobs.map(j => j.feeds), q.shape!, q.options.padValue, onThread ? this.takeSpare : undefined) : undefined
+      merged = jobs.length > 1 ? mergeFeeds(jobs.map(j => j.feeds), q.shape!, q.options.padValue, onThread ? scratch : undefined) : undefined
     } catch {
+      this.keepSpares(taken)
       // Feeds that do not merge (data of another kind than their type, such
       // as numbers for int64, which ONNX Runtime takes): each request runs
       // alone, as it would have unbatched, rather than all of them failing.

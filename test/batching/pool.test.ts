@@ -101,6 +101,27 @@ t.test('a merged batch of a megabyte or more is merged into the buffer the last 
   }
 })
 
+t.test('a spare buffer taken for a merge that throws goes back to the spares', async t => {
+  const p = await pool(t)
+  const spares = () => (p as unknown as { spares: ArrayBuffer[] }).spares
+  // 16 requests of 9,000 ids (int64): merged, 1.15 MB.
+  const long = (k: number) => [Array.from({ length: 9000 }, (_, i) => 1 + (k + i) % (SEQ_VOCAB - 1))]
+  let busy = occupy(p)
+  await Promise.all(Array.from({ length: 16 }, (_, k) => p.run('seq', { ids: ids(long(k)) })))
+  await busy
+  t.equal(spares().length, 1, 'the first batch\'s buffer was kept')
+  const spare = spares()[0]
+  // One request's ids as plain numbers: its copy into the spare throws.
+  const plain = { ids: { type: 'int64', data: long(0)[0], dims: [1, 9000] } as unknown as Tensor }
+  busy = occupy(p)
+  const outs = await Promise.all(Array.from({ length: 16 }, (_, k) => p.run('seq', k === 5 ? plain : { ids: ids(long(k)) })))
+  await busy
+  t.same(outs.map(o => o.scores.dims), Array(16).fill([1, 9000, 3]), 'each answered')
+  t.match(p.stats('seq'), { batches: 17, requests: 32 }, 'the second batch ran as sixteen runs alone')
+  t.equal(spares().length, 1)
+  t.equal(spares()[0], spare, 'the spare is kept for the next merge')
+})
+
 t.test('a pad value an input\'s type cannot hold (0.5 for int64) does not fail batches: only same-length requests share one', async t => {
   const p = await pool(t)
   p.configure('seq', { padValue: 0.5 })
