@@ -157,6 +157,8 @@ class ModelQueue {
   /** Jobs the last inline run took (1: no load, jobs run as they come). */
   inlineLastRun = 0
   inlineRanThisTurn = false
+  /** Its batches computing, on a thread or inline: one that fails puts its jobs back here. */
+  computing = 0
   constructor (readonly key: string, public options: BatchOptions) {}
 
   remove (taken: Set<Job>) {
@@ -484,8 +486,10 @@ export class InferencePool {
     for (const t of this.threads) t.missing.delete(key)
     const q = this.queues.get(key)
     if (q) await this.dropInline(q)
-    // Inline jobs still waiting for the end of the turn go to the threads then: the queue must stay for them.
-    if (q?.jobs.length === 0 && q.inlineJobs.length === 0) this.queues.delete(key)
+    // Inline jobs still waiting for the end of the turn go to the threads
+    // then, and a batch computing that fails reruns its jobs from here: the
+    // queue must stay for them.
+    if (q?.jobs.length === 0 && q.inlineJobs.length === 0 && q.computing === 0) this.queues.delete(key)
     await Promise.all(this.threads.map(t => t.call({ op: 'unload', key }).catch(() => {})))
   }
 
@@ -654,8 +658,10 @@ export class InferencePool {
       const jobs = this.gather(q, live, budget)
       const taken = new Set(jobs)
       for (let i = live.length - 1; i >= 0; i--) if (taken.has(live[i])) live.splice(i, 1)
+      q.computing++
       this.compute(q, jobs, false, (feeds, outputs) => this.mainRuntime!.run({ key: q.inlineKey!, feeds, outputs }))
         .catch(err => failAll(jobs, err))
+        .finally(() => { q.computing-- })
     }
   }
 
@@ -820,6 +826,7 @@ export class InferencePool {
       if (!freed) { freed = true; thread.busy = false }
       this.drain()
     }
+    q.computing++
     void this.compute(q, jobs, true, async (feeds, outputs, merged) => {
       const transfer: ArrayBuffer[] = []
       // A merge's buffers are transferred: the pool made them (a merge into a
@@ -840,7 +847,10 @@ export class InferencePool {
       // A merge's buffers come back with the answer: the next merge reuses them.
       if (merged) this.keepSpares(reply.inputs ?? [])
       return reply
-    }).catch(err => failAll(jobs, err)).finally(free)
+    }).catch(err => failAll(jobs, err)).finally(() => {
+      q.computing--
+      free()
+    })
   }
 
   /**

@@ -402,6 +402,23 @@ t.test('the oldest waiting job picks the model; its batch takes that model\'s la
   t.equal(p.stats('seq').batches, 1)
 })
 
+t.test('a batch computing when its model is unloaded, and rerun alone because it failed, still settles', async t => {
+  const p = await pool(t)
+  p.configure('seq', { padValue: 0 })
+  const busy = occupy(p)
+  const batch = [[[1, 2]], [[7, SEQ_VOCAB + 100]], [[3]]].map(x => p.run('seq', { ids: ids(x) }).then(() => 'computed', (e: Error) => e.message))
+  await busy
+  t.equal(p.stats('seq').queuedRequests, 0, 'the batch of three is computing, and fails')
+  await p.unload('seq')
+  let timer: NodeJS.Timeout | undefined
+  const outcome = await Promise.race([
+    Promise.all(batch),
+    new Promise(resolve => { timer = setTimeout(() => resolve('still waiting after 5 s'), 5000) }),
+  ])
+  clearTimeout(timer)
+  t.match(outcome, [/not loaded/, /not loaded/, /not loaded/], 'each reran alone, and failed as a run of an unloaded model does')
+})
+
 t.test('bad options are refused with the reason', async t => {
   const p = await pool(t)
   t.throws(() => p.configure('affine', { maxBatchItems: 0 }), /invalid batching options for 'affine': maxBatchItems must be a positive integer/)
