@@ -159,6 +159,12 @@ class ModelQueue {
   inlineRanThisTurn = false
   /** Its batches computing, on a thread or inline: one that fails puts its jobs back here. */
   computing = 0
+  /**
+   * Whether the queue outlives its jobs: a loaded (or configured) model's
+   * does. One that only holds jobs of a model unloaded meanwhile, or never
+   * loaded, is deleted once they have settled (see InferencePool.forget).
+   */
+  kept = false
   constructor (readonly key: string, public options: BatchOptions) {}
 
   remove (taken: Set<Job>) {
@@ -400,6 +406,7 @@ export class InferencePool {
     const problems = validateBatchOptions(options)
     if (problems.length > 0) throw new RangeError(`invalid batching options for '${key}': ${problems.join('; ')}`)
     const q = this.queue(key)
+    q.kept = true
     q.options = { ...q.options, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) }
     return { ...q.options }
   }
@@ -438,6 +445,7 @@ export class InferencePool {
     const reply = (results[0] as PromiseFulfilledResult<any>).value
     const meta = { inputs: reply.inputs, outputs: reply.outputs }
     const q = this.queue(key)
+    q.kept = true
     q.shape = meta
     q.batches = modelBatches(meta)
     // A reloaded model's cost and main-thread session are learnt afresh.
@@ -485,12 +493,25 @@ export class InferencePool {
     this.lost.delete(key)
     for (const t of this.threads) t.missing.delete(key)
     const q = this.queues.get(key)
-    if (q) await this.dropInline(q)
-    // Inline jobs still waiting for the end of the turn go to the threads
-    // then, and a batch computing that fails reruns its jobs from here: the
-    // queue must stay for them.
-    if (q?.jobs.length === 0 && q.inlineJobs.length === 0 && q.computing === 0) this.queues.delete(key)
+    if (q) {
+      await this.dropInline(q)
+      // Inline jobs still waiting for the end of the turn go to the threads
+      // then, and a batch computing that fails reruns its jobs from here: the
+      // queue stays until they have settled.
+      q.kept = false
+      this.forget(q)
+    }
     await Promise.all(this.threads.map(t => t.call({ op: 'unload', key }).catch(() => {})))
+  }
+
+  /**
+   * Deletes a queue that is not kept (see ModelQueue.kept) once none of its
+   * jobs waits or computes: left, it would hold an unloaded model's counters
+   * and options for ever, and hand them to a later load of the key.
+   */
+  private forget (q: ModelQueue) {
+    if (q.kept || q.jobs.length > 0 || q.inlineJobs.length > 0 || q.inlineScheduled || q.computing > 0) return
+    if (this.queues.get(q.key) === q) this.queues.delete(q.key)
   }
 
   /**
@@ -511,6 +532,7 @@ export class InferencePool {
     const items = Math.max(rows ?? 1, 1)
     if (this.full(q, items)) {
       q.stats.refused++
+      this.forget(q)
       return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems))
     }
     const inline = q.options.maxQueueItems > 0 && this.runsInline(q, feeds)
@@ -563,6 +585,7 @@ export class InferencePool {
         q.remove(new Set([job]))
         if (!job.counted) q.stats.dropped++
         job.reject(new AbortedError(signal.reason))
+        this.forget(q)
       }
       signal.addEventListener('abort', job.onAbort, { once: true })
     }
@@ -651,7 +674,8 @@ export class InferencePool {
       // The model was reloaded or unloaded meanwhile: the threads take them.
       for (const job of live) this.enqueue(q, job)
       this.drain()
-      return
+      // Unloaded, with none of them left to run: its queue may go.
+      return this.forget(q)
     }
     const budget = INLINE_RUN_MAX_US / Math.max(q.usPerElement ?? 0, 1e-3)
     while (live.length > 0) {
@@ -661,7 +685,7 @@ export class InferencePool {
       q.computing++
       this.compute(q, jobs, false, (feeds, outputs) => this.mainRuntime!.run({ key: q.inlineKey!, feeds, outputs }))
         .catch(err => failAll(jobs, err))
-        .finally(() => { q.computing-- })
+        .finally(() => { q.computing--; this.forget(q) })
     }
   }
 
@@ -849,6 +873,7 @@ export class InferencePool {
       return reply
     }).catch(err => failAll(jobs, err)).finally(() => {
       q.computing--
+      this.forget(q)
       free()
     })
   }

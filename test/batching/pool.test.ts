@@ -402,6 +402,27 @@ t.test('the oldest waiting job picks the model; its batch takes that model\'s la
   t.equal(p.stats('seq').batches, 1)
 })
 
+t.test('jobs queued for the threads when their model is unloaded fail, and its queue goes once they have', async t => {
+  const p = await pool(t)
+  const busy = occupy(p)
+  const queued = [1, 2].map(v => p.run('affine', { x: rows([[v, v, v, v]]) }).then(() => 'computed', (e: Error) => e.message))
+  await p.unload('affine')
+  await busy
+  t.match(await Promise.all(queued), [/not loaded/, /not loaded/])
+  t.notOk((p as any).queues.has('affine'), 'no queue left for the unloaded model')
+  await p.load('affine', affineModel())
+  t.match(p.stats('affine'), { batches: 0, requests: 0, failed: 0 }, 'reloaded, its counters start afresh, as after any unload')
+})
+
+t.test('a run for a model that is not loaded leaves no queue behind', async t => {
+  const p = await pool(t)
+  await t.rejects(p.run('nothing', { x: rows([[1, 1, 1, 1]]) }), /not loaded/)
+  t.notOk((p as any).queues.has('nothing'), 'no queue left for it')
+  p.configure('later', { maxBatchItems: 2 })
+  await t.rejects(p.run('later', { x: rows([[1, 1, 1, 1]]) }), /not loaded/)
+  t.equal(p.batchOptions('later').maxBatchItems, 2, 'a model configured before its load keeps its options')
+})
+
 t.test('a batch computing when its model is unloaded, and rerun alone because it failed, still settles', async t => {
   const p = await pool(t)
   p.configure('seq', { padValue: 0 })
@@ -417,6 +438,7 @@ t.test('a batch computing when its model is unloaded, and rerun alone because it
   ])
   clearTimeout(timer)
   t.match(outcome, [/not loaded/, /not loaded/, /not loaded/], 'each reran alone, and failed as a run of an unloaded model does')
+  t.notOk((p as any).queues.has('seq'), 'then no queue is left for it')
 })
 
 t.test('bad options are refused with the reason', async t => {

@@ -184,3 +184,15 @@ t.test('unloading a model while inline jobs wait for the end of the turn settles
   await unloaded
   t.match(outcome, /not loaded/, 'it fails as a run of an unloaded model does')
 })
+
+t.test('the queue kept for inline jobs waiting at an unload is deleted once they have settled', async t => {
+  const pool = await cheapAddPool(t)
+  ;(pool as any).queues.get('add').inlineLastRun = 2 // under load: jobs wait for the end of the turn
+  const waiting = pool.run('add', x(1)).then(() => 'computed', (e: Error) => e.message)
+  await pool.unload('add')
+  t.match(await waiting, /not loaded/)
+  await settle()
+  t.notOk((pool as any).queues.has('add'), 'no queue left for the unloaded model')
+  await pool.load('add', addModel())
+  t.match(pool.stats('add'), { batches: 0, requests: 0, failed: 0 }, 'reloaded, its counters start afresh, as after any unload')
+})
