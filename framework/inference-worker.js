@@ -43,14 +43,8 @@ parentPort.on('message', async msg => {
       // this thread's GC collects late: it allocates few objects, so it
       // rarely collects, and a batch's inputs are large (700 kB for
       // /ner's 64 sentences): the default server's RSS rose 30 MB under load.
-      const inputs = []
-      for (const t of Object.values(msg.feeds)) {
-        const buffer = t.data?.buffer
-        if (buffer instanceof ArrayBuffer && buffer.byteLength >= TRANSFER_MIN_BYTES && !transfer.includes(buffer)) {
-          transfer.push(buffer)
-          inputs.push(buffer)
-        }
-      }
+      const inputs = inputBuffers(msg.feeds, transfer)
+      transfer.push(...inputs)
       parentPort.postMessage({ id: msg.id, ok: true, outputs, computeUs, inputs }, transfer)
     } else if (msg.op === 'unload') {
       await runtime.unload(msg)
@@ -59,6 +53,26 @@ parentPort.on('message', async msg => {
       throw new Error(`unknown op ${msg.op}`)
     }
   } catch (err) {
-    parentPort.postMessage({ id: msg.id, ok: false, message: String(err?.message ?? err) })
+    const message = String(err?.message ?? err)
+    // A failed run's inputs go back as well (a merged batch's may be the
+    // pool's spare buffer).
+    const inputs = msg.op === 'run' ? inputBuffers(msg.feeds, []) : []
+    try {
+      parentPort.postMessage({ id: msg.id, ok: false, message, inputs }, inputs)
+    } catch {
+      parentPort.postMessage({ id: msg.id, ok: false, message })
+    }
   }
 })
+
+/** The large buffers of a run's feeds, to send back (not those in `taken`). */
+function inputBuffers (feeds, taken) {
+  const inputs = []
+  for (const t of Object.values(feeds ?? {})) {
+    const buffer = t?.data?.buffer
+    if (buffer instanceof ArrayBuffer && buffer.byteLength >= TRANSFER_MIN_BYTES && !taken.includes(buffer) && !inputs.includes(buffer)) {
+      inputs.push(buffer)
+    }
+  }
+  return inputs
+}

@@ -213,6 +213,19 @@ export class InferenceError extends Error {
   }
 }
 
+/**
+ * The input buffers a failed run's thread sent back, by its error: a merged
+ * batch's are kept as spares, as after a run that worked. Not a field of the
+ * error, which reaches the callers.
+ */
+const returnedInputs = new WeakMap<Error, ArrayBuffer[]>()
+
+function failedRun (message: string, inputs: ArrayBuffer[] | undefined): InferenceError {
+  const err = new InferenceError(message)
+  if (inputs && inputs.length > 0) returnedInputs.set(err, inputs)
+  return err
+}
+
 class InferenceThread {
   readonly worker: Worker
   busy = false
@@ -231,11 +244,11 @@ class InferenceThread {
     this.worker = new Worker(WORKER_URL, {
       workerData: { sessionOptions: sessionOptions(options.intraOpThreads), nice: options.threadNice ?? 0 },
     })
-    this.worker.on('message', (msg: { id: number, ok: boolean, message?: string }) => {
+    this.worker.on('message', (msg: { id: number, ok: boolean, message?: string, inputs?: ArrayBuffer[] }) => {
       const p = this.pending.get(msg.id)
       this.pending.delete(msg.id)
       if (msg.ok) p?.resolve(msg)
-      else p?.reject(new InferenceError(msg.message ?? 'inference failed'))
+      else p?.reject(failedRun(msg.message ?? 'inference failed', msg.inputs))
       if (this.pending.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve()
     })
     const fail = (err: Error) => {
@@ -867,8 +880,16 @@ export class InferencePool {
           transfer.push(t.data.buffer)
         }
       }
-      const reply = await thread.call({ op: 'run', key: q.key, feeds, outputs }, transfer).finally(free)
-      // A merge's buffers come back with the answer: the next merge reuses them.
+      // A merge's buffers come back with the answer (or the failure): the next merge reuses them.
+      const reply = await thread.call({ op: 'run', key: q.key, feeds, outputs }, transfer)
+        .catch(err => {
+          const inputs = returnedInputs.get(err) ?? []
+          // Read once: the error goes on to the callers, who need not hold them.
+          returnedInputs.delete(err)
+          if (merged) this.keepSpares(inputs)
+          throw err
+        })
+        .finally(free)
       if (merged) this.keepSpares(reply.inputs ?? [])
       return reply
     }).catch(err => failAll(jobs, err)).finally(() => {

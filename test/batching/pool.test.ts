@@ -122,6 +122,28 @@ t.test('a spare buffer taken for a merge that throws goes back to the spares', a
   t.equal(spares()[0], spare, 'the spare is kept for the next merge')
 })
 
+t.test('a merged batch that fails on its thread gives its buffer back: the spare is kept', async t => {
+  const p = await pool(t)
+  const spares = () => (p as unknown as { spares: ArrayBuffer[] }).spares
+  // 16 requests of 9,000 ids (int64): merged, 1.15 MB.
+  const long = (k: number) => [Array.from({ length: 9000 }, (_, i) => 1 + (k + i) % (SEQ_VOCAB - 1))]
+  let busy = occupy(p)
+  await Promise.all(Array.from({ length: 16 }, (_, k) => p.run('seq', { ids: ids(long(k)) })))
+  await busy
+  t.equal(spares().length, 1, 'the first batch\'s buffer was kept')
+  const kept = spares()[0]
+  // One request's id outside the table: ONNX Runtime fails the merged run.
+  const bad = long(5)
+  bad[0][100] = SEQ_VOCAB + 100
+  busy = occupy(p)
+  const outs = await Promise.all(Array.from({ length: 16 }, (_, k) => p.run('seq', { ids: ids(k === 5 ? bad : long(k)) }).then(o => o.scores.dims, (e: Error) => e.name)))
+  await busy
+  t.equal(kept.byteLength, 0, 'the second batch was merged into the spare, and sent to the thread')
+  t.same(outs.filter(o => o === 'InferenceError').length, 1, 'only the bad request failed, rerun alone')
+  t.equal(spares().length, 1, 'the spare came back with the failure')
+  t.equal(spares()[0]?.byteLength, 16 * 9000 * 8)
+})
+
 t.test('a pad value an input\'s type cannot hold (0.5 for int64) does not fail batches: only same-length requests share one', async t => {
   const p = await pool(t)
   p.configure('seq', { padValue: 0.5 })
