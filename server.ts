@@ -9,7 +9,7 @@ import cluster from 'node:cluster'
 import { existsSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { helpText, parseSettings, UsageError } from './framework/settings.ts'
-import { serve } from './framework/serve.ts'
+import { holdSignals, serve } from './framework/serve.ts'
 import { runArbiter } from './framework/arbiter.ts'
 
 async function main () {
@@ -28,13 +28,9 @@ async function main () {
   if (settings.workers > 1 && cluster.isPrimary) {
     runArbiter(settings)
   } else {
-    // While the app is imported and built (a second or more), before serve()
-    // handles signals, HUP and USR2 would kill the process, TTIN or TTOU stop
-    // it, and USR1 open the inspector: their default actions. A HUP then has
-    // nothing to reload (the models are loaded as they are on disk), and TTIN
-    // and TTOU mean nothing alone.
-    const booting = () => {}
-    for (const signal of BOOT_SIGNALS) process.on(signal, booting)
+    // From here until serve() handles them, signals are held (holdSignals):
+    // their default actions would end, stop or inspect the process.
+    const held = holdSignals()
     // Like gunicorn's `module:app`, the app is loaded after the fork, in the worker.
     // `npm start` runs this file compiled (dist/, no loader): an app given as
     // TypeScript then needs tsx's loader, registered for it alone.
@@ -58,12 +54,10 @@ async function main () {
       process.stderr.write(`error: ${settings.app} does not export buildApp(options)\n`)
       process.exit(2)
     }
-    await serve(buildApp, settings)
-    for (const signal of BOOT_SIGNALS) process.off(signal, booting)
+    await serve(buildApp, settings, held)
   }
 }
 
-const BOOT_SIGNALS = ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2'] as const
 /** The codes of an import whose module is missing or is not a module Node can load. */
 const APP_NOT_FOUND = new Set(['ERR_MODULE_NOT_FOUND', 'ERR_UNKNOWN_FILE_EXTENSION', 'ERR_UNSUPPORTED_DIR_IMPORT'])
 

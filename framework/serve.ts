@@ -69,7 +69,45 @@ function tell (message: WorkerMessage) {
   if (cluster.isWorker && process.connected && process.send) process.send(message, undefined, {}, () => {})
 }
 
-export async function serve (buildApp: BuildApp, settings: Settings): Promise<void> {
+/** The signals serve() handles, held from start-up until it does (holdSignals). */
+const HELD_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2'] as const
+
+/** Signals held while a serving process starts, until serve() handles them. */
+export interface HeldSignals {
+  /** The stop signal (TERM, INT or QUIT) that came meanwhile, if any: INT and QUIT win over TERM, as they cut a drain. */
+  readonly stop: NodeJS.Signals | undefined
+  /** Hands the signals over to serve()'s own handlers. */
+  release: () => void
+}
+
+/**
+ * Holds the signals serve() handles, from start-up until it handles them:
+ * while the app is imported and built (a second or more), their default
+ * actions would do: TERM, INT and QUIT end the process by the signal (a
+ * cluster primary takes that for a worker failing at a TERM; alone, no exit
+ * 0), HUP and USR2 end it too, TTIN and TTOU stop it, and USR1 opens the
+ * inspector. A HUP then has nothing to reload (the models are loaded as they
+ * are on disk), and TTIN and TTOU mean nothing alone: those are dropped. A
+ * stop is remembered, and serve() acts on it once it handles signals itself.
+ */
+export function holdSignals (): HeldSignals {
+  let stop: NodeJS.Signals | undefined
+  const hold = (signal: NodeJS.Signals) => {
+    if (signal === 'SIGTERM') stop ??= signal
+    else if (signal === 'SIGINT' || signal === 'SIGQUIT') stop = signal
+  }
+  for (const signal of HELD_SIGNALS) process.on(signal, hold)
+  return {
+    get stop () { return stop },
+    release: () => { for (const signal of HELD_SIGNALS) process.off(signal, hold) },
+  }
+}
+
+/**
+ * `held`: the signals the caller held from its own start (server.ts, while it
+ * imports the app); by default, held from here, while the app is built.
+ */
+export async function serve (buildApp: BuildApp, settings: Settings, held: HeldSignals = holdSignals()): Promise<void> {
   const app = await buildApp(appOptions(settings, {
     level: settings.logLevel,
     base: { pid: process.pid, ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) },
@@ -196,6 +234,15 @@ export async function serve (buildApp: BuildApp, settings: Settings): Promise<vo
       exit(1)
     }, settings.gracefulTimeout * 1000).unref()
   })
+  // The handlers above are in place: no signal falls between them and the held ones.
+  held.release()
+  if (held.stop) {
+    // A stop that came while the app was imported or built: nothing is
+    // served or loaded yet, and the process stops as it would have then.
+    if (held.stop === 'SIGTERM') void drain(held.stop)
+    else stopNow(held.stop)
+    return
+  }
 
   if (settings.maxRequests > 0) {
     if (!cluster.isWorker) {

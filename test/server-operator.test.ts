@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, CLOSING_LOAD_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
+import { childEnv, CLOSING_LOAD_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
@@ -92,6 +92,19 @@ t.test('a HUP while the app is still being imported does not kill the server', a
   t.equal((await fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`)).status, 200)
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('TERM, INT or QUIT while the app is imported or built stops the server, exit 0 (not ended by the signal)', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const phases = [{ app: SLOW_IMPORT_APP, msg: 'importing the app' }, { app: SLOW_BUILD_APP, msg: 'building the app' }]
+  await Promise.all(phases.flatMap(({ app, msg }) => (['SIGTERM', 'SIGINT', 'SIGQUIT'] as const).map(async signal => {
+    const server = startServer(t, ['--models-dir', dir, '--app', app])
+    await server.waitFor(l => l.msg === msg)
+    server.proc.kill(signal)
+    t.same(await within(server.exited, 10_000), { code: 0, signal: null }, `${signal} while ${msg}: exit 0`)
+    t.ok(server.lines.some(l => l.signal === signal && (l.msg === 'stopping now' || l.msg === 'draining: finishing in-flight requests')), `${signal} while ${msg}: the stop is logged`)
+    t.notOk(server.lines.some(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at ')), `${signal} while ${msg}: never listened`)
+  })))
 })
 
 t.test('SIGTERM while the models load: exit 0, and no model reported as failed (alone and with workers)', async t => {
