@@ -20,8 +20,9 @@
 // - INT, QUIT: workers stop at once, also while they drain after a TERM.
 // - HUP: workers are replaced one by one, each new one ready before the old
 //   one drains, so no request is dropped.
-// - TTIN / TTOU: one worker more / less. A worker that reached --max-requests is
-//   replaced the same way as on HUP.
+// - TTIN / TTOU: one worker more / less (while none is ready, the first one
+//   ready beyond the target is removed). A worker that reached --max-requests
+//   is replaced the same way as on HUP.
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
@@ -140,11 +141,19 @@ export function runArbiter (settings: Settings): void {
   cluster.on('message', (worker: Worker, message: WorkerMessage) => {
     if (message.type === 'ready') {
       ready.add(worker)
-      replacements.delete(worker)
+      const wasReplacement = replacements.delete(worker)
       wasUp = true
       waiters.get(worker)?.(true)
       waiters.delete(worker)
       log.info({ worker: worker.id, workerPid: worker.process.pid, port: message.port }, 'worker ready')
+      // A TTOU that came while no worker was ready lowered the target with
+      // none to remove: the first worker ready beyond it goes. Never a
+      // replacement, whose old worker `replace` retires.
+      if (!stopping && !wasReplacement && live().length > target) {
+        log.info({ target, worker: worker.id }, 'beyond the target (a TTOU while booting): removing the worker')
+        retiring.add(worker)
+        worker.process.kill('SIGTERM')
+      }
     } else if (message.type === 'failed') {
       // A replacement (HUP, --max-requests) that cannot load what is on disk
       // now: the old worker keeps serving what it loaded, as when a
@@ -225,11 +234,11 @@ export function runArbiter (settings: Settings): void {
     // A ready worker, never a replacement still booting (its HUP would then
     // keep the old worker it was to replace, out of reach of later signals).
     const victim = live().filter(w => ready.has(w)).at(-1)
-    log.info({ target, worker: victim?.id }, 'SIGTTOU: removing a worker')
-    if (victim) {
-      retiring.add(victim)
-      victim.process.kill('SIGTERM')
-    }
+    // None ready (all booting): the first one ready beyond the target goes then (the 'ready' message).
+    if (!victim) return log.info({ target }, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed')
+    log.info({ target, worker: victim.id }, 'SIGTTOU: removing a worker')
+    retiring.add(victim)
+    victim.process.kill('SIGTERM')
   })
 
   void (async () => {

@@ -188,6 +188,24 @@ t.test('cluster: TTIN during a TERM drain forks no worker: exit 0 once the worke
   t.equal(server.lines.filter(l => l.msg === 'worker ready').length, 2, 'no third worker')
 })
 
+t.test('cluster: TTOU while every worker boots still removes one, once it is ready', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = startServer(t, ['--models-dir', dir, '--app', SLOW_IMPORT_APP, '--workers', '2', '--threads', '1'])
+  t.teardown(() => { for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL') })
+  await server.waitFor(l => l.msg === 'importing the app' && server.lines.filter(m => m.msg === l.msg).length === 2)
+  server.proc.kill('SIGTTOU')
+  await server.waitFor(l => l.msg === 'all workers ready')
+  const exited = await server.waitFor(l => l.msg === 'worker exited', 15_000)
+  t.same([exited.code, exited.signal], [0, null], 'the worker beyond the target drained')
+  let left = workerPids(server.proc.pid!)
+  for (let i = 0; i < 50 && left.length !== 1; i++) left = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(server.proc.pid!))
+  t.equal(left.length, 1, `one worker left (${left.join(', ')})`)
+  const listening = server.lines.find(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))!
+  t.equal((await fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`)).status, 200, 'and it serves')
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
 t.test('cluster: a HUP whose replacements fail to load their models leaves the old workers serving', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
   const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1'])
