@@ -298,6 +298,35 @@ t.test('an answer the app ends as its client leaves is counted once, whether or 
   t.same(counted('/late'), [['200', 1]], 'counted once, under the status it was answered')
 })
 
+t.test('a hijacked reply is counted under the status, route template and method it was answered with on reply.raw', async t => {
+  const a = await bareApp(t)
+  // fastify's reply.statusCode reads reply.raw.statusCode: what writeHead, or an assignment before the first write, sent.
+  a.post('/hijacked/:how', (request, reply) => {
+    reply.code(200)
+    reply.hijack()
+    if ((request.params as { how: string }).how === 'head') reply.raw.writeHead(202, { 'content-type': 'text/plain' })
+    else reply.raw.statusCode = 202
+    reply.raw.end('accepted')
+  })
+  await a.ready()
+  await a.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = a.server.address() as { port: number }
+  for (const how of ['head', 'status']) {
+    const res = await fetch(`http://127.0.0.1:${port}/hijacked/${how}`, { method: 'POST' })
+    t.equal(res.status, 202, `${how}: answered 202`)
+    await res.text()
+  }
+  // Counted as the response closes, which the client may see first.
+  let counted: Array<[string, string, string, number]> = []
+  for (let i = 0; i < 50 && counted.length === 0; i++) {
+    await new Promise(resolve => setTimeout(resolve, 20))
+    const { samples } = await scrape(t, a)
+    counted = find(samples, 'http_requests_total', { route: '/hijacked/:how' }).map(s => [s.labels.method, s.labels.route, s.labels.status_code, s.value])
+    if (counted[0]?.[3] !== 2) counted = []
+  }
+  t.same(counted, [['POST', '/hijacked/:how', '202', 2]], 'both counted under 202, never 200')
+})
+
 t.test('model counters never go down while a batch that did not split back is rerun request by request', async t => {
   const a = await bareApp(t, {
     files: { 'slow.onnx': slowAffineModel(100, 512), 'tm.onnx': slowAffineModel(40, 256, { doubled: true }) },
