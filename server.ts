@@ -30,7 +30,7 @@ async function main () {
   } else {
     // From here until serve() handles them, signals are held (holdSignals):
     // their default actions would end, stop or inspect the process.
-    const held = holdSignals()
+    const releaseSignals = holdSignals(settings.logLevel)
     // Like gunicorn's `module:app`, the app is loaded after the fork, in the worker.
     // `npm start` runs this file compiled (dist/, no loader): an app given as
     // TypeScript then needs tsx's loader, registered for it alone.
@@ -54,7 +54,7 @@ async function main () {
       process.stderr.write(`error: ${settings.app} does not export buildApp(options)\n`)
       process.exit(2)
     }
-    await serve(buildApp, settings, held)
+    await serve(buildApp, settings, releaseSignals)
   }
 }
 

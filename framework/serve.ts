@@ -8,9 +8,12 @@
 // Signals: TERM drains (readiness 503, no new connections, in-flight requests
 // finish, exit 0; killed after the graceful timeout); INT and QUIT stop at once;
 // HUP reloads the models (alone); TTIN and TTOU (alone: no workers), USR1 and
-// USR2 (gunicorn's log reopening and binary upgrade) are ignored.
+// USR2 (gunicorn's log reopening and binary upgrade) are ignored. Before
+// serve() handles them, while the app is imported and built, they are held
+// (holdSignals): a stop exits 0 at once, the others are dropped.
 import cluster from 'node:cluster'
 import type { FastifyBaseLogger } from 'fastify'
+import pino from 'pino'
 import type { App, AppOptions } from './create-app.ts'
 import type { Settings } from './settings.ts'
 import type { MetricsPart } from './metrics.ts'
@@ -72,42 +75,36 @@ function tell (message: WorkerMessage) {
 /** The signals serve() handles, held from start-up until it does (holdSignals). */
 const HELD_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2'] as const
 
-/** Signals held while a serving process starts, until serve() handles them. */
-export interface HeldSignals {
-  /** The stop signal (TERM, INT or QUIT) that came meanwhile, if any: INT and QUIT win over TERM, as they cut a drain. */
-  readonly stop: NodeJS.Signals | undefined
-  /** Hands the signals over to serve()'s own handlers. */
-  release: () => void
-}
-
 /**
- * Holds the signals serve() handles, from start-up until it handles them:
- * while the app is imported and built (a second or more), their default
- * actions would do: TERM, INT and QUIT end the process by the signal (a
- * cluster primary takes that for a worker failing at a TERM; alone, no exit
- * 0), HUP and USR2 end it too, TTIN and TTOU stop it, and USR1 opens the
- * inspector. A HUP then has nothing to reload (the models are loaded as they
- * are on disk), and TTIN and TTOU mean nothing alone: those are dropped. A
- * stop is remembered, and serve() acts on it once it handles signals itself.
+ * Holds the signals serve() handles, from start-up until it handles them;
+ * returns the release, for serve() once its own handlers are in place. While
+ * the app is imported and built (a second or more), their default actions
+ * would do: TERM, INT and QUIT end the process by the signal (no exit 0),
+ * HUP and USR2 end it too, TTIN and TTOU stop it, and USR1 opens the
+ * inspector. A stop then ends the process at once, exit 0: nothing is served
+ * or loaded yet, so there is nothing to drain, and waiting for the import and
+ * the build could outlast a cluster primary's kill timer (2 s after an INT).
+ * A HUP has nothing to reload (the models are loaded as they are on disk),
+ * and TTIN and TTOU mean nothing alone: those are dropped.
  */
-export function holdSignals (): HeldSignals {
-  let stop: NodeJS.Signals | undefined
+export function holdSignals (logLevel: string): () => void {
   const hold = (signal: NodeJS.Signals) => {
-    if (signal === 'SIGTERM') stop ??= signal
-    else if (signal === 'SIGINT' || signal === 'SIGQUIT') stop = signal
+    if (signal !== 'SIGTERM' && signal !== 'SIGINT' && signal !== 'SIGQUIT') return
+    // The app's logger does not exist yet: one of the same shape.
+    pino({ level: logLevel, base: { pid: process.pid, ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) } })
+      .info({ signal }, 'stopped while starting: nothing served yet')
+    process.exit(0)
   }
   for (const signal of HELD_SIGNALS) process.on(signal, hold)
-  return {
-    get stop () { return stop },
-    release: () => { for (const signal of HELD_SIGNALS) process.off(signal, hold) },
-  }
+  return () => { for (const signal of HELD_SIGNALS) process.off(signal, hold) }
 }
 
 /**
- * `held`: the signals the caller held from its own start (server.ts, while it
- * imports the app); by default, held from here, while the app is built.
+ * `releaseSignals`: the caller held the signals from its own start (server.ts,
+ * while it imports the app); by default, they are held from here, while the
+ * app is built.
  */
-export async function serve (buildApp: BuildApp, settings: Settings, held: HeldSignals = holdSignals()): Promise<void> {
+export async function serve (buildApp: BuildApp, settings: Settings, releaseSignals = holdSignals(settings.logLevel)): Promise<void> {
   const app = await buildApp(appOptions(settings, {
     level: settings.logLevel,
     base: { pid: process.pid, ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) },
@@ -235,14 +232,7 @@ export async function serve (buildApp: BuildApp, settings: Settings, held: HeldS
     }, settings.gracefulTimeout * 1000).unref()
   })
   // The handlers above are in place: no signal falls between them and the held ones.
-  held.release()
-  if (held.stop) {
-    // A stop that came while the app was imported or built: nothing is
-    // served or loaded yet, and the process stops as it would have then.
-    if (held.stop === 'SIGTERM') void drain(held.stop)
-    else stopNow(held.stop)
-    return
-  }
+  releaseSignals()
 
   if (settings.maxRequests > 0) {
     if (!cluster.isWorker) {

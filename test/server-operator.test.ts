@@ -102,9 +102,23 @@ t.test('TERM, INT or QUIT while the app is imported or built stops the server, e
     await server.waitFor(l => l.msg === msg)
     server.proc.kill(signal)
     t.same(await within(server.exited, 10_000), { code: 0, signal: null }, `${signal} while ${msg}: exit 0`)
-    t.ok(server.lines.some(l => l.signal === signal && (l.msg === 'stopping now' || l.msg === 'draining: finishing in-flight requests')), `${signal} while ${msg}: the stop is logged`)
+    t.ok(server.lines.some(l => l.signal === signal && l.msg === 'stopped while starting: nothing served yet'), `${signal} while ${msg}: the stop is logged`)
     t.notOk(server.lines.some(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at ')), `${signal} while ${msg}: never listened`)
+    t.equal(server.stderr(), '', `${signal} while ${msg}: nothing on stderr (no ONNX Runtime abort)`)
   })))
+})
+
+t.test('cluster: TERM or INT while the workers import the app: each worker exits 0, and so does the primary', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  await Promise.all((['SIGTERM', 'SIGINT'] as const).map(async signal => {
+    const server = startServer(t, ['--models-dir', dir, '--app', SLOW_IMPORT_APP, '--workers', '2', '--threads', '1'])
+    await server.waitFor(l => l.msg === 'importing the app' && server.lines.filter(m => m.msg === l.msg).length === 2)
+    server.proc.kill(signal)
+    t.same(await within(server.exited, 10_000), { code: 0, signal: null }, `${signal}: the primary exits 0`)
+    const exits = server.lines.filter(l => l.msg === 'worker exited').map(l => [l.code, l.signal])
+    t.same(exits, [[0, null], [0, null]], `${signal}: each worker exits 0, not ended by the signal`)
+    t.equal(server.lines.filter(l => l.msg === 'stopped while starting: nothing served yet' && l.signal === signal).length, 2, `${signal}: and says so`)
+  }))
 })
 
 t.test('SIGTERM while the models load: exit 0, and no model reported as failed (alone and with workers)', async t => {
