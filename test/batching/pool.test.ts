@@ -101,19 +101,27 @@ t.test('a merged batch of a megabyte or more is merged into the buffer the last 
   }
 })
 
-t.test('a spare buffer taken for a merge that throws goes back to the spares', async t => {
+/**
+ * A pool whose first merged batch (16 requests of 9,000 int64 ids: 1.15 MB)
+ * has run, leaving its buffer as the one spare; `long(k)` is request k's ids.
+ */
+async function poolWithSpare (t: Test) {
   const p = await pool(t)
   const spares = () => (p as unknown as { spares: ArrayBuffer[] }).spares
-  // 16 requests of 9,000 ids (int64): merged, 1.15 MB.
   const long = (k: number) => [Array.from({ length: 9000 }, (_, i) => 1 + (k + i) % (SEQ_VOCAB - 1))]
-  let busy = occupy(p)
+  const busy = occupy(p)
   await Promise.all(Array.from({ length: 16 }, (_, k) => p.run('seq', { ids: ids(long(k)) })))
   await busy
   t.equal(spares().length, 1, 'the first batch\'s buffer was kept')
+  return { p, spares, long }
+}
+
+t.test('a spare buffer taken for a merge that throws goes back to the spares', async t => {
+  const { p, spares, long } = await poolWithSpare(t)
   const spare = spares()[0]
   // One request's ids as plain numbers: its copy into the spare throws.
   const plain = { ids: { type: 'int64', data: long(0)[0], dims: [1, 9000] } as unknown as Tensor }
-  busy = occupy(p)
+  const busy = occupy(p)
   const outs = await Promise.all(Array.from({ length: 16 }, (_, k) => p.run('seq', k === 5 ? plain : { ids: ids(long(k)) })))
   await busy
   t.same(outs.map(o => o.scores.dims), Array(16).fill([1, 9000, 3]), 'each answered')
@@ -123,19 +131,12 @@ t.test('a spare buffer taken for a merge that throws goes back to the spares', a
 })
 
 t.test('a merged batch that fails on its thread gives its buffer back: the spare is kept', async t => {
-  const p = await pool(t)
-  const spares = () => (p as unknown as { spares: ArrayBuffer[] }).spares
-  // 16 requests of 9,000 ids (int64): merged, 1.15 MB.
-  const long = (k: number) => [Array.from({ length: 9000 }, (_, i) => 1 + (k + i) % (SEQ_VOCAB - 1))]
-  let busy = occupy(p)
-  await Promise.all(Array.from({ length: 16 }, (_, k) => p.run('seq', { ids: ids(long(k)) })))
-  await busy
-  t.equal(spares().length, 1, 'the first batch\'s buffer was kept')
+  const { p, spares, long } = await poolWithSpare(t)
   const kept = spares()[0]
   // One request's id outside the table: ONNX Runtime fails the merged run.
   const bad = long(5)
   bad[0][100] = SEQ_VOCAB + 100
-  busy = occupy(p)
+  const busy = occupy(p)
   const outs = await Promise.all(Array.from({ length: 16 }, (_, k) => p.run('seq', { ids: ids(k === 5 ? bad : long(k)) }).then(o => o.scores.dims, (e: Error) => e.name)))
   await busy
   t.equal(kept.byteLength, 0, 'the second batch was merged into the spare, and sent to the thread')
