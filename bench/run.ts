@@ -28,6 +28,7 @@ import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { benchModels, examplesOf, type BenchModel } from './models.ts'
+import { SENTENCES } from './sentences.ts'
 import type { FloodResult, FloodSpec } from './flood.ts'
 import { SETTINGS } from '../framework/settings.ts'
 import { prepare, type TaggerConfig } from '../nlp/tagger.ts'
@@ -257,17 +258,6 @@ function oipBinary (m: BenchModel): { bodies: string[], headers: Record<string, 
   return { bodies, headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(header.length) } }
 }
 
-/** Sentences for /ner and /pos: news-like English, 5 to 30 tokens. */
-const SENTENCES = [
-  'Barack Obama visited Paris on Monday.',
-  'The European Central Bank left interest rates unchanged on Thursday, citing slowing growth in Germany and Italy.',
-  'Apple opened a new store in Tokyo.',
-  'Angela Merkel met Emmanuel Macron in Berlin to discuss the budget of the European Union and the war in Ukraine.',
-  'I think the new phone is way too expensive for what it does.',
-  'Researchers at Stanford University published the study in Nature last week.',
-  'Thanks!',
-  'Microsoft said on Tuesday that it would buy the game maker Activision Blizzard for about $69 billion in cash.',
-]
 
 interface Row { target: string, model: string, c: number | string, r: LoadResult, spread?: number[] }
 
