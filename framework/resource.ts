@@ -91,11 +91,15 @@ type Path<P extends string, K extends string> = P extends '' ? K : `${P}.${K}`
 /** The paths of B's fields that T does not declare (never when there are none). */
 export type ExtraFields<B, T, P extends string = ''> =
   0 extends (1 & T) ? never // any
-    : unknown extends T ? never
-      : B extends readonly (infer I)[] ? ExtraFields<I, ItemOf<Fitting<B, T>>, `${P}[]`>
-        : B extends (...args: never[]) => unknown ? never
-          : B extends object ? ExtraFieldsOfObject<B, Fitting<B, T>, P>
-            : never
+    // An answer (or a field of it) typed any (JSON.parse's): its fields are
+    // not known, so none is named. Left to the branches below, any took them
+    // all, and was refused as "returns ${string}".
+    : 0 extends (1 & B) ? never
+      : unknown extends T ? never
+        : B extends readonly (infer I)[] ? ExtraFields<I, ItemOf<Fitting<B, T>>, `${P}[]`>
+          : B extends (...args: never[]) => unknown ? never
+            : B extends object ? ExtraFieldsOfObject<B, Fitting<B, T>, P>
+              : never
 // Distributed over T's members: exact against one of them is exact.
 type ExtraFieldsOfObject<B, T, P extends string> = true extends (T extends unknown ? [ExtraFieldsOfMember<B, T, P>] extends [never] ? true : false : never)
   ? never
