@@ -213,6 +213,9 @@ export class InferenceError extends Error {
   }
 }
 
+/** Runs a batch's feeds (merged: made by the pool, whose buffers it may move), on a thread or inline. */
+type Runner = (feeds: Record<string, Tensor>, outputs: string[] | undefined, merged: boolean) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number }>
+
 /**
  * The input buffers a failed run's thread sent back, by its error: a merged
  * batch's are kept as spares, as after a run that worked. Not a field of the
@@ -695,10 +698,8 @@ export class InferencePool {
       const jobs = this.gather(q, live, budget)
       const taken = new Set(jobs)
       for (let i = live.length - 1; i >= 0; i--) if (taken.has(live[i])) live.splice(i, 1)
-      q.computing++
       this.compute(q, jobs, false, (feeds, outputs) => this.mainRuntime!.run({ key: q.inlineKey!, feeds, outputs }))
         .catch(err => failAll(jobs, err))
-        .finally(() => { q.computing--; this.forget(q) })
     }
   }
 
@@ -863,7 +864,6 @@ export class InferencePool {
       if (!freed) { freed = true; thread.busy = false }
       this.drain()
     }
-    q.computing++
     void this.compute(q, jobs, true, async (feeds, outputs, merged) => {
       const transfer: ArrayBuffer[] = []
       // A merge's buffers are transferred: the pool made them (a merge into a
@@ -892,21 +892,26 @@ export class InferencePool {
         .finally(free)
       if (merged) this.keepSpares(reply.inputs ?? [])
       return reply
-    }).catch(err => failAll(jobs, err)).finally(() => {
-      q.computing--
-      this.forget(q)
-      free()
-    })
+    }).catch(err => failAll(jobs, err)).finally(free)
   }
 
   /**
    * Runs a batch of jobs as one session.run, on a thread or inline, and
    * hands each job its part of the outputs.
    */
-  private async compute (
-    q: ModelQueue, jobs: Job[], onThread: boolean,
-    runner: (feeds: Record<string, Tensor>, outputs: string[] | undefined, merged: boolean) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number }>,
-  ): Promise<void> {
+  private async compute (q: ModelQueue, jobs: Job[], onThread: boolean, runner: Runner): Promise<void> {
+    // Counted while it computes: a batch that fails puts its jobs back in q,
+    // which must outlive it (see forget).
+    q.computing++
+    try {
+      await this.computeBatch(q, jobs, onThread, runner)
+    } finally {
+      q.computing--
+      this.forget(q)
+    }
+  }
+
+  private async computeBatch (q: ModelQueue, jobs: Job[], onThread: boolean, runner: Runner): Promise<void> {
     let merged
     // Spares this merge took: a merge that throws gives them back.
     const taken: ArrayBuffer[] = []
