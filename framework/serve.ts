@@ -72,6 +72,9 @@ function tell (message: WorkerMessage) {
   if (cluster.isWorker && process.connected && process.send) process.send(message, undefined, {}, () => {})
 }
 
+/** What every log line of this process carries: its pid, and in a cluster its worker id. */
+const logBase = () => ({ pid: process.pid, ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) })
+
 /** The signals serve() handles, held from start-up until it does (holdSignals). */
 const HELD_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2'] as const
 
@@ -91,7 +94,7 @@ export function holdSignals (logLevel: string): () => void {
   const hold = (signal: NodeJS.Signals) => {
     if (signal !== 'SIGTERM' && signal !== 'SIGINT' && signal !== 'SIGQUIT') return
     // The app's logger does not exist yet: one of the same shape.
-    pino({ level: logLevel, base: { pid: process.pid, ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) } })
+    pino({ level: logLevel, base: logBase() })
       .info({ signal }, 'stopped while starting: nothing served yet')
     process.exit(0)
   }
@@ -107,7 +110,7 @@ export function holdSignals (logLevel: string): () => void {
 export async function serve (buildApp: BuildApp, settings: Settings, releaseSignals = holdSignals(settings.logLevel)): Promise<void> {
   const app = await buildApp(appOptions(settings, {
     level: settings.logLevel,
-    base: { pid: process.pid, ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) },
+    base: logBase(),
   }))
   const log: FastifyBaseLogger = app.log
 
