@@ -20,14 +20,13 @@
 // Prints one line per variant: req/s of each round, the median and its
 // ratio to the first baseline's, server CPU us per request, p99.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { benchModels, examplesOf } from './models.ts'
-import { tokenize } from '../nlp/tokenize.ts'
-import { prepare, type TaggerConfig } from '../nlp/tagger.ts'
-import { SENTENCES } from './sentences.ts'
+import { benchModels } from './models.ts'
+import type { TaggerConfig } from '../nlp/tagger.ts'
+import { featureBodies, jsonBodies, oipBodies, sentenceBodies, writeModels } from './workload.ts'
 
 interface Variant { name: string, cwd?: string, baseline?: boolean }
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -40,26 +39,12 @@ const model = benchModels().find(m => m.name === spec.target)
 if (!nlp && !model) throw new Error(`target must be tiny, mlp, tagger, ner or pos, not ${spec.target}`)
 
 const dir = mkdtempSync(join(tmpdir(), 'onnx-serve-ab-'))
-// Every model bench/app.ts mounts (heavy's 140 MB included: a server loads them all).
-for (const m of benchModels()) writeFileSync(join(dir, `${m.name}.onnx`), m.bytes)
-for (const name of ['scaler.onnx', 'ner', 'pos']) {
-  if (existsSync(join(root, 'models', name))) cpSync(join(root, 'models', name), join(dir, name), { recursive: true })
-}
+writeModels(dir)
 
 /** The bodies bench/run.ts sends to this target, for the baseline and the resource route, and through OIP. */
 function bodies (oip: boolean): string[] {
-  if (nlp) {
-    if (!oip) return SENTENCES.map(text => JSON.stringify({ text }))
-    const config = JSON.parse(readFileSync(join(dir, spec.target, 'config.json'), 'utf8')) as TaggerConfig
-    return SENTENCES.map(text => {
-      const features = prepare(tokenize(text), config)
-      return JSON.stringify({ inputs: [{ name: config.input, shape: features.dims, datatype: 'INT64', data: Array.from(features.data, Number) }] })
-    })
-  }
-  const m = model!
-  return examplesOf(m, 256).map(x => JSON.stringify(oip
-    ? { inputs: [{ name: m.input, shape: [1, m.width], datatype: m.type === 'int64' ? 'INT64' : 'FP32', data: x }] }
-    : { inputs: [x] }))
+  if (nlp) return oip ? featureBodies(JSON.parse(readFileSync(join(dir, spec.target, 'config.json'), 'utf8')) as TaggerConfig) : sentenceBodies()
+  return oip ? oipBodies(model!) : jsonBodies(model!)
 }
 
 /** Server CPU time so far, in microseconds (utime + stime from /proc, in clock ticks of 10 ms). */

@@ -23,15 +23,15 @@
 //   BENCH_FLOOD_RATE: the flood's offered req/s instead of 10x the measured capacity (development)
 //   BENCH_PORT=18400: the framework's port (baselines from +100, the default server at +200, the latency-first flood server at +300)
 import { spawn, type ChildProcess } from 'node:child_process'
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { benchModels, examplesOf, type BenchModel } from './models.ts'
-import { SENTENCES } from './sentences.ts'
+import { EXAMPLES, featureBodies, jsonBodies, oipBodies, SENTENCES, sentenceBodies, writeModels } from './workload.ts'
 import type { FloodResult, FloodSpec } from './flood.ts'
 import { SETTINGS } from '../framework/settings.ts'
-import { prepare, type TaggerConfig } from '../nlp/tagger.ts'
+import type { TaggerConfig } from '../nlp/tagger.ts'
 import { tokenize } from '../nlp/tokenize.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -244,11 +244,6 @@ async function startServer (args: string[], readyUrl: string, readyStatus = 200,
   }
 }
 
-/** Examples each load cycles through, one per request (see examplesOf). */
-const EXAMPLES = 256
-const jsonBodies = (m: BenchModel) => examplesOf(m, EXAMPLES).map(x => JSON.stringify({ inputs: [x] }))
-const oipBodies = (m: BenchModel) => examplesOf(m, EXAMPLES).map(x =>
-  JSON.stringify({ inputs: [{ name: m.input, shape: [1, m.width], datatype: m.type === 'int64' ? 'INT64' : 'FP32', data: x }] }))
 function oipBinary (m: BenchModel): { bodies: string[], headers: Record<string, string> } {
   const header = Buffer.from(JSON.stringify({
     inputs: [{ name: m.input, shape: [1, m.width], datatype: 'FP32', parameters: { binary_data_size: m.width * 4 } }],
@@ -263,16 +258,12 @@ interface Row { target: string, model: string, c: number | string, r: LoadResult
 
 async function main () {
   const dir = mkdtempSync(join(tmpdir(), 'onnx-serve-bench-'))
+  writeModels(dir)
   const everyModel = benchModels()
-  for (const m of everyModel) writeFileSync(join(dir, `${m.name}.onnx`), m.bytes)
   // The flood's model is served (bench/app.ts mounts every model) but kept out
   // of the throughput groups and baselines: it is there to be flooded.
   const models = FLOOD_ONLY ? [] : everyModel.filter(m => m.name !== FLOOD_MODEL)
   const heavy = everyModel.find(m => m.name === FLOOD_MODEL)!
-  // The real app's models too, so app.ts's resources load as in production.
-  for (const name of ['scaler.onnx', 'ner', 'pos']) {
-    if (existsSync(join(root, 'models', name))) cpSync(join(root, 'models', name), join(dir, name), { recursive: true })
-  }
   const rows: Row[] = []
   const raw: RawRow[] = []
   /** The NLP routes measured (BENCH_ONLY may leave them out), with their model's config.json. */
@@ -341,7 +332,7 @@ async function main () {
     }
     return list
   }
-  const taggerBodies = SENTENCES.map(text => JSON.stringify({ text }))
+  const taggerBodies = sentenceBodies()
   /** /ner and /pos against their baseline, and their model through OIP: the sentences' feature ids in, the scores out (no tokenizing, no decoding). */
   const nlpTargets = ({ route, config }: typeof nlp[number], j: number): Target[] => [
     { target: 'baseline (hand-written)', model: `/${route}`, url: `http://127.0.0.1:${nlpPort(j)}/infer`, bodies: taggerBodies },
@@ -349,10 +340,7 @@ async function main () {
     ...(hasOip
       ? [{
           target: 'framework: OIP JSON', model: `/${route}`, url: `${base}/v2/models/${route}/infer`,
-          bodies: SENTENCES.map(text => {
-            const features = prepare(tokenize(text), config)
-            return JSON.stringify({ inputs: [{ name: config.input, shape: features.dims, datatype: 'INT64', data: Array.from(features.data, Number) }] })
-          }),
+          bodies: featureBodies(config),
         }]
       : []),
   ]
