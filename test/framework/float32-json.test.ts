@@ -34,8 +34,10 @@ t.test('every kind of float32: the shortest text, and it reads back as the same 
   }
   // The magnitudes models write (1e-7 to 1e7), where the fast path works.
   for (let i = 0; i < 100_000; i++) check(Math.fround((r() - 0.5) * 10 ** (r() * 14 - 7)))
-  // Every float32 around the fast path's edges and around powers of ten.
-  for (const edge of [1e-6, 2 ** 24, 1, 10, 0.1, 1e6, 1e-5]) {
+  // Every float32 around the fast paths' edges, around powers of ten, and
+  // around powers of 2 below 1 (each has a closer float32 below than above).
+  const powersOfTwo = Array.from({ length: 21 }, (_, i) => 2 ** -i)
+  for (const edge of [1e-6, 2 ** 24, 1, 10, 0.1, 1e6, 1e-5, ...powersOfTwo]) {
     let x = Math.fround(edge)
     for (let i = 0; i < 50; i++) x = nextDown(x)
     for (let i = 0; i < 100; i++, x = nextUp(x)) { check(x); check(-x) }
