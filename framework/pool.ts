@@ -162,7 +162,9 @@ class ModelQueue {
   /**
    * Whether the queue outlives its jobs: a loaded (or configured) model's
    * does. One that only holds jobs of a model unloaded meanwhile, or never
-   * loaded, is deleted once they have settled (see InferencePool.forget).
+   * loaded, is deleted once they have settled (see InferencePool.forget), or
+   * replaced by a fresh one when the key is loaded or configured before that
+   * (see InferencePool.keep).
    */
   kept = false
   constructor (readonly key: string, public options: BatchOptions) {}
@@ -405,6 +407,37 @@ export class InferencePool {
     }
   }
 
+  /**
+   * The queue of a model being loaded or configured, kept from now on. One
+   * not kept is another model's: left from a model unloaded while its jobs
+   * settled, or holding jobs of a key never loaded. Reused, it would hand
+   * that model's counters and options to this one, and its batch still
+   * computing would count into this queue, and put its jobs back in it to
+   * rerun on this model (see rerunAlone). A fresh queue takes its place; the
+   * old one settles its batches and goes (forget leaves the key's new
+   * queue). Its waiting jobs, never run, were sent for the key: the fresh
+   * queue takes them, as a queue would that had never been left behind.
+   */
+  private keep (key: string): ModelQueue {
+    const old = this.queues.get(key)
+    if (old && !old.kept) {
+      this.queues.delete(key)
+      const fresh = this.queue(key)
+      for (const job of old.jobs.splice(0)) {
+        // Its abort listener takes it out of the old queue: enqueue adds one for the fresh queue.
+        if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
+        job.onAbort = undefined
+        this.enqueue(fresh, job)
+      }
+      // Waiting for the end of the turn: the old main-thread session is gone (see unload), the threads take them.
+      for (const job of old.inlineJobs.splice(0)) this.enqueue(fresh, job)
+      old.items = 0
+    }
+    const q = this.queue(key)
+    q.kept = true
+    return q
+  }
+
   private queue (key: string): ModelQueue {
     let q = this.queues.get(key)
     if (!q) {
@@ -421,8 +454,7 @@ export class InferencePool {
   configure (key: string, options: Partial<BatchOptions>): BatchOptions {
     const problems = validateBatchOptions(options)
     if (problems.length > 0) throw new RangeError(`invalid batching options for '${key}': ${problems.join('; ')}`)
-    const q = this.queue(key)
-    q.kept = true
+    const q = this.keep(key)
     q.options = { ...q.options, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) }
     return { ...q.options }
   }
@@ -460,10 +492,12 @@ export class InferencePool {
     for (const t of this.threads) t.missing.delete(key)
     const reply = (results[0] as PromiseFulfilledResult<any>).value
     const meta = { inputs: reply.inputs, outputs: reply.outputs }
-    const q = this.queue(key)
-    q.kept = true
+    const q = this.keep(key)
     q.shape = meta
     q.batches = modelBatches(meta)
+    // Jobs the fresh queue took from an unloaded model's (see keep) go now:
+    // that queue's delay no longer holds them.
+    this.drain()
     // A reloaded model's cost and main-thread session are learnt afresh.
     await this.dropInline(q)
     q.usPerElement = undefined
@@ -512,8 +546,9 @@ export class InferencePool {
     if (q) {
       await this.dropInline(q)
       // Inline jobs still waiting for the end of the turn go to the threads
-      // then, and a batch computing that fails reruns its jobs from here: the
-      // queue stays until they have settled.
+      // then, and a batch computing settles its jobs here (one that fails is
+      // not rerun: see rerunAlone): the queue stays until they have settled,
+      // or until the key is loaded again (see keep).
       q.kept = false
       this.forget(q)
     }
@@ -523,7 +558,8 @@ export class InferencePool {
   /**
    * Deletes a queue that is not kept (see ModelQueue.kept) once none of its
    * jobs waits or computes: left, it would hold an unloaded model's counters
-   * and options for ever, and hand them to a later load of the key.
+   * and options for ever. (One replaced by a later load of the key meanwhile
+   * is no longer in `queues`: the new one stays.)
    */
   private forget (q: ModelQueue) {
     if (q.kept || q.jobs.length > 0 || q.inlineJobs.length > 0 || q.inlineScheduled || q.computing > 0) return
@@ -642,7 +678,10 @@ export class InferencePool {
 
   private loadInline (q: ModelQueue) {
     const msg = this.loaded.get(q.key)
-    if (!msg) return
+    // Not kept: the queue of a model unloaded meanwhile, whose last batch ran
+    // cheap. `msg` is then the model loaded again under its key, if any,
+    // whose queue is another (see keep).
+    if (!msg || !q.kept) return
     // The main thread reads the file now, maybe long after the threads did:
     // a file replaced meanwhile (before its reload) is another model.
     if (typeof msg.path === 'string' && fileSignature(msg.path) !== this.files.get(q.key)) {
@@ -975,11 +1014,21 @@ export class InferencePool {
    * (Not `counted` when the batch never ran: their reruns are counted then.)
    */
   private rerunAlone (q: ModelQueue, jobs: Job[], onThread: boolean, counted = true) {
+    // A batch that ran on a model unloaded meanwhile (its queue is not kept):
+    // the threads hold nothing under its key any more, or a model loaded
+    // again since, which its jobs were not sent to. Rerun alone, each would
+    // fail as not loaded, or get another model's answer: each fails now.
+    const unloaded = counted && !q.kept
     for (const job of [...jobs].reverse()) {
       job.batchable = false
       job.counted = counted
       if (this.closed) { job.reject(new Error('inference pool is closed')); continue }
       if (job.signal?.aborted) { job.reject(new AbortedError(job.signal.reason)); continue }
+      if (unloaded) {
+        q.stats.failed++
+        job.reject(new InferenceError(`model '${q.key}' is not loaded: it was unloaded while a batch of ${jobs.length} of its requests computed, which then had to run each alone`))
+        continue
+      }
       if (onThread) this.enqueue(q, job, true)
       else { q.inlineJobs.unshift(job); q.items += job.items }
     }

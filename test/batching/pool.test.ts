@@ -460,8 +460,74 @@ t.test('a batch computing when its model is unloaded, and rerun alone because it
     new Promise(resolve => { timer = setTimeout(() => resolve('still waiting after 5 s'), 5000) }),
   ])
   clearTimeout(timer)
-  t.match(outcome, [/not loaded/, /not loaded/, /not loaded/], 'each reran alone, and failed as a run of an unloaded model does')
+  t.match(outcome, [/not loaded/, /not loaded/, /not loaded/], 'each failed as a run of an unloaded model does (not rerun alone: its model is gone)')
   t.notOk((p as any).queues.has('seq'), 'then no queue is left for it')
+})
+
+t.test('a batch computing when its model is unloaded, and failing, does not rerun on the model loaded again under its key', async t => {
+  const p = await pool(t)
+  p.configure('seq', { padValue: 0, maxBatchItems: 3 })
+  const busy = occupy(p)
+  const batch = [[[1, 2]], [[7, SEQ_VOCAB + 100]], [[3]]].map(x => p.run('seq', { ids: ids(x) }).then(() => 'computed', (e: Error) => e.message))
+  await busy
+  t.equal(p.stats('seq').queuedRequests, 0, 'the batch of three is computing, and fails')
+  await p.unload('seq')
+  // Loaded again while the batch's jobs are still settling: had they been
+  // rerun alone on the threads, the later ones would reach the new model.
+  await p.load('seq', sequenceModel())
+  t.match(p.stats('seq'), { queuedRequests: 0, batches: 0, requests: 0, failed: 0 }, 'the new model\'s counters start afresh')
+  t.same(p.batchOptions('seq'), p.batchOptions('never configured'), 'with the pool\'s options, not the unloaded model\'s')
+  let timer: NodeJS.Timeout | undefined
+  const outcome = await Promise.race([
+    Promise.all(batch),
+    new Promise(resolve => { timer = setTimeout(() => resolve('still waiting after 5 s'), 5000) }),
+  ])
+  clearTimeout(timer)
+  t.match(outcome, [/not loaded/, /not loaded/, /not loaded/], 'each failed as a run of the unloaded model does: none ran on the new one')
+  const q = (p as any).queues.get('seq')
+  t.ok(q.kept, 'the queue left is the new model\'s')
+  t.same(await p.run('seq', { ids: ids([[3]]) }).then(out => out.scores.dims), [1, 1, 3], 'which serves')
+  t.match(p.stats('seq'), { batches: 1, requests: 1, failed: 0 }, 'and counts its own requests only')
+})
+
+t.test('a model loaded again while jobs wait in its unloaded queue gets a fresh queue, which takes them', async t => {
+  const p = await pool(t)
+  p.configure('affine', { maxDelayMs: 60_000 })
+  const waiting = [1, 2].map(v => p.run('affine', { x: rows([[v, v, v, v]]) }).then(out => toRows(out.y), (e: Error) => e.message))
+  await p.unload('affine')
+  const old = (p as any).queues.get('affine')
+  t.equal(old?.jobs.length, 2, 'the unloaded model\'s queue is kept while its jobs wait out its delay')
+  await p.load('affine', affineModel())
+  const fresh = (p as any).queues.get('affine')
+  t.not(fresh, old, 'the load made a queue of its own')
+  t.equal(p.batchOptions('affine').maxDelayMs, 0, 'with the pool\'s options, not the unloaded model\'s')
+  let timer: NodeJS.Timeout | undefined
+  const outcome = await Promise.race([
+    Promise.all(waiting),
+    new Promise(resolve => { timer = setTimeout(() => resolve('still waiting after 5 s'), 5000) }),
+  ])
+  clearTimeout(timer)
+  t.same(outcome, [[[3, 3, 3, 3]], [[5, 5, 5, 5]]], 'the waiting jobs (sent for the key, not run yet) run at once on the model loaded now')
+  t.equal((p as any).queues.get('affine'), fresh, 'the old queue is gone, the new one stays')
+  t.match(p.stats('affine'), { queuedRequests: 0, batches: 1, requests: 2 }, 'counted afresh: one batch of the two')
+})
+
+t.test('a model configured again while jobs wait in its unloaded queue gets a fresh queue too; an abort takes a job out of that one', async t => {
+  const p = await pool(t)
+  p.configure('affine', { maxDelayMs: 60_000, maxBatchItems: 4 })
+  const signal = new AbortController()
+  const waiting = [1, 2].map(v => p.run('affine', { x: rows([[v, v, v, v]]) }, { signal: v === 1 ? signal.signal : undefined }).then(() => 'computed', (e: Error) => e.name))
+  await p.unload('affine')
+  const old = (p as any).queues.get('affine')
+  t.same(p.configure('affine', { maxDelayMs: 60_000 }), { maxBatchItems: 64, maxQueueItems: 64, maxDelayMs: 60_000 }, 'over the pool\'s options, not the unloaded model\'s')
+  const fresh = (p as any).queues.get('affine')
+  t.not(fresh, old)
+  signal.abort()
+  t.match(p.stats('affine'), { queuedRequests: 1, queuedItems: 1, dropped: 1 }, 'the aborted job left the fresh queue, counted there once')
+  t.equal(old.items, 0, 'and nothing of it is left in the old one')
+  t.equal(await waiting[0], 'AbortedError')
+  await p.load('affine', affineModel())
+  t.equal((p as any).queues.get('affine'), fresh, 'a configured queue is kept by the load')
 })
 
 t.test('bad options are refused with the reason', async t => {
