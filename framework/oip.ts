@@ -68,6 +68,11 @@ const RequestInputSchema = Type.Object({
 
 const InferRequest = Type.Object({
   id: Type.Optional(Type.String()),
+  // Not in the spec's $inference_request, but in its binary extension's
+  // example, and KServe's Python client (InferRequest.to_rest) sends it with
+  // every request. The URL names the model, as in Triton and KServe's server,
+  // which ignore this field: so does this server.
+  model_name: Type.Optional(Type.String({ description: 'Ignored: the URL names the model (KServe\'s client sends it)' })),
   parameters: Type.Optional(Parameters),
   inputs: Type.Array(RequestInputSchema),
   outputs: Type.Optional(Type.Array(Type.Object({ name: Type.String(), parameters: Type.Optional(Parameters) }, { additionalProperties: false }), { minItems: 1 })),

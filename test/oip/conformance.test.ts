@@ -393,6 +393,29 @@ t.test('a body with no Content-Type, as tritonclient.http sends it, is read as J
   t.same(text.json(), { error: "content-type 'text/plain' is not supported: send the body as application/json, application/octet-stream (with inference-header-content-length) or with no content-type", code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 })
 })
 
+t.test('a body naming its model (model_name), as KServe\'s Python client sends every request, is served; the URL names the model', async t => {
+  // KServe's InferRequest.to_rest() writes {"id", "model_name", "inputs", ...}, JSON
+  // or JSON then binary data; the binary extension's example request has it too.
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel(), 'twoway.onnx': twoWayModel() })
+  const json = await infer(app, '/v2/models/mlp/infer', { id: 'k-1', model_name: 'mlp', inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
+  t.equal(json.statusCode, 200, json.body)
+  t.same(json.json(), { model_name: 'mlp', id: 'k-1', outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 4], data: [2, 4, 6, 8] }] })
+  const binary = await app.inject({
+    method: 'POST',
+    url: '/v2/models/mlp/infer',
+    ...binaryBody({ id: 'k-2', model_name: 'mlp', inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] }, bytesOf(new Float32Array([1, 1, 1, 1]))),
+  })
+  t.equal(binary.statusCode, 200, binary.body)
+  t.same(binary.json().outputs[0].data, [2, 3, 4, 5])
+  // As Triton and KServe's server do, the field is not read: the URL's model answers.
+  const other = await infer(app, '/v2/models/mlp/infer', { model_name: 'twoway', inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [0, 0, 0, 0] }] })
+  t.equal(other.statusCode, 200, other.body)
+  t.equal(other.json().model_name, 'mlp')
+  const notString = await infer(app, '/v2/models/mlp/infer', { model_name: 7, inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [0, 0, 0, 0] }] })
+  t.equal(notString.statusCode, 400)
+  t.match(notString.json().error, /model_name must be string/)
+})
+
 t.test('out-of-range embedding indices: 500 without details, and the server keeps serving', async t => {
   const { app } = await oipApp(t, { 'embedding.onnx': embeddingModel() })
   const good = await infer(app, '/v2/models/embedding/infer', { inputs: [{ name: 'ids', shape: [1, 2], datatype: 'INT64', data: [1, 9] }] })
