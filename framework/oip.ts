@@ -6,7 +6,7 @@
 //
 //   GET  /v2/health/live                      {"live": true}
 //   GET  /v2/health/ready                     {"live": true, "ready": true} (503 while loading or draining)
-//   GET  /v2                                  {"name", "version", "extensions"}
+//   GET  /v2 (or /v2/)                        {"name", "version", "extensions"}
 //   GET  /v2/models/{name}[/versions/{v}]     {"name", "versions", "platform", "inputs", "outputs"}
 //   GET  /v2/models/{name}[/versions/{v}]/ready
 //   POST /v2/models/{name}[/versions/{v}]/infer
@@ -240,13 +240,17 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     return sendError(reply, lifecycle.state === 'draining' ? 'SHUTTING_DOWN' : 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
   })
 
-  app.get('/v2', {
-    schema: {
-      tags: [TAG],
-      summary: 'Server metadata',
-      response: { 200: Type.Object({ name: Type.String(), version: Type.String(), extensions: Type.Array(Type.String()) }) },
-    },
-  }, async () => ({ name: options.serverName ?? 'onnx-serve', version: options.serverVersion ?? '0.1.0', extensions }))
+  const serverMetadata = async () => ({ name: options.serverName ?? 'onnx-serve', version: options.serverVersion ?? '0.1.0', extensions })
+  const serverMetadataSchema = {
+    tags: [TAG],
+    summary: 'Server metadata',
+    response: { 200: Type.Object({ name: Type.String(), version: Type.String(), extensions: Type.Array(Type.String()) }) },
+  }
+  app.get('/v2', { schema: serverMetadataSchema }, serverMetadata)
+  // The spec's OpenAPI documents (KServe's rest_predict_v2.yaml and
+  // open_inference_rest.yaml) write this path `/v2/`, so clients generated
+  // from them ask for that; KServe's and MLServer's servers answer it too.
+  app.get('/v2/', { schema: { ...serverMetadataSchema, hide: true } }, serverMetadata)
 
   const metadata = async (request: FastifyRequest<{ Params: { name: string, version?: string } }>) => {
     const { model, loaded } = resolve(request.params.name, request.params.version)

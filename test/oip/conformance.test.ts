@@ -55,6 +55,11 @@ t.test('server metadata: name, version, extensions', async t => {
   t.type(body.name, 'string')
   t.type(body.version, 'string')
   t.same(body.extensions, ['binary_tensor_data'], 'the repository extension is off by default')
+  // The spec's OpenAPI documents write the path GET /v2/.
+  const slash = await app.inject({ url: '/v2/' })
+  t.equal(slash.statusCode, 200, slash.body)
+  t.same(slash.json(), body, '/v2/ answers as /v2 does')
+  t.equal((await app.inject({ method: 'PUT', url: '/v2/' })).statusCode, 405, 'and refuses the other verbs alike')
   const { app: withRepo } = await oipApp(t, {}, { repositoryApi: true })
   t.same((await withRepo.inject({ url: '/v2' })).json().extensions, ['binary_tensor_data', 'model_repository'])
 })
