@@ -20,7 +20,9 @@
 //
 // Binary tensor data extension: a body of JSON then raw tensors, the JSON's
 // length in `Inference-Header-Content-Length`. Its parser is registered in
-// this plugin's scope only; resource routes stay JSON-only.
+// this plugin's scope only; resource routes stay JSON-only. A length of 0 is
+// the extension's raw binary request: no JSON at all, the body is the data of
+// the model's only input, whose shape is deduced from its size (rawRequest).
 //
 // Server readiness follows the app's lifecycle (ready once start-up loading is
 // done), not every model: a model that failed to load is reported by its own
@@ -35,8 +37,8 @@ import { ModelRepository, type RepositoryModel, type ServedVersion } from './rep
 import type { LoadedModel } from './models.ts'
 import type { Tensor } from './tensor.ts'
 import {
-  checkBatch, checkInput, dataBinary, dataJson, datatypeOf, elementCount, fromBinary, fromJson,
-  isDatatype, tensorMetadata, type RequestInput,
+  ELEMENT_SIZE, checkBatch, checkInput, dataBinary, dataJson, datatypeOf, elementCount, fromBinary, fromJson,
+  isDatatype, oipShape, tensorMetadata, type RequestInput,
 } from './oip-tensors.ts'
 
 export interface OipOptions {
@@ -118,6 +120,8 @@ const errors = { '4xx': ErrorBody, '5xx': ErrorBody }
 
 /** Binary tensor data that followed a parsed JSON header, by header object. */
 const binaryBodies = new WeakMap<object, Buffer>()
+/** The stand-in bodies of raw binary requests (no JSON header): their binary data is the whole body. */
+const rawBodies = new WeakSet<object>()
 
 const bad = (message: string) => new HttpError('BAD_REQUEST', message)
 const modelNotReady = (message: string) => new HttpError('MODEL_NOT_READY', message, { headers: { 'retry-after': '1' } })
@@ -162,6 +166,14 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     const n = Number(raw)
     if (typeof raw !== 'string' || !/^[0-9]+$/.test(raw) || n > buffer.length) {
       return done(bad(`${HEADER_LENGTH} must be an integer from 0 to the body's length (${buffer.length}), got '${String(raw)}'`), undefined)
+    }
+    if (n === 0 && request.routeOptions.url?.endsWith('/infer')) {
+      // A raw binary request: the route's handler makes its request from the
+      // model's metadata (rawRequest); this stand-in passes the body schema.
+      const stand = { inputs: [] }
+      rawBodies.add(stand)
+      binaryBodies.set(stand, buffer)
+      return done(null, stand)
     }
     json(request, buffer.subarray(0, n).toString('utf8'), (err, parsed) => {
       // fastify's message names application/json and the whole body; here the
@@ -305,10 +317,12 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     // From here to store.run nothing awaits: the sessions picked are the ones
     // run, and a hot swap cannot release them in between (see repository.ts).
     const { model, loaded } = resolve(request.params.name, request.params.version)
-    const binary = binaryBodies.get(body)
-    const feeds = decodeInputs(body, loaded, binary, model.config.allowNonFinite)
-    checkBatch(body.inputs, model.config.maxBatchSize)
-    const wanted = chooseOutputs(body, loaded)
+    let binary = binaryBodies.get(body)
+    let inference = body
+    if (rawBodies.has(body)) ({ body: inference, binary } = rawRequest(model.name, loaded, binary as Buffer))
+    const feeds = decodeInputs(inference, loaded, binary, model.config.allowNonFinite)
+    checkBatch(inference.inputs, model.config.maxBatchSize)
+    const wanted = chooseOutputs(inference, loaded)
     // Every output (each is named once at most): ONNX Runtime's default, and
     // such jobs batch with the resource routes' ones (the pool batches jobs
     // that ask for the same outputs).
@@ -433,6 +447,57 @@ function inputsOf (loaded: LoadedModel) {
     inputsByModel.set(loaded, found)
   }
   return found
+}
+
+/**
+ * The request a raw binary body stands for (the binary tensor data extension's
+ * raw binary request, `Inference-Header-Content-Length: 0`): the body is the
+ * data of the model's only input, every output comes back as binary data.
+ * As Triton deduces it: at most one variable-size dimension, sized from the
+ * body's length; a first variable dimension beside another is a batch of one.
+ * A BYTES input takes one element, the body's bytes (no length prefix).
+ */
+export function rawRequest (modelName: string, loaded: LoadedModel, bytes: Buffer): { body: InferRequest, binary: Buffer } {
+  const why = `a raw binary request (${HEADER_LENGTH}: 0, no JSON header)`
+  if (loaded.inputs.length !== 1) {
+    throw bad(`${why} needs a model with one input; model '${modelName}' has ${loaded.inputs.length}: send a JSON header naming the inputs`)
+  }
+  const info = loaded.inputs[0]
+  const datatype = datatypeOf(info.type)
+  if (!datatype) throw bad(`input '${info.name}' has type ${info.type}, which this server cannot feed`)
+  const declared = oipShape(info.shape)
+  const shape = [...declared]
+  let variable = declared.flatMap((d, i) => (d < 0 ? [i] : []))
+  // A batching model's leading dimension: a batch of one, the other one deduced.
+  if (variable.length > 1 && variable[0] === 0) {
+    shape[0] = 1
+    variable = variable.slice(1)
+  }
+  const body = (dims: number[], size: number): InferRequest => ({
+    inputs: [{ name: info.name, shape: dims, datatype, parameters: { binary_data_size: size } }],
+    parameters: { binary_data_output: true },
+  })
+  if (datatype === 'BYTES') {
+    const dims = shape.map(d => (d < 0 ? 1 : d))
+    if (elementCount(dims) !== 1) throw bad(`${why} with BYTES data needs an input of one element; input '${info.name}' has shape [${declared.join(', ')}]: send a JSON header`)
+    if (bytes.length > 0xffffffff) throw bad(`${why}: a BYTES element is at most 2^32 - 1 bytes`)
+    const length = Buffer.alloc(4)
+    length.writeUInt32LE(bytes.length)
+    const framed = Buffer.concat([length, bytes])
+    return { body: body(dims, framed.length), binary: framed }
+  }
+  if (variable.length > 1) {
+    throw bad(`${why}: the shape of input '${info.name}' ([${declared.join(', ')}]) cannot be deduced from the body's size, it has more than one variable-size dimension: send a JSON header`)
+  }
+  if (variable.length === 1) {
+    const per = ELEMENT_SIZE[datatype] * elementCount(shape.filter(d => d >= 0))
+    const at = variable[0]
+    if (per === 0 ? bytes.length !== 0 : bytes.length % per !== 0) {
+      throw bad(`${why}: ${bytes.length} bytes are not a whole number of ${datatype} slices of ${per} bytes for input '${info.name}' (shape [${declared.join(', ')}])`)
+    }
+    shape[at] = per === 0 ? 0 : bytes.length / per
+  }
+  return { body: body(shape, bytes.length), binary: bytes }
 }
 
 /** Checks every input against the model and turns it into a tensor; binary data is consumed in order. */

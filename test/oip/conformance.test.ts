@@ -555,11 +555,66 @@ t.test('a binary body whose JSON header does not parse: the error names the head
   const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
   const { headers, payload } = binaryBody({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', parameters: { binary_data_size: 16 } }] }, bytesOf(new Float32Array([1, 1, 1, 1])))
   const n = Number(headers['inference-header-content-length'])
-  for (const [length, message] of [[n - 1, `the body's first ${n - 1} bytes (inference-header-content-length) are not valid JSON`], [n + 3, `the body's first ${n + 3} bytes (inference-header-content-length) are not valid JSON`], [0, 'the JSON header is empty (inference-header-content-length: 0)']] as const) {
+  // (0 is no JSON header at all: a raw binary request, tested below.)
+  for (const [length, message] of [[n - 1, `the body's first ${n - 1} bytes (inference-header-content-length) are not valid JSON`], [n + 3, `the body's first ${n + 3} bytes (inference-header-content-length) are not valid JSON`]] as const) {
     for (const type of ['application/octet-stream', 'application/json']) {
       const res = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': type, 'inference-header-content-length': String(length) }, payload })
       t.same(res.json(), { error: message, code: 'INVALID_JSON', statusCode: 400 }, `${type}, header length ${length}`)
     }
+  }
+})
+
+t.test('raw binary request (inference-header-content-length: 0): the body is the only input\'s data, its shape deduced, every output binary', async t => {
+  // Triton's binary tensor data extension, "Raw Binary Request".
+  const { app } = await oipApp(t, {
+    'mlp.onnx': addModel(),
+    'fixed.onnx': fixedModel(),
+    'twoway.onnx': twoWayModel(),
+    'id_f32.onnx': identityModel('float32'),
+    'id_str.onnx': identityModel('string'),
+    'two_free.onnx': buildModel({
+      name: 'two_free',
+      inputs: [{ name: 'x', type: 'float32', shape: [2, 'a', 'b'] }],
+      outputs: [{ name: 'y', type: 'float32', shape: [2, 'a', 'b'] }],
+      nodes: [{ op: 'Identity', inputs: ['x'], outputs: ['y'] }],
+    }),
+  })
+  const raw = (model: string, data: Uint8Array, type: string | undefined = 'application/octet-stream') => app.inject({
+    method: 'POST',
+    url: `/v2/models/${model}/infer`,
+    headers: { 'inference-header-content-length': '0', ...(type ? { 'content-type': type } : {}) },
+    payload: Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+  })
+  const one = await raw('mlp', bytesOf(new Float32Array([1, 1, 1, 1])))
+  t.equal(one.statusCode, 200, one.body)
+  t.equal(one.headers['content-type'], 'application/octet-stream')
+  const { json, binary } = splitBinary(one)
+  t.same(json, { model_name: 'mlp', outputs: [{ name: 'y', datatype: 'FP32', shape: [1, 4], parameters: { binary_data_size: 16 } }] })
+  t.same([...new Float32Array(binary.buffer.slice(binary.byteOffset, binary.byteOffset + binary.byteLength))], [2, 3, 4, 5])
+  const noType = await raw('mlp', bytesOf(new Float32Array([1, 1, 1, 1, 0, 0, 0, 0])), undefined)
+  t.equal(noType.statusCode, 200, noType.body)
+  t.same(splitBinary(noType).json.outputs[0].shape, [2, 4], 'the one variable-size dimension is deduced from the size')
+  t.equal((await raw('fixed', bytesOf(new Float32Array(6)))).statusCode, 200, 'a fixed shape')
+  const batchOfOne = await raw('id_f32', bytesOf(new Float32Array([1, 2, 3])))
+  t.equal(batchOfOne.statusCode, 200, batchOfOne.body)
+  t.same(splitBinary(batchOfOne).json.outputs[0].shape, [1, 3], '[batch, n]: a batch of one, n deduced')
+  const text = Buffer.from('héllo', 'utf8')
+  const bytes = await raw('id_str', text)
+  t.equal(bytes.statusCode, 200, bytes.body)
+  const out = splitBinary(bytes)
+  t.same(out.json.outputs[0], { name: 'y', datatype: 'BYTES', shape: [1, 1], parameters: { binary_data_size: 4 + text.length } })
+  t.equal(out.binary.readUInt32LE(0), text.length)
+  t.equal(out.binary.subarray(4).toString('utf8'), 'héllo', 'a BYTES input takes the body as its one element')
+  const refusals: Array<[string, string, Uint8Array, RegExp]> = [
+    ['not a whole number of rows', 'mlp', bytesOf(new Float32Array(3)), /12 bytes are not a whole number of FP32 slices of 16 bytes for input 'x'/],
+    ['a fixed shape of another size', 'fixed', bytesOf(new Float32Array(4)), /shape \[2, 3\] of FP32 needs 24 bytes of binary data, got 16/],
+    ['two inputs', 'twoway', bytesOf(new Float32Array(4)), /needs a model with one input; model 'twoway' has 2/],
+    ['two variable-size dimensions', 'two_free', bytesOf(new Float32Array(4)), /input 'x' \(\[2, -1, -1\]\) cannot be deduced.*more than one variable-size dimension/],
+  ]
+  for (const [what, model, data, message] of refusals) {
+    const res = await raw(model, data)
+    t.equal(res.statusCode, 400, what)
+    t.match(res.json(), { code: 'BAD_REQUEST', error: message }, what)
   }
 })
 
