@@ -57,6 +57,12 @@ export function float32ArrayJson (values: ArrayLike<number>, start = 0, end = va
   // A bigger answer gets a buffer of its own, freed with it.
   const out = scratch.length >= need ? scratch : Buffer.allocUnsafe(need)
   view = out === scratch ? scratchView : viewOf(out)
+  const text = writeArray(out, values, start, end)
+  view = scratchView
+  return text
+}
+
+function writeArray (out: Buffer, values: ArrayLike<number>, start: number, end: number): string | undefined {
   let pos = 0
   out[pos++] = 91 // [
   for (let i = start; i < end; i++) {
@@ -72,7 +78,6 @@ export function float32ArrayJson (values: ArrayLike<number>, start = 0, end = va
 /** One number's JSON text (see float32ArrayJson); undefined if it is not finite. */
 export function float32Json (v: number): string | undefined {
   if (!Number.isFinite(v)) return undefined
-  view = scratchView
   return scratch.toString('latin1', 0, writeNumber(scratch, 0, v))
 }
 
