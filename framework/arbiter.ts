@@ -77,7 +77,10 @@ export function runArbiter (settings: Settings): void {
     nameOf: worker => worker.id,
   })
 
-  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !retiring.has(w))
+  // Not a dead worker either: one whose 'exit' comes before its 'disconnect'
+  // (see `shutdown`) is still in cluster.workers during its 'exit' and the
+  // `replace` that awaited it, and would count towards the target.
+  const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !w.isDead() && !retiring.has(w))
 
   const spawn = (onFork?: (worker: Worker) => void): Promise<boolean> => {
     const worker = cluster.fork(boundPort === undefined ? {} : { ONNX_SERVE_PORT: String(boundPort) })
@@ -127,6 +130,32 @@ export function runArbiter (settings: Settings): void {
     cluster.on('disconnect', exitWhenAllGone)
   }
 
+  /**
+   * Drains ready workers while more are live than the target (a TTOU that
+   * came while none was ready). `live()` counts the workers left once things
+   * settle: a replacement booting stands for the old worker it replaces,
+   * which is off the count (retiring) and drains once the replacement is
+   * ready, or counts again if it dies. So only a ready live worker's removal
+   * lowers the count: not a retiring one (it is being replaced), nor a
+   * replacement still booting (`replace` would then keep its old worker).
+   * `fresh`, the worker just ready, goes first (the first one ready beyond
+   * the target), unless it is a replacement: its old worker drains now, and
+   * taking both could leave nobody serving while the others boot; another
+   * ready worker goes instead. With none to remove, every other live worker
+   * is booting, and each one ends in a 'ready' that calls this again, or a
+   * death (one fewer, or its old worker back: see `replace`).
+   */
+  const removeBeyondTarget = (fresh?: Worker, freshIsReplacement = false) => {
+    while (!stopping && live().length > target) {
+      const candidates = live().filter(w => ready.has(w) && !(freshIsReplacement && w === fresh))
+      const victim = fresh && candidates.includes(fresh) ? fresh : candidates.at(-1)
+      if (!victim) break
+      log.info({ target, worker: victim.id }, 'beyond the target (a TTOU while booting): removing a worker')
+      retiring.add(victim)
+      victim.process.kill('SIGTERM')
+    }
+  }
+
   /** Starts a replacement, waits for it to be ready, then drains the old worker. */
   const replace = async (old: Worker) => {
     // A worker gone meanwhile (TTOU, a crash: already replaced if need be) is not replaced again.
@@ -134,8 +163,14 @@ export function runArbiter (settings: Settings): void {
     retiring.add(old)
     const ok = await spawn(fresh => replacements.add(fresh))
     if (ok && !stopping) old.process.kill('SIGTERM')
-    // The replacement died booting: the old worker keeps serving (a later HUP may try again).
-    else if (!ok) retiring.delete(old)
+    // The replacement died booting: the old worker keeps serving (a later HUP
+    // may try again). It counts again, and may be one beyond the target: if
+    // no live worker is booting, no 'ready' will come to remove one, so it
+    // goes now (another ready one keeps serving); else that 'ready' does it.
+    else if (!ok) {
+      retiring.delete(old)
+      if (live().every(w => ready.has(w))) removeBeyondTarget(old)
+    }
   }
 
   cluster.on('message', (worker: Worker, message: WorkerMessage) => {
@@ -147,13 +182,11 @@ export function runArbiter (settings: Settings): void {
       waiters.delete(worker)
       log.info({ worker: worker.id, workerPid: worker.process.pid, port: message.port }, 'worker ready')
       // A TTOU that came while no worker was ready lowered the target with
-      // none to remove: the first worker ready beyond it goes. Never a
-      // replacement, whose old worker `replace` retires.
-      if (!stopping && !wasReplacement && live().length > target) {
-        log.info({ target, worker: worker.id }, 'beyond the target (a TTOU while booting): removing the worker')
-        retiring.add(worker)
-        worker.process.kill('SIGTERM')
-      }
+      // none to remove: the first worker ready beyond it goes. Checked on
+      // every 'ready', a replacement's too: with a HUP during the boot, the
+      // workers ready next may all be replacements, or workers being replaced
+      // (removing those would lower nothing: removeBeyondTarget).
+      removeBeyondTarget(worker, wasReplacement)
     } else if (message.type === 'failed') {
       // A replacement (HUP, --max-requests) that cannot load what is on disk
       // now: the old worker keeps serving what it loaded, as when a

@@ -1,7 +1,7 @@
 // server.ts as a real process, as an operator meets it: start-up errors
 // (a bad --app, a port in use, an IPv6 host) and signals (TTIN/TTOU alone, a
-// HUP during the import, INT during a drain, TERM with
-// --graceful-timeout 0, USR1 and USR2), and
+// HUP during the import, TTOU and HUP while the workers boot, INT during a
+// drain, TERM with --graceful-timeout 0, USR1 and USR2), and
 // scripts/start.sh. A file of its own: with test/server.test.ts's, the tests
 // would outlast tap's timeout for one file.
 import t, { type Test } from 'tap'
@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, CLOSING_LOAD_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
+import { childEnv, CLOSING_LOAD_APP, GATED_IMPORT_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
@@ -219,6 +219,74 @@ t.test('cluster: TTOU while every worker boots still removes one, once it is rea
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
+
+// A TTOU while no worker is ready lowers the target with none to remove, and
+// a HUP then replaces workers still booting: a replacement counts for the
+// worker it replaces, which is off the count. Each order below but the last
+// left 2 workers serving for a target of 1 (the workers ready beyond the
+// target were replacements, or workers being replaced, whose removal lowered
+// nothing; or an old worker came back when its replacement died).
+// The steps: 'TTOU' (none ready yet); 'HUP n' (n: the first replacement it
+// forks); 'boot n', worker n's import goes on, until it is ready; 'kill n',
+// worker n is killed while it imports. Cluster worker ids: 1 and 2 at
+// start, then 3, 4, ... in the order forked.
+const TTOU_HUP_ORDERS: Array<{ name: string, steps: string[] }> = [
+  { name: 'TTOU, HUP; only the replacements boot', steps: ['TTOU', 'HUP 3', 'boot 3', 'boot 4'] },
+  { name: 'HUP, TTOU; only the replacements boot', steps: ['HUP 3', 'TTOU', 'boot 3', 'boot 4'] },
+  { name: 'TTOU, HUP; each worker being replaced boots before its replacement', steps: ['TTOU', 'HUP 3', 'boot 1', 'boot 3', 'boot 2', 'boot 4'] },
+  { name: 'TTOU, two HUPs; the second HUP\'s replacements die booting', steps: ['TTOU', 'HUP 3', 'boot 3', 'HUP 5', 'boot 2', 'boot 4', 'kill 5', 'kill 6'] },
+  { name: 'TTOU, HUP; the second worker boots first', steps: ['TTOU', 'HUP 3', 'boot 2', 'boot 3'] },
+]
+for (const order of TTOU_HUP_ORDERS) {
+  t.test(`cluster, --workers 2: TTOU and HUP while the workers boot leave one worker (${order.name})`, async t => {
+    const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+    const gates = mkdtempSync(join(tmpdir(), 'onnx-serve-gates-'))
+    t.teardown(() => rmSync(gates, { recursive: true, force: true }))
+    const server = startServer(t, ['--models-dir', dir, '--app', GATED_IMPORT_APP, '--workers', '2', '--threads', '1'], { env: { GATE_DIR: gates } })
+    t.teardown(() => { for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL') })
+    const importing = (id: number) => server.waitFor(l => l.msg === 'importing the app (gated)' && l.worker === id)
+    const open = (id: number) => writeFileSync(join(gates, String(id)), '')
+    await Promise.all([importing(1), importing(2)])
+    const killed: number[] = []
+    for (const step of order.steps) {
+      const [what, n] = step.split(' ') as [string, string | undefined]
+      const id = Number(n)
+      // Each step is seen done in the log before the next one.
+      if (what === 'TTOU') {
+        server.proc.kill('SIGTTOU')
+        await server.waitFor(l => l.msg?.startsWith('SIGTTOU: no worker ready yet'))
+      } else if (what === 'HUP') {
+        const hups = server.lines.filter(l => l.msg === 'SIGHUP: replacing workers one by one').length
+        server.proc.kill('SIGHUP')
+        await server.waitFor(l => l.msg === 'SIGHUP: replacing workers one by one' && server.lines.filter(m => m.msg === l.msg).length === hups + 1)
+        await importing(id)
+      } else if (what === 'boot') {
+        open(id)
+        await server.waitFor(l => l.msg === 'worker ready' && l.worker === id)
+      } else if (what === 'kill') {
+        process.kill((await importing(id)).pid, 'SIGKILL')
+        killed.push(id)
+        await server.waitFor(l => l.msg === 'worker exited' && l.worker === id)
+      }
+    }
+    // Whatever is still booting may go on (a worker drained while importing exits at once).
+    for (let id = 1; id <= 8; id++) open(id)
+    let left = workerPids(server.proc.pid!)
+    for (let i = 0; i < 150 && left.length !== 1; i++) left = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(server.proc.pid!))
+    t.equal(left.length, 1, `one worker left (${left.join(', ')}); arbiter: ${server.lines.filter(l => l.role === 'arbiter').map(l => `${l.msg} ${l.worker ?? ''}`).join('; ')}`)
+    // Every worker forked but the one left has exited (its 'exit' may come after pgrep stops listing it).
+    const forked = new Set(server.lines.filter(l => l.msg === 'importing the app (gated)').map(l => l.worker)).size
+    const exited = (l: Record<string, any>) => l.msg === 'worker exited'
+    await server.waitFor(() => server.lines.filter(exited).length === forked - 1)
+    const removed = server.lines.filter(l => exited(l) && !killed.includes(l.worker))
+    t.ok(removed.every(l => l.code === 0 && l.signal === null), `every worker removed drained (exit 0): ${removed.map(l => `${l.worker}: ${l.code}/${l.signal}`).join(', ')}`)
+    t.ok(server.lines.some(l => l.msg === 'worker ready' && l.workerPid === left[0]), 'the worker left is one that was ready')
+    const listening = server.lines.find(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))!
+    t.equal((await fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`)).status, 200, 'and it serves')
+    server.proc.kill('SIGTERM')
+    t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+  })
+}
 
 t.test('cluster: a HUP whose replacements fail to load their models leaves the old workers serving', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
