@@ -21,8 +21,10 @@
 // - HUP: workers are replaced one by one, each new one ready before the old
 //   one drains, so no request is dropped.
 // - TTIN / TTOU: one worker more / less (while none is ready, the first one
-//   ready beyond the target is removed). A worker that reached --max-requests
-//   is replaced the same way as on HUP.
+//   ready beyond the target is removed; a worker still booting goes before a
+//   ready one; while a dead worker's respawn is pending, that respawn is
+//   dropped instead). A worker that reached --max-requests is replaced the
+//   same way as on HUP.
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
@@ -241,7 +243,13 @@ export function runArbiter (settings: Settings): void {
     backoffMs = now - lastDeath > 30_000 ? 0 : Math.min(MAX_BACKOFF_MS, Math.max(100, backoffMs * 2))
     lastDeath = now
     log.warn({ worker: worker.id, code, signal, restartInMs: backoffMs, wasReady }, 'worker died: replacing it')
-    setTimeout(() => { if (!stopping) void spawn() }, backoffMs)
+    setTimeout(() => {
+      if (stopping) return
+      // A TTOU during the back-off lowered the target and removed nobody (a
+      // worker short already): this respawn would be one beyond it.
+      if (live().length >= target) return log.info({ target, worker: worker.id }, 'a dead worker\'s respawn is no longer needed (a TTOU lowered the target): dropped')
+      void spawn()
+    }, backoffMs)
   })
 
   process.on('SIGTERM', () => shutdown(0, 'SIGTERM'))
@@ -264,11 +272,22 @@ export function runArbiter (settings: Settings): void {
   process.on('SIGTTOU', () => {
     if (target <= 1) return log.info({ target }, 'SIGTTOU: already at one worker; ignored')
     target--
-    // A ready worker, never a replacement still booting (its HUP would then
-    // keep the old worker it was to replace, out of reach of later signals).
-    const victim = live().filter(w => ready.has(w)).at(-1)
+    const workers = live()
+    // No more live than the new target: a dead worker's respawn waits out
+    // its back-off. Removing a ready worker would leave one fewer serving (or
+    // none) until the respawn boots, for the same count in the end; nobody
+    // goes, and the respawn is dropped when its timer fires (the 'exit' handler).
+    if (workers.length <= target) return log.info({ target, workers: workers.length }, 'SIGTTOU: no more workers live than the target (a respawn pending): none removed')
     // None ready (all booting): the first one ready beyond the target goes then (the 'ready' message).
-    if (!victim) return log.info({ target }, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed')
+    if (!workers.some(w => ready.has(w))) return log.info({ target }, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed')
+    // A worker still booting that is no replacement (a TTIN's, a respawn's)
+    // goes first: it serves nobody yet and exits soon (at once while it
+    // imports and builds the app: serve.ts holds the signals; once it has
+    // closed the app while it loads the models), where removing a ready one
+    // could leave nobody serving until the booting one is ready. Else a
+    // ready worker; never a replacement still booting (its HUP would then
+    // keep the old worker it was to replace, out of reach of later signals).
+    const victim = workers.find(w => !ready.has(w) && !replacements.has(w)) ?? workers.filter(w => ready.has(w)).at(-1)!
     log.info({ target, worker: victim.id }, 'SIGTTOU: removing a worker')
     retiring.add(victim)
     victim.process.kill('SIGTERM')

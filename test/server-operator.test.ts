@@ -1,7 +1,8 @@
 // server.ts as a real process, as an operator meets it: start-up errors
 // (a bad --app, a port in use, an IPv6 host) and signals (TTIN/TTOU alone, a
-// HUP during the import, TTOU and HUP while the workers boot, INT during a
-// drain, TERM with --graceful-timeout 0, USR1 and USR2), and
+// HUP during the import, TTOU and HUP while the workers boot, TTOU during a
+// respawn's back-off or beside a booting worker, INT during a drain, TERM
+// with --graceful-timeout 0, USR1 and USR2), and
 // scripts/start.sh. A file of its own: with test/server.test.ts's, the tests
 // would outlast tap's timeout for one file.
 import t, { type Test } from 'tap'
@@ -287,6 +288,87 @@ for (const order of TTOU_HUP_ORDERS) {
     t.same(await within(server.exited, 15_000), { code: 0, signal: null })
   })
 }
+
+/** A `--workers 2` server on test/fixtures/gated-import-app.ts: each worker's import waits for `open(its id)`. */
+function gatedCluster (t: Test) {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const gates = mkdtempSync(join(tmpdir(), 'onnx-serve-gates-'))
+  t.teardown(() => rmSync(gates, { recursive: true, force: true }))
+  const server = startServer(t, ['--models-dir', dir, '--app', GATED_IMPORT_APP, '--workers', '2', '--threads', '1'], { env: { GATE_DIR: gates } })
+  t.teardown(() => { for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL') })
+  return {
+    server,
+    importing: (id: number) => server.waitFor(l => l.msg === 'importing the app (gated)' && l.worker === id),
+    open: (id: number) => writeFileSync(join(gates, String(id)), ''),
+    /** /health/ready's status, or the fetch's error. */
+    health: async () => {
+      const listening = server.lines.find(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))!
+      return fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`, { signal: AbortSignal.timeout(5000) })
+        .then(res => res.status, (err: Error) => `${err.message} (${String((err.cause as Error | undefined)?.message)})`)
+    },
+  }
+}
+
+t.test('cluster, --workers 2: a TTOU while a dead worker\'s respawn waits out its back-off removes nobody, and the respawn is dropped', async t => {
+  const { server, importing, open, health } = gatedCluster(t)
+  open(1)
+  open(2)
+  await server.waitFor(l => l.msg === 'all workers ready')
+  const keeper = server.lines.find(l => l.msg === 'worker ready' && l.worker === 1)!.workerPid as number
+  // Worker 2 is killed, then each respawn while it imports: the back-off
+  // doubles (0, 100, 200, ... ms) until it is well past a drain (0.5 s).
+  let id = 2
+  let pid = server.lines.find(l => l.msg === 'worker ready' && l.worker === 2)!.workerPid as number
+  for (;;) {
+    process.kill(pid, 'SIGKILL')
+    const died = await server.waitFor(l => l.msg === 'worker died: replacing it' && l.worker === id)
+    id++
+    if (died.restartInMs >= 1600) break
+    pid = (await importing(id)).pid
+  }
+  server.proc.kill('SIGTTOU')
+  await server.waitFor(l => l.msg?.startsWith('SIGTTOU'))
+  // What comes first: worker 1's exit (drained by the TTOU), the respawn
+  // dropped, or forked (worker `id`) when the back-off ends.
+  const seen = (what: string) => () => what
+  const first = await Promise.race([
+    server.waitFor(l => l.msg === 'worker exited' && l.worker === 1).then(seen('worker 1 exited'), seen('')),
+    server.waitFor(l => l.msg?.startsWith('a dead worker\'s respawn is no longer needed')).then(seen('respawn dropped'), seen('')),
+    importing(id).then(seen(`worker ${id} forked`), seen('')),
+  ])
+  t.equal(first, 'respawn dropped', 'the respawn is dropped once its back-off ends, worker 1 left in place')
+  t.equal(await health(), 200, 'worker 1 still serves')
+  // Nothing else is pending: the last worker killed was reaped (its exit was reported).
+  const left = workerPids(server.proc.pid!)
+  t.same(left, [keeper], `worker 1 left alone, for a target of 1 (${left.join(', ')}); arbiter: ${server.lines.filter(l => l.role === 'arbiter').map(l => `${l.msg} ${l.worker ?? ''}`).join('; ')}`)
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+t.test('cluster, --workers 2: a TTOU while a TTIN\'s worker boots removes that one, not the only ready worker', async t => {
+  const { server, importing, open, health } = gatedCluster(t)
+  open(1)
+  open(2)
+  await server.waitFor(l => l.msg === 'all workers ready')
+  // The first TTOU leaves one worker; a TTIN forks worker 3, held in its import.
+  const ttou = async (n: number) => {
+    server.proc.kill('SIGTTOU')
+    return server.waitFor(l => l.msg === 'SIGTTOU: removing a worker' && server.lines.filter(m => m.msg === l.msg).length === n)
+  }
+  const first = (await ttou(1)).worker as number
+  await server.waitFor(l => l.msg === 'worker exited' && l.worker === first)
+  const keeper = 3 - first
+  server.proc.kill('SIGTTIN')
+  await importing(3)
+  const removed = await ttou(2)
+  t.equal(removed.worker, 3, `the booting worker 3 is removed, not the ready worker ${keeper}`)
+  const exited = await server.waitFor(l => l.msg === 'worker exited' && l.worker === removed.worker)
+  t.same([exited.code, exited.signal], [0, null], 'it exits 0 at once')
+  t.equal(await health(), 200, `worker ${keeper} still serves`)
+  t.same(workerPids(server.proc.pid!), [server.lines.find(l => l.msg === 'worker ready' && l.worker === keeper)!.workerPid], `worker ${keeper} left alone`)
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
 
 t.test('cluster: a HUP whose replacements fail to load their models leaves the old workers serving', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
