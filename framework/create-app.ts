@@ -11,7 +11,7 @@ import { Ajv } from 'ajv'
 import { createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
-import { ErrorBody, HttpError, clientErrorHandler, errorBody, frameworkErrors, installErrorHandlers, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
+import { ErrorBody, HttpError, MAX_PARAM_LENGTH, clientErrorHandler, errorBody, frameworkErrors, installErrorHandlers, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { UNMATCHED_ROUTE, metricsRoutes, type ResponseCounter } from './metrics.ts'
@@ -172,6 +172,7 @@ export async function createApp (options: AppOptions): Promise<App> {
     // lifecycle hook below answers draining requests instead.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     // Requests Node cannot parse and paths that do not decode: the one error
     // format too. (Unparseable requests have no method or path to count.)
     clientErrorHandler,

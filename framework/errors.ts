@@ -157,8 +157,26 @@ export function unsupportedMediaType (type: string | undefined, accepted: string
   return `content-type '${shown}' is not supported: send the body as ${accepted}`
 }
 
+/**
+ * The longest path parameter routes take, in characters once decoded: a
+ * model's name may have 128 (models.ts, repository.ts). fastify's default of
+ * 100 answered every OIP route of a model with a longer name, listed by the
+ * repository index, with a 400.
+ */
+export const MAX_PARAM_LENGTH = 128
+
+/** A path as error messages show it: at most 100 characters. */
+const shownPath = (path: string) => (path.length > 100 ? `${path.slice(0, 100)}...` : path)
+
 /** Errors fastify meets before a route runs (a path that does not decode): the one format too. */
-export function frameworkErrors (err: FastifyError, _request: FastifyRequest, reply: FastifyReply) {
+export function frameworkErrors (err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const path = (request.url ?? '').split('?')[0]
+  // fastify's messages repeat the whole path (up to the 16 KB header limit)
+  // and say "max param length", a router setting, not what was wrong.
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return sendError(reply, 'BAD_REQUEST', `a segment of the path '${shownPath(path)}' is longer than ${MAX_PARAM_LENGTH} characters`)
+  }
+  if (err.code === 'FST_ERR_BAD_URL') return sendError(reply, 'BAD_REQUEST', `'${shownPath(path)}' is not a valid url component`)
   sendError(reply, 'BAD_REQUEST', err.message)
 }
 

@@ -421,6 +421,26 @@ t.test('a body naming its model (model_name), as KServe\'s Python client sends e
   t.match(notString.json().error, /model_name must be string/)
 })
 
+t.test('a model name of up to 128 characters is served; a longer path segment is a short 400', async t => {
+  // Names may have 128 characters (the repository's rule); fastify's router
+  // took path parameters of 100 at most: the index listed the model, and
+  // every one of its routes answered 400 "... is exceeding the max param length".
+  const name = `m${'x'.repeat(127)}`
+  const { app } = await oipApp(t, { [`${name}.onnx`]: addModel() })
+  const metadata = await app.inject({ url: `/v2/models/${name}` })
+  t.equal(metadata.statusCode, 200, metadata.body)
+  t.equal(metadata.json().name, name)
+  t.equal((await app.inject({ url: `/v2/models/${name}/ready` })).statusCode, 200)
+  const res = await infer(app, `/v2/models/${name}/infer`, { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [0, 0, 0, 0] }] })
+  t.equal(res.statusCode, 200, res.body)
+  t.same(res.json().outputs[0].data, [1, 2, 3, 4])
+  const long = await app.inject({ url: `/v2/models/${'y'.repeat(5000)}` })
+  t.equal(long.statusCode, 400)
+  t.same(Object.keys(long.json()).sort(), ['code', 'error', 'statusCode'])
+  t.match(long.json().error, /^a segment of the path '\/v2\/models\/y+\.\.\.' is longer than 128 characters$/)
+  t.ok(long.body.length < 300, 'the 5 KB path is not repeated whole')
+})
+
 t.test('out-of-range embedding indices: 500 without details, and the server keeps serving', async t => {
   const { app } = await oipApp(t, { 'embedding.onnx': embeddingModel() })
   const good = await infer(app, '/v2/models/embedding/infer', { inputs: [{ name: 'ids', shape: [1, 2], datatype: 'INT64', data: [1, 9] }] })
