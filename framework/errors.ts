@@ -194,6 +194,11 @@ export function installErrorHandlers (app: FastifyInstance) {
       return reply.sent ? reply : sendError(reply, 'TIMEOUT', 'request was cancelled before the model ran it')
     }
     const fe = err as FastifyError
+    // The client closed its connection while its body was read (Node's
+    // 'aborted', which fastify's body reader passes on with a 400): no one to
+    // answer, and nothing of ours failed. It reached the 500 below, logged as
+    // an error with its stack.
+    if (fe.code === 'ECONNRESET' && request.raw.destroyed) return sendError(reply, 'BAD_REQUEST', 'the client closed the connection before its body arrived')
     if (fe.validation) {
       // "body must be object" for a request that sent none.
       if (fe.validationContext === 'body' && request.body === undefined) {

@@ -234,6 +234,26 @@ t.test('a 5xx never shows its message or stack, and is logged with its cause', a
   t.equal((await app.inject({ url: '/health/live' })).statusCode, 200)
 })
 
+t.test('a client that leaves while its body is read is not logged as an error', async t => {
+  // fastify's body reader passes Node's 'aborted' (ECONNRESET) on to the error
+  // handler, which logged it as an unhandled error with its stack (a 500).
+  const lines: string[] = []
+  const app = await build(t, { logger: { level: 'warn', stream: { write: (l: string) => { lines.push(l) } } } as never })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  for (const url of ['/scale', '/v2/models/scaler/infer']) {
+    await new Promise<void>(resolve => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(`POST ${url} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"rows": [`)
+        setTimeout(() => socket.destroy(), 50)
+      })
+      socket.on('close', () => setTimeout(resolve, 50))
+    })
+  }
+  t.same(lines, [], 'nothing logged at warn or above')
+  t.equal((await app.inject({ method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3, 4]] } })).statusCode, 200, 'still serving')
+})
+
 t.test('a handler that ends after its deadline answered 504 logs nothing, unless it failed for real', async t => {
   // fastify logs a late answer as a warning ("Reply was already sent") and a
   // late failure as an error with its stack, for requests that ended as they
