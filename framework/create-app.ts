@@ -8,10 +8,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { Ajv } from 'ajv'
+import { isUtf8 } from 'node:buffer'
 import { createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
-import { ErrorBody, HttpError, MAX_PARAM_LENGTH, clientErrorHandler, errorBody, frameworkErrors, installErrorHandlers, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
+import { ErrorBody, HttpError, MAX_PARAM_LENGTH, clientErrorHandler, errorBody, frameworkErrors, installErrorHandlers, notUtf8, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { UNMATCHED_ROUTE, metricsRoutes, type ResponseCounter } from './metrics.ts'
@@ -211,12 +212,16 @@ export async function createApp (options: AppOptions): Promise<App> {
   // Protocol's routes inflate gzip and deflate (oip.ts, its own parsers).
   const json = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+  // Read as bytes, not as a string: fastify's string decoding turns bytes
+  // that are not UTF-8 into U+FFFD without a word.
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
     const encoding = request.headers['content-encoding']
     if (encoding !== undefined && !/^\s*(identity)?\s*$/i.test(encoding)) {
       return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding.slice(0, 100)}' is not supported on this route: send the body uncompressed`), undefined)
     }
-    json(request, body as string, (err, parsed) => done(err && whyNotJson(err, body as string), parsed))
+    if (!isUtf8(body as Buffer)) return done(notUtf8(), undefined)
+    const text = (body as Buffer).toString('utf8')
+    json(request, text, (err, parsed) => done(err && whyNotJson(err, text), parsed))
   })
 
   const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1, batching: options.batching, inlineBelowUs: options.inlineBelowUs, threadNice: options.threadNice })

@@ -63,6 +63,14 @@ export class HttpError extends Error {
   }
 }
 
+/**
+ * A JSON body whose bytes are not UTF-8 (RFC 8259 8.1: JSON text is UTF-8):
+ * decoded as it was, each bad byte became U+FFFD and the request was served,
+ * on other text than the client sent (a /ner text's offsets moved).
+ */
+export const notUtf8 = (what = 'the body') =>
+  new HttpError('INVALID_JSON', `${what} is not valid UTF-8: JSON bodies are read as UTF-8 whatever charset the content-type names`)
+
 export const badRequest = (message: string) => new HttpError('BAD_REQUEST', message)
 export const notFound = (message: string) => new HttpError('NOT_FOUND', message)
 export const payloadTooLarge = (message: string) => new HttpError('PAYLOAD_TOO_LARGE', message)

@@ -29,8 +29,9 @@
 // ready route and the repository index, and does not take the server down.
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
-import { ErrorBody, HttpError, errorBody, payloadTooLarge, sendError, sendOverloaded, unsupportedMediaType } from './errors.ts'
+import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, unsupportedMediaType } from './errors.ts'
 import { refuseOtherVerbs } from './create-app.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
@@ -159,6 +160,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
         return done(bad(`an application/octet-stream body needs the ${HEADER_LENGTH} header (binary tensor data extension)`), undefined)
       }
       if (buffer.length === 0) return done(null, undefined)
+      if (!isUtf8(buffer)) return done(notUtf8(), undefined)
       if (type !== undefined) return json(request, buffer.toString('utf8'), done)
       // fastify's message would say the content type is application/json.
       return json(request, buffer.toString('utf8'), (err, parsed) => done(err && new HttpError('INVALID_JSON', 'Body is not valid JSON'), parsed))
@@ -175,10 +177,14 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       binaryBodies.set(stand, buffer)
       return done(null, stand)
     }
-    json(request, buffer.subarray(0, n).toString('utf8'), (err, parsed) => {
-      // fastify's message names application/json and the whole body; here the
-      // JSON is the first n bytes, and a wrong n is the usual cause.
-      if (err) return done(new HttpError('INVALID_JSON', n === 0 ? `the JSON header is empty (${HEADER_LENGTH}: 0)` : `the body's first ${n} bytes (${HEADER_LENGTH}) are not valid JSON`), undefined)
+    const header = buffer.subarray(0, n)
+    // fastify's message names application/json and the whole body; here the
+    // JSON is the first n bytes, and a wrong n is the usual cause (one that
+    // reaches into the binary data is not even UTF-8).
+    const notJson = () => new HttpError('INVALID_JSON', n === 0 ? `the JSON header is empty (${HEADER_LENGTH}: 0)` : `the body's first ${n} bytes (${HEADER_LENGTH}) are not valid JSON`)
+    if (!isUtf8(header)) return done(notJson(), undefined)
+    json(request, header.toString('utf8'), (err, parsed) => {
+      if (err) return done(notJson(), undefined)
       if (typeof parsed === 'object' && parsed !== null) binaryBodies.set(parsed, buffer.subarray(n))
       done(null, parsed)
     })

@@ -421,6 +421,27 @@ t.test('a body naming its model (model_name), as KServe\'s Python client sends e
   t.match(notString.json().error, /model_name must be string/)
 })
 
+t.test('a JSON body or JSON header whose bytes are not UTF-8 is a 400, not a BYTES element with U+FFFD', async t => {
+  const { app } = await oipApp(t, { 'echo.onnx': identityModel('string') })
+  const body = (text: Buffer) => Buffer.concat([Buffer.from('{"inputs": [{"name": "x", "shape": [1, 1], "datatype": "BYTES", "data": ["'), text, Buffer.from('"]}]}')])
+  const good = await app.inject({ method: 'POST', url: '/v2/models/echo/infer', payload: body(Buffer.from('caf\u00e9')), headers: { 'content-type': 'application/json' } })
+  t.equal(good.statusCode, 200, good.body)
+  t.same(good.json().outputs[0].data, ['caf\u00e9'])
+  const latin1 = body(Buffer.from([0x63, 0x61, 0x66, 0xe9]))
+  for (const headers of [{ 'content-type': 'application/json' }, {}]) {
+    const res = await app.inject({ method: 'POST', url: '/v2/models/echo/infer', payload: latin1, headers })
+    t.equal(res.statusCode, 400, JSON.stringify(headers))
+    t.same(res.json(), { error: 'the body is not valid UTF-8: JSON bodies are read as UTF-8 whatever charset the content-type names', code: 'INVALID_JSON', statusCode: 400 })
+  }
+  const binary = await app.inject({
+    method: 'POST',
+    url: '/v2/models/echo/infer',
+    payload: latin1,
+    headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(latin1.length) },
+  })
+  t.same(binary.json(), { error: `the body's first ${latin1.length} bytes (inference-header-content-length) are not valid JSON`, code: 'INVALID_JSON', statusCode: 400 })
+})
+
 t.test('a model name of up to 128 characters is served; a longer path segment is a short 400', async t => {
   // Names may have 128 characters (the repository's rule); fastify's router
   // took path parameters of 100 at most: the index listed the model, and

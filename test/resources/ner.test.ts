@@ -104,6 +104,23 @@ t.test('bad input: one error format, never a 500', async t => {
   }
 })
 
+t.test('a body whose bytes are not UTF-8 is a 400, not tagged with U+FFFD in their place', async t => {
+  // Decoded as it was, 'caf\xe9 Paris' (Latin-1) was tagged as 'caf\ufffd Paris'.
+  const app = await build(t)
+  const latin1 = Buffer.concat([Buffer.from('{"text": "caf'), Buffer.from([0xe9]), Buffer.from(' Paris"}')])
+  for (const type of ['application/json', 'application/json; charset=iso-8859-1']) {
+    const res = await app.inject({ method: 'POST', url: '/ner', payload: latin1, headers: { 'content-type': type } })
+    t.equal(res.statusCode, 400, type)
+    t.same(res.json(), { error: 'the body is not valid UTF-8: JSON bodies are read as UTF-8 whatever charset the content-type names', code: 'INVALID_JSON', statusCode: 400 })
+  }
+  const utf8 = await app.inject({ method: 'POST', url: '/ner', payload: Buffer.from('{"text": "caf\u00e9 Paris"}'), headers: { 'content-type': 'application/json' } })
+  t.equal(utf8.statusCode, 200)
+  t.equal(utf8.json().tokens[0].text, 'caf\u00e9')
+  // A byte-order mark is UTF-8 too, and still read.
+  const bom = await app.inject({ method: 'POST', url: '/ner', payload: Buffer.from('\ufeff{"text": "Paris"}'), headers: { 'content-type': 'application/json' } })
+  t.equal(bom.statusCode, 200)
+})
+
 t.test('limits: text length, batch size, token count answer 413', async t => {
   const app = await bareApp(t, { modelsDir: MODELS_DIR })
   app.mount('/ner', new EntityRecognizer({ model: 'ner', limits: { maxTextLength: 20, maxBatch: 2, maxTokens: 3 } }))
