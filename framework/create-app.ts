@@ -12,7 +12,7 @@ import { isUtf8 } from 'node:buffer'
 import { createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
-import { ErrorBody, HttpError, MAX_PARAM_LENGTH, clientErrorHandler, errorBody, frameworkErrors, installErrorHandlers, notUtf8, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
+import { ERROR_CODES, ErrorBody, HttpError, MAX_PARAM_LENGTH, clientErrorHandler, errorBody, type ErrorCode, frameworkErrors, installErrorHandlers, notUtf8, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { UNMATCHED_ROUTE, metricsRoutes, type ResponseCounter } from './metrics.ts'
@@ -165,6 +165,13 @@ export async function createApp (options: AppOptions): Promise<App> {
   let refuseEarly: (req: IncomingMessage, res: ServerResponse) => boolean = () => false
   // Answers no fastify hook sees, counted in /metrics all the same.
   const responses: ResponseCounter = {}
+  /** Answers a request in the error format before fastify sees it, on a connection then closed; counted as unmatched. */
+  const answerRaw = (req: IncomingMessage, res: ServerResponse, code: ErrorCode, message: string) => {
+    const body = JSON.stringify(errorBody(code, message))
+    res.writeHead(ERROR_CODES[code], { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' })
+    res.end(body)
+    responses.observe?.(req.method ?? 'GET', UNMATCHED_ROUTE, ERROR_CODES[code], 0)
+  }
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
@@ -188,7 +195,17 @@ export async function createApp (options: AppOptions): Promise<App> {
     serverFactory: (handler, fastifyOptions) => {
       // fastify hands its options with their defaults filled in.
       const opts = fastifyOptions as unknown as { http?: ServerOptions, keepAliveTimeout: number, requestTimeout: number, connectionTimeout: number, maxRequestsPerSocket: number }
-      const server = createServer(opts.http ?? {}, (req, res) => { if (!refuseEarly(req, res)) handler(req, res) })
+      // Node itself answers an HTTP/1.1 request without Host (400) and an
+      // Expect other than 100-continue (417) with empty bodies, not in the
+      // error format: the first is let through to the handler below, the
+      // second comes to the checkExpectation listener, and both are answered here.
+      const server = createServer({ ...opts.http, requireHostHeader: false }, (req, res) => {
+        if (req.headers.host === undefined && req.httpVersion === '1.1') return answerRaw(req, res, 'BAD_REQUEST', 'an HTTP/1.1 request needs a Host header')
+        if (!refuseEarly(req, res)) handler(req, res)
+      })
+      server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+        answerRaw(req, res, 'EXPECTATION_FAILED', `expect '${String(req.headers.expect).slice(0, 100)}' is not supported: only 100-continue is`)
+      })
       server.keepAliveTimeout = opts.keepAliveTimeout
       server.requestTimeout = opts.requestTimeout
       server.setTimeout(opts.connectionTimeout)

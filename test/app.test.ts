@@ -154,6 +154,9 @@ t.test('requests Node cannot parse get the error format, and the connection clos
     ['a header line without a colon', 'GET /health/live HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n', 400, 'BAD_REQUEST'],
     ['Content-Length with Transfer-Encoding', 'POST /scale HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'BAD_REQUEST'],
     ['headers over 16 KB', `GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
+    // Node answered these two itself, with no body.
+    ['an HTTP/1.1 request without Host', 'POST /scale HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n{"rows": [[1, 2, 3, 4]]}', 400, 'BAD_REQUEST'],
+    ['an Expect other than 100-continue', 'POST /scale HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n{"rows": [[1, 2, 3, 4]]}', 417, 'EXPECTATION_FAILED'],
   ]
   for (const [what, bytes, status, code] of cases) {
     const text = await rawExchange(port, bytes)
@@ -162,6 +165,8 @@ t.test('requests Node cannot parse get the error format, and the connection clos
     t.same(Object.keys(body).sort(), ['code', 'error', 'statusCode'], `${what}: the error fields`)
     t.match(body, { code, statusCode: status }, what)
   }
+  // HTTP/1.0 has no Host to require.
+  t.match(await rawExchange(port, 'GET /health/live HTTP/1.0\r\n\r\n'), /^HTTP\/1.1 200 /)
 })
 
 /** One request on a keep-alive agent-less connection; resolves with the response once read. */
