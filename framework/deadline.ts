@@ -113,7 +113,15 @@ function arm (state: DeadlineState, timeoutMs: number) {
     const err = new DeadlineError(timeoutMs)
     state.deadline.abort(err)
     const { reply } = state
-    if (!reply.sent && !reply.raw.headersSent) sendError(reply, 'TIMEOUT', err.message)
+    if (reply.sent || reply.raw.headersSent) return
+    // The body has not all arrived: the client is late, not the server (408,
+    // not 504), and a connection stopped mid-body cannot carry another
+    // request: it closes. (It was a 504 that kept the connection alive.)
+    if (reply.request.raw.complete === false) {
+      sendError(reply, 'REQUEST_TIMEOUT', `the request body did not arrive within ${timeoutMs / 1000} s`, { connection: 'close' })
+    } else {
+      sendError(reply, 'TIMEOUT', err.message)
+    }
   }, timeoutMs)
 }
 

@@ -2,6 +2,7 @@
 // request.abortSignal (a real AbortSignal made from it on first use).
 import t from 'tap'
 import { Type } from '@sinclair/typebox'
+import { connect } from 'node:net'
 import { ClientGoneError, RequestDeadline } from '../../framework/deadline.ts'
 import { Resource, responder } from '../../framework/resource.ts'
 import { bareApp } from '../fixtures/build.ts'
@@ -84,4 +85,29 @@ t.test('a deadline longer than a timer can wait (24.8 days) is no deadline, not 
   }
   const short = await app.inject({ method: 'POST', url: '/sleep', headers: { 'x-request-timeout': '0.005' } })
   t.equal(short.statusCode, 504, 'a short one still fires')
+})
+
+t.test('a body that has not all arrived at the deadline: 408 and the connection closes (not a 504 that kept it open)', async t => {
+  const app = await bareApp(t, { requestTimeoutMs: 200 })
+  app.mount('/sleep', new Sleeper())
+  await app.loadResources()
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const started = Date.now()
+  const text = await new Promise<string>((resolve, reject) => {
+    let text = ''
+    // 20 bytes announced, 5 sent, and nothing more.
+    const socket = connect(port, '127.0.0.1', () => socket.write('POST /sleep HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"ms"'))
+    socket.on('data', chunk => { text += chunk })
+    socket.on('close', () => resolve(text))
+    socket.on('error', reject)
+    setTimeout(() => { socket.destroy(); resolve(`${text} (still open after 3 s)`) }, 3000)
+  })
+  t.match(text, /^HTTP\/1.1 408 /)
+  t.match(text, /\r\nconnection: close\r\n/i)
+  t.same(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)), { error: 'the request body did not arrive within 0.2 s', code: 'REQUEST_TIMEOUT', statusCode: 408 })
+  t.ok(Date.now() - started < 2000, 'closed by the server at once')
+  // A body that arrived and a handler past the deadline: still 504.
+  const late = await app.inject({ method: 'POST', url: '/sleep', headers: { 'x-request-timeout': '0.005' } })
+  t.equal(late.statusCode, 504)
 })
