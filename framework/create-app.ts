@@ -10,9 +10,10 @@ import swaggerUi from '@fastify/swagger-ui'
 import { Ajv } from 'ajv'
 import { isUtf8 } from 'node:buffer'
 import { createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
-import { ERROR_CODES, ErrorBody, HttpError, MAX_PARAM_LENGTH, clientErrorHandler, errorBody, type ErrorCode, frameworkErrors, installErrorHandlers, notUtf8, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
+import { ERROR_CODES, ErrorBody, HttpError, MAX_PARAM_LENGTH, answerOnSocket, clientErrorHandler, errorBody, type ErrorCode, frameworkErrors, installErrorHandlers, notUtf8, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
 import { VERBS, respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { UNMATCHED_ROUTE, metricsRoutes, type ResponseCounter } from './metrics.ts'
@@ -205,6 +206,11 @@ export async function createApp (options: AppOptions): Promise<App> {
       })
       server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
         answerRaw(req, res, 'EXPECTATION_FAILED', `expect '${String(req.headers.expect).slice(0, 100)}' is not supported: only 100-continue is`)
+      })
+      // CONNECT (a proxy's method): Node closed the connection without a word.
+      server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+        answerOnSocket(socket, 'METHOD_NOT_ALLOWED', 'CONNECT is not supported: this server is not a proxy')
+        responses.observe?.('CONNECT', UNMATCHED_ROUTE, 405, 0)
       })
       server.keepAliveTimeout = opts.keepAliveTimeout
       server.requestTimeout = opts.requestTimeout

@@ -151,10 +151,15 @@ export function clientErrorHandler (err: NodeJS.ErrnoException, socket: import('
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? ['REQUEST_TIMEOUT', 'the request did not arrive in time']
       : err.code === 'HPE_HEADER_OVERFLOW' ? ['HEADERS_TOO_LARGE', 'the request headers are too large']
         : ['BAD_REQUEST', 'malformed HTTP request']
+  answerOnSocket(socket, code, message)
+}
+
+/** Writes an error response on a socket no request or response object holds, then closes it. */
+export function answerOnSocket (socket: import('node:stream').Duplex, code: ErrorCode, message: string, headers = '') {
   const body = JSON.stringify(errorBody(code, message))
   const status = ERROR_CODES[code]
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`)
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers}Content-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`)
   }
   socket.destroy()
 }
