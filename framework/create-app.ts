@@ -274,8 +274,8 @@ export async function createApp (options: AppOptions): Promise<App> {
   await app.register(healthRoutes, { lifecycle, models })
   await app.register(metricsRoutes, { lifecycle, models, cluster: options.clusterMetrics ?? false, counter: responses })
   // Other verbs on them as on a resource: 405 with Allow (not a 404 for a
-  // route that exists), and OPTIONS.
-  for (const url of ['/health/live', '/health/ready', '/metrics']) {
+  // route that exists), and OPTIONS. (/openapi.json was a 404 to them.)
+  for (const url of ['/health/live', '/health/ready', '/metrics', '/openapi.json']) {
     refuseOtherVerbs(app, url, new Set(['GET']), 'GET, HEAD, OPTIONS', url)
     answerOptions(app, url, 'GET, HEAD, OPTIONS')
   }
