@@ -202,6 +202,12 @@ export async function createApp (options: AppOptions): Promise<App> {
       // second comes to the checkExpectation listener, and both are answered here.
       const server = createServer({ ...opts.http, requireHostHeader: false }, (req, res) => {
         if (req.headers.host === undefined && req.httpVersion === '1.1') return answerRaw(req, res, 'BAD_REQUEST', 'an HTTP/1.1 request needs a Host header')
+        // Node undoes chunked alone: a body sent with another transfer coding
+        // ('gzip, chunked') was read as it came, still coded (RFC 9112 6.1: 501).
+        const te = req.headers['transfer-encoding']
+        if (te !== undefined && !/^\s*chunked\s*$/i.test(te)) {
+          return answerRaw(req, res, 'NOT_IMPLEMENTED', `transfer-encoding '${te.slice(0, 100)}' is not supported: send the body chunked or with a content-length (content-encoding gzip on the /v2 routes)`)
+        }
         if (!refuseEarly(req, res)) handler(req, res)
       })
       server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {

@@ -156,6 +156,8 @@ t.test('requests Node cannot parse get the error format, and the connection clos
     ['headers over 16 KB', `GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
     // Node answered these two itself, with no body.
     ['an HTTP/1.1 request without Host', 'POST /scale HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n{"rows": [[1, 2, 3, 4]]}', 400, 'BAD_REQUEST'],
+    // Node passed the body on still gzip-coded: a plain one labelled so was served.
+    ['a transfer coding besides chunked', 'POST /scale HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\nContent-Type: application/json\r\n\r\n18\r\n{"rows": [[1, 2, 3, 4]]}\r\n0\r\n\r\n', 501, 'NOT_IMPLEMENTED'],
     // Node closed this one without an answer.
     ['CONNECT', 'CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n', 405, 'METHOD_NOT_ALLOWED'],
     ['an Expect other than 100-continue', 'POST /scale HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n{"rows": [[1, 2, 3, 4]]}', 417, 'EXPECTATION_FAILED'],
