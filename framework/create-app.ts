@@ -37,6 +37,8 @@ export interface AppOptions {
   bodyLimit?: number
   /** HTTP keep-alive timeout for idle connections, in milliseconds. */
   keepAliveTimeoutMs?: number
+  /** Milliseconds a client may read nothing of a large answer (64 kB or more) before its connection is closed (0: no limit). */
+  sendTimeoutMs?: number
   /** How long resources may take to load and warm up, in milliseconds. */
   loadTimeoutMs?: number
   logger?: FastifyServerOptions['logger'] | FastifyBaseLogger
@@ -154,6 +156,9 @@ function whyNotJson (err: Error, body: string): Error {
   return new HttpError('BAD_REQUEST', 'body has a __proto__ or constructor.prototype key, which is refused (prototype poisoning)')
 }
 
+/** Answers of this many characters or bytes or more get the send timeout (`sendTimeoutMs`). */
+const LARGE_ANSWER = 64 * 1024
+
 const ajvBase = { useDefaults: true, removeAdditional: false, allErrors: false, strict: false } as const
 /** Bodies are validated as sent: "1.5" is not a number. */
 const strictAjv = new Ajv({ ...ajvBase, coerceTypes: false })
@@ -264,8 +269,19 @@ export async function createApp (options: AppOptions): Promise<App> {
   // Requests that were in flight when the drain began answer with
   // `Connection: close` too: their keep-alive connections would otherwise
   // hold the drain open until the keep-alive timeout.
+  //
+  // A large answer waits in this process's memory until its client reads it,
+  // and Node gives a client that reads nothing no limit (fastify's
+  // connectionTimeout is 0): one that sent 64 texts to /pos and never read the
+  // 6 MB answer held it, and its connection, for good. Such a connection is
+  // closed once nothing of the answer has gone out for `sendTimeoutMs` (a
+  // client that reads slowly keeps it open: each write that drains counts).
+  // Small answers fit in the kernel's socket buffer and are left alone; when
+  // the answer is out, Node sets the socket's keep-alive timeout as usual.
+  const sendTimeoutMs = options.sendTimeoutMs ?? 30_000
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (lifecycle.state === 'draining' && !reply.raw.headersSent) reply.header('connection', 'close')
+    if (sendTimeoutMs > 0 && (typeof payload === 'string' || Buffer.isBuffer(payload)) && payload.length >= LARGE_ANSWER) reply.raw.socket?.setTimeout(sendTimeoutMs)
     done(null, payload)
   })
 

@@ -210,6 +210,40 @@ t.test('a request in flight when the drain begins answers with Connection: close
   t.equal(res.headers.connection, 'close', 'the client leaves; its connection does not hold the drain open')
 })
 
+t.test('a client that reads nothing of a large answer has its connection closed after the send timeout', async t => {
+  // Node sets no limit: the 6 MB answer to 64 texts and its connection were held for good.
+  const app = await build(t, { sendTimeoutMs: 300 })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const body = JSON.stringify({ texts: Array.from({ length: 64 }, () => 'a '.repeat(1999) + 'a') })
+  const connections = () => new Promise<number>((resolve, reject) => app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))))
+  // A client that never reads: it does not even see the server close (its socket is paused).
+  const socket = connect(port, '127.0.0.1', () => socket.write(`POST /pos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`))
+  socket.pause()
+  socket.on('error', () => {})
+  t.teardown(() => { socket.destroy() })
+  let open = 1
+  for (let waited = 0; waited < 8000 && open > 0; waited += 100) {
+    await new Promise(resolve => setTimeout(resolve, 100))
+    open = await connections()
+  }
+  t.equal(open, 0, 'the server closed the connection')
+  // A client that reads gets the whole answer, small or large.
+  const small = await app.inject({ method: 'POST', url: '/pos', payload: { text: 'Go!' } })
+  t.equal(small.statusCode, 200)
+  const { res, body: answer } = await new Promise<{ res: IncomingMessage, body: string }>((resolve, reject) => {
+    const req = httpRequest({ port, host: '127.0.0.1', path: '/pos', method: 'POST', headers: { 'content-type': 'application/json' } }, res => {
+      let text = ''
+      res.on('data', chunk => { text += chunk })
+      res.on('end', () => resolve({ res, body: text }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+  t.equal(res.statusCode, 200)
+  t.equal(JSON.parse(answer).results.length, 64)
+})
+
 t.test('body over the limit is 413 in the error format', async t => {
   const app = await build(t, { bodyLimit: 200 })
   const rows = Array.from({ length: 20 }, () => [1, 2, 3, 4])
