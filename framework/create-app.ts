@@ -106,13 +106,18 @@ export function refuseOtherVerbs (app: FastifyInstance, url: string, verbs: Read
   })
 }
 
-/** Answers OPTIONS on a route with 204 and `Allow`. */
-function answerOptions (app: FastifyInstance, url: string, allow: string) {
+/**
+ * Answers OPTIONS on a route with 204 and `Allow`, before any body is parsed
+ * (as the 405s are): a body sent with it was parsed as the route's, and made
+ * the OPTIONS a 400 (bad JSON) or a 415 (another content type).
+ */
+export function answerOptions (app: FastifyInstance, url: string, allow: string) {
   app.route({
     method: 'OPTIONS',
     url,
     schema: { hide: true },
-    handler: async (_request, reply) => reply.code(204).header('allow', allow).send(),
+    onRequest: async (_request, reply) => reply.code(204).header('allow', allow).send(),
+    handler: async () => { /* onRequest always answers */ },
   })
 }
 

@@ -32,7 +32,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
 import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, unsupportedMediaType } from './errors.ts'
-import { refuseOtherVerbs } from './create-app.ts'
+import { answerOptions, refuseOtherVerbs } from './create-app.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
 import type { LoadedModel } from './models.ts'
@@ -440,7 +440,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     // As on resource routes: other verbs 405 with Allow, OPTIONS lists them.
     const allow = [...verbs, ...(verbs.has('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ')
     refuseOtherVerbs(app, url, verbs, allow, url.replace(/:(\w+)/g, '{$1}'))
-    app.route({ method: 'OPTIONS', url, schema: { hide: true }, handler: async (_request, reply) => reply.code(204).header('allow', allow).send() })
+    answerOptions(app, url, allow)
   }
 }
 

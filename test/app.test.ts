@@ -84,6 +84,12 @@ t.test('405 with Allow for verbs a resource lacks; OPTIONS lists them', async t 
   const options = await app.inject({ method: 'OPTIONS', url: '/scale' })
   t.equal(options.statusCode, 204)
   t.equal(options.headers.allow, 'POST, GET, HEAD, OPTIONS')
+  // So is OPTIONS: a body sent with it made it a 400 or a 415.
+  for (const [url, type, payload] of [['/scale', 'application/json', '{nope'], ['/scale', 'text/plain', 'x'], ['/v2/models/scaler/infer', 'text/plain', 'x'], ['/health/live', 'application/json', '{']]) {
+    const withBody = await app.inject({ method: 'OPTIONS', url, payload, headers: { 'content-type': type } })
+    t.equal(withBody.statusCode, 204, `OPTIONS ${url} with a ${type} body`)
+    t.ok(withBody.headers.allow)
+  }
   const head = await app.inject({ method: 'HEAD', url: '/scale' })
   t.equal(head.statusCode, 200)
 })
