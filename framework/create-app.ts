@@ -286,7 +286,11 @@ export async function createApp (options: AppOptions): Promise<App> {
   const sendTimeoutMs = options.sendTimeoutMs ?? 30_000
   app.addHook('onSend', (_request, reply, payload, done) => {
     if (lifecycle.state === 'draining' && !reply.raw.headersSent) reply.header('connection', 'close')
-    if (sendTimeoutMs > 0 && (typeof payload === 'string' || Buffer.isBuffer(payload)) && payload.length >= LARGE_ANSWER) reply.raw.socket?.setTimeout(sendTimeoutMs)
+    if (sendTimeoutMs > 0 && (typeof payload === 'string' || Buffer.isBuffer(payload)) && payload.length >= LARGE_ANSWER) {
+      // (fastify's inject() answers on a stand-in socket that has no setTimeout.)
+      const socket = reply.raw.socket
+      if (typeof socket?.setTimeout === 'function') socket.setTimeout(sendTimeoutMs)
+    }
     done(null, payload)
   })
 
