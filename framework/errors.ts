@@ -70,8 +70,8 @@ export class HttpError extends Error {
  * decoded as it was, each bad byte became U+FFFD and the request was served,
  * on other text than the client sent (a /ner text's offsets moved).
  */
-export const notUtf8 = (what = 'the body') =>
-  new HttpError('INVALID_JSON', `${what} is not valid UTF-8: JSON bodies are read as UTF-8 whatever charset the content-type names`)
+export const notUtf8 = () =>
+  new HttpError('INVALID_JSON', 'the body is not valid UTF-8: JSON bodies are read as UTF-8 whatever charset the content-type names')
 
 export const badRequest = (message: string) => new HttpError('BAD_REQUEST', message)
 export const notFound = (message: string) => new HttpError('NOT_FOUND', message)
@@ -156,11 +156,11 @@ export function clientErrorHandler (err: NodeJS.ErrnoException, socket: import('
 }
 
 /** Writes an error response on a socket no request or response object holds, then closes it. */
-export function answerOnSocket (socket: import('node:stream').Duplex, code: ErrorCode, message: string, headers = '') {
+export function answerOnSocket (socket: import('node:stream').Duplex, code: ErrorCode, message: string) {
   const body = JSON.stringify(errorBody(code, message))
   const status = ERROR_CODES[code]
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers}Content-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`)
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`)
   }
   socket.destroy()
 }
