@@ -96,6 +96,13 @@ interface ValidationItem { instancePath?: string, message?: string, keyword?: st
 const CODE_OF_STATUS = new Map<number, ErrorCode>()
 for (const [code, status] of Object.entries(ERROR_CODES) as Array<[ErrorCode, number]>) if (!CODE_OF_STATUS.has(status)) CODE_OF_STATUS.set(status, code)
 
+/**
+ * A client's string as error messages quote it: at most 100 characters. A
+ * field or input name of 500,000 characters came back whole, in a 500 kB
+ * error body.
+ */
+export const shown = (text: string) => (text.length > 100 ? `${text.slice(0, 100)}...` : text)
+
 /** JSON pointer to a readable path: /rows/0/1 -> .rows[0][1] */
 function fieldPath (pointer: string): string {
   return pointer.split('/').slice(1).map(p => p.replace(/~1/g, '/').replace(/~0/g, '~'))
@@ -107,7 +114,7 @@ export function describeValidation (context: string | undefined, items: Validati
   return items.slice(0, 3).map(item => {
     const where = (context ?? 'body') + fieldPath(item.instancePath ?? '')
     if (item.keyword === 'additionalProperties') {
-      return `${where} has an unknown field '${String(item.params?.additionalProperty)}'`
+      return `${where} has an unknown field '${shown(String(item.params?.additionalProperty))}'`
     }
     if (item.keyword === 'required') {
       const field = String(item.params?.missingProperty)
@@ -180,8 +187,6 @@ export function unsupportedMediaType (type: string | undefined, accepted: string
  */
 export const MAX_PARAM_LENGTH = 128
 
-/** A path as error messages show it: at most 100 characters. */
-const shownPath = (path: string) => (path.length > 100 ? `${path.slice(0, 100)}...` : path)
 
 /** Errors fastify meets before a route runs (a path that does not decode): the one format too. */
 export function frameworkErrors (err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
@@ -189,9 +194,9 @@ export function frameworkErrors (err: FastifyError, request: FastifyRequest, rep
   // fastify's messages repeat the whole path (up to the 16 KB header limit)
   // and say "max param length", a router setting, not what was wrong.
   if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-    return sendError(reply, 'BAD_REQUEST', `a segment of the path '${shownPath(path)}' is longer than ${MAX_PARAM_LENGTH} characters`)
+    return sendError(reply, 'BAD_REQUEST', `a segment of the path '${shown(path)}' is longer than ${MAX_PARAM_LENGTH} characters`)
   }
-  if (err.code === 'FST_ERR_BAD_URL') return sendError(reply, 'BAD_REQUEST', `'${shownPath(path)}' is not a valid url component`)
+  if (err.code === 'FST_ERR_BAD_URL') return sendError(reply, 'BAD_REQUEST', `'${shown(path)}' is not a valid url component`)
   sendError(reply, 'BAD_REQUEST', err.message)
 }
 

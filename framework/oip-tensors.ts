@@ -8,7 +8,7 @@
 //   FP64 float64, BYTES string (UTF-8 text; JSON strings or length-prefixed binary).
 // Every problem is an HttpError 400 whose message names the tensor and what
 // was expected, since OIP clients show the `error` string to their users.
-import { HttpError } from './errors.ts'
+import { HttpError, shown } from './errors.ts'
 import { TYPED_ARRAYS, type ElementType, type Tensor, type TensorInfo } from './tensor.ts'
 import { float32ArrayJson, float32Json } from './float32-json.ts'
 
@@ -266,7 +266,7 @@ export function fromBinary (input: RequestInput, datatype: Datatype, bytes: Uint
  * inputs that share `batch` must agree on it.
  */
 export function checkInput (input: RequestInput, info: TensorInfo | undefined, known: string[], symbols: Map<string, { size: number, input: string }>): Datatype {
-  if (!info) throw bad(`unknown input '${input.name}'; the model's inputs are ${known.map(n => `'${n}'`).join(', ')}`)
+  if (!info) throw bad(`unknown input '${shown(input.name)}'; the model's inputs are ${known.map(n => `'${n}'`).join(', ')}`)
   const expected = datatypeOf(info.type)
   if (!expected) throw bad(`input '${input.name}' has type ${info.type}, which this server cannot feed`)
   if (input.datatype !== expected) throw bad(`input '${input.name}': expected datatype ${expected}, got ${input.datatype}`)

@@ -31,7 +31,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
-import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, unsupportedMediaType } from './errors.ts'
+import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, shown, unsupportedMediaType } from './errors.ts'
 import { answerOptions, refuseOtherVerbs } from './create-app.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
@@ -381,7 +381,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) throw bad('parameters must be a JSON object')
       const unsupported = Object.keys(parameters).find(k => !accepted.includes(k))
       if (unsupported !== undefined) {
-        throw bad(`unsupported parameter '${unsupported}': models are loaded from the models directory as they are (no config or file overrides)`)
+        throw bad(`unsupported parameter '${shown(unsupported)}': models are loaded from the models directory as they are (no config or file overrides)`)
       }
     }
     app.post('/v2/repository/index', {
@@ -516,7 +516,7 @@ export function decodeInputs (body: InferRequest, loaded: LoadedModel, binary: B
   let at = 0
   for (const input of body.inputs as RequestInput[]) {
     if (feeds.has(input.name)) throw bad(`input '${input.name}' is given twice`)
-    if (!isDatatype(input.datatype)) throw bad(`input '${input.name}': unknown datatype '${input.datatype}'`)
+    if (!isDatatype(input.datatype)) throw bad(`input '${shown(input.name)}': unknown datatype '${shown(input.datatype)}'`)
     const datatype = checkInput(input, byName.get(input.name), known, symbols)
     if (elementCount(input.shape) > MAX_ELEMENTS) throw bad(`input '${input.name}': shape [${input.shape.join(', ')}] has too many elements`)
     const size = input.parameters?.binary_data_size
@@ -564,7 +564,7 @@ function pickOutputs (body: InferRequest, loaded: LoadedModel, allBinary: boolea
   const seen = new Set<string>()
   return asked.map(o => {
     const info = byName.get(o.name)
-    if (!info) throw bad(`unknown output '${o.name}'; the model's outputs are ${[...byName.keys()].map(n => `'${n}'`).join(', ')}`)
+    if (!info) throw bad(`unknown output '${shown(o.name)}'; the model's outputs are ${[...byName.keys()].map(n => `'${n}'`).join(', ')}`)
     if (seen.has(o.name)) throw bad(`output '${o.name}' is requested twice`)
     seen.add(o.name)
     const flag = o.parameters?.binary_data

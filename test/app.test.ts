@@ -116,6 +116,8 @@ t.test('one error format: unknown route, malformed JSON, wrong type, unknown fie
     ['empty JSON body', { method: 'POST', url: '/scale', payload: '', headers: { 'content-type': 'application/json' } }, 400, 'INVALID_JSON', /empty/i],
     ['string for number', { method: 'POST', url: '/scale', payload: { rows: [['1.5', 2, 3, 4]] } }, 400, 'VALIDATION_FAILED', /^body\.rows\[0\]\[0\] must be number$/],
     ['unknown field', { method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3, 4]], extra: true } }, 400, 'VALIDATION_FAILED', /^body has an unknown field 'extra'$/],
+    // Quoted whole, a 500 kB name made a 500 kB message.
+    ['a long unknown field', { method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3, 4]], ['k'.repeat(500_000)]: true } }, 400, 'VALIDATION_FAILED', /^body has an unknown field 'k{100}\.\.\.'$/],
     ['missing field', { method: 'POST', url: '/scale', payload: {} }, 400, 'VALIDATION_FAILED', /^body is missing the required field 'rows'$/],
     ['wrong row length', { method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3]] } }, 400, 'VALIDATION_FAILED', /^body\.rows\[0\] must NOT have fewer than 4 items$/],
     ['no body at all', { method: 'POST', url: '/scale' }, 400, 'VALIDATION_FAILED', /^the request has no body: send a JSON object with content-type application\/json$/],

@@ -442,6 +442,23 @@ t.test('a JSON body or JSON header whose bytes are not UTF-8 is a 400, not a BYT
   t.same(binary.json(), { error: `the body's first ${latin1.length} bytes (inference-header-content-length) are not valid JSON`, code: 'INVALID_JSON', statusCode: 400 })
 })
 
+t.test('names and datatypes a client sends are quoted to 100 characters in error messages', async t => {
+  // Quoted whole, a 500 kB input name made a 500 kB error body.
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const long = 'k'.repeat(500_000)
+  const cases: Array<[unknown, RegExp]> = [
+    [{ inputs: [{ name: long, shape: [1, 4], datatype: 'FP32', data: [0, 0, 0, 0] }] }, /^unknown input 'k{100}\.\.\.'; the model's inputs are 'x'$/],
+    [{ inputs: [{ name: long, shape: [1, 4], datatype: long, data: [0, 0, 0, 0] }] }, /^input 'k{100}\.\.\.': unknown datatype 'k{100}\.\.\.'$/],
+    [{ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [0, 0, 0, 0] }], outputs: [{ name: long }] }, /^unknown output 'k{100}\.\.\.'; the model's outputs are 'y'$/],
+  ]
+  for (const [payload, message] of cases) {
+    const res = await infer(app, '/v2/models/mlp/infer', payload)
+    t.equal(res.statusCode, 400)
+    t.match(res.json().error, message)
+    t.ok(res.body.length < 400, `${res.body.length} bytes`)
+  }
+})
+
 t.test('a model name of up to 128 characters is served; a longer path segment is a short 400', async t => {
   // Names may have 128 characters (the repository's rule); fastify's router
   // took path parameters of 100 at most: the index listed the model, and
