@@ -187,7 +187,6 @@ export function unsupportedMediaType (type: string | undefined, accepted: string
  */
 export const MAX_PARAM_LENGTH = 128
 
-
 /** Errors fastify meets before a route runs (a path that does not decode): the one format too. */
 export function frameworkErrors (err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
   const path = (request.url ?? '').split('?')[0]
