@@ -43,7 +43,7 @@ const CLOSE_GRACE_MS = 1000
 
 /**
  * Seconds as whole milliseconds, a positive time never below 1 ms: for the
- * deadline and keep-alive, 0 means none, so `--timeout 0.0004` rounded to 0
+ * deadline, keep-alive and send timeout, 0 means none, so `--timeout 0.0004` rounded to 0
  * would have turned deadlines off.
  */
 const milliseconds = (seconds: number) => seconds > 0 ? Math.max(1, Math.round(seconds * 1000)) : 0
@@ -54,6 +54,7 @@ export function appOptions (settings: Settings, logger: AppOptions['logger']): A
     threads: settings.threads,
     requestTimeoutMs: milliseconds(settings.timeout),
     keepAliveTimeoutMs: milliseconds(settings.keepAlive),
+    sendTimeoutMs: milliseconds(settings.sendTimeout),
     loadTimeoutMs: Math.round(settings.loadTimeout * 1000),
     bodyLimit: settings.bodyLimit,
     repositoryApi: settings.repositoryApi,

@@ -80,6 +80,7 @@ export const SETTINGS = {
   modelsDir: { flag: '--models-dir', env: 'MODELS_DIR', default: join(PROJECT_ROOT, 'models'), parse: text, shownDefault: './models', help: 'Directory holding the ONNX models' },
   timeout: { flag: '--timeout', env: 'REQUEST_TIMEOUT', default: 30, parse: seconds(0), help: 'Request deadline in seconds: 504 after it (0 disables)' },
   keepAlive: { flag: '--keep-alive', env: 'KEEP_ALIVE', default: 5, parse: seconds(0), help: 'Seconds an idle keep-alive connection stays open (0: each connection closes after its answer)' },
+  sendTimeout: { flag: '--send-timeout', env: 'SEND_TIMEOUT', default: 30, parse: seconds(0), help: 'Seconds a client may read nothing of an answer of 64 kB or more before its connection is closed (0: no limit)' },
   gracefulTimeout: { flag: '--graceful-timeout', env: 'GRACEFUL_TIMEOUT', default: 30, parse: seconds(0), help: 'On SIGTERM, seconds in-flight requests get before the rest is killed' },
   loadTimeout: { flag: '--load-timeout', env: 'LOAD_TIMEOUT', default: 120, parse: seconds(1), help: 'Seconds models may take to load and warm up' },
   maxRequests: { flag: '--max-requests', env: 'MAX_REQUESTS', default: 0, parse: int(0), help: 'Recycle a worker after this many requests (0 disables; needs --workers >= 2)' },
