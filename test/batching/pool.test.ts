@@ -20,6 +20,29 @@ async function pool (t: Test, options: ConstructorParameters<typeof InferencePoo
 /** Occupies the only thread with a slow run, so that what follows queues. */
 const occupy = (p: InferencePool) => p.run('slow', { x: rows([[0, 0, 0, 0]]) })
 
+/** The outcomes of `runs`, or 'still waiting after N s' if they have not all settled by then. */
+async function settledWithin<T> (runs: Array<Promise<T>>, ms: number): Promise<T[] | string> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<string>(resolve => { timer = setTimeout(() => resolve(`still waiting after ${ms / 1000} s`), ms) })
+  try {
+    return await Promise.race([Promise.all(runs), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * Three 'seq' runs queued behind a slow one and merged into one batch, which
+ * fails (one id is out of the vocabulary); resolves once that batch is
+ * computing, to their outcomes: 'computed' or the error message.
+ */
+async function failingBatchComputing (p: InferencePool): Promise<Array<Promise<string>>> {
+  const busy = occupy(p)
+  const batch = [[[1, 2]], [[7, SEQ_VOCAB + 100]], [[3]]].map(x => p.run('seq', { ids: ids(x) }).then(() => 'computed', (e: Error) => e.message))
+  await busy
+  return batch
+}
+
 t.test('a lone request on an idle pool runs at once, alone', async t => {
   const p = await pool(t)
   const out = await p.run('affine', { x: rows([[1, 2, 3, 4]]) })
@@ -449,17 +472,10 @@ t.test('a run for a model that is not loaded leaves no queue behind', async t =>
 t.test('a batch computing when its model is unloaded, and rerun alone because it failed, still settles', async t => {
   const p = await pool(t)
   p.configure('seq', { padValue: 0 })
-  const busy = occupy(p)
-  const batch = [[[1, 2]], [[7, SEQ_VOCAB + 100]], [[3]]].map(x => p.run('seq', { ids: ids(x) }).then(() => 'computed', (e: Error) => e.message))
-  await busy
+  const batch = await failingBatchComputing(p)
   t.equal(p.stats('seq').queuedRequests, 0, 'the batch of three is computing, and fails')
   await p.unload('seq')
-  let timer: NodeJS.Timeout | undefined
-  const outcome = await Promise.race([
-    Promise.all(batch),
-    new Promise(resolve => { timer = setTimeout(() => resolve('still waiting after 5 s'), 5000) }),
-  ])
-  clearTimeout(timer)
+  const outcome = await settledWithin(batch, 5000)
   t.match(outcome, [/not loaded/, /not loaded/, /not loaded/], 'each failed as a run of an unloaded model does (not rerun alone: its model is gone)')
   t.notOk((p as any).queues.has('seq'), 'then no queue is left for it')
 })
@@ -467,9 +483,7 @@ t.test('a batch computing when its model is unloaded, and rerun alone because it
 t.test('a batch computing when its model is unloaded, and failing, does not rerun on the model loaded again under its key', async t => {
   const p = await pool(t)
   p.configure('seq', { padValue: 0, maxBatchItems: 3 })
-  const busy = occupy(p)
-  const batch = [[[1, 2]], [[7, SEQ_VOCAB + 100]], [[3]]].map(x => p.run('seq', { ids: ids(x) }).then(() => 'computed', (e: Error) => e.message))
-  await busy
+  const batch = await failingBatchComputing(p)
   t.equal(p.stats('seq').queuedRequests, 0, 'the batch of three is computing, and fails')
   await p.unload('seq')
   // Loaded again while the batch's jobs are still settling: had they been
@@ -477,12 +491,7 @@ t.test('a batch computing when its model is unloaded, and failing, does not reru
   await p.load('seq', sequenceModel())
   t.match(p.stats('seq'), { queuedRequests: 0, batches: 0, requests: 0, failed: 0 }, 'the new model\'s counters start afresh')
   t.same(p.batchOptions('seq'), p.batchOptions('never configured'), 'with the pool\'s options, not the unloaded model\'s')
-  let timer: NodeJS.Timeout | undefined
-  const outcome = await Promise.race([
-    Promise.all(batch),
-    new Promise(resolve => { timer = setTimeout(() => resolve('still waiting after 5 s'), 5000) }),
-  ])
-  clearTimeout(timer)
+  const outcome = await settledWithin(batch, 5000)
   t.match(outcome, [/not loaded/, /not loaded/, /not loaded/], 'each failed as a run of the unloaded model does: none ran on the new one')
   const q = (p as any).queues.get('seq')
   t.ok(q.kept, 'the queue left is the new model\'s')
@@ -501,12 +510,7 @@ t.test('a model loaded again while jobs wait in its unloaded queue gets a fresh 
   const fresh = (p as any).queues.get('affine')
   t.not(fresh, old, 'the load made a queue of its own')
   t.equal(p.batchOptions('affine').maxDelayMs, 0, 'with the pool\'s options, not the unloaded model\'s')
-  let timer: NodeJS.Timeout | undefined
-  const outcome = await Promise.race([
-    Promise.all(waiting),
-    new Promise(resolve => { timer = setTimeout(() => resolve('still waiting after 5 s'), 5000) }),
-  ])
-  clearTimeout(timer)
+  const outcome = await settledWithin(waiting, 5000)
   t.same(outcome, [[[3, 3, 3, 3]], [[5, 5, 5, 5]]], 'the waiting jobs (sent for the key, not run yet) run at once on the model loaded now')
   t.equal((p as any).queues.get('affine'), fresh, 'the old queue is gone, the new one stays')
   t.match(p.stats('affine'), { queuedRequests: 0, batches: 1, requests: 2 }, 'counted afresh: one batch of the two')
