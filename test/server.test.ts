@@ -324,14 +324,17 @@ t.test('cluster: /metrics counters keep counting when workers are recycled', asy
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
   const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--max-requests', '6', '--max-requests-jitter', '0'])
   const counts: Array<number | undefined> = []
-  // Slowly enough for replacements to boot and the old workers to drain and exit.
-  for (let i = 0; i < 40; i++) {
+  // Slowly enough for replacements to boot and the old workers to drain and
+  // exit: 40 requests at least, more (up to 120) while fewer than two old
+  // workers have exited (replacements boot slower on a busy host).
+  const exited = () => server.lines.filter(l => l.msg === 'worker exited' && l.code === 0).length
+  for (let i = 0; i < 40 || (exited() < 2 && i < 120); i++) {
     t.equal((await fresh(server.port, 'POST', '/scale', row)).status, 200)
     await sleep(100)
     const res = await fresh(server.port, 'GET', '/metrics')
     counts.push(res.status === 200 ? sample(res.text, 'http_requests_total', '{method="POST",route="/scale",status_code="200"}') : res.status)
   }
-  const recycled = server.lines.filter(l => l.msg === 'worker exited' && l.code === 0).length
+  const recycled = exited()
   t.ok(recycled >= 2, `${recycled} workers recycled meanwhile`)
   t.same(counts, counts.map((_, i) => i + 1), 'after n requests, every scrape counts n: an exited worker\'s requests stay counted')
   server.proc.kill('SIGTERM')
