@@ -7,6 +7,7 @@ import { ModelStore, resolveModelPath } from '../../framework/models.ts'
 import { InferencePool, AbortedError } from '../../framework/pool.ts'
 import { checkContract, formatShape } from '../../framework/tensor.ts'
 import { addModel, modelsDir, slowModel } from '../fixtures/models.ts'
+import { buildModel } from '../../framework/onnx-builder.ts'
 
 const addContract = {
   inputs: { x: { type: 'float32' as const, shape: [-1, 4] } },
@@ -187,4 +188,31 @@ t.test('a run the pool refuses at once, even by throwing (a feed that is not a t
   ])
   clearTimeout(timer)
   t.equal(released, 'released')
+})
+
+t.test('ids past a weight table\'s rows are refused before they are queued (400), int64 and int32, loaded by name or as a file', async t => {
+  const table = { name: 'table', type: 'float32' as const, dims: [10, 2], data: new Float32Array(20).map((_, i) => i) }
+  const embedding = (type: 'int64' | 'int32') => buildModel({
+    name: 'e',
+    inputs: [{ name: 'ids', type, shape: ['n'] }],
+    outputs: [{ name: 'v', type: 'float32', shape: ['n', 2] }],
+    initializers: [table],
+    nodes: [{ op: 'Gather', inputs: ['table', 'ids'], outputs: ['v'], attributes: { axis: 0 } }],
+  })
+  const s = store(t, { 'e64.onnx': embedding('int64'), 'e32.onnx': embedding('int32') })
+  const e64 = await s.load('e64')
+  const e32 = await s.load('e32')
+  t.same([...(await e64.run({ ids: { type: 'int64', data: new BigInt64Array([9n, -10n]), dims: [2] } })).v.data as Float32Array], [18, 19, 0, 1])
+  t.same([...(await e32.run({ ids: { type: 'int32', data: new Int32Array([9, -10]), dims: [2] } })).v.data as Float32Array], [18, 19, 0, 1])
+  const refused = (run: () => unknown, message: RegExp) => t.throws(run, { statusCode: 400, code: 'BAD_REQUEST', message })
+  refused(() => e64.run({ ids: { type: 'int64', data: new BigInt64Array([1n, 10n]), dims: [2] } }), /^input 'ids': element 1 \(10\) is out of range: it indexes the 10 rows of the model's table 'table', so it must be from -10 to 9$/)
+  refused(() => e64.run({ ids: { type: 'int64', data: new BigInt64Array([-11n]), dims: [1] } }), /element 0 \(-11\)/)
+  refused(() => e64.run({ ids: { type: 'int64', data: new BigInt64Array([0n, 2n ** 63n - 1n]), dims: [2] } }), /element 1 \(9223372036854775807\)/)
+  refused(() => e32.run({ ids: { type: 'int32', data: new Int32Array([10]), dims: [1] } }), /element 0 \(10\)/)
+  refused(() => e32.run({ ids: { type: 'int32', data: new Int32Array([0, -11]), dims: [2] } }), /element 1 \(-11\)/)
+  t.equal(s.inFlight(e64.loaded.key) + s.inFlight(e32.loaded.key), 0, 'nothing left in flight')
+  // A hot swap's file (repository.ts) is checked the same way.
+  const swapped = await s.loadFile('e64', e64.path, '2', {})
+  t.throws(() => s.run(swapped.key, { ids: { type: 'int64', data: new BigInt64Array([10n]), dims: [1] } }), { statusCode: 400, message: /element 0 \(10\)/ })
+  await s.release(swapped.key)
 })
