@@ -208,7 +208,7 @@ export class ModelStore implements ModelRunner {
         }
       }
       this.configureBatching(name, config, configPath)
-      this.readLimits(name, path, meta.inputs)
+      this.readLimits(name, path, meta.inputs, config, configPath)
       model = new Model(name, { key: name, path, version, inputs: meta.inputs, outputs: meta.outputs, config }, this)
       this.models.set(name, model)
     }
@@ -231,10 +231,19 @@ export class ModelStore implements ModelRunner {
     }
   }
 
-  /** Notes which of the model's inputs index a weight table (onnx-graph.ts); a table the caller may feed has no fixed limit. */
-  private readLimits (key: string, path: string, inputs: TensorInfo[]) {
+  /**
+   * Notes which of the model's inputs index a weight table (onnx-graph.ts); a
+   * table the caller may feed has no fixed limit. A padValue that is no row of
+   * such a table would fail every batch it pads.
+   */
+  private readLimits (key: string, path: string, inputs: TensorInfo[], config: Record<string, unknown>, where: string) {
     const fed = new Set(inputs.map(i => i.name))
     const limits = indexLimits(path).filter(l => fed.has(l.input) && !fed.has(l.table) && l.limit < 2 ** 31)
+    const pad = config.padValue
+    const unfit = typeof pad === 'number' ? limits.find(l => pad >= l.limit || pad < -l.limit) : undefined
+    if (unfit) {
+      throw new ModelLoadError(`invalid batching options in ${where}: padValue ${pad} is out of range for input '${unfit.input}', which indexes the ${unfit.limit} rows of the model's table '${unfit.table}'`)
+    }
     if (limits.length > 0) this.limits.set(key, limits)
     else this.limits.delete(key)
   }
@@ -254,7 +263,7 @@ export class ModelStore implements ModelRunner {
     try {
       const meta = await this.pool.load(key, path)
       this.configureBatching(key, config, `the config of '${name}'`)
-      this.readLimits(key, path, meta.inputs)
+      this.readLimits(key, path, meta.inputs, config, `the config of '${name}'`)
       return { key, path, version, inputs: meta.inputs, outputs: meta.outputs, config }
     } catch (err) {
       await this.pool.unload(key)
