@@ -9,12 +9,12 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { Ajv } from 'ajv'
 import { isUtf8 } from 'node:buffer'
-import { createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
+import { METHODS, createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
 import { ERROR_CODES, ErrorBody, HttpError, MAX_PARAM_LENGTH, answerOnSocket, clientErrorHandler, errorBody, type ErrorCode, frameworkErrors, installErrorHandlers, notUtf8, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
-import { VERBS, respondersOf, type Resource } from './resource.ts'
+import { respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { UNMATCHED_ROUTE, metricsRoutes, type ResponseCounter } from './metrics.ts'
 import { installDeadlines, quietPastDeadline, type RouteHandler } from './deadline.ts'
@@ -88,13 +88,32 @@ declare module 'fastify' {
 export type App = FastifyInstance
 
 /**
+ * Every method Node's parser reads that fastify would route, so that each of
+ * them can be refused with 405 on a path that exists. fastify 5 routes only
+ * GET, HEAD, TRACE, DELETE, OPTIONS, PATCH, PUT, POST and QUERY: the others
+ * (PROPFIND, SEARCH, LOCK, PURGE, ...) never matched a route and were 404s,
+ * as were TRACE and QUERY, which no route was registered for. They are added
+ * as bodyless: a body sent with one is never parsed (the 405, or a 404 on an
+ * unknown path, is answered first). CONNECT is not among them: Node passes
+ * it to the server's 'connect' listener, which refuses it.
+ */
+export function routeEveryMethod (app: FastifyInstance) {
+  const known = new Set(app.supportedMethods)
+  for (const method of METHODS) {
+    if (method !== 'CONNECT' && !known.has(method)) app.addHttpMethod(method)
+  }
+}
+
+/**
  * Answers the verbs a route lacks with 405 and `Allow`, in the error format,
- * from `onRequest`, so the body is never parsed. `shown` is the URL as the
- * message names it.
+ * from `onRequest`, so the body is never parsed: every method fastify routes
+ * (after `routeEveryMethod`), TRACE among them, which is refused like any
+ * other, never echoed. OPTIONS is `answerOptions`'s. `shown` is the URL as
+ * the message names it.
  */
 export function refuseOtherVerbs (app: FastifyInstance, url: string, verbs: ReadonlySet<string>, allow: string, shown: string) {
-  const missing = VERBS.filter(v => !verbs.has(v))
-  const notAllowed = [...missing, ...(verbs.has('GET') ? [] : ['HEAD' as const])]
+  const served = new Set([...verbs, 'OPTIONS', ...(verbs.has('GET') ? ['HEAD'] : [])])
+  const notAllowed = app.supportedMethods.filter(m => !served.has(m))
   if (notAllowed.length === 0) return
   app.route({
     method: notAllowed,
@@ -239,6 +258,8 @@ export async function createApp (options: AppOptions): Promise<App> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as App
 
+  // Every method refused with 405 on a path that exists (TRACE, PROPFIND, ...: they were 404s).
+  routeEveryMethod(app)
   app.setValidatorCompiler(({ schema, httpPart }) =>
     httpPart === 'body' ? strictAjv.compile(schema) : coercingAjv.compile(schema))
   installErrorHandlers(app)
@@ -300,7 +321,25 @@ export async function createApp (options: AppOptions): Promise<App> {
       info: { title: 'ONNX model service', version: '0.1.0', description: 'Models served over REST by resource classes.' },
     },
   })
-  await app.register(swaggerUi, { routePrefix: '/docs' })
+  // The docs page's routes (/docs, /docs/json, /docs/static/*, ...), which
+  // the plugin declares: other verbs on them 405 with Allow too (they were 404s).
+  await app.register(async scope => {
+    const verbsByUrl = new Map<string, Set<string>>()
+    scope.addHook('onRoute', route => {
+      const set = verbsByUrl.get(route.url) ?? new Set<string>()
+      // A HEAD route alone is fastify's for a GET ('/docs/', the GET being declared as '/docs').
+      for (const m of [route.method].flat()) set.add(m === 'HEAD' ? 'GET' : m)
+      verbsByUrl.set(route.url, set)
+    })
+    await scope.register(swaggerUi, { routePrefix: '/docs' })
+    const docs = [...verbsByUrl]
+    verbsByUrl.clear()
+    for (const [url, verbs] of docs) {
+      const allow = [...verbs, ...(verbs.has('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ')
+      refuseOtherVerbs(scope, url, verbs, allow, url)
+      answerOptions(scope, url, allow)
+    }
+  })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   await app.register(healthRoutes, { lifecycle, models })
   await app.register(metricsRoutes, { lifecycle, models, cluster: options.clusterMetrics ?? false, counter: responses })

@@ -2,7 +2,7 @@
 import t from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
 import { connect } from 'node:net'
-import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { METHODS, request as httpRequest, type IncomingMessage } from 'node:http'
 import { gzipSync } from 'node:zlib'
 import { build, bareApp } from './fixtures/build.ts'
 import { Faulty, Greeter, PastDeadline, Pause, Unloadable } from './fixtures/resources.ts'
@@ -92,6 +92,49 @@ t.test('405 with Allow for verbs a resource lacks; OPTIONS lists them', async t 
   }
   const head = await app.inject({ method: 'HEAD', url: '/scale' })
   t.equal(head.statusCode, 200)
+})
+
+t.test('every method is 405 with Allow on a path that exists, TRACE never echoes; 404 stays for unknown paths', async t => {
+  // fastify routes TRACE and QUERY besides the usual verbs, and no 405 route
+  // was registered for them; the methods it did not know (PROPFIND, SEARCH,
+  // ...) matched no route at all: every one of them was a 404 on /ner.
+  const app = await build(t)
+  const others = METHODS.filter(m => !['CONNECT', 'GET', 'HEAD', 'OPTIONS'].includes(m))
+  for (const [url, allow, shown] of [
+    ['/health/ready', 'GET, HEAD, OPTIONS', '/health/ready'],
+    ['/ner', 'POST, GET, HEAD, OPTIONS', '/ner'],
+    ['/v2/models/scaler/infer', 'POST, OPTIONS', '/v2/models/{name}/infer'],
+    ['/docs', 'GET, HEAD, OPTIONS', '/docs'],
+  ]) {
+    for (const method of others) {
+      if (allow.startsWith(`${method},`)) continue
+      const res = await app.inject({ method: method as 'GET', url, headers: { 'content-type': 'application/json' }, payload: '{nope' })
+      t.equal(res.statusCode, 405, `${method} ${url}`)
+      t.equal(res.headers.allow, allow, `${method} ${url}: Allow`)
+      t.same(res.json(), { error: `${method} is not allowed on ${shown}; allowed: ${allow}`, code: 'METHOD_NOT_ALLOWED', statusCode: 405 }, `${method} ${url}: body`)
+    }
+  }
+  // Over a real connection: a TRACE with credentials gets the 405 in the
+  // error format, and nothing of the request comes back.
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  for (const url of ['/ner', '/health/ready']) {
+    const text = await rawExchange(port, `TRACE ${url} HTTP/1.1\r\nHost: x\r\nCookie: session=hunter2\r\nAuthorization: Bearer s3cret\r\nConnection: close\r\n\r\n`)
+    t.match(text, /^HTTP\/1.1 405 /, `TRACE ${url}: 405`)
+    t.match(text, /\r\nallow: [A-Z, ]*GET, HEAD, OPTIONS\r\n/i, `TRACE ${url}: Allow`)
+    t.match(text, /\r\ncontent-type: application\/json/i, `TRACE ${url}: JSON, not message/http`)
+    t.notMatch(text, /hunter2|s3cret|Cookie|Authorization/i, `TRACE ${url}: the request is not echoed`)
+    t.equal(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)).code, 'METHOD_NOT_ALLOWED')
+  }
+  for (const method of ['TRACE', 'PROPFIND', 'SEARCH']) {
+    const text = await rawExchange(port, `${method} /nope HTTP/1.1\r\nHost: x\r\nCookie: session=hunter2\r\nConnection: close\r\n\r\n`)
+    t.match(text, /^HTTP\/1.1 404 /, `${method} /nope: 404`)
+    t.notMatch(text, /hunter2/)
+    t.same(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)), { error: `No route for ${method} /nope`, code: 'NOT_FOUND', statusCode: 404 })
+  }
+  // The served verbs are served as before.
+  t.equal((await app.inject({ url: '/health/ready' })).statusCode, 200)
+  t.equal((await app.inject({ method: 'OPTIONS', url: '/ner' })).statusCode, 204)
 })
 
 t.test('HEAD is 405 on a resource without GET', async t => {
