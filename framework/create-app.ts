@@ -35,6 +35,12 @@ export interface AppOptions {
   threadNice?: number
   /** Largest request body accepted, in bytes (413 above). */
   bodyLimit?: number
+  /**
+   * Milliseconds a request's body may take to arrive once its headers have:
+   * 408 and the connection closed after it, whatever `requestTimeoutMs` (also
+   * when it is 0). Defaults to 30 s; 0 leaves the deadline alone to bound it.
+   */
+  bodyTimeoutMs?: number
   /** HTTP keep-alive timeout for idle connections, in milliseconds. */
   keepAliveTimeoutMs?: number
   /** Milliseconds a client may read nothing of a large answer (64 kB or more) before its connection is closed (0: no limit). */
@@ -180,6 +186,9 @@ function whyNotJson (err: Error, body: string): Error {
   return new HttpError('BAD_REQUEST', 'body has a __proto__ or constructor.prototype key, which is refused (prototype poisoning)')
 }
 
+/** The body timeout when AppOptions gives none (settings.ts's --body-timeout default). */
+const DEFAULT_BODY_TIMEOUT_MS = 30_000
+
 /** Answers of this many characters or bytes or more get the send timeout (`sendTimeoutMs`). */
 const LARGE_ANSWER = 64 * 1024
 
@@ -264,7 +273,7 @@ export async function createApp (options: AppOptions): Promise<App> {
     httpPart === 'body' ? strictAjv.compile(schema) : coercingAjv.compile(schema))
   installErrorHandlers(app)
   // Requests are counted in /metrics as their responses close (the deadline's close listener).
-  installDeadlines(app, options.requestTimeoutMs ?? 30_000, (request, reply, seconds) => responses.closed?.(request, reply, seconds))
+  installDeadlines(app, options.requestTimeoutMs ?? 30_000, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS, (request, reply, seconds) => responses.closed?.(request, reply, seconds))
   // JSON only: anything else is 415 (fastify would parse text/plain too).
   app.removeContentTypeParser('text/plain')
   // Uncompressed: fastify ignores Content-Encoding, so a gzip body was "not

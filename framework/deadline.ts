@@ -96,6 +96,12 @@ interface DeadlineState {
   reply: FastifyReply
   timer?: NodeJS.Timeout
   controller?: AbortController
+  /** The deadline's length in milliseconds, as its messages say it (0: none). */
+  timeoutMs: number
+  /** performance.now() by which the body must have all arrived (Infinity: checked, or no bound). */
+  bodyBy: number
+  /** The body timeout, in milliseconds, as its message says it. */
+  bodyTimeoutMs: number
 }
 
 const DEADLINE = Symbol('deadline')
@@ -104,25 +110,52 @@ type WithDeadline = FastifyRequest & { [DEADLINE]?: DeadlineState }
 /** setTimeout's longest delay: Node fires a longer one after 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
-function arm (state: DeadlineState, timeoutMs: number) {
+/** Sets the deadline to `timeoutMs` from now. */
+function arm (state: DeadlineState, timeoutMs: number, now = performance.now()) {
+  state.timeoutMs = timeoutMs
+  state.deadline.expiresAt = now + timeoutMs
+  schedule(state, now)
+}
+
+/**
+ * One timer per request, for whichever comes first: the body timeout (when
+ * it is shorter than the deadline, or there is no deadline) or the deadline.
+ * A body timeout that finds the body in moves the timer on to the deadline.
+ */
+function schedule (state: DeadlineState, now = performance.now()) {
   clearTimeout(state.timer)
-  state.deadline.expiresAt = performance.now() + timeoutMs
-  // Over 24 days: no request lasts that long, and no timer can wait it out.
-  if (timeoutMs > MAX_TIMER_MS) return
-  state.timer = setTimeout(() => {
-    const err = new DeadlineError(timeoutMs)
-    state.deadline.abort(err)
-    const { reply } = state
-    if (reply.sent || reply.raw.headersSent) return
-    // The body has not all arrived: the client is late, not the server (408,
-    // not 504), and a connection stopped mid-body cannot carry another
-    // request: it closes. (It was a 504 that kept the connection alive.)
-    if (reply.request.raw.complete === false) {
-      sendError(reply, 'REQUEST_TIMEOUT', `the request body did not arrive within ${timeoutMs / 1000} s`, { connection: 'close' })
-    } else {
-      sendError(reply, 'TIMEOUT', err.message)
-    }
-  }, timeoutMs)
+  state.timer = undefined
+  const body = state.bodyBy < state.deadline.expiresAt
+  const at = body ? state.bodyBy : state.deadline.expiresAt
+  // Over 24 days (or none): no request lasts that long, and no timer can wait it out.
+  if (!(at - now <= MAX_TIMER_MS)) return
+  state.timer = setTimeout(body ? bodyDue : deadlineDue, Math.max(0, at - now), state)
+}
+
+/** The body timeout: 408 if the body has not all arrived, else on to the deadline. */
+function bodyDue (state: DeadlineState) {
+  state.bodyBy = Infinity
+  if (state.reply.request.raw.complete === false) timeOut(state, state.bodyTimeoutMs)
+  else schedule(state)
+}
+
+function deadlineDue (state: DeadlineState) {
+  timeOut(state, state.timeoutMs)
+}
+
+function timeOut (state: DeadlineState, timeoutMs: number) {
+  const err = new DeadlineError(timeoutMs)
+  state.deadline.abort(err)
+  const { reply } = state
+  if (reply.sent || reply.raw.headersSent) return
+  // The body has not all arrived: the client is late, not the server (408,
+  // not 504), and a connection stopped mid-body cannot carry another
+  // request: it closes. (It was a 504 that kept the connection alive.)
+  if (reply.request.raw.complete === false) {
+    sendError(reply, 'REQUEST_TIMEOUT', `the request body did not arrive within ${timeoutMs / 1000} s`, { connection: 'close' })
+  } else {
+    sendError(reply, 'TIMEOUT', err.message)
+  }
 }
 
 /**
@@ -152,7 +185,14 @@ export function clientTimeoutMs (request: FastifyRequest): number | undefined {
  * its client left (fastify's onResponse runs on 'finish' only), so /metrics
  * counts requests from here.
  */
-export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number, onClosed?: (request: FastifyRequest, reply: FastifyReply, seconds: number) => void) {
+/**
+ * `bodyTimeoutMs` bounds the reading of a request's body, from its headers,
+ * whatever the deadline (also when there is none: `--timeout 0` left a body
+ * sent a byte at a time, or never, unbounded): a body not all arrived by then
+ * is a 408 and the connection closes, as at the deadline. 0: the deadline
+ * alone bounds it.
+ */
+export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number, bodyTimeoutMs: number, onClosed?: (request: FastifyRequest, reply: FastifyReply, seconds: number) => void) {
   app.decorateRequest('deadline', null as unknown as RequestDeadline)
   app.decorateRequest('abortSignal', {
     getter (this: FastifyRequest) {
@@ -176,9 +216,12 @@ export function installDeadlines (app: FastifyInstance, defaultTimeoutMs: number
     const routeMs = request.routeOptions.config?.timeoutMs ?? defaultTimeoutMs
     const askedMs = clientTimeoutMs(request)
     const timeoutMs = askedMs !== undefined && (routeMs <= 0 || askedMs < routeMs) ? askedMs : routeMs
-    const state: DeadlineState = { deadline, reply }
+    // (Node marks a request complete once its body is in: a bodyless one
+    // after this hook, in the same tick, so it is checked when the timer fires.)
+    const state: DeadlineState = { deadline, reply, timeoutMs: 0, bodyBy: bodyTimeoutMs > 0 ? started + bodyTimeoutMs : Infinity, bodyTimeoutMs }
     ;(request as WithDeadline)[DEADLINE] = state
-    if (timeoutMs > 0) arm(state, timeoutMs)
+    if (timeoutMs > 0) arm(state, timeoutMs, started)
+    else schedule(state, started)
     reply.raw.once('close', () => {
       clearTimeout(state.timer)
       if (!reply.raw.writableFinished) deadline.abort(new ClientGoneError())

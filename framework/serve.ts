@@ -53,6 +53,7 @@ export function appOptions (settings: Settings, logger: AppOptions['logger']): A
     modelsDir: settings.modelsDir,
     threads: settings.threads,
     requestTimeoutMs: milliseconds(settings.timeout),
+    bodyTimeoutMs: milliseconds(settings.bodyTimeout),
     keepAliveTimeoutMs: milliseconds(settings.keepAlive),
     sendTimeoutMs: milliseconds(settings.sendTimeout),
     loadTimeoutMs: Math.round(settings.loadTimeout * 1000),

@@ -79,6 +79,7 @@ export const SETTINGS = {
   threads: { flag: '--threads', env: 'INFERENCE_THREADS', default: DEFAULT_THREADS, parse: int(1, 64), shownDefault: 'cores - 1, at least 1', help: 'Inference threads per worker (one model session each)' },
   modelsDir: { flag: '--models-dir', env: 'MODELS_DIR', default: join(PROJECT_ROOT, 'models'), parse: text, shownDefault: './models', help: 'Directory holding the ONNX models' },
   timeout: { flag: '--timeout', env: 'REQUEST_TIMEOUT', default: 30, parse: seconds(0), help: 'Request deadline in seconds: 504 after it (0 disables)' },
+  bodyTimeout: { flag: '--body-timeout', env: 'BODY_TIMEOUT', default: 30, parse: seconds(1), help: 'Seconds a request body may take to arrive once its headers have: 408 and the connection closed after it, also with --timeout 0 (the body must arrive within the request deadline too)' },
   keepAlive: { flag: '--keep-alive', env: 'KEEP_ALIVE', default: 5, parse: seconds(0), help: 'Seconds an idle keep-alive connection stays open (0: each connection closes after its answer)' },
   sendTimeout: { flag: '--send-timeout', env: 'SEND_TIMEOUT', default: 30, parse: seconds(0), help: 'Seconds a client may read nothing of an answer of 64 kB or more before its connection is closed (0: no limit)' },
   gracefulTimeout: { flag: '--graceful-timeout', env: 'GRACEFUL_TIMEOUT', default: 30, parse: seconds(0), help: 'On SIGTERM, seconds in-flight requests get before the rest is killed' },

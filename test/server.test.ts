@@ -54,6 +54,30 @@ t.test('serves the app with its defaults: ready, model answers, OpenAPI; SIGTERM
   t.same(await server.exited, { code: 0, signal: null })
 })
 
+t.test('--timeout 0: a body sent a byte at a time still gets --body-timeout\'s 408, and the server keeps serving', async t => {
+  // The body read was bounded by the request deadline alone: --timeout 0 left it unbounded.
+  const server = await startReady(t, ['--timeout', '0', '--body-timeout', '1'])
+  const started = Date.now()
+  const text = await new Promise<string>((resolve, reject) => {
+    let text = ''
+    let drip: NodeJS.Timeout | undefined
+    const socket = connect(server.port, '127.0.0.1', () => {
+      socket.write('POST /scale HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"rows":')
+      drip = setInterval(() => { if (socket.writable) socket.write(' ') }, 200)
+    })
+    const giveUp = setTimeout(() => { socket.destroy(); resolve(`${text} (still open after 8 s)`) }, 8000)
+    socket.on('data', chunk => { text += chunk })
+    socket.on('close', () => { clearInterval(drip); clearTimeout(giveUp); resolve(text) })
+    socket.on('error', err => { if ((err as NodeJS.ErrnoException).code !== 'EPIPE' && (err as NodeJS.ErrnoException).code !== 'ECONNRESET') reject(err) })
+  })
+  t.match(text, /^HTTP\/1.1 408 /)
+  t.same(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)), { error: 'the request body did not arrive within 1 s', code: 'REQUEST_TIMEOUT', statusCode: 408 })
+  t.ok(Date.now() - started < 4000, `closed after ${Date.now() - started} ms`)
+  t.equal((await post(server.port, '/scale', row)).status, 200, 'still serving')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
 t.test('SIGTERM with a request in flight: it completes, new connections are refused, exit 0', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(120) })
   const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP])

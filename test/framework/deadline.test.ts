@@ -111,3 +111,86 @@ t.test('a body that has not all arrived at the deadline: 408 and the connection 
   const late = await app.inject({ method: 'POST', url: '/sleep', headers: { 'x-request-timeout': '0.005' } })
   t.equal(late.statusCode, 504)
 })
+
+/** Sleeps `ms` milliseconds, under the app's deadline. */
+class Napper extends Resource {
+  onPost = responder({
+    schema: { body: Type.Object({ ms: Type.Number() }), response: { 200: Type.Object({ ok: Type.Boolean() }) } },
+    handler: async (request) => {
+      await new Promise(resolve => setTimeout(resolve, request.body.ms))
+      return { ok: !request.deadline.aborted }
+    },
+  })
+}
+
+/** Opens a connection, writes `head`, then `drip` every `everyMs` (if any); resolves with what the server wrote and when it closed. */
+function slowClient (port: number, head: string, drip?: { byte: string, everyMs: number }): Promise<{ text: string, closedAfterMs: number }> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now()
+    let text = ''
+    let timer: NodeJS.Timeout | undefined
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(head)
+      if (drip) timer = setInterval(() => { if (socket.writable) socket.write(drip.byte) }, drip.everyMs)
+    })
+    const done = (suffix = '') => {
+      clearInterval(timer)
+      clearTimeout(giveUp)
+      resolve({ text: text + suffix, closedAfterMs: Date.now() - started })
+    }
+    socket.on('data', chunk => { text += chunk })
+    socket.on('close', () => done())
+    socket.on('error', err => { if ((err as NodeJS.ErrnoException).code !== 'EPIPE' && (err as NodeJS.ErrnoException).code !== 'ECONNRESET') reject(err) })
+    const giveUp = setTimeout(() => { socket.destroy(); done(' (still open after 4 s)') }, 4000)
+  })
+}
+
+const errorOf = (text: string) => JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))
+
+t.test('with no deadline (--timeout 0) a body that does not arrive within the body timeout: 408, closed; other requests unharmed', async t => {
+  // The body read was bounded by the deadline alone: with none, a client
+  // sending a byte every few seconds, or its headers and then nothing, held
+  // its connection (and the request) for ever.
+  const app = await bareApp(t, { requestTimeoutMs: 0, bodyTimeoutMs: 400 })
+  app.mount('/wait', new Napper())
+  app.mount('/sleep', new Sleeper())
+  await app.loadResources()
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const head = 'POST /sleep HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n'
+  const dripping = slowClient(port, `${head}{"a":`, { byte: ' ', everyMs: 50 })
+  const silent = slowClient(port, head)
+  // Meanwhile, on other connections: requests are served, including one
+  // whose handler runs past the body timeout (no deadline: it is not cut).
+  const others = await Promise.all([
+    app.inject({ method: 'POST', url: '/sleep' }),
+    fetch(`http://127.0.0.1:${port}/sleep`, { method: 'POST' }).then(r => r.status),
+    fetch(`http://127.0.0.1:${port}/wait`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ms: 700 }) }).then(r => r.status),
+  ])
+  t.equal(others[0].statusCode, 200)
+  t.same(others.slice(1), [200, 200], 'served over HTTP, one of them for longer than the body timeout')
+  for (const [what, { text, closedAfterMs }] of [['a byte every 50 ms', await dripping], ['headers, then nothing', await silent]] as const) {
+    t.match(text, /^HTTP\/1.1 408 /, `${what}: 408`)
+    t.match(text, /\r\nconnection: close\r\n/i, `${what}: Connection: close`)
+    t.same(errorOf(text), { error: 'the request body did not arrive within 0.4 s', code: 'REQUEST_TIMEOUT', statusCode: 408 }, `${what}: the error format`)
+    t.ok(closedAfterMs >= 350 && closedAfterMs < 2000, `${what}: closed by the server after the body timeout (${closedAfterMs} ms)`)
+  }
+  t.equal((await app.inject({ url: '/wait', method: 'POST', payload: { ms: 1 } })).statusCode, 200, 'still serving')
+})
+
+t.test('a body timeout shorter than the deadline answers first; a longer one leaves it to the deadline', async t => {
+  for (const [requestTimeoutMs, bodyTimeoutMs, said] of [[5000, 300, '0.3'], [300, 5000, '0.3']] as const) {
+    const app = await bareApp(t, { requestTimeoutMs, bodyTimeoutMs })
+    app.mount('/sleep', new Sleeper())
+    await app.loadResources()
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const port = (app.server.address() as { port: number }).port
+    const { text, closedAfterMs } = await slowClient(port, 'POST /sleep HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{"ms"')
+    t.match(text, /^HTTP\/1.1 408 /, `deadline ${requestTimeoutMs} ms, body timeout ${bodyTimeoutMs} ms`)
+    t.equal(errorOf(text).error, `the request body did not arrive within ${said} s`)
+    t.ok(closedAfterMs < 2000, `closed after ${closedAfterMs} ms`)
+    // A body in time and a handler past the deadline: still the deadline's 504.
+    const late = await app.inject({ method: 'POST', url: '/sleep', headers: { 'x-request-timeout': '0.005' } })
+    t.equal(late.statusCode, 504)
+  }
+})

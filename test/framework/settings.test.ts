@@ -110,3 +110,12 @@ t.test('a positive timeout under half a millisecond is 1 ms, not 0 (which turns 
   t.equal(options(['--timeout', '0']).requestTimeoutMs, 0, '0 still disables')
   t.equal(options(['--timeout', '2.5']).requestTimeoutMs, 2500)
 })
+
+t.test('--body-timeout: the body read has a bound of its own, 30 s unless set, never none', async t => {
+  const options = (args: string[], env: NodeJS.ProcessEnv = {}) => appOptions(parseSettings(args, env) as Settings, false)
+  t.equal(options([]).bodyTimeoutMs, 30_000)
+  t.equal(options(['--timeout', '0']).bodyTimeoutMs, 30_000, 'a disabled deadline leaves the body timeout in place')
+  t.equal(options(['--body-timeout', '2.5']).bodyTimeoutMs, 2500)
+  t.equal(options([], { BODY_TIMEOUT: '120' }).bodyTimeoutMs, 120_000)
+  t.throws(() => parseSettings(['--body-timeout', '0'], {}), new UsageError('invalid value for bodyTimeout (--body-timeout): expected from 1 to 2000000 seconds, got 0'))
+})
