@@ -189,6 +189,17 @@ function whyNotJson (err: Error, body: string): Error {
 /** The body timeout when AppOptions gives none (settings.ts's --body-timeout default). */
 const DEFAULT_BODY_TIMEOUT_MS = 30_000
 
+/**
+ * Node's `server.requestTimeout` for a body timeout: the time the headers may
+ * take (its headersTimeout, 60 s) and the body timeout after them, so that
+ * the deadline hook's 408, which says what was late, comes first. With no
+ * body timeout (0), Node's own default, 300 s: a request is never read for
+ * ever.
+ */
+export function nodeRequestTimeoutMs (bodyTimeoutMs: number, headersTimeoutMs: number): number {
+  return bodyTimeoutMs > 0 ? headersTimeoutMs + bodyTimeoutMs : Math.max(300_000, headersTimeoutMs)
+}
+
 /** Answers of this many characters or bytes or more get the send timeout (`sendTimeoutMs`). */
 const LARGE_ANSWER = 64 * 1024
 
@@ -257,7 +268,14 @@ export async function createApp (options: AppOptions): Promise<App> {
         responses.observe?.('CONNECT', UNMATCHED_ROUTE, 405, 0)
       })
       server.keepAliveTimeout = opts.keepAliveTimeout
-      server.requestTimeout = opts.requestTimeout
+      // Node's own bound on reading a whole request, headers and body (fastify
+      // sets none: 0), behind the body timeout of the deadline hook: it ends
+      // the reading of bodies that hook no longer watches, such as the body
+      // of a request already answered (a 405 or a 413 sent from the headers,
+      // an early 503), which Node reads and discards for as long as the client
+      // sends it, keeping the connection. Answered with clientErrorHandler's
+      // 408 and a close, within Node's check interval (30 s) after it.
+      server.requestTimeout = opts.requestTimeout > 0 ? opts.requestTimeout : nodeRequestTimeoutMs(options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS, server.headersTimeout)
       server.setTimeout(opts.connectionTimeout)
       if (opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket
       // A keep-alive of 0 (which fastify reads as "its default, 72 s"): each

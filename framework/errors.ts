@@ -155,6 +155,21 @@ export function sendOverloaded (reply: FastifyReply, err: OverloadedError) {
  */
 export function clientErrorHandler (err: NodeJS.ErrnoException, socket: import('node:stream').Duplex) {
   if (err.code === 'ECONNRESET' || socket.destroyed) return
+  // Node's own caution (its socketOnError), which fastify's handler, and this
+  // one, lacked: nothing is written into an answer already going out, nor
+  // after the answer to a request whose body was still arriving (a 405 or 413
+  // sent from its headers, whose body Node then reads and discards until its
+  // requestTimeout): that request has had its answer, and a second one, a
+  // 408 it did not ask for, would follow it. The connection just closes.
+  // (Node's internals: the socket's response in progress, and its parser's
+  // request; without them, the answer is written as before.)
+  const http = socket as { _httpMessage?: { headersSent?: boolean } | null, parser?: { incoming?: { complete?: boolean } | null } | null }
+  const answered = http._httpMessage?.headersSent === true ||
+    (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' && !http._httpMessage && http.parser?.incoming?.complete === false)
+  if (answered) {
+    socket.destroy()
+    return
+  }
   const [code, message]: [ErrorCode, string] =
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? ['REQUEST_TIMEOUT', 'the request did not arrive in time']
       : err.code === 'HPE_HEADER_OVERFLOW' ? ['HEADERS_TOO_LARGE', 'the request headers are too large']
