@@ -25,6 +25,8 @@
 //   ready one; while a dead worker's respawn is pending, that respawn is
 //   dropped instead). A worker that reached --max-requests is replaced the
 //   same way as on HUP.
+// - 'all workers ready' is logged once, the first time as many live workers
+//   as the target are all ready (workers removed on purpose do not count).
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
@@ -132,6 +134,22 @@ export function runArbiter (settings: Settings): void {
     cluster.on('disconnect', exitWhenAllGone)
   }
 
+  /** Whether 'all workers ready' was logged. */
+  let allReadyLogged = false
+  /**
+   * Logs 'all workers ready' the first time as many live workers as the
+   * target are all ready. Workers removed on purpose (TTOU, HUP) are off
+   * `live()`, so a booting one that a TTOU stopped does not hold the line
+   * back; a TTIN or TTOU during the boot changes the number awaited.
+   */
+  const logAllReady = () => {
+    if (allReadyLogged || stopping) return
+    const workers = live()
+    if (workers.length !== target || !workers.every(w => ready.has(w))) return
+    allReadyLogged = true
+    log.info({ workers: workers.length }, 'all workers ready')
+  }
+
   /**
    * Drains ready workers while more are live than the target (a TTOU that
    * came while none was ready). `live()` counts the workers left once things
@@ -172,6 +190,7 @@ export function runArbiter (settings: Settings): void {
     else if (!ok) {
       retiring.delete(old)
       if (live().every(w => ready.has(w))) removeBeyondTarget(old)
+      logAllReady()
     }
   }
 
@@ -189,6 +208,7 @@ export function runArbiter (settings: Settings): void {
       // workers ready next may all be replacements, or workers being replaced
       // (removing those would lower nothing: removeBeyondTarget).
       removeBeyondTarget(worker, wasReplacement)
+      logAllReady()
     } else if (message.type === 'failed') {
       // A replacement (HUP, --max-requests) that cannot load what is on disk
       // now: the old worker keeps serving what it loaded, as when a
@@ -277,7 +297,11 @@ export function runArbiter (settings: Settings): void {
     // its back-off. Removing a ready worker would leave one fewer serving (or
     // none) until the respawn boots, for the same count in the end; nobody
     // goes, and the respawn is dropped when its timer fires (the 'exit' handler).
-    if (workers.length <= target) return log.info({ target, workers: workers.length }, 'SIGTTOU: no more workers live than the target (a respawn pending): none removed')
+    if (workers.length <= target) {
+      log.info({ target, workers: workers.length }, 'SIGTTOU: no more workers live than the target (a respawn pending): none removed')
+      // At start-up, the respawn was the one awaited.
+      return logAllReady()
+    }
     // None ready (all booting): the first one ready beyond the target goes then (the 'ready' message).
     if (!workers.some(w => ready.has(w))) return log.info({ target }, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed')
     // A worker still booting that is no replacement (a TTIN's, a respawn's)
@@ -291,6 +315,8 @@ export function runArbiter (settings: Settings): void {
     log.info({ target, worker: victim.id }, 'SIGTTOU: removing a worker')
     retiring.add(victim)
     victim.process.kill('SIGTERM')
+    // The workers left may all be ready now: a booting one was awaited.
+    logAllReady()
   })
 
   void (async () => {
@@ -307,7 +333,7 @@ export function runArbiter (settings: Settings): void {
       process.exit(1)
     }
     log.info({ workers: target, host: settings.host, port: boundPort ?? settings.port }, 'starting workers')
-    const results = await Promise.all(Array.from({ length: target }, () => spawn()))
-    if (results.every(Boolean) && !stopping) log.info({ workers: target }, 'all workers ready')
+    // 'all workers ready' is logged by logAllReady, once they are.
+    for (let i = 0; i < target; i++) void spawn()
   })()
 }

@@ -295,12 +295,12 @@ for (const order of TTOU_HUP_ORDERS) {
   })
 }
 
-/** A `--workers 2` server on test/fixtures/gated-import-app.ts: each worker's import waits for `open(its id)`. */
-function gatedCluster (t: Test) {
+/** A `--workers 2` (or `workers`) server on test/fixtures/gated-import-app.ts: each worker's import waits for `open(its id)`. */
+function gatedCluster (t: Test, workers = 2) {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
   const gates = mkdtempSync(join(tmpdir(), 'onnx-serve-gates-'))
   t.teardown(() => rmSync(gates, { recursive: true, force: true }))
-  const server = startServer(t, ['--models-dir', dir, '--app', GATED_IMPORT_APP, '--workers', '2', '--threads', '1'], { env: { GATE_DIR: gates } })
+  const server = startServer(t, ['--models-dir', dir, '--app', GATED_IMPORT_APP, '--workers', String(workers), '--threads', '1'], { env: { GATE_DIR: gates } })
   t.teardown(() => { for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL') })
   return {
     server,
@@ -372,6 +372,29 @@ t.test('cluster, --workers 2: a TTOU while a TTIN\'s worker boots removes that o
   t.same([exited.code, exited.signal], [0, null], 'it exits 0 at once')
   t.equal(await health(), 200, `worker ${keeper} still serves`)
   t.same(workerPids(server.proc.pid!), [server.lines.find(l => l.msg === 'worker ready' && l.worker === keeper)!.workerPid], `worker ${keeper} left alone`)
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+t.test('cluster, --workers 3: a TTOU that stops a worker still booting at start-up does not keep \'all workers ready\' from being logged', async t => {
+  const { server, importing, open, health } = gatedCluster(t, 3)
+  await Promise.all([importing(1), importing(2), importing(3)])
+  open(1)
+  open(3)
+  await Promise.all([1, 3].map(id => server.waitFor(l => l.msg === 'worker ready' && l.worker === id)))
+  server.proc.kill('SIGTTOU')
+  const removed = await server.waitFor(l => l.msg === 'SIGTTOU: removing a worker')
+  t.equal(removed.worker, 2, 'the booting worker 2 is removed, not a ready one')
+  // Workers 1 and 3, the target now, are all ready: no 'ready' is to come.
+  const allReady = await server.waitFor(l => l.msg === 'all workers ready', 5000).catch(() => undefined)
+  t.equal(allReady?.workers, 2, `'all workers ready' logged, for 2 workers; arbiter: ${server.lines.filter(l => l.role === 'arbiter').map(l => `${l.msg} ${l.worker ?? ''}`).join('; ')}`)
+  open(2)
+  const exited = await server.waitFor(l => l.msg === 'worker exited' && l.worker === 2)
+  t.same([exited.code, exited.signal], [0, null], 'worker 2 exits 0')
+  t.notOk(server.lines.some(l => l.msg === 'worker ready' && l.worker === 2), 'without having been ready')
+  t.equal(await health(), 200, 'workers 1 and 3 serve')
+  t.equal(workerPids(server.proc.pid!).length, 2, 'two workers left')
+  t.equal(server.lines.filter(l => l.msg === 'all workers ready').length, 1, '\'all workers ready\' logged once')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
