@@ -20,11 +20,15 @@
 // - INT, QUIT: workers stop at once, also while they drain after a TERM.
 // - HUP: workers are replaced one by one, each new one ready before the old
 //   one drains, so no request is dropped.
-// - TTIN / TTOU: one worker more / less (while none is ready, the first one
-//   ready beyond the target is removed; a worker still booting goes before a
-//   ready one; while a dead worker's respawn is pending, that respawn is
-//   dropped instead). A worker that reached --max-requests is replaced the
-//   same way as on HUP.
+// - TTIN / TTOU: one worker more / less. TTOU removes at once a worker
+//   still booting that is no replacement (HUP, --max-requests), also while
+//   none is ready (right after start): it serves nobody yet, where the
+//   first one ready would go and leave nobody serving while the others
+//   boot. Else a ready one goes; never a replacement still booting: when
+//   every live worker is one (a HUP during the boot), the first one ready
+//   beyond the target is removed then. While a dead worker's respawn is
+//   pending, that respawn is dropped instead. A worker that reached
+//   --max-requests is replaced the same way as on HUP.
 // - 'all workers ready' is logged once, the first time as many live workers
 //   as the target are all ready (workers removed on purpose do not count).
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
@@ -152,18 +156,20 @@ export function runArbiter (settings: Settings): void {
 
   /**
    * Drains ready workers while more are live than the target (a TTOU that
-   * came while none was ready). `live()` counts the workers left once things
-   * settle: a replacement booting stands for the old worker it replaces,
-   * which is off the count (retiring) and drains once the replacement is
-   * ready, or counts again if it dies. So only a ready live worker's removal
-   * lowers the count: not a retiring one (it is being replaced), nor a
-   * replacement still booting (`replace` would then keep its old worker).
-   * `fresh`, the worker just ready, goes first (the first one ready beyond
-   * the target), unless it is a replacement: its old worker drains now, and
-   * taking both could leave nobody serving while the others boot; another
-   * ready worker goes instead. With none to remove, every other live worker
-   * is booting, and each one ends in a 'ready' that calls this again, or a
-   * death (one fewer, or its old worker back: see `replace`).
+   * came while every live worker was a replacement still booting; or such a
+   * replacement died, and its old worker counts again). `live()` counts the
+   * workers left once things settle: a replacement booting stands for the
+   * old worker it replaces, which is off the count (retiring) and drains
+   * once the replacement is ready, or counts again if it dies. So only a
+   * ready live worker's removal lowers the count: not a retiring one (it is
+   * being replaced), nor a replacement still booting (`replace` would then
+   * keep its old worker). `fresh`, the worker just ready, goes first (the
+   * first one ready beyond the target), unless it is a replacement: its old
+   * worker drains now, and taking both could leave nobody serving while the
+   * others boot; another ready worker goes instead. With none to remove,
+   * every other live worker is booting, and each one ends in a 'ready' that
+   * calls this again, or a death (one fewer, or its old worker back: see
+   * `replace`).
    */
   const removeBeyondTarget = (fresh?: Worker, freshIsReplacement = false) => {
     while (!stopping && live().length > target) {
@@ -202,11 +208,12 @@ export function runArbiter (settings: Settings): void {
       waiters.get(worker)?.(true)
       waiters.delete(worker)
       log.info({ worker: worker.id, workerPid: worker.process.pid, port: message.port }, 'worker ready')
-      // A TTOU that came while no worker was ready lowered the target with
-      // none to remove: the first worker ready beyond it goes. Checked on
-      // every 'ready', a replacement's too: with a HUP during the boot, the
-      // workers ready next may all be replacements, or workers being replaced
-      // (removing those would lower nothing: removeBeyondTarget).
+      // A TTOU that came while every live worker was a replacement still
+      // booting lowered the target with none to remove: the first worker
+      // ready beyond it goes. Checked on every 'ready', a replacement's too:
+      // with a HUP during the boot, the workers ready next may all be
+      // replacements, or workers being replaced (removing those would lower
+      // nothing: removeBeyondTarget).
       removeBeyondTarget(worker, wasReplacement)
       logAllReady()
     } else if (message.type === 'failed') {
@@ -247,6 +254,8 @@ export function runArbiter (settings: Settings): void {
     waiters.delete(worker)
     // A worker the TERM itself ended (one still booting, before its handlers) did not fail.
     if (stoppedWith === 'SIGTERM' && ((code !== null && code !== 0) || (signal !== null && signal !== 'SIGTERM'))) workerFailed = true
+    // A retiring worker was stopped on purpose: also one a TTOU removed
+    // while booting, before any was ready, which is no boot failure.
     if (stopping || wasRetiring) return
     if (wasReplacement) {
       log.error({ worker: worker.id, code, signal }, 'a replacement worker died before it was ready: the old worker keeps serving')
@@ -302,16 +311,21 @@ export function runArbiter (settings: Settings): void {
       // At start-up, the respawn was the one awaited.
       return logAllReady()
     }
-    // None ready (all booting): the first one ready beyond the target goes then (the 'ready' message).
-    if (!workers.some(w => ready.has(w))) return log.info({ target }, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed')
-    // A worker still booting that is no replacement (a TTIN's, a respawn's)
-    // goes first: it serves nobody yet and exits soon (at once while it
-    // imports and builds the app: serve.ts holds the signals; once it has
-    // closed the app while it loads the models), where removing a ready one
-    // could leave nobody serving until the booting one is ready. Else a
-    // ready worker; never a replacement still booting (its HUP would then
-    // keep the old worker it was to replace, out of reach of later signals).
-    const victim = workers.find(w => !ready.has(w) && !replacements.has(w)) ?? workers.filter(w => ready.has(w)).at(-1)!
+    // A worker still booting that is no replacement (one of the start, a
+    // TTIN's, a respawn's) goes first, also while none is ready (all
+    // booting, right after start): it serves nobody yet and exits soon (at
+    // once while it imports and builds the app: serve.ts holds the signals;
+    // once it has closed the app while it loads the models), where removing
+    // a ready one, or waiting for the first one ready and removing that,
+    // could leave nobody serving until the booting one is ready. Its exit is
+    // no boot failure (it is retiring: the 'exit' handler). Else a ready
+    // worker; never a replacement still booting (its HUP would then keep the
+    // old worker it was to replace, out of reach of later signals).
+    const victim = workers.find(w => !ready.has(w) && !replacements.has(w)) ?? workers.filter(w => ready.has(w)).at(-1)
+    // None ready, and every live worker booting is a replacement (a HUP
+    // during the boot): the first one ready beyond the target goes then
+    // (the 'ready' message: removeBeyondTarget).
+    if (!victim) return log.info({ target }, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed')
     log.info({ target, worker: victim.id }, 'SIGTTOU: removing a worker')
     retiring.add(victim)
     victim.process.kill('SIGTERM')

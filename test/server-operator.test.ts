@@ -1,7 +1,8 @@
 // server.ts as a real process, as an operator meets it: start-up errors
 // (a bad --app, a port in use, an IPv6 host) and signals (TTIN/TTOU alone, a
 // HUP during the import, TTOU and HUP while the workers boot, TTOU during a
-// respawn's back-off or beside a booting worker, INT during a drain, TERM
+// respawn's back-off or beside a booting worker, 'all workers ready' after a
+// TTOU at start-up, INT during a drain, TERM
 // with --graceful-timeout 0, USR1 and USR2), and
 // scripts/start.sh. A file of its own: with test/server.test.ts's, the tests
 // would outlast tap's timeout for one file.
@@ -209,40 +210,52 @@ t.test('cluster: TTIN during a TERM drain forks no worker: exit 0 once the worke
   t.equal(server.lines.filter(l => l.msg === 'worker ready').length, 2, 'no third worker')
 })
 
-t.test('cluster: TTOU while every worker boots still removes one, once it is ready', async t => {
+t.test('cluster: TTOU while every worker boots removes one of them at once, not the first one ready', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
   const server = startServer(t, ['--models-dir', dir, '--app', SLOW_IMPORT_APP, '--workers', '2', '--threads', '1'])
   t.teardown(() => { for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL') })
   await server.waitFor(l => l.msg === 'importing the app' && server.lines.filter(m => m.msg === l.msg).length === 2)
   server.proc.kill('SIGTTOU')
-  await server.waitFor(l => l.msg === 'all workers ready')
+  const said = await server.waitFor(l => l.msg?.startsWith('SIGTTOU'))
+  t.equal(said.msg, 'SIGTTOU: removing a worker', 'a booting worker is removed at once')
+  const allReady = await server.waitFor(l => l.msg === 'all workers ready')
+  t.equal(allReady.workers, 1, '\'all workers ready\' for the one left')
   const exited = await server.waitFor(l => l.msg === 'worker exited', 15_000)
-  t.same([exited.code, exited.signal], [0, null], 'the worker beyond the target drained')
+  t.same([exited.code, exited.signal], [0, null], 'the worker removed exited 0')
+  t.notOk(server.lines.some(l => l.msg === 'worker ready' && l.worker === exited.worker), 'without having been ready (the first one ready stays)')
   let left = workerPids(server.proc.pid!)
   for (let i = 0; i < 50 && left.length !== 1; i++) left = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(server.proc.pid!))
   t.equal(left.length, 1, `one worker left (${left.join(', ')})`)
+  t.notOk(server.lines.some(l => /stopping the server/.test(l.msg ?? '')), 'no boot failure')
   const listening = server.lines.find(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))!
   t.equal((await fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`)).status, 200, 'and it serves')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
 
-// A TTOU while no worker is ready lowers the target with none to remove, and
-// a HUP then replaces workers still booting: a replacement counts for the
-// worker it replaces, which is off the count. Each order below but the last
-// left 2 workers serving for a target of 1 (the workers ready beyond the
-// target were replacements, or workers being replaced, whose removal lowered
-// nothing; or an old worker came back when its replacement died).
-// The steps: 'TTOU' (none ready yet); 'HUP n' (n: the first replacement it
-// forks); 'boot n', worker n's import goes on, until it is ready; 'kill n',
-// worker n is killed while it imports. Cluster worker ids: 1 and 2 at
-// start, then 3, 4, ... in the order forked.
+// A TTOU and a HUP while the workers boot. A TTOU removes a booting worker
+// that is no replacement at once; when every live worker booting is a HUP's
+// replacement (two HUPs during the boot), it lowers the target with none to
+// remove, and the first worker ready beyond it goes then. A replacement
+// counts for the worker it replaces, which is off the count. Each order
+// must end with one worker serving, one that was ready, every worker
+// removed having exited 0 (earlier code left 2 workers serving for a target
+// of 1 in some: the workers ready beyond the target were replacements, or
+// workers being replaced, whose removal lowered nothing; or an old worker
+// came back when its replacement died).
+// The steps: 'TTOU n', worker n (booting) is removed at once; 'TTOU', none
+// is removed yet (every booting worker a replacement); 'HUP n' (n: the
+// first replacement it forks); 'boot n', worker n's import goes on, until
+// it is ready; 'kill n', worker n is killed while it imports. Cluster worker
+// ids: 1 and 2 at start, then 3, 4, ... in the order forked.
 const TTOU_HUP_ORDERS: Array<{ name: string, steps: string[] }> = [
-  { name: 'TTOU, HUP; only the replacements boot', steps: ['TTOU', 'HUP 3', 'boot 3', 'boot 4'] },
-  { name: 'HUP, TTOU; only the replacements boot', steps: ['HUP 3', 'TTOU', 'boot 3', 'boot 4'] },
-  { name: 'TTOU, HUP; each worker being replaced boots before its replacement', steps: ['TTOU', 'HUP 3', 'boot 1', 'boot 3', 'boot 2', 'boot 4'] },
-  { name: 'TTOU, two HUPs; the second HUP\'s replacements die booting', steps: ['TTOU', 'HUP 3', 'boot 3', 'HUP 5', 'boot 2', 'boot 4', 'kill 5', 'kill 6'] },
-  { name: 'TTOU, HUP; the second worker boots first', steps: ['TTOU', 'HUP 3', 'boot 2', 'boot 3'] },
+  { name: 'TTOU, HUP; only the replacement boots', steps: ['TTOU 1', 'HUP 3', 'boot 3'] },
+  { name: 'HUP, TTOU; only the replacement boots', steps: ['HUP 3', 'TTOU 2', 'boot 3'] },
+  { name: 'TTOU, HUP; the worker being replaced boots before its replacement', steps: ['TTOU 1', 'HUP 3', 'boot 2', 'boot 3'] },
+  { name: 'HUP, TTOU; the worker being replaced boots before its replacement', steps: ['HUP 3', 'TTOU 2', 'boot 1', 'boot 3'] },
+  { name: 'TTOU, two HUPs; the second HUP\'s replacement dies booting', steps: ['TTOU 1', 'HUP 3', 'boot 3', 'HUP 4', 'kill 4'] },
+  { name: 'two HUPs, TTOU; only replacements boot: the first one ready goes once the second is', steps: ['HUP 3', 'HUP 4', 'TTOU', 'boot 3', 'boot 4'] },
+  { name: 'two HUPs, TTOU; only replacements boot, and the second dies', steps: ['HUP 3', 'HUP 4', 'TTOU', 'boot 3', 'kill 4'] },
 ]
 for (const order of TTOU_HUP_ORDERS) {
   t.test(`cluster, --workers 2: TTOU and HUP while the workers boot leave one worker (${order.name})`, async t => {
@@ -261,7 +274,9 @@ for (const order of TTOU_HUP_ORDERS) {
       // Each step is seen done in the log before the next one.
       if (what === 'TTOU') {
         server.proc.kill('SIGTTOU')
-        await server.waitFor(l => l.msg?.startsWith('SIGTTOU: no worker ready yet'))
+        const said = await server.waitFor(l => l.msg?.startsWith('SIGTTOU'))
+        if (n === undefined) t.equal(said.msg, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed', 'TTOU: none removed yet')
+        else t.same([said.msg, said.worker], ['SIGTTOU: removing a worker', id], `TTOU: the booting worker ${id} is removed at once`)
       } else if (what === 'HUP') {
         const hups = server.lines.filter(l => l.msg === 'SIGHUP: replacing workers one by one').length
         server.proc.kill('SIGHUP')
@@ -372,6 +387,42 @@ t.test('cluster, --workers 2: a TTOU while a TTIN\'s worker boots removes that o
   t.same([exited.code, exited.signal], [0, null], 'it exits 0 at once')
   t.equal(await health(), 200, `worker ${keeper} still serves`)
   t.same(workerPids(server.proc.pid!), [server.lines.find(l => l.msg === 'worker ready' && l.worker === keeper)!.workerPid], `worker ${keeper} left alone`)
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+t.test('cluster, --workers 2: a TTOU while both workers boot removes one of them at once; the other serves once ready, and none was ready in between', async t => {
+  const { server, importing, open, health } = gatedCluster(t)
+  const pids = new Map(await Promise.all([1, 2].map(async id => [id, (await importing(id)).pid as number] as const)))
+  server.proc.kill('SIGTTOU')
+  const said = await server.waitFor(l => l.msg?.startsWith('SIGTTOU'))
+  t.equal(said.msg, 'SIGTTOU: removing a worker', 'one of them is removed at once, not the first one ready')
+  const removed = said.worker as number | undefined
+  if (removed === 1 || removed === 2) {
+    const keeper = 3 - removed
+    t.ok(alive(pids.get(keeper)!), `worker ${keeper} still boots (held in its import)`)
+    // It exits at once (serve.ts: a TERM during the import), or once its import ends.
+    open(removed)
+    const exited = await server.waitFor(l => l.msg === 'worker exited' && l.worker === removed)
+    t.same([exited.code, exited.signal], [0, null], `worker ${removed} exits 0`)
+    t.notOk(server.lines.some(l => l.msg === 'worker ready'), `without having been ready, nor worker ${keeper}`)
+    t.ok(alive(pids.get(keeper)!) && !server.lines.some(l => l.msg === 'worker exited' && l.worker === keeper), `worker ${keeper} still boots`)
+    t.equal(server.proc.exitCode, null, 'the server still runs: no boot failure')
+    open(keeper)
+  } else {
+    // The old arbiter removed none yet: both boot.
+    open(1)
+    open(2)
+  }
+  const allReady = await server.waitFor(l => l.msg === 'all workers ready')
+  t.equal(allReady.workers, 1, '\'all workers ready\', for one worker')
+  let left = workerPids(server.proc.pid!)
+  for (let i = 0; i < 150 && left.length !== 1; i++) left = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(server.proc.pid!))
+  t.equal(left.length, 1, `one worker left (${left.join(', ')})`)
+  // The first worker ready stayed: after it, one was always ready.
+  t.same(server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid), left, 'the only worker ever ready is the one left')
+  t.equal(await health(), 200, 'and it serves')
+  t.notOk(server.lines.some(l => /stopping the server/.test(l.msg ?? '')), 'no boot failure logged')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
