@@ -13,7 +13,7 @@ import { METHODS, createServer, type IncomingMessage, type ServerOptions, type S
 import type { Duplex } from 'node:stream'
 import { ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
-import { ERROR_CODES, ErrorBody, HttpError, MAX_PARAM_LENGTH, answerOnSocket, clientErrorHandler, errorBody, type ErrorCode, frameworkErrors, installErrorHandlers, notUtf8, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
+import { ERROR_CODES, ErrorBody, HttpError, MAX_PARAM_LENGTH, answerOnSocket, sendNotFound, clientErrorHandler, errorBody, type ErrorCode, frameworkErrors, installErrorHandlers, notUtf8, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
 import { respondersOf, type Resource } from './resource.ts'
 import { healthRoutes } from './health.ts'
 import { UNMATCHED_ROUTE, metricsRoutes, type ResponseCounter } from './metrics.ts'
@@ -292,6 +292,13 @@ export async function createApp (options: AppOptions): Promise<App> {
   installErrorHandlers(app)
   // Requests are counted in /metrics as their responses close (the deadline's close listener).
   installDeadlines(app, options.requestTimeoutMs ?? 30_000, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS, (request, reply, seconds) => responses.closed?.(request, reply, seconds))
+  // An unknown path is a 404 from its headers (after the deadline's hook,
+  // which counts it in /metrics): its body was read and parsed first, so a
+  // body that is not JSON got a 400 for a route that does not exist.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (request.is404) return sendNotFound(reply, request)
+    done()
+  })
   // JSON only: anything else is 415 (fastify would parse text/plain too).
   app.removeContentTypeParser('text/plain')
   // Uncompressed: fastify ignores Content-Encoding, so a gzip body was "not

@@ -259,7 +259,10 @@ export function installErrorHandlers (app: FastifyInstance) {
     return sendError(reply, 'INTERNAL_ERROR', 'Internal server error')
   })
 
-  app.setNotFoundHandler((request, reply) => {
-    sendError(reply, 'NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)
-  })
+  app.setNotFoundHandler((request, reply) => sendNotFound(reply, request))
+}
+
+/** The 404 of a path no route serves (the query left out). */
+export function sendNotFound (reply: FastifyReply, request: FastifyRequest) {
+  sendError(reply, 'NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)
 }

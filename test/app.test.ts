@@ -137,6 +137,33 @@ t.test('every method is 405 with Allow on a path that exists, TRACE never echoes
   t.equal((await app.inject({ method: 'OPTIONS', url: '/ner' })).statusCode, 204)
 })
 
+t.test('an unknown path is a 404 from its headers: its body is never parsed nor waited for', async t => {
+  const app = await build(t)
+  const cases: Array<[string, { method: 'POST' | 'PUT', headers?: Record<string, string>, payload?: string }]> = [
+    ['a body that is not JSON', { method: 'POST', headers: { 'content-type': 'application/json' }, payload: '{not json' }],
+    ['an unsupported content type', { method: 'POST', headers: { 'content-type': 'text/csv' }, payload: 'a,b' }],
+    ['a body over the limit', { method: 'PUT', headers: { 'content-type': 'application/json' }, payload: `"${'x'.repeat(2 * 1024 * 1024)}"` }],
+  ]
+  for (const [what, request] of cases) {
+    const res = await app.inject({ url: '/nope', ...request })
+    t.equal(res.statusCode, 404, what)
+    t.same(res.json(), { error: `No route for ${request.method} /nope`, code: 'NOT_FOUND', statusCode: 404 }, what)
+  }
+  // Over a socket: the headers announce a body that never comes; the 404 does not wait for it.
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  const socket = connect(port, '127.0.0.1', () => socket.write('POST /nope HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{'))
+  t.teardown(() => socket.destroy())
+  const head = await new Promise<string>((resolve, reject) => {
+    socket.once('data', chunk => resolve(chunk.toString()))
+    socket.once('error', reject)
+    setTimeout(() => resolve('no answer within 3 s'), 3000).unref()
+  })
+  t.match(head, /^HTTP\/1.1 404 /)
+  // Known paths still read their bodies: a bad one is a 400 there.
+  t.equal((await app.inject({ method: 'POST', url: '/ner', headers: { 'content-type': 'application/json' }, payload: '{not json' })).statusCode, 400)
+})
+
 t.test('HEAD is 405 on a resource without GET', async t => {
   const app = await bareApp(t)
   app.mount('/faulty', new Faulty())
