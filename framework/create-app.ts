@@ -111,32 +111,28 @@ export function routeEveryMethod (app: FastifyInstance) {
 }
 
 /**
- * Answers the verbs a route lacks with 405 and `Allow`, in the error format,
- * from `onRequest`, so the body is never parsed: every method fastify routes
- * (after `routeEveryMethod`), TRACE among them, which is refused like any
- * other, never echoed. OPTIONS is `answerOptions`'s. `shown` is the URL as
- * the message names it.
+ * The methods a route lacks, for a path that serves `verbs` (HEAD comes with
+ * GET): 405 with `Allow`, in the error format, from `onRequest`, so the body
+ * is never parsed: every method fastify routes (after `routeEveryMethod`),
+ * TRACE among them, which is refused like any other, never echoed. OPTIONS is
+ * 204 with `Allow`, before any body is parsed too (a body sent with it was
+ * parsed as the route's, and made the OPTIONS a 400 or a 415). `shown` is the
+ * URL as the 405's message names it.
  */
-export function refuseOtherVerbs (app: FastifyInstance, url: string, verbs: ReadonlySet<string>, allow: string, shown: string) {
-  const served = new Set([...verbs, 'OPTIONS', ...(verbs.has('GET') ? ['HEAD'] : [])])
-  const notAllowed = app.supportedMethods.filter(m => !served.has(m))
-  if (notAllowed.length === 0) return
-  app.route({
-    method: notAllowed,
-    url,
-    schema: { hide: true },
-    onRequest: async (request, reply) => sendError(reply, 'METHOD_NOT_ALLOWED',
-      `${request.method} is not allowed on ${shown}; allowed: ${allow}`, { allow }),
-    handler: async () => { /* onRequest always answers */ },
-  })
-}
-
-/**
- * Answers OPTIONS on a route with 204 and `Allow`, before any body is parsed
- * (as the 405s are): a body sent with it was parsed as the route's, and made
- * the OPTIONS a 400 (bad JSON) or a 415 (another content type).
- */
-export function answerOptions (app: FastifyInstance, url: string, allow: string) {
+export function answerOtherVerbs (app: FastifyInstance, url: string, verbs: ReadonlySet<string>, shown = url) {
+  const served = [...verbs, ...(verbs.has('GET') ? ['HEAD'] : []), 'OPTIONS']
+  const allow = served.join(', ')
+  const notAllowed = app.supportedMethods.filter(m => !served.includes(m))
+  if (notAllowed.length > 0) {
+    app.route({
+      method: notAllowed,
+      url,
+      schema: { hide: true },
+      onRequest: async (request, reply) => sendError(reply, 'METHOD_NOT_ALLOWED',
+        `${request.method} is not allowed on ${shown}; allowed: ${allow}`, { allow }),
+      handler: async () => { /* onRequest always answers */ },
+    })
+  }
   app.route({
     method: 'OPTIONS',
     url,
@@ -368,11 +364,7 @@ export async function createApp (options: AppOptions): Promise<App> {
     await scope.register(swaggerUi, { routePrefix: '/docs' })
     const docs = [...verbsByUrl]
     verbsByUrl.clear()
-    for (const [url, verbs] of docs) {
-      const allow = [...verbs, ...(verbs.has('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ')
-      refuseOtherVerbs(scope, url, verbs, allow, url)
-      answerOptions(scope, url, allow)
-    }
+    for (const [url, verbs] of docs) answerOtherVerbs(scope, url, verbs)
   })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   await app.register(healthRoutes, { lifecycle, models })
@@ -380,8 +372,7 @@ export async function createApp (options: AppOptions): Promise<App> {
   // Other verbs on them as on a resource: 405 with Allow (not a 404 for a
   // route that exists), and OPTIONS. (/openapi.json was a 404 to them.)
   for (const url of ['/health/live', '/health/ready', '/metrics', '/openapi.json']) {
-    refuseOtherVerbs(app, url, new Set(['GET']), 'GET, HEAD, OPTIONS', url)
-    answerOptions(app, url, 'GET, HEAD, OPTIONS')
+    answerOtherVerbs(app, url, new Set(['GET']))
   }
 
   // Resource routes answer 503 until every model is loaded. While draining
@@ -456,9 +447,6 @@ export async function createApp (options: AppOptions): Promise<App> {
     }
     if (!resources.includes(resource)) resources.push(resource)
     const tag = mountOptions.tag ?? resource.constructor.name
-    const allowed = [...responders.keys()]
-    const allow = [...allowed, ...(allowed.includes('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ')
-
     for (const [method, r] of responders) {
       if (method !== 'GET' && method !== 'DELETE' && !url.includes(':') && !url.includes('*')) earlyRoutes.set(`${method} ${url}`, resource)
       const { body, ...rest } = r.schema
@@ -481,8 +469,7 @@ export async function createApp (options: AppOptions): Promise<App> {
       })
     }
     // Verbs the resource lacks: 405 with Allow, before any body is parsed.
-    refuseOtherVerbs(app, url, new Set(responders.keys()), allow, template)
-    answerOptions(app, url, allow)
+    answerOtherVerbs(app, url, new Set(responders.keys()), template)
     return app
   })
 

@@ -32,7 +32,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
 import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, shown, unsupportedMediaType } from './errors.ts'
-import { answerOptions, refuseOtherVerbs } from './create-app.ts'
+import { answerOtherVerbs } from './create-app.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
 import type { LoadedModel } from './models.ts'
@@ -438,9 +438,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   completing = true
   for (const [url, verbs] of verbsByUrl) {
     // As on resource routes: other verbs 405 with Allow, OPTIONS lists them.
-    const allow = [...verbs, ...(verbs.has('GET') ? ['HEAD'] : []), 'OPTIONS'].join(', ')
-    refuseOtherVerbs(app, url, verbs, allow, url.replace(/:(\w+)/g, '{$1}'))
-    answerOptions(app, url, allow)
+    answerOtherVerbs(app, url, verbs, url.replace(/:(\w+)/g, '{$1}'))
   }
 }
 
