@@ -96,7 +96,7 @@ t.test('a HUP while the app is still being imported does not kill the server', a
   await server.waitFor(l => l.msg === 'importing the app')
   server.proc.kill('SIGHUP')
   await server.waitFor(l => l.msg === 'ready: models loaded')
-  const listening = server.lines.find(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))!
+  const listening = await server.waitFor(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))
   t.equal((await fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`)).status, 200)
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
@@ -227,7 +227,7 @@ t.test('cluster: TTOU while every worker boots removes one of them at once, not 
   for (let i = 0; i < 50 && left.length !== 1; i++) left = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(server.proc.pid!))
   t.equal(left.length, 1, `one worker left (${left.join(', ')})`)
   t.notOk(server.lines.some(l => /stopping the server/.test(l.msg ?? '')), 'no boot failure')
-  const listening = server.lines.find(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))!
+  const listening = await server.waitFor(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))
   t.equal((await fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`)).status, 200, 'and it serves')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
@@ -303,7 +303,7 @@ for (const order of TTOU_HUP_ORDERS) {
     const removed = server.lines.filter(l => exited(l) && !killed.includes(l.worker))
     t.ok(removed.every(l => l.code === 0 && l.signal === null), `every worker removed drained (exit 0): ${removed.map(l => `${l.worker}: ${l.code}/${l.signal}`).join(', ')}`)
     t.ok(server.lines.some(l => l.msg === 'worker ready' && l.workerPid === left[0]), 'the worker left is one that was ready')
-    const listening = server.lines.find(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))!
+    const listening = await server.waitFor(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))
     t.equal((await fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`)).status, 200, 'and it serves')
     server.proc.kill('SIGTERM')
     t.same(await within(server.exited, 15_000), { code: 0, signal: null })
@@ -323,7 +323,7 @@ function gatedCluster (t: Test, workers = 2) {
     open: (id: number) => writeFileSync(join(gates, String(id)), ''),
     /** /health/ready's status, or the fetch's error. */
     health: async () => {
-      const listening = server.lines.find(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))!
+      const listening = await server.waitFor(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))
       return fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`, { signal: AbortSignal.timeout(5000) })
         .then(res => res.status, (err: Error) => `${err.message} (${String((err.cause as Error | undefined)?.message)})`)
     },
