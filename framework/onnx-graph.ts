@@ -1,8 +1,11 @@
 // What the framework reads of an ONNX file's graph itself, besides what ONNX
 // Runtime reports: the index limits of the model's embedding lookups.
 //
-// An input that feeds a Gather over a weight table (the taggers' feature ids,
-// bench/models.ts's `tagger`) must hold row numbers of that table. ONNX
+// An input that feeds a Gather (or GatherElements) over a weight table (the
+// taggers' feature ids, bench/models.ts's `tagger`) must hold row numbers of
+// that table, whether it is read directly or through nodes that pass each of
+// its values on unchanged (Identity, Reshape, Unsqueeze, a widening Cast...:
+// exporters often put one before the lookup). ONNX
 // Runtime fails the whole run on one id out of range, with an error that does
 // not say whose fault it is, so the server answered 500. Knowing each such
 // input's limit, the model store refuses the request with a 400 instead,
@@ -33,6 +36,21 @@ const GRAPH_INITIALIZER = 5
 const GRAPH_INPUT = 11
 const TENSOR_DIMS = 1
 const TENSOR_NAME = 8
+
+// ONNX element types (TensorProto.DataType).
+const INT32 = 6
+const INT64 = 7
+
+/**
+ * Ops that hand on every value of their first input unchanged, only
+ * rearranged: an input read through a chain of them still indexes the table
+ * value for value. (Not Expand or Tile: to an empty shape, they drop values
+ * the lookup then never reads.) Cast is one of them when it widens or keeps
+ * an integer (checked along the chain, indexedInput).
+ */
+const PASS_VALUES = new Set(['Identity', 'Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Transpose', 'Cast'])
+/** Lookups whose indices must be within the table's size along their axis, or ONNX Runtime fails the run. */
+const LOOKUPS = new Set(['Gather', 'GatherElements'])
 
 /** A file's bytes, read through a window of 64 kB. */
 class FileBytes {
@@ -116,11 +134,38 @@ function tensorShape (f: FileBytes, start: number, end: number): { name: string,
   return { name, dims }
 }
 
+/** A value's producer, for the ops that pass values on (PASS_VALUES). */
+interface Pass { from: string, op: string, to: number }
+
 /**
- * The index limits of the model in `path`: each graph input read directly as
- * the indices of a Gather over an initializer (with the smallest limit when
- * it feeds several). None for a file this walk cannot read; ONNX Runtime,
- * which loaded it, is the judge of whether it is a model.
+ * The graph input whose values reach `name` unchanged, through the ops that
+ * pass values on, if any: a Cast must go to int64, or to int32 from int32
+ * (the types the model store checks); a narrowing one may wrap an id into
+ * range, so past it the input's values are not the indices.
+ */
+function indexedInput (name: string, producers: Map<string, Pass>, inputs: Map<string, number>): string | undefined {
+  const casts: number[] = []
+  for (let hops = 0; hops < 64 && !inputs.has(name); hops++) {
+    const pass = producers.get(name)
+    if (!pass) return undefined
+    if (pass.op === 'Cast') casts.unshift(pass.to)
+    name = pass.from
+  }
+  let type = inputs.get(name)
+  if (type === undefined) return undefined
+  for (const to of casts) {
+    if (!(to === INT64 && (type === INT32 || type === INT64)) && !(to === INT32 && type === INT32)) return undefined
+    type = to
+  }
+  return name
+}
+
+/**
+ * The index limits of the model in `path`: each graph input whose values
+ * reach the indices of a Gather or GatherElements over an initializer,
+ * directly or through ops that pass them on (with the smallest limit when it
+ * feeds several). None for a file this walk cannot read; ONNX Runtime, which
+ * loaded it, is the judge of whether it is a model.
  */
 export function indexLimits (path: string): IndexLimit[] {
   let fd: number | undefined
@@ -129,8 +174,10 @@ export function indexLimits (path: string): IndexLimit[] {
     const f = new FileBytes(fd)
     const size = fstatSync(fd).size
     const tables = new Map<string, number[]>()
-    const inputs = new Set<string>()
-    const gathers: Array<{ data: string, indices: string, axis: number, node: string }> = []
+    /** Graph inputs by name, with their element type. */
+    const inputs = new Map<string, number>()
+    const producers = new Map<string, Pass>()
+    const lookups: Array<{ data: string, indices: string, axis: number, node: string }> = []
     for (const top of fields(f, 0, size)) {
       if (top.number !== MODEL_GRAPH || top.wire !== 2) continue
       for (const field of fields(f, top.at, top.end)) {
@@ -139,26 +186,32 @@ export function indexLimits (path: string): IndexLimit[] {
           const { name, dims } = tensorShape(f, field.at, field.end)
           tables.set(name, dims)
         } else if (field.number === GRAPH_INPUT) {
-          inputs.add(onnx.ValueInfoProto.decode(f.bytes(field.at, field.value)).name)
+          const input = onnx.ValueInfoProto.decode(f.bytes(field.at, field.value))
+          inputs.set(input.name, input.type?.tensorType?.elemType ?? 0)
         } else if (field.number === GRAPH_NODE) {
           const node = onnx.NodeProto.decode(f.bytes(field.at, field.value))
-          if (node.opType !== 'Gather' || (node.domain !== '' && node.domain !== 'ai.onnx') || node.input.length < 2) continue
-          const axis = node.attribute.find(a => a.name === 'axis')
-          gathers.push({ data: node.input[0], indices: node.input[1], axis: axis ? Number(axis.i) : 0, node: node.name })
+          if ((node.domain !== '' && node.domain !== 'ai.onnx') || node.input.length < 1) continue
+          const attribute = (name: string) => node.attribute.find(a => a.name === name)
+          if (PASS_VALUES.has(node.opType) && node.output.length > 0) {
+            producers.set(node.output[0], { from: node.input[0], op: node.opType, to: Number(attribute('to')?.i ?? 0) })
+          } else if (LOOKUPS.has(node.opType) && node.input.length >= 2) {
+            lookups.push({ data: node.input[0], indices: node.input[1], axis: Number(attribute('axis')?.i ?? 0), node: node.name })
+          }
         }
       }
     }
     const limits = new Map<string, IndexLimit>()
-    for (const g of gathers) {
+    for (const g of lookups) {
       const dims = tables.get(g.data)
       // Indices that are an initializer too, or a table that is also a graph
       // input (a default the caller may override), have no fixed limit.
-      if (!dims || tables.has(g.indices) || !inputs.has(g.indices) || inputs.has(g.data)) continue
+      const input = indexedInput(g.indices, producers, inputs)
+      if (!dims || input === undefined || tables.has(input) || inputs.has(g.data)) continue
       const axis = g.axis < 0 ? g.axis + dims.length : g.axis
       if (axis < 0 || axis >= dims.length) continue
       const limit = dims[axis]
-      const known = limits.get(g.indices)
-      if (!known || limit < known.limit) limits.set(g.indices, { input: g.indices, limit, table: g.data, node: g.node })
+      const known = limits.get(input)
+      if (!known || limit < known.limit) limits.set(input, { input, limit, table: g.data, node: g.node })
     }
     return [...limits.values()]
   } catch {

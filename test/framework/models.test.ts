@@ -221,3 +221,42 @@ t.test('ids past a weight table\'s rows are refused before they are queued (400)
   t.ok(await padded.load('e'), 'padValue -10: the last row')
   await t.rejects(padded.load('f'), /invalid batching options in .*f\.json: padValue 12 is out of range/)
 })
+
+t.test('ids that reach a lookup through ops passing them on (Unsqueeze, Cast) or index a GatherElements are refused too (400); ONNX Runtime itself fails on them', async t => {
+  const table = { name: 'table', type: 'float32' as const, dims: [10, 2], data: new Float32Array(20).map((_, i) => i) }
+  const axes = { name: 'axes', type: 'int64' as const, dims: [1], data: new BigInt64Array([1n]) }
+  const chained = buildModel({
+    name: 'chained',
+    inputs: [{ name: 'ids', type: 'int32', shape: ['n'] }],
+    outputs: [{ name: 'v', type: 'float32', shape: ['n', 1, 2] }],
+    initializers: [table, axes],
+    nodes: [
+      { op: 'Unsqueeze', inputs: ['ids', 'axes'], outputs: ['u'] },
+      { op: 'Cast', inputs: ['u'], outputs: ['c'], attributes: { to: 7 } },
+      { op: 'Gather', inputs: ['table', 'c'], outputs: ['v'], attributes: { axis: 0 } },
+    ],
+  })
+  const elements = buildModel({
+    name: 'elements',
+    inputs: [{ name: 'pick', type: 'int64', shape: ['n', 2] }],
+    outputs: [{ name: 'v', type: 'float32', shape: ['n', 2] }],
+    initializers: [table],
+    nodes: [{ op: 'GatherElements', inputs: ['table', 'pick'], outputs: ['v'], attributes: { axis: 1 } }],
+  })
+  const s = store(t, { 'chained.onnx': chained, 'elements.onnx': elements })
+  const c = await s.load('chained')
+  const e = await s.load('elements')
+  t.same([...(await c.run({ ids: { type: 'int32', data: new Int32Array([9, -1]), dims: [2] } })).v.data as Float32Array], [18, 19, 18, 19])
+  t.same([...(await e.run({ pick: { type: 'int64', data: new BigInt64Array([1n, 0n, -2n, 1n]), dims: [2, 2] } })).v.data as Float32Array], [1, 0, 2, 3])
+  const badIds = { ids: { type: 'int32' as const, data: new Int32Array([3, 10]), dims: [2] } }
+  const badPick = { pick: { type: 'int64' as const, data: new BigInt64Array([0n, 2n]), dims: [1, 2] } }
+  t.throws(() => c.run(badIds), { statusCode: 400, code: 'BAD_REQUEST', message: /^input 'ids': element 1 \(10\) is out of range: it indexes the 10 rows of the model's table 'table'/ })
+  t.throws(() => e.run(badPick), { statusCode: 400, code: 'BAD_REQUEST', message: /^input 'pick': element 1 \(2\) is out of range: it indexes the 2 rows of the model's table 'table', so it must be from -2 to 1$/ })
+  // The same feeds, past the check (the pool, as the store would queue them): ONNX Runtime fails the run.
+  const pool = new InferencePool({ threads: 1 })
+  t.teardown(() => pool.close())
+  await pool.load('c', c.path)
+  await pool.load('e', e.path)
+  await t.rejects(pool.run('c', badIds), /indices|out of bounds|out of range/i, 'ONNX Runtime fails the chained lookup')
+  await t.rejects(pool.run('e', badPick), /indices|out of bounds|out of range/i, 'ONNX Runtime fails the GatherElements')
+})

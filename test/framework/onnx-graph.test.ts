@@ -49,10 +49,51 @@ t.test('no limit when the table or the indices are not a fixed table and an inpu
   t.same(limitsOf({ inputs: [two[1]], initializers: [table('table', 10), { name: 'ids', type: 'int64', dims: [1], data: new BigInt64Array([1n]) }], nodes: [gather('table', 'ids', 'out')] }), [], 'the indices are an initializer')
   t.same(limitsOf({ inputs: [two[0], { name: 'table', type: 'float32', shape: [10, 2] }], initializers: [table('table', 10)], nodes: [gather('table', 'ids', 'out')] }), [],
     'the table is an initializer listed as an input too (a default the caller may override)')
-  t.same(limitsOf({ initializers: [table('table', 10)], nodes: [{ op: 'Cast', inputs: ['ids'], outputs: ['i'], attributes: { to: 7 } }, gather('table', 'i', 'out')] }), [],
-    'indices computed from the input: not read directly')
+  t.same(limitsOf({ initializers: [table('table', 10), { name: 'one', type: 'int64', dims: [1], data: new BigInt64Array([1n]) }], nodes: [{ op: 'Add', inputs: ['ids', 'one'], outputs: ['i'] }, gather('table', 'i', 'out')] }), [],
+    'indices computed from the input (Add): not its values')
   t.same(limitsOf({ initializers: [table('table', 10)], nodes: [{ op: 'Gather', inputs: ['table', 'ids'], outputs: ['out'], domain: 'com.example' }] }), [], 'another domain\'s Gather')
-  t.same(limitsOf({ initializers: [table('table', 10)], nodes: [{ op: 'GatherElements', inputs: ['table', 'ids'], outputs: ['out'] }] }), [], 'only Gather')
+  t.same(limitsOf({ initializers: [table('table', 10)], nodes: [{ op: 'GatherND', inputs: ['table', 'ids'], outputs: ['out'] }] }), [], 'not GatherND (each index position has its own limit)')
+})
+
+t.test('an input that reaches the lookup through ops that pass its values on', async t => {
+  const int32 = [{ name: 'ids', type: 'int32' as const, shape: ['batch', 'n'] }]
+  const shape = { name: 'shape', type: 'int64' as const, dims: [1], data: new BigInt64Array([-1n]) }
+  const chain = limitsOf({
+    initializers: [table('table', 10), shape],
+    nodes: [
+      { op: 'Identity', inputs: ['ids'], outputs: ['a'] },
+      { op: 'Reshape', inputs: ['a', 'shape'], outputs: ['b'] },
+      { op: 'Cast', inputs: ['b'], outputs: ['c'], attributes: { to: 7 } },
+      gather('table', 'c', 'out', { axis: 0 }, 'lookup'),
+    ],
+  })
+  t.same(chain, [{ input: 'ids', limit: 10, table: 'table', node: 'lookup' }], 'Identity, Reshape (its shape input is not the data), Cast to int64')
+  t.same(limitsOf({ inputs: int32, initializers: [table('table', 10)], nodes: [{ op: 'Cast', inputs: ['ids'], outputs: ['i'], attributes: { to: 7 } }, gather('table', 'i', 'out')] })[0]?.limit, 10,
+    'int32 widened to int64')
+  t.same(limitsOf({ inputs: int32, initializers: [table('table', 10)], nodes: [{ op: 'Cast', inputs: ['ids'], outputs: ['i'], attributes: { to: 6 } }, gather('table', 'i', 'out')] })[0]?.limit, 10,
+    'int32 cast to int32')
+  t.same(limitsOf({ initializers: [table('table', 10)], nodes: [{ op: 'Cast', inputs: ['ids'], outputs: ['i'], attributes: { to: 6 } }, gather('table', 'i', 'out')] }), [],
+    'int64 narrowed to int32: a large id may wrap into range, so the input\'s values are not the indices')
+  t.same(limitsOf({ inputs: [{ name: 'ids', type: 'float32', shape: ['n'] }], initializers: [table('table', 10)], nodes: [{ op: 'Cast', inputs: ['ids'], outputs: ['i'], attributes: { to: 7 } }, gather('table', 'i', 'out')] }), [],
+    'float32 cast to int64: truncated, not the values')
+  t.same(limitsOf({
+    initializers: [table('table', 10), { name: 'axes', type: 'int64', dims: [1], data: new BigInt64Array([0n]) }],
+    nodes: [
+      { op: 'Unsqueeze', inputs: ['ids', 'axes'], outputs: ['a'] },
+      { op: 'Squeeze', inputs: ['a', 'axes'], outputs: ['b'] },
+      { op: 'Transpose', inputs: ['b'], outputs: ['c'] },
+      { op: 'Flatten', inputs: ['c'], outputs: ['d'] },
+      gather('table', 'd', 'out'),
+    ],
+  })[0]?.limit, 10, 'Unsqueeze, Squeeze, Transpose, Flatten')
+  t.same(limitsOf({
+    initializers: [table('table', 10), { name: 'shape', type: 'int64', dims: [2], data: new BigInt64Array([0n, 4n]) }],
+    nodes: [{ op: 'Expand', inputs: ['ids', 'shape'], outputs: ['e'] }, gather('table', 'e', 'out')],
+  }), [], 'not Expand: to an empty shape it drops the values')
+  t.same(limitsOf({ initializers: [table('table', 10, 4)], nodes: [{ op: 'GatherElements', inputs: ['table', 'ids'], outputs: ['out'], attributes: { axis: 1 }, name: 'pick' }] }),
+    [{ input: 'ids', limit: 4, table: 'table', node: 'pick' }], 'GatherElements: the size along its axis')
+  t.same(limitsOf({ initializers: [table('table', 10)], nodes: [{ op: 'Identity', inputs: ['ids'], outputs: ['i'], domain: 'com.example' }, gather('table', 'i', 'out')] }), [],
+    'another domain\'s Identity')
 })
 
 t.test('the weights are skipped, not read: tables past the read window, and the bundled taggers', async t => {
