@@ -78,7 +78,10 @@ const InferRequest = Type.Object({
   model_name: Type.Optional(Type.String({ description: 'Ignored: the URL names the model (KServe\'s client sends it)' })),
   parameters: Type.Optional(Parameters),
   inputs: Type.Array(RequestInputSchema),
-  outputs: Type.Optional(Type.Array(Type.Object({ name: Type.String(), parameters: Type.Optional(Parameters) }, { additionalProperties: false }), { minItems: 1 })),
+  // None, or an empty list (as Triton reads it): every output of the model.
+  outputs: Type.Optional(Type.Array(Type.Object({ name: Type.String(), parameters: Type.Optional(Parameters) }, { additionalProperties: false }), {
+    description: 'The outputs to send; all of them when absent or empty',
+  })),
 }, { additionalProperties: false, title: 'InferenceRequest' })
 type InferRequest = Static<typeof InferRequest>
 
@@ -544,7 +547,7 @@ interface WantedOutput { name: string, binary: boolean }
 export function chooseOutputs (body: InferRequest, loaded: LoadedModel): readonly WantedOutput[] {
   const allBinary = body.parameters?.binary_data_output
   if (allBinary !== undefined && typeof allBinary !== 'boolean') throw bad('parameters.binary_data_output must be true or false')
-  if (body.outputs !== undefined) return pickOutputs(body, loaded, allBinary)
+  if (body.outputs !== undefined && body.outputs.length > 0) return pickOutputs(body, loaded, allBinary)
   // No outputs named: the answer depends on the model and allBinary alone, so
   // it is made once (a refusal is not kept: it is thrown again each time).
   let cached = defaultOutputs.get(loaded)
@@ -558,7 +561,7 @@ const defaultOutputs = new WeakMap<LoadedModel, Array<readonly WantedOutput[] | 
 
 function pickOutputs (body: InferRequest, loaded: LoadedModel, allBinary: boolean | undefined): WantedOutput[] {
   const byName = new Map(loaded.outputs.map(o => [o.name, o]))
-  const asked = body.outputs ?? loaded.outputs.map(o => ({ name: o.name, parameters: undefined }))
+  const asked = body.outputs?.length ? body.outputs : loaded.outputs.map(o => ({ name: o.name, parameters: undefined }))
   const seen = new Set<string>()
   return asked.map(o => {
     const info = byName.get(o.name)

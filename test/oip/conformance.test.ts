@@ -138,6 +138,13 @@ t.test('infer: outputs filter returns only (and in the order of) the outputs ask
   ]
   const all = (await infer(app, '/v2/models/twoway/infer', { inputs })).json()
   t.same(all.outputs.map((o: { name: string }) => o.name), ['sum', 'product'])
+  const empty = await infer(app, '/v2/models/twoway/infer', { inputs, outputs: [] })
+  t.equal(empty.statusCode, 200, 'an empty outputs list is none named: every output (as Triton)')
+  t.same(empty.json().outputs, all.outputs)
+  const emptyBinary = await infer(app, '/v2/models/twoway/infer', { inputs, outputs: [], parameters: { binary_data_output: true } })
+  const header = JSON.parse(emptyBinary.rawPayload.subarray(0, Number(emptyBinary.headers['inference-header-content-length'])).toString())
+  t.same(header.outputs.map((o: { name: string, parameters?: unknown }) => [o.name, o.parameters]),
+    [['sum', { binary_data_size: 8 }], ['product', { binary_data_size: 8 }]], 'with binary_data_output: every output, binary')
   const one = (await infer(app, '/v2/models/twoway/infer', { inputs, outputs: [{ name: 'product' }] })).json()
   t.same(one.outputs, [{ name: 'product', datatype: 'FP32', shape: [1, 2], data: [8, 15] }])
   const order = (await infer(app, '/v2/models/twoway/infer', { inputs, outputs: [{ name: 'product' }, { name: 'sum' }] })).json()
@@ -323,7 +330,6 @@ t.test('tensor validation: every error is a 400 with the project error body, bef
     ['unknown field (strict schema)', 'mlp', { ...x(), extra: 1 }, /unknown field 'extra'/],
     ['negative dimension', 'mlp', x({ shape: [-1, 4] }), /must be >= 0/],
     ['id must be a string', 'mlp', { ...x(), id: 7 }, /id must be string/],
-    ['an empty outputs list', 'mlp', { ...x(), outputs: [] }, /outputs must NOT have fewer than 1 items/],
     ['a dimension over 2^31 - 1 (with another 0, no elements)', 'id_f32', { inputs: [{ name: 'x', shape: [0, 2 ** 32], datatype: 'FP32', data: [] }] }, /must be <= 2147483647/],
     ['a NUL inside a BYTES element', 'id_str', { inputs: [{ name: 'x', shape: [1, 1], datatype: 'BYTES', data: ['a\0b'] }] }, /BYTES element 0 holds a NUL character/],
     ['a lone surrogate in a BYTES element', 'id_str', '{"inputs":[{"name":"x","shape":[1,2],"datatype":"BYTES","data":["ok","\\ud800"]}]}', /BYTES element 1 holds a lone UTF-16 surrogate/],
