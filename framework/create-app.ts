@@ -226,7 +226,8 @@ export async function createApp (options: AppOptions): Promise<App> {
     // lifecycle hook below answers draining requests instead.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
-    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    // /ner/ is /ner: a client that adds the slash gets the resource, not a 404.
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH, ignoreTrailingSlash: true },
     // Requests Node cannot parse and paths that do not decode: the one error
     // format too. (Unparseable requests have no method or path to count.)
     clientErrorHandler,

@@ -267,11 +267,10 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     summary: 'Server metadata',
     response: { 200: Type.Object({ name: Type.String(), version: Type.String(), extensions: Type.Array(Type.String()) }) },
   }
+  // Also `/v2/` (the router ignores a trailing slash): the spec's OpenAPI
+  // documents (KServe's rest_predict_v2.yaml and open_inference_rest.yaml)
+  // write this path so, and clients generated from them ask for that.
   app.get('/v2', { schema: serverMetadataSchema }, serverMetadata)
-  // The spec's OpenAPI documents (KServe's rest_predict_v2.yaml and
-  // open_inference_rest.yaml) write this path `/v2/`, so clients generated
-  // from them ask for that; KServe's and MLServer's servers answer it too.
-  app.get('/v2/', { schema: { ...serverMetadataSchema, hide: true } }, serverMetadata)
 
   const metadata = async (request: FastifyRequest<{ Params: { name: string, version?: string } }>) => {
     const { model, loaded } = resolve(request.params.name, request.params.version)

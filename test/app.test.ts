@@ -164,6 +164,21 @@ t.test('an unknown path is a 404 from its headers: its body is never parsed nor 
   t.equal((await app.inject({ method: 'POST', url: '/ner', headers: { 'content-type': 'application/json' }, payload: '{not json' })).statusCode, 400)
 })
 
+t.test('a trailing slash names the same route: /ner/ is /ner, for resources, health, OIP and the 405s', async t => {
+  const app = await build(t)
+  const sentence = JSON.stringify({ text: 'Alice lives in Paris.' })
+  const plain = await app.inject({ method: 'POST', url: '/ner', headers: { 'content-type': 'application/json' }, payload: sentence })
+  const slashed = await app.inject({ method: 'POST', url: '/ner/', headers: { 'content-type': 'application/json' }, payload: sentence })
+  t.equal(slashed.statusCode, 200, `POST /ner/: ${slashed.body}`)
+  t.same(slashed.json(), plain.json())
+  t.equal((await app.inject({ url: '/health/ready/' })).statusCode, 200)
+  t.equal((await app.inject({ url: '/v2/models/scaler/' })).json().name, 'scaler')
+  const wrongVerb = await app.inject({ method: 'DELETE', url: '/ner/' })
+  t.equal(wrongVerb.statusCode, 405)
+  t.equal(wrongVerb.headers.allow, 'POST, GET, HEAD, OPTIONS')
+  t.equal((await app.inject({ url: '/nope/' })).statusCode, 404, 'an unknown path stays unknown')
+})
+
 t.test('HEAD is 405 on a resource without GET', async t => {
   const app = await bareApp(t)
   app.mount('/faulty', new Faulty())
