@@ -196,6 +196,9 @@ export function nodeRequestTimeoutMs (bodyTimeoutMs: number, headersTimeoutMs: n
   return bodyTimeoutMs > 0 ? headersTimeoutMs + bodyTimeoutMs : Math.max(300_000, headersTimeoutMs)
 }
 
+/** How often Node checks its connections against headersTimeout and requestTimeout (its default: 30 s). */
+const CONNECTIONS_CHECK_MS = 1000
+
 /** Answers of this many characters or bytes or more get the send timeout (`sendTimeoutMs`). */
 const LARGE_ANSWER = 64 * 1024
 
@@ -246,7 +249,10 @@ export async function createApp (options: AppOptions): Promise<App> {
       // Expect other than 100-continue (417) with empty bodies, not in the
       // error format: the first is let through to the handler below, the
       // second comes to the checkExpectation listener, and both are answered here.
-      const server = createServer({ ...opts.http, requireHostHeader: false }, (req, res) => {
+      // connectionsCheckingInterval: how often Node looks for requests past
+      // its headersTimeout and requestTimeout (below). Its 30 s default let a
+      // client that never ends its headers keep a connection up to 90 s, not 60.
+      const server = createServer({ ...opts.http, requireHostHeader: false, connectionsCheckingInterval: CONNECTIONS_CHECK_MS }, (req, res) => {
         if (req.headers.host === undefined && req.httpVersion === '1.1') return answerRaw(req, res, 'BAD_REQUEST', 'an HTTP/1.1 request needs a Host header')
         // Node undoes chunked alone: a body sent with another transfer coding
         // ('gzip, chunked') was read as it came, still coded (RFC 9112 6.1: 501).
@@ -271,7 +277,7 @@ export async function createApp (options: AppOptions): Promise<App> {
       // of a request already answered (a 405 or a 413 sent from the headers,
       // an early 503), which Node reads and discards for as long as the client
       // sends it, keeping the connection. Answered with clientErrorHandler's
-      // 408 and a close, within Node's check interval (30 s) after it.
+      // 408 and a close, within Node's check interval (1 s) after it.
       server.requestTimeout = opts.requestTimeout > 0 ? opts.requestTimeout : nodeRequestTimeoutMs(options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS, server.headersTimeout)
       server.setTimeout(opts.connectionTimeout)
       if (opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket
