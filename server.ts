@@ -5,11 +5,17 @@
 //   npm start                          # 127.0.0.1:8000, one process
 //   PORT=9000 npm start -- --workers 2 # cluster of two workers
 //   npm start -- --help                # every setting
+//
+// First, before the modules below are evaluated: the hold on the signals
+// (framework/signal-hold.ts). `npm start` has it in place even earlier, before
+// they are loaded (scripts/start.sh passes it to node with --import).
+import './framework/hold-signals-at-start.ts'
 import cluster from 'node:cluster'
 import { existsSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { helpText, parseSettings, UsageError } from './framework/settings.ts'
-import { holdSignals, serve } from './framework/serve.ts'
+import { holdSignals } from './framework/signal-hold.ts'
+import { serve } from './framework/serve.ts'
 import { runArbiter } from './framework/arbiter.ts'
 
 async function main () {
@@ -25,12 +31,13 @@ async function main () {
     process.stdout.write(helpText() + '\n')
     return
   }
+  // Held since the start (hold-signals-at-start.ts), until the arbiter or
+  // serve() handles them: their default actions would end, stop or inspect
+  // the process. Now the hold logs a stop at the level set.
+  const releaseSignals = holdSignals(settings.logLevel)
   if (settings.workers > 1 && cluster.isPrimary) {
-    runArbiter(settings)
+    runArbiter(settings, releaseSignals)
   } else {
-    // From here until serve() handles them, signals are held (holdSignals):
-    // their default actions would end, stop or inspect the process.
-    const releaseSignals = holdSignals(settings.logLevel)
     // Like gunicorn's `module:app`, the app is loaded after the fork, in the worker.
     // `npm start` runs this file compiled (dist/, no loader): an app given as
     // TypeScript then needs tsx's loader, registered for it alone.

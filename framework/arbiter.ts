@@ -29,6 +29,12 @@
 //   beyond the target is removed then. While a dead worker's respawn is
 //   pending, that respawn is dropped instead. A worker that reached
 //   --max-requests is replaced the same way as on HUP.
+// - Before the first workers are forked (from the process's start: the hold
+//   of signal-hold.ts until runArbiter takes over, then while it checks the
+//   port), TERM, INT and QUIT exit 0 at once (nothing to stop); TTIN and
+//   TTOU set how many workers are forked; a HUP has nothing to replace (the
+//   workers load the models as they are on disk then), it is logged and
+//   dropped; USR1 and USR2 are ignored as ever.
 // - 'all workers ready' is logged once, the first time as many live workers
 //   as the target are all ready (workers removed on purpose do not count).
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
@@ -37,6 +43,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import pino from 'pino'
 import type { Settings } from './settings.ts'
 import { USER_SIGNALS_IGNORED, type WorkerMessage } from './serve.ts'
+import { holdSignals, type ReleaseSignals } from './signal-hold.ts'
 import type { ArbiterMetricsMessage } from './metrics.ts'
 import { ClusterMetrics } from './cluster-metrics.ts'
 
@@ -65,9 +72,12 @@ function tell (worker: Worker, message: ArbiterMetricsMessage): boolean {
   return true
 }
 
-export function runArbiter (settings: Settings): void {
+/** `releaseSignals`: the hold on the signals since the process started (server.ts); taken over once the handlers are in place. */
+export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals = holdSignals(settings.logLevel)): void {
   const log = pino({ level: settings.logLevel, base: { pid: process.pid, role: 'arbiter' } })
   let target = settings.workers
+  /** Whether the first workers were forked: until then, TTIN and TTOU only change how many will be. */
+  let forked = false
   let stopping = false
   let backoffMs = 0
   let lastDeath = 0
@@ -291,14 +301,23 @@ export function runArbiter (settings: Settings): void {
   })
   // Node's defaults would open the inspector (USR1) or end the primary at once (USR2): serve.ts.
   for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) process.on(signal, () => log.warn({ signal }, USER_SIGNALS_IGNORED[signal]))
+  /** TTIN and TTOU before the first fork (also held ones): the fork forks that many more or fewer. */
+  const resizeBeforeFork = (signal: 'SIGTTIN' | 'SIGTTOU') => {
+    if (signal === 'SIGTTIN') target++
+    else if (target > 1) target--
+    log.info({ signal, target }, `${signal} before the workers are forked: starting ${target}`)
+  }
   process.on('SIGTTIN', () => {
     // Stopping, a new worker would boot, serve, and hold the exit until the kill timer.
     if (stopping) return log.info('SIGTTIN: stopping; ignored')
+    // A worker forked now would be one more than the fork to come starts (it forks `target`).
+    if (!forked) return resizeBeforeFork('SIGTTIN')
     target++
     log.info({ target }, 'SIGTTIN: adding a worker')
     void spawn()
   })
   process.on('SIGTTOU', () => {
+    if (!forked) return resizeBeforeFork('SIGTTOU')
     if (target <= 1) return log.info({ target }, 'SIGTTOU: already at one worker; ignored')
     target--
     const workers = live()
@@ -333,6 +352,15 @@ export function runArbiter (settings: Settings): void {
     logAllReady()
   })
 
+  // The handlers above are in place (in the same tick: no signal falls
+  // between them and the hold). What the hold dropped came before any worker
+  // was forked: see the header.
+  for (const signal of releaseSignals()) {
+    if (signal === 'SIGTTIN' || signal === 'SIGTTOU') resizeBeforeFork(signal)
+    else if (signal === 'SIGHUP') log.info({ signal }, 'SIGHUP before the workers are forked: nothing to replace (they load the models as they are on disk)')
+    else if (signal === 'SIGUSR1' || signal === 'SIGUSR2') log.warn({ signal }, USER_SIGNALS_IGNORED[signal])
+  }
+
   void (async () => {
     // Like gunicorn's arbiter, which binds before it forks: a port in use or
     // a host that cannot be listened on stops the server at once (exit 1, as
@@ -348,6 +376,7 @@ export function runArbiter (settings: Settings): void {
     }
     log.info({ workers: target, host: settings.host, port: boundPort ?? settings.port }, 'starting workers')
     // 'all workers ready' is logged by logAllReady, once they are.
+    forked = true
     for (let i = 0; i < target; i++) void spawn()
   })()
 }

@@ -8,15 +8,16 @@
 // Signals: TERM drains (readiness 503, no new connections, in-flight requests
 // finish, exit 0; killed after the graceful timeout); INT and QUIT stop at once;
 // HUP reloads the models (alone); TTIN and TTOU (alone: no workers), USR1 and
-// USR2 (gunicorn's log reopening and binary upgrade) are ignored. Before
-// serve() handles them, while the app is imported and built, they are held
-// (holdSignals): a stop exits 0 at once, the others are dropped.
+// USR2 (gunicorn's log reopening and binary upgrade) are ignored. Until
+// serve() handles them (from the process's start, before the server's own
+// modules load, through the app's import and build) they are held
+// (signal-hold.ts): a stop exits 0 at once, the others are dropped.
 import cluster from 'node:cluster'
 import type { FastifyBaseLogger } from 'fastify'
-import pino from 'pino'
 import type { App, AppOptions } from './create-app.ts'
 import type { Settings } from './settings.ts'
 import type { MetricsPart } from './metrics.ts'
+import { holdSignals, type ReleaseSignals } from './signal-hold.ts'
 
 export type BuildApp = (options: AppOptions) => Promise<App>
 
@@ -77,39 +78,13 @@ function tell (message: WorkerMessage) {
 /** What every log line of this process carries: its pid, and in a cluster its worker id. */
 const logBase = () => ({ pid: process.pid, ...(cluster.isWorker ? { worker: cluster.worker?.id } : {}) })
 
-/** The signals serve() handles, held from start-up until it does (holdSignals). */
-const HELD_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGUSR1', 'SIGUSR2'] as const
-
 /**
- * Holds the signals serve() handles, from start-up until it handles them;
- * returns the release, for serve() once its own handlers are in place. While
- * the app is imported and built (a second or more), their default actions
- * would do: TERM, INT and QUIT end the process by the signal (no exit 0),
- * HUP and USR2 end it too, TTIN and TTOU stop it, and USR1 opens the
- * inspector. A stop then ends the process at once, exit 0: nothing is served
- * or loaded yet, so there is nothing to drain, and waiting for the import and
- * the build could outlast a cluster primary's kill timer (2 s after an INT).
- * A HUP has nothing to reload (the models are loaded as they are on disk),
- * and TTIN and TTOU mean nothing alone: those are dropped.
+ * `releaseSignals`: the hold on the signals (signal-hold.ts), in place since
+ * the process started (server.ts); without one, they are held from here,
+ * while the app is built. What it dropped stays dropped: a HUP before the
+ * app is built has nothing to reload, TTIN and TTOU mean nothing here.
  */
-export function holdSignals (logLevel: string): () => void {
-  const hold = (signal: NodeJS.Signals) => {
-    if (signal !== 'SIGTERM' && signal !== 'SIGINT' && signal !== 'SIGQUIT') return
-    // The app's logger does not exist yet: one of the same shape.
-    pino({ level: logLevel, base: logBase() })
-      .info({ signal }, 'stopped while starting: nothing served yet')
-    process.exit(0)
-  }
-  for (const signal of HELD_SIGNALS) process.on(signal, hold)
-  return () => { for (const signal of HELD_SIGNALS) process.off(signal, hold) }
-}
-
-/**
- * `releaseSignals`: the caller held the signals from its own start (server.ts,
- * while it imports the app); by default, they are held from here, while the
- * app is built.
- */
-export async function serve (buildApp: BuildApp, settings: Settings, releaseSignals = holdSignals(settings.logLevel)): Promise<void> {
+export async function serve (buildApp: BuildApp, settings: Settings, releaseSignals: ReleaseSignals = holdSignals(settings.logLevel)): Promise<void> {
   const app = await buildApp(appOptions(settings, {
     level: settings.logLevel,
     base: logBase(),
