@@ -2,13 +2,14 @@
 // moments until serve() or the arbiter (runArbiter) handles them: Node's
 // default actions would end, stop or inspect the process meanwhile.
 //
-// Kept light (Node's built-ins and settings.ts, itself built-ins only, no
-// pino): hold-signals-at-start.ts installs it before fastify, pino or ONNX
-// Runtime are even loaded, which takes the compiled server 0.1-0.2 s (more
-// under tsx); `npm start` passes that module to node with --import
-// (scripts/start.sh), which runs it before server.js's graph is loaded, and
-// server.ts imports it first. Importing this module installs nothing:
-// serve.ts re-exports holdSignals, and tests import serve.ts.
+// Kept light (Node's built-ins and settings.ts, itself built-ins only; no
+// pino): hold-signals-at-start.ts installs it before pino, fastify or ONNX
+// Runtime are even loaded, which takes the compiled server about 0.1 s past
+// Node's own boot (more under tsx; scripts/start.sh has the figures). `npm
+// start` passes that module to node with --import (scripts/start.sh), which
+// runs it before server.js's module graph is loaded, and server.ts imports it
+// first. Importing this module installs nothing: serve.ts and arbiter.ts
+// import it, and so do tests that import them.
 import cluster from 'node:cluster'
 import { writeSync } from 'node:fs'
 import { parseSettings } from './settings.ts'

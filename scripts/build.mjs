@@ -23,8 +23,10 @@ import { fileURLToPath } from 'node:url'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const OUT = join(ROOT, 'dist')
-// The inference thread's script is started by URL (framework/pool.ts), not imported.
-const ENTRIES = ['server.ts', 'app.ts', 'framework/inference-worker.js']
+// The inference thread's script is started by URL (framework/pool.ts), not
+// imported; the hold on the signals is also passed to node by scripts/start.sh
+// (--import), whatever server.ts imports.
+const ENTRIES = ['server.ts', 'app.ts', 'framework/inference-worker.js', 'framework/hold-signals-at-start.ts']
 
 const common = { absWorkingDir: ROOT, bundle: true, packages: 'external', platform: 'node', format: 'esm', target: 'node20', logLevel: 'error' }
 

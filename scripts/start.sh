@@ -86,8 +86,10 @@ fi
 # place before server.js's modules are even loaded, where server.js's own first
 # import of it waits for its whole module graph: a HUP, TTIN or TTOU in the
 # first 0.1-0.2 s would otherwise end or stop the server, and a TERM end it by
-# the signal (not exit 0). Cluster workers inherit it (execArgv). Measured with
-# the HUP bit of /proc/<pid>/status's SigCgt, the main thread's CPU time from
-# its start to the hold (bare node: 78-114 ms, median 90): 142-206 ms (median
-# 160) before; 94-135 (109) with the first import alone; 84-148 (94) with this.
+# the signal (not exit 0). Cluster workers inherit it (execArgv). Measured
+# with scripts/signal-window.mjs (time from spawn until SIGHUP is caught; 30
+# runs each, median and range, on 2 loaded cores): a bare `node` script that
+# catches it 111 ms (78-147); `node dist/server.js` 199 (154-238) before, 139
+# (95-167) with the hold as its first import alone, 110 (85-146) with this
+# --import; this script 227 -> 123 ms; with --workers 2, the primary 173 -> 111.
 exec node $gc $v8 --import "$root/dist/framework/hold-signals-at-start.js" "$root/dist/server.js" "$@"
