@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, CLOSING_LOAD_APP, GATED_IMPORT_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer } from './fixtures/server.ts'
+import { childEnv, CLOSING_LOAD_APP, GATED_IMPORT_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer, TERM_ENDS_LOAD_APP } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
@@ -446,6 +446,98 @@ t.test('cluster, --workers 3: a TTOU that stops a worker still booting at start-
   t.equal(await health(), 200, 'workers 1 and 3 serve')
   t.equal(workerPids(server.proc.pid!).length, 2, 'two workers left')
   t.equal(server.lines.filter(l => l.msg === 'all workers ready').length, 1, '\'all workers ready\' logged once')
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+/** Polls the worker processes (up to 15 s) until one is left: the ones removed may still be draining. */
+async function oneWorkerLeft (primary: number): Promise<number[]> {
+  let left = workerPids(primary)
+  for (let i = 0; i < 150 && left.length !== 1; i++) left = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(primary))
+  return left
+}
+const arbiterLog = (server: { lines: Array<Record<string, any>> }) => server.lines.filter(l => l.role === 'arbiter').map(l => `${l.msg} ${l.worker ?? ''}`).join('; ')
+
+t.test('cluster, --workers 2: a TTOU after a HUP that replaces a worker still booting does not remove the only ready worker', async t => {
+  const { server, importing, open, health } = gatedCluster(t)
+  await Promise.all([importing(1), importing(2)])
+  open(2)
+  await server.waitFor(l => l.msg === 'worker ready' && l.worker === 2)
+  // The HUP replaces worker 1 first (still booting) with worker 3, held in its import.
+  server.proc.kill('SIGHUP')
+  await importing(3)
+  // Worker 2 is the only one ready; worker 3, a replacement, and worker 1, being replaced, boot.
+  server.proc.kill('SIGTTOU')
+  const said = await server.waitFor(l => l.msg?.startsWith('SIGTTOU'))
+  t.not(said.worker, 2, `worker 2, the only one ready, is not removed (${said.msg} ${said.worker ?? ''})`)
+  t.equal(await health(), 200, 'worker 2 serves')
+  open(3)
+  const ready3 = await server.waitFor(l => l.msg === 'worker ready' && l.worker === 3)
+  open(1)
+  const left = await oneWorkerLeft(server.proc.pid!)
+  t.same(left, [ready3.workerPid], `worker 3 left (${left.join(', ')}); arbiter: ${arbiterLog(server)}`)
+  const drained2 = server.lines.findIndex(l => l.msg === 'draining: finishing in-flight requests' && l.worker === 2)
+  t.ok(drained2 > server.lines.indexOf(ready3), 'worker 2 drained only once worker 3 was ready: one worker served all along')
+  await server.waitFor(() => server.lines.filter(l => l.msg === 'worker exited').length === 2)
+  const exits = server.lines.filter(l => l.msg === 'worker exited')
+  t.ok(exits.every(l => l.code === 0 && l.signal === null), `workers 1 and 2 exit 0: ${exits.map(l => `${l.worker}: ${l.code}/${l.signal}`).join(', ')}`)
+  t.equal(await health(), 200, 'worker 3 serves')
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+t.test('cluster, --workers 2: a TTOU while two HUPs\' replacements boot: the second HUP then replaces no more workers than the target', async t => {
+  const { server, importing, open, health } = gatedCluster(t)
+  await Promise.all([importing(1), importing(2)])
+  const hup = async (n: number, replacement: number) => {
+    server.proc.kill('SIGHUP')
+    await server.waitFor(l => l.msg === 'SIGHUP: replacing workers one by one' && server.lines.filter(m => m.msg === l.msg).length === n)
+    await importing(replacement)
+  }
+  // The first HUP replaces worker 1 with worker 3; the second, worker 2 with worker 4, and would go on with worker 3.
+  await hup(1, 3)
+  await hup(2, 4)
+  server.proc.kill('SIGTTOU')
+  const said = await server.waitFor(l => l.msg?.startsWith('SIGTTOU'))
+  t.equal(said.msg, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed', 'none removed yet')
+  // Worker 4 ready: the target of 1 is met by the second HUP's workers; worker 3 is one beyond it, not to be replaced.
+  open(4)
+  await server.waitFor(l => l.msg === 'worker ready' && l.worker === 4)
+  open(3)
+  await server.waitFor(l => l.msg === 'worker ready' && l.worker === 3)
+  for (let id = 1; id <= 8; id++) open(id)
+  const left = await oneWorkerLeft(server.proc.pid!)
+  const forked = [...new Set(server.lines.filter(l => l.msg === 'importing the app (gated)').map(l => l.worker as number))].sort((a, b) => a - b)
+  t.same(forked, [1, 2, 3, 4], `no replacement forked for worker 3, beyond the target; arbiter: ${arbiterLog(server)}`)
+  const ready4 = server.lines.find(l => l.msg === 'worker ready' && l.worker === 4)!
+  t.same(left, [ready4.workerPid], `worker 4, the second HUP's, left (${left.join(', ')})`)
+  await server.waitFor(() => server.lines.filter(l => l.msg === 'worker exited').length === forked.length - 1)
+  const exits = server.lines.filter(l => l.msg === 'worker exited')
+  t.ok(exits.every(l => l.code === 0 && l.signal === null), `every worker removed exits 0: ${exits.map(l => `${l.worker}: ${l.code}/${l.signal}`).join(', ')}`)
+  t.equal(await health(), 200, 'and it serves')
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+t.test('cluster, --workers 2: a worker a TTOU stops just as it finishes booting, then listens while it drains, is not counted ready', async t => {
+  const dir = modelsDir(t, {})
+  // Worker 2's load ends with the TERM: it listens and says 'ready' while it drains.
+  const server = startServer(t, ['--models-dir', dir, '--app', TERM_ENDS_LOAD_APP, '--workers', '2', '--threads', '1'], { env: { HELD_WORKERS: '2' } })
+  t.teardown(() => { for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL') })
+  await server.waitFor(l => l.msg === 'worker ready' && l.worker === 1)
+  await server.waitFor(l => l.msg === 'loading until a TERM' && l.worker === 2)
+  server.proc.kill('SIGTTOU')
+  const removed = await server.waitFor(l => l.msg?.startsWith('SIGTTOU'))
+  t.same([removed.msg, removed.worker], ['SIGTTOU: removing a worker', 2], 'the booting worker 2 is removed')
+  const listening = await server.waitFor(l => l.worker === 2 && l.msg?.startsWith('Server listening at '))
+  t.ok(listening, 'worker 2 listened once its load ended')
+  const exited = await server.waitFor(l => l.msg === 'worker exited' && l.worker === 2)
+  t.same([exited.code, exited.signal], [0, null], 'and drained: exit 0')
+  t.notOk(server.lines.some(l => l.msg === 'worker ready' && l.worker === 2), `worker 2 not logged as ready; arbiter: ${arbiterLog(server)}`)
+  t.ok(server.lines.some(l => l.msg === 'a worker being removed is listening: not counted as ready' && l.worker === 2), 'its \'ready\' is logged as not counted')
+  t.same(server.lines.filter(l => l.msg === 'all workers ready').map(l => l.workers), [1], '\'all workers ready\' once, for worker 1')
+  const res = await fetch(`http://127.0.0.1:${Number(/:(\d+)$/.exec(listening.msg)![1])}/health/ready`, { signal: AbortSignal.timeout(5000) })
+  t.equal(res.status, 200, 'worker 1 serves')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
