@@ -37,6 +37,8 @@
 //   dropped; USR1 and USR2 are ignored as ever.
 // - 'all workers ready' is logged once, the first time as many live workers
 //   as the target are all ready (workers removed on purpose do not count).
+//   A worker told to stop as it finished booting may still listen while it
+//   drains: it is not logged 'worker ready', nor counted as serving.
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
@@ -87,6 +89,12 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   let boundPort: number | undefined
   const ready = new Set<Worker>()
   const retiring = new Set<Worker>()
+  /**
+   * Workers told to stop (TTOU, beyond the target, replaced), until they
+   * exit. A TERM that reaches a worker as it finishes booting lets it listen
+   * while it drains: its 'ready' then is no worker serving, nor one awaited.
+   */
+  const removed = new Set<Worker>()
   /** Workers started by `replace`, until ready: if one dies, `replace` keeps the old one. */
   const replacements = new Set<Worker>()
   const waiters = new Map<Worker, (ok: boolean) => void>()
@@ -99,6 +107,13 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   // (see `shutdown`) is still in cluster.workers during its 'exit' and the
   // `replace` that awaited it, and would count towards the target.
   const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !w.isDead() && !retiring.has(w))
+
+  /** Stops a worker on purpose: it drains (or exits at once while booting), off the count. */
+  const stopWorker = (worker: Worker) => {
+    retiring.add(worker)
+    removed.add(worker)
+    worker.process.kill('SIGTERM')
+  }
 
   const spawn = (onFork?: (worker: Worker) => void): Promise<boolean> => {
     const worker = cluster.fork(boundPort === undefined ? {} : { ONNX_SERVE_PORT: String(boundPort) })
@@ -187,8 +202,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       const victim = fresh && candidates.includes(fresh) ? fresh : candidates.at(-1)
       if (!victim) break
       log.info({ target, worker: victim.id }, 'beyond the target (a TTOU while booting): removing a worker')
-      retiring.add(victim)
-      victim.process.kill('SIGTERM')
+      stopWorker(victim)
     }
   }
 
@@ -198,7 +212,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     if (retiring.has(old) || stopping || old.isDead()) return
     retiring.add(old)
     const ok = await spawn(fresh => replacements.add(fresh))
-    if (ok && !stopping) old.process.kill('SIGTERM')
+    if (ok && !stopping) stopWorker(old)
     // The replacement died booting: the old worker keeps serving (a later HUP
     // may try again). It counts again, and may be one beyond the target: if
     // no live worker is booting, no 'ready' will come to remove one, so it
@@ -212,6 +226,10 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
 
   cluster.on('message', (worker: Worker, message: WorkerMessage) => {
     if (message.type === 'ready') {
+      if (removed.has(worker)) {
+        log.info({ worker: worker.id, workerPid: worker.process.pid, port: message.port }, 'a worker being removed is listening: not counted as ready')
+        return
+      }
       ready.add(worker)
       const wasReplacement = replacements.delete(worker)
       wasUp = true
@@ -259,6 +277,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     const wasReady = ready.delete(worker)
     metrics.exited(worker)
     const wasRetiring = retiring.delete(worker)
+    removed.delete(worker)
     const wasReplacement = replacements.delete(worker)
     waiters.get(worker)?.(false)
     waiters.delete(worker)
@@ -346,8 +365,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     // (the 'ready' message: removeBeyondTarget).
     if (!victim) return log.info({ target }, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed')
     log.info({ target, worker: victim.id }, 'SIGTTOU: removing a worker')
-    retiring.add(victim)
-    victim.process.kill('SIGTERM')
+    stopWorker(victim)
     // The workers left may all be ready now: a booting one was awaited.
     logAllReady()
   })
