@@ -95,8 +95,8 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
    * while it drains: its 'ready' then is no worker serving, nor one awaited.
    */
   const removed = new Set<Worker>()
-  /** Workers started by `replace`, until ready: if one dies, `replace` keeps the old one. */
-  const replacements = new Set<Worker>()
+  /** Workers started by `replace`, until ready, each with the old worker it replaces: if one dies, `replace` keeps the old one. */
+  const replacements = new Map<Worker, Worker>()
   const waiters = new Map<Worker, (ok: boolean) => void>()
   const metrics = new ClusterMetrics<Worker>({
     ask: (worker, id) => tell(worker, { type: 'metrics-collect', id }),
@@ -180,26 +180,47 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   }
 
   /**
-   * Drains ready workers while more are live than the target (a TTOU that
-   * came while every live worker was a replacement still booting; or such a
-   * replacement died, and its old worker counts again). `live()` counts the
-   * workers left once things settle: a replacement booting stands for the
-   * old worker it replaces, which is off the count (retiring) and drains
-   * once the replacement is ready, or counts again if it dies. So only a
-   * ready live worker's removal lowers the count: not a retiring one (it is
-   * being replaced), nor a replacement still booting (`replace` would then
-   * keep its old worker). `fresh`, the worker just ready, goes first (the
-   * first one ready beyond the target), unless it is a replacement: its old
-   * worker drains now, and taking both could leave nobody serving while the
-   * others boot; another ready worker goes instead. With none to remove,
-   * every other live worker is booting, and each one ends in a 'ready' that
-   * calls this again, or a death (one fewer, or its old worker back: see
-   * `replace`).
+   * The worker to remove, with more live than the target (a TTOU; or one
+   * beyond it), or none for now. `live()` counts the workers left once
+   * things settle: a replacement booting stands for the old worker it
+   * replaces, which is off the count (retiring) and drains once the
+   * replacement is ready, or counts again if it dies. So the removals that
+   * lower the count are:
+   * - a live worker still booting that is no replacement (one of the start,
+   *   a TTIN's, a respawn's, an old worker whose replacement died): it
+   *   serves nobody yet, and exits soon (at once while it imports and builds
+   *   the app: serve.ts holds the signals; once it has closed the app while
+   *   it loads the models). Never a replacement still booting: `replace`
+   *   would then keep its old worker, out of reach of later signals.
+   * - else a ready live worker, as long as another worker serves on: one
+   *   ready, not told to stop, and not `oldOfFresh` (the old worker of
+   *   `fresh`, a replacement just ready: it drains now). Removing the only
+   *   one serving would leave nobody serving while the others boot; each of
+   *   those ends in a 'ready' that calls removeBeyondTarget, or a death (one
+   *   fewer, or its old worker back: see `replace`). Among ready workers,
+   *   `fresh` goes first unless it is a replacement (the first one ready
+   *   beyond the target), then the newest; `fresh` last if it is a
+   *   replacement (just loaded, and its old worker drains now).
    */
-  const removeBeyondTarget = (fresh?: Worker, freshIsReplacement = false) => {
+  const pickVictim = (fresh?: Worker, oldOfFresh?: Worker): Worker | undefined => {
+    const workers = live()
+    const booting = workers.find(w => !ready.has(w) && !replacements.has(w))
+    if (booting) return booting
+    const serving = [...ready].filter(w => !removed.has(w) && w !== oldOfFresh)
+    const rank = (w: Worker) => w !== fresh ? 2 : oldOfFresh ? 3 : 1
+    const candidates = workers.filter(w => ready.has(w)).sort((a, b) => rank(a) - rank(b) || b.id - a.id)
+    return candidates.find(victim => serving.some(w => w !== victim))
+  }
+
+  /**
+   * Removes workers while more are live than the target and one can go
+   * (pickVictim): after a TTOU that found none to remove (every live worker
+   * booting a replacement, or the only one serving beside them), or a
+   * replacement that died and left its old worker counting again.
+   */
+  const removeBeyondTarget = (fresh?: Worker, oldOfFresh?: Worker) => {
     while (!stopping && live().length > target) {
-      const candidates = live().filter(w => ready.has(w) && !(freshIsReplacement && w === fresh))
-      const victim = fresh && candidates.includes(fresh) ? fresh : candidates.at(-1)
+      const victim = pickVictim(fresh, oldOfFresh)
       if (!victim) break
       log.info({ target, worker: victim.id }, 'beyond the target (a TTOU while booting): removing a worker')
       stopWorker(victim)
@@ -211,15 +232,14 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     // A worker gone meanwhile (TTOU, a crash: already replaced if need be) is not replaced again.
     if (retiring.has(old) || stopping || old.isDead()) return
     retiring.add(old)
-    const ok = await spawn(fresh => replacements.add(fresh))
+    const ok = await spawn(fresh => replacements.set(fresh, old))
     if (ok && !stopping) stopWorker(old)
     // The replacement died booting: the old worker keeps serving (a later HUP
-    // may try again). It counts again, and may be one beyond the target: if
-    // no live worker is booting, no 'ready' will come to remove one, so it
-    // goes now (another ready one keeps serving); else that 'ready' does it.
+    // may try again). It counts again, and may be one beyond the target:
+    // one goes now if one can (pickVictim), else at the next 'ready'.
     else if (!ok) {
       retiring.delete(old)
-      if (live().every(w => ready.has(w))) removeBeyondTarget(old)
+      removeBeyondTarget(old)
       logAllReady()
     }
   }
@@ -231,18 +251,19 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
         return
       }
       ready.add(worker)
-      const wasReplacement = replacements.delete(worker)
+      const replaced = replacements.get(worker)
+      replacements.delete(worker)
       wasUp = true
       waiters.get(worker)?.(true)
       waiters.delete(worker)
       log.info({ worker: worker.id, workerPid: worker.process.pid, port: message.port }, 'worker ready')
-      // A TTOU that came while every live worker was a replacement still
-      // booting lowered the target with none to remove: the first worker
-      // ready beyond it goes. Checked on every 'ready', a replacement's too:
-      // with a HUP during the boot, the workers ready next may all be
-      // replacements, or workers being replaced (removing those would lower
-      // nothing: removeBeyondTarget).
-      removeBeyondTarget(worker, wasReplacement)
+      // A TTOU that found none to remove (every live worker booting a
+      // replacement, or the only one serving beside them) lowered the
+      // target: a worker goes once another serves. Checked on every 'ready',
+      // a replacement's too: with a HUP during the boot, the workers ready
+      // next may all be replacements, or workers being replaced (removing
+      // those would lower nothing: pickVictim).
+      removeBeyondTarget(worker, replaced)
       logAllReady()
     } else if (message.type === 'failed') {
       // A replacement (HUP, --max-requests) that cannot load what is on disk
@@ -349,21 +370,20 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       // At start-up, the respawn was the one awaited.
       return logAllReady()
     }
-    // A worker still booting that is no replacement (one of the start, a
-    // TTIN's, a respawn's) goes first, also while none is ready (all
-    // booting, right after start): it serves nobody yet and exits soon (at
-    // once while it imports and builds the app: serve.ts holds the signals;
-    // once it has closed the app while it loads the models), where removing
-    // a ready one, or waiting for the first one ready and removing that,
-    // could leave nobody serving until the booting one is ready. Its exit is
-    // no boot failure (it is retiring: the 'exit' handler). Else a ready
-    // worker; never a replacement still booting (its HUP would then keep the
-    // old worker it was to replace, out of reach of later signals).
-    const victim = workers.find(w => !ready.has(w) && !replacements.has(w)) ?? workers.filter(w => ready.has(w)).at(-1)
-    // None ready, and every live worker booting is a replacement (a HUP
-    // during the boot): the first one ready beyond the target goes then
-    // (the 'ready' message: removeBeyondTarget).
-    if (!victim) return log.info({ target }, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed')
+    // A worker still booting that is no replacement goes at once, also
+    // while none is ready (all booting, right after start): waiting for the
+    // first one ready and removing that could leave nobody serving until
+    // the booting one is ready. Its exit is no boot failure (it is retiring:
+    // the 'exit' handler). Else a ready one, never the only one serving
+    // (pickVictim).
+    const victim = pickVictim()
+    // Every live worker booting is a replacement (a HUP during the boot),
+    // beside none ready or the only one serving: a worker goes once another
+    // serves (the 'ready' message: removeBeyondTarget).
+    if (!victim) {
+      if (!workers.some(w => ready.has(w))) return log.info({ target }, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed')
+      return log.info({ target }, 'SIGTTOU: the only worker serving is kept while the others boot: one goes once another is ready')
+    }
     log.info({ target, worker: victim.id }, 'SIGTTOU: removing a worker')
     stopWorker(victim)
     // The workers left may all be ready now: a booting one was awaited.
