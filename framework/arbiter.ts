@@ -19,16 +19,20 @@
 //   past the timeout is killed).
 // - INT, QUIT: workers stop at once, also while they drain after a TERM.
 // - HUP: workers are replaced one by one, each new one ready before the old
-//   one drains, so no request is dropped.
+//   one drains, so no request is dropped. Only the workers that will
+//   remain: once as many live workers as the target were forked after the
+//   HUP, it stops; a worker beyond the target (a TTOU still waiting to
+//   remove one) is removed, not replaced.
 // - TTIN / TTOU: one worker more / less. TTOU removes at once a worker
 //   still booting that is no replacement (HUP, --max-requests), also while
 //   none is ready (right after start): it serves nobody yet, where the
 //   first one ready would go and leave nobody serving while the others
-//   boot. Else a ready one goes; never a replacement still booting: when
-//   every live worker is one (a HUP during the boot), the first one ready
-//   beyond the target is removed then. While a dead worker's respawn is
-//   pending, that respawn is dropped instead. A worker that reached
-//   --max-requests is replaced the same way as on HUP.
+//   boot. Else a ready one goes (first one a HUP has yet to replace), never
+//   the only one serving; never a replacement still booting: when every
+//   live worker booting is one (a HUP during the boot), beside none ready
+//   or the only one serving, a worker goes once another is ready. While a
+//   dead worker's respawn is pending, that respawn is dropped instead. A
+//   worker that reached --max-requests is replaced the same way as on HUP.
 // - Before the first workers are forked (from the process's start: the hold
 //   of signal-hold.ts until runArbiter takes over, then while it checks the
 //   port), TERM, INT and QUIT exit 0 at once (nothing to stop); TTIN and
@@ -97,6 +101,10 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   const removed = new Set<Worker>()
   /** Workers started by `replace`, until ready, each with the old worker it replaces: if one dies, `replace` keeps the old one. */
   const replacements = new Map<Worker, Worker>()
+  /** HUPs so far; each worker's count at its fork: one forked before the latest HUP is stale, for that HUP to replace. */
+  let generation = 0
+  const bornIn = new Map<Worker, number>()
+  const isStale = (worker: Worker) => (bornIn.get(worker) ?? 0) < generation
   const waiters = new Map<Worker, (ok: boolean) => void>()
   const metrics = new ClusterMetrics<Worker>({
     ask: (worker, id) => tell(worker, { type: 'metrics-collect', id }),
@@ -117,6 +125,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
 
   const spawn = (onFork?: (worker: Worker) => void): Promise<boolean> => {
     const worker = cluster.fork(boundPort === undefined ? {} : { ONNX_SERVE_PORT: String(boundPort) })
+    bornIn.set(worker, generation)
     onFork?.(worker)
     return new Promise(resolve => waiters.set(worker, resolve))
   }
@@ -197,9 +206,10 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
    *   `fresh`, a replacement just ready: it drains now). Removing the only
    *   one serving would leave nobody serving while the others boot; each of
    *   those ends in a 'ready' that calls removeBeyondTarget, or a death (one
-   *   fewer, or its old worker back: see `replace`). Among ready workers,
-   *   `fresh` goes first unless it is a replacement (the first one ready
-   *   beyond the target), then the newest; `fresh` last if it is a
+   *   fewer, or its old worker back: see `replace`). Among ready workers, a
+   *   stale one goes first (a HUP running would replace it: a wasted
+   *   replacement), then `fresh` unless it is a replacement (the first one
+   *   ready beyond the target), then the newest; `fresh` last if it is a
    *   replacement (just loaded, and its old worker drains now).
    */
   const pickVictim = (fresh?: Worker, oldOfFresh?: Worker): Worker | undefined => {
@@ -207,7 +217,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     const booting = workers.find(w => !ready.has(w) && !replacements.has(w))
     if (booting) return booting
     const serving = [...ready].filter(w => !removed.has(w) && w !== oldOfFresh)
-    const rank = (w: Worker) => w !== fresh ? 2 : oldOfFresh ? 3 : 1
+    const rank = (w: Worker) => isStale(w) ? 0 : w !== fresh ? 2 : oldOfFresh ? 3 : 1
     const candidates = workers.filter(w => ready.has(w)).sort((a, b) => rank(a) - rank(b) || b.id - a.id)
     return candidates.find(victim => serving.some(w => w !== victim))
   }
@@ -215,8 +225,9 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   /**
    * Removes workers while more are live than the target and one can go
    * (pickVictim): after a TTOU that found none to remove (every live worker
-   * booting a replacement, or the only one serving beside them), or a
-   * replacement that died and left its old worker counting again.
+   * booting a replacement, or the only one serving beside them), a
+   * replacement that died and left its old worker counting again, or a HUP
+   * that left stale workers beyond the target unreplaced.
    */
   const removeBeyondTarget = (fresh?: Worker, oldOfFresh?: Worker) => {
     while (!stopping && live().length > target) {
@@ -242,6 +253,28 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       removeBeyondTarget(old)
       logAllReady()
     }
+  }
+
+  /**
+   * A HUP's replacements, one by one: live workers forked before it, until
+   * as many live workers as the target were forked after it (its
+   * replacements, a TTIN's workers). So a HUP replaces the workers that
+   * will remain and no more: one beyond the target (a TTOU that came while
+   * the workers it could remove were booting replacements) is left to
+   * removeBeyondTarget, which takes stale workers first. A later HUP takes
+   * over (its stale workers include these). A worker whose replacement died
+   * is not tried again by the same HUP.
+   */
+  const replaceStale = async (hup: number) => {
+    const tried = new Set<Worker>()
+    while (!stopping && generation === hup) {
+      const workers = live()
+      const next = workers.find(w => isStale(w) && !tried.has(w))
+      if (!next || workers.filter(w => !isStale(w)).length >= target) break
+      tried.add(next)
+      await replace(next)
+    }
+    removeBeyondTarget()
   }
 
   cluster.on('message', (worker: Worker, message: WorkerMessage) => {
@@ -299,6 +332,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     metrics.exited(worker)
     const wasRetiring = retiring.delete(worker)
     removed.delete(worker)
+    bornIn.delete(worker)
     const wasReplacement = replacements.delete(worker)
     waiters.get(worker)?.(false)
     waiters.delete(worker)
@@ -335,9 +369,8 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   process.on('SIGINT', () => shutdown(0, 'SIGINT'))
   process.on('SIGQUIT', () => shutdown(0, 'SIGQUIT'))
   process.on('SIGHUP', () => {
-    const workers = live()
-    log.info({ workers: workers.length }, 'SIGHUP: replacing workers one by one')
-    void (async () => { for (const w of workers) await replace(w) })()
+    log.info({ workers: live().length }, 'SIGHUP: replacing workers one by one')
+    void replaceStale(++generation)
   })
   // Node's defaults would open the inspector (USR1) or end the primary at once (USR2): serve.ts.
   for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) process.on(signal, () => log.warn({ signal }, USER_SIGNALS_IGNORED[signal]))
