@@ -2,7 +2,9 @@
 // (a bad --app, a port in use, an IPv6 host) and signals (TTIN/TTOU alone, a
 // HUP during the import, TTOU and HUP while the workers boot, TTOU during a
 // respawn's back-off or beside a booting worker, 'all workers ready' after a
-// TTOU at start-up, INT during a drain, TERM
+// TTOU at start-up, a TTOU beside the only ready worker during a HUP, a HUP
+// whose replacements outnumber a lowered target, a worker stopped as it
+// finishes booting, INT during a drain, TERM
 // with --graceful-timeout 0, USR1 and USR2), and
 // scripts/start.sh. A file of its own: with test/server.test.ts's, the tests
 // would outlast tap's timeout for one file.
