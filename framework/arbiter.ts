@@ -41,8 +41,9 @@
 //   dropped; USR1 and USR2 are ignored as ever.
 // - 'all workers ready' is logged once, the first time as many live workers
 //   as the target are all ready (workers removed on purpose do not count).
-//   A worker told to stop as it finished booting may still listen while it
-//   drains: it is not logged 'worker ready', nor counted as serving.
+//   A worker told to stop as it finished booting does not listen (serve.ts);
+//   if the TERM came as it started to listen, its 'ready' is not logged
+//   'worker ready', nor counted as serving.
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'

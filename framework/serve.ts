@@ -258,6 +258,10 @@ export async function serve (buildApp: BuildApp, settings: Settings, releaseSign
     }
   }
   if (cluster.isWorker && !await load()) return
+  // A TERM came as the load ended (a TTOU's, or a HUP's once this worker was
+  // replaced): the drain closes the app and exits. Listening now would take
+  // the connections the primary hands out while it drains.
+  if (cluster.isWorker && stopping) return
   if (orphaned) {
     // Listening would wait for the primary's answer for ever.
     await app.close().catch(() => {})
