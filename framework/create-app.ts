@@ -424,7 +424,9 @@ export async function createApp (options: AppOptions): Promise<App> {
     if ((method !== 'POST' && method !== 'PUT' && method !== 'PATCH') || lifecycle.state !== 'ready') return false
     const url = req.url ?? ''
     const query = url.indexOf('?')
-    const path = query < 0 ? url : url.slice(0, query)
+    let path = query < 0 ? url : url.slice(0, query)
+    // /ner/ is /ner (the router's ignoreTrailingSlash).
+    if (path.length > 1 && path.charCodeAt(path.length - 1) === 47) path = path.slice(0, -1)
     const resource = earlyRoutes.get(`${method} ${path}`)
     if (!resource) return false
     const refused = refusalFor(resource)
