@@ -15,16 +15,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, CLOSING_LOAD_APP, GATED_IMPORT_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer, TERM_ENDS_LOAD_APP } from './fixtures/server.ts'
+import { childEnv, CLOSING_LOAD_APP, GATED_IMPORT_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer, TERM_ENDS_LOAD_APP, within } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
-/** The promise's value, or 'still running' after `ms` (the timer cleared either way). */
-async function within<T> (promise: Promise<T>, ms: number): Promise<T | 'still running'> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<'still running'>(resolve => { timer = setTimeout(() => resolve('still running'), ms) })
-  try { return await Promise.race([promise, late]) } finally { clearTimeout(timer) }
-}
 /**
  * The worker processes of a cluster primary now: its other children left
  * out, such as the esbuild service tsx starts in it when its cache is cold

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { ROOT, SLOW_APP, startServer, type Server } from './fixtures/server.ts'
+import { ROOT, SLOW_APP, startServer, within, type Server } from './fixtures/server.ts'
 
 const START = ['/bin/sh', 'scripts/start.sh']
 const GATE_HOOK = fileURLToPath(new URL('./fixtures/gate-first-package.mjs', import.meta.url))
@@ -27,12 +27,6 @@ const build = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: ROOT, en
 if (build.status !== 0) throw new Error(`scripts/build.mjs failed: ${build.stderr}`)
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
-/** The promise's value, or 'still running' after `ms` (the timer cleared either way). */
-async function within<T> (promise: Promise<T>, ms: number): Promise<T | 'still running'> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<'still running'>(resolve => { timer = setTimeout(() => resolve('still running'), ms) })
-  try { return await Promise.race([promise, late]) } finally { clearTimeout(timer) }
-}
 const status = (pid: number): string | undefined => { try { return readFileSync(`/proc/${pid}/status`, 'utf8') } catch { return undefined } }
 /** The process's state letter (R, S, T for stopped, Z...), undefined once it is gone. */
 const state = (pid: number) => /^State:\s+(\S)/m.exec(status(pid) ?? '')?.[1]
