@@ -9,7 +9,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { Type } from '@sinclair/typebox'
 import { STATUS_CODES } from 'node:http'
 import { resolve, sep } from 'node:path'
-import { AbortedError, ModelUnavailableError, OverloadedError } from './pool.ts'
+import { AbortedError, BadInputError, ModelUnavailableError, OverloadedError } from './pool.ts'
 
 export const ERROR_CODES = {
   BAD_REQUEST: 400,
@@ -223,6 +223,7 @@ export function installErrorHandlers (app: FastifyInstance) {
     }
     if (err instanceof OverloadedError) return sendOverloaded(reply, err)
     if (err instanceof ModelUnavailableError) return sendError(reply, 'MODEL_NOT_READY', err.message, { 'retry-after': '1' })
+    if (err instanceof BadInputError) return sendError(reply, 'BAD_REQUEST', err.message)
     if (err instanceof AbortedError) {
       // The request's deadline passed (504 already sent) or its client left.
       return reply.sent ? reply : sendError(reply, 'TIMEOUT', 'request was cancelled before the model ran it')

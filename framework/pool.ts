@@ -215,6 +215,35 @@ export class InferenceError extends Error {
   }
 }
 
+/**
+ * A run of one request alone that ONNX Runtime failed on an index out of
+ * range: a lookup (Gather, GatherElements, GatherND) or a scatter met an
+ * index the request's values led to. The store refuses ids that reach a
+ * table unchanged before they are queued (models.ts); these are the rest:
+ * ids the model computes on first (an Add, say), or a GatherND's. The
+ * caller's input, not the server, is at fault: a 400 (errors.ts).
+ */
+export class BadInputError extends InferenceError {
+  constructor (message: string) {
+    super(message)
+    this.name = 'BadInputError'
+  }
+}
+
+/** ONNX Runtime's text for a failed node: the op, the node's name, and its status message. */
+const NODE_FAILURE = /running (Gather|GatherElements|GatherND|ScatterElements|ScatterND) node\. Name:'([^']*)' Status Message: ([^]*)$/
+/** Those ops' index checks: "indices element out of data bounds, idx=60 must be within...", "GatherElements op: Out of range value in index tensor", "invalid index found, index = 9" (and "indice" in older ScatterND). */
+const INDEX_OUT_OF_RANGE = /out of data bounds|out of range value in index|invalid ind(ex|ice) found/i
+
+/** The BadInputError for ONNX Runtime's failure of a request run alone, if its message is an index out of range. */
+export function badInputOf (message: string): BadInputError | undefined {
+  const node = NODE_FAILURE.exec(message)
+  if (!node || !INDEX_OUT_OF_RANGE.test(node[3])) return undefined
+  // GatherElements' message starts with the source file, line and function.
+  const detail = node[3].replace(/^\/\S+:\d+ [^]*\] (?=\S)/, '').trim()
+  return new BadInputError(`the input's values are out of range for the model: its ${node[1]} node '${node[2]}' failed: ${detail}`)
+}
+
 /** Runs a batch's feeds (merged: made by the pool, whose buffers it may move), on a thread or inline. */
 type Runner = (feeds: Record<string, Tensor>, outputs: string[] | undefined, merged: boolean) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number }>
 
@@ -982,8 +1011,9 @@ export class InferencePool {
     try {
       result = await runner(feeds, jobs[0].outputs, merged !== undefined)
     } catch (err) {
-      const error = onThread ? err as Error : new InferenceError((err as Error).message)
       if (jobs.length === 1) {
+        const message = (err as Error).message
+        const error = badInputOf(message) ?? (onThread ? err as Error : new InferenceError(message))
         q.stats.failed++
         return jobs[0].reject(error)
       }

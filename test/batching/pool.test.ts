@@ -3,7 +3,7 @@
 // items; full queues refuse at once; aborted jobs never compute; a failing
 // batch fails only the request that caused it.
 import t, { type Test } from 'tap'
-import { AbortedError, InferenceError, InferencePool, OverloadedError } from '../../framework/pool.ts'
+import { AbortedError, BadInputError, InferenceError, InferencePool, OverloadedError, badInputOf } from '../../framework/pool.ts'
 import type { Tensor } from '../../framework/tensor.ts'
 import { buildModel } from '../../framework/onnx-builder.ts'
 import { affineModel, ids, rows, sequenceModel, slowAffineModel, toRows, SEQ_VOCAB } from '../fixtures/batching.ts'
@@ -163,7 +163,8 @@ t.test('a merged batch that fails on its thread gives its buffer back: the spare
   const outs = await Promise.all(Array.from({ length: 16 }, (_, k) => p.run('seq', { ids: ids(k === 5 ? bad : long(k)) }).then(o => o.scores.dims, (e: Error) => e.name)))
   await busy
   t.equal(kept.byteLength, 0, 'the second batch was merged into the spare, and sent to the thread')
-  t.same(outs.filter(o => o === 'InferenceError').length, 1, 'only the bad request failed, rerun alone')
+  t.same(outs.filter(o => o === 'BadInputError').length, 1, 'only the bad request failed, rerun alone')
+  t.same(outs.filter(o => typeof o === 'string').length, 1)
   t.equal(spares().length, 1, 'the spare came back with the failure')
   t.equal(spares()[0]?.byteLength, 16 * 9000 * 8)
 })
@@ -290,8 +291,9 @@ t.test('a failing batch fails only the request that caused it, and the next batc
   const all = [good[0], good[1], bad, good[2]].map(x => p.run('seq', { ids: ids(x) }).then(r => r, e => e as Error))
   const [a, b, c, d] = await Promise.all(all)
   await busy
+  t.type(c, BadInputError, 'the caller\'s values were out of range: an InferenceError the HTTP layer answers with a 400')
   t.type(c, InferenceError)
-  t.match((c as Error).message, /indices|out of|bounds/i, 'ONNX Runtime says what is wrong')
+  t.match((c as Error).message, /Gather node 'Gather_1' failed: indices element out of data bounds, idx=150 must be within the inclusive range \[-50,49\]$/, 'ONNX Runtime says what is wrong')
   for (const [k, out] of [a, b, d].entries()) {
     t.notOk(out instanceof Error, `good request ${k} succeeded`)
     t.same((out as Record<string, { dims: number[] }>).scores.dims, [1, good[k][0].length, 3])
@@ -657,4 +659,19 @@ t.test('a delay longer than a timer can wait (24.8 days) is waited out, not poll
   t.equal(p.stats('affine').batches, 0, 'still waiting for company')
   await Promise.all([first, p.run('affine', { x: rows([[2, 2, 2, 2]]) })])
   t.match(p.stats('affine'), { batches: 1, requests: 2 })
+})
+
+t.test('badInputOf: ONNX Runtime\'s index-out-of-range failures, and nothing else', async t => {
+  const node = (op: string, message: string) => `Non-zero status code returned while running ${op} node. Name:'n7' Status Message: ${message}`
+  t.equal(badInputOf(node('Gather', 'indices element out of data bounds, idx=60 must be within the inclusive range [-50,49]'))?.message,
+    "the input's values are out of range for the model: its Gather node 'n7' failed: indices element out of data bounds, idx=60 must be within the inclusive range [-50,49]")
+  // GatherElements' message, as ONNX Runtime 1.2x writes it: the source file and function go.
+  t.equal(badInputOf(node('GatherElements', '/onnxruntime_src/onnxruntime/core/providers/cpu/tensor/gather_elements.cc:150 void onnxruntime::core_impl(const Tensor*, const Tensor*, Tensor*, int64_t, concurrency::ThreadPool*) [with Tin = long int; int64_t = long int] GatherElements op: Out of range value in index tensor\n'))?.message,
+    "the input's values are out of range for the model: its GatherElements node 'n7' failed: GatherElements op: Out of range value in index tensor")
+  t.type(badInputOf(node('GatherND', 'invalid index found, index = 12')), BadInputError)
+  t.type(badInputOf(node('ScatterND', 'invalid indice found, indice = 4')), BadInputError)
+  // The same words from another op, or another failure of these ops, are the server's.
+  t.equal(badInputOf(node('MatMul', 'indices element out of data bounds')), undefined)
+  t.equal(badInputOf(node('Gather', 'Failed to allocate memory')), undefined)
+  t.equal(badInputOf('input \'x\': expected shape [1, 4]'), undefined)
 })

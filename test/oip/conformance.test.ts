@@ -513,6 +513,49 @@ t.test('out-of-range embedding indices are a 400 that names the limit, never com
   t.match(metrics, /\nonnx_serve_model_failed_total\{[^}]*name="embedding"[^}]*\} 0\n/, "no run failed")
 })
 
+t.test('an index out of range that the store cannot check beforehand (ids computed on, a GatherND) is a 400 with ONNX Runtime\'s reason; its batch\'s others are served', async t => {
+  // ids + 1 before the lookup: the store does not follow an Add
+  // (onnx-graph.ts), so ONNX Runtime finds the bad index, and the request,
+  // rerun alone, got a 500 that hid why.
+  const table = { name: 'table', type: 'float32' as const, dims: [10, 2], data: new Float32Array(20).map((_, i) => i) }
+  const shifted = buildModel({
+    name: 'shifted',
+    inputs: [{ name: 'ids', type: 'int64', shape: ['batch', 'n'] }],
+    outputs: [{ name: 'vectors', type: 'float32', shape: ['batch', 'n', 2] }],
+    initializers: [table, { name: 'one', type: 'int64', dims: [1], data: BigInt64Array.from([1n]) }],
+    nodes: [{ op: 'Add', inputs: ['ids', 'one'], outputs: ['next'] }, { op: 'Gather', inputs: ['table', 'next'], outputs: ['vectors'], attributes: { axis: 0 } }],
+  })
+  const nd = buildModel({
+    name: 'nd',
+    inputs: [{ name: 'at', type: 'int64', shape: ['batch', 1] }],
+    outputs: [{ name: 'rows', type: 'float32', shape: ['batch', 2] }],
+    initializers: [table],
+    nodes: [{ op: 'GatherND', inputs: ['table', 'at'], outputs: ['rows'] }],
+  })
+  const { app } = await oipApp(t, { 'shifted.onnx': shifted, 'nd.onnx': nd })
+  const ids = (data: number[]) => ({ inputs: [{ name: 'ids', shape: [1, data.length], datatype: 'INT64', data }] })
+  const good = await infer(app, '/v2/models/shifted/infer', ids([0, 8]))
+  t.equal(good.statusCode, 200)
+  t.same(good.json().outputs[0].data, [2, 3, 18, 19])
+  const bad = await infer(app, '/v2/models/shifted/infer', ids([1, 9]))
+  t.equal(bad.statusCode, 400)
+  t.same(bad.json(), {
+    error: "the input's values are out of range for the model: its Gather node 'Gather_1' failed: indices element out of data bounds, idx=10 must be within the inclusive range [-10,9]",
+    code: 'BAD_REQUEST',
+    statusCode: 400,
+  })
+  const at = (i: number) => ({ inputs: [{ name: 'at', shape: [1, 1], datatype: 'INT64', data: [i] }] })
+  t.same((await infer(app, '/v2/models/nd/infer', at(3))).json().outputs[0].data, [6, 7])
+  const far = await infer(app, '/v2/models/nd/infer', at(12))
+  t.equal(far.statusCode, 400)
+  t.same(far.json(), { error: "the input's values are out of range for the model: its GatherND node 'GatherND_0' failed: invalid index found, index = 12", code: 'BAD_REQUEST', statusCode: 400 })
+  // Sent together, they share a batch, which fails: each is rerun alone, and
+  // only the bad one gets the 400.
+  const answers = await Promise.all([0, 1, 2, 3, 4, 5].map(i => infer(app, '/v2/models/shifted/infer', ids([i === 3 ? 9 : i]))))
+  t.same(answers.map(a => a.statusCode), [200, 200, 200, 400, 200, 200])
+  t.same(answers[5].json().outputs[0].data, [12, 13])
+})
+
 t.test('a failed model is reported not-ready with its reason and does not take the others down', async t => {
   const { app } = await oipApp(t, { 'mlp.onnx': addModel(), 'broken.onnx': 'not a model', 'badcfg.onnx': addModel(), 'badcfg.json': '{"maxBatchSize": -1}' })
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200)
