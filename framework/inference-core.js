@@ -51,12 +51,20 @@ const inherited = name => name in Object.prototype
  * with objects without a prototype; the binding sets a '__proto__' result
  * as its answer's prototype, where it is taken back from.
  */
+/**
+ * ONNX Runtime writes a failed run to stderr itself, in colour, outside the
+ * JSON log (one line per bad request a client sends). The failure comes back
+ * as the run's error all the same: the server answers it (a 400 for an index
+ * the input led out of range) or logs it (a 500, with its reason).
+ */
+const RUN_OPTIONS = { logSeverityLevel: 4 }
+
 async function runSession (session, feeds, outputs) {
   const names = outputs ?? session.outputNames
-  if (!session.outputNames.some(inherited)) return fromOrt(await session.run(feeds, outputs), names)
+  if (!session.outputNames.some(inherited)) return fromOrt(await (outputs ? session.run(feeds, outputs, RUN_OPTIONS) : session.run(feeds, RUN_OPTIONS)), names)
   const fetches = Object.create(null)
   for (const name of names) fetches[name] = null
-  const results = await session.handler.run(feeds, fetches, {})
+  const results = await session.handler.run(feeds, fetches, RUN_OPTIONS)
   if (names.includes('__proto__') && !Object.hasOwn(results, '__proto__')) {
     Object.defineProperty(results, '__proto__', { value: Object.getPrototypeOf(results), enumerable: true })
   }

@@ -4,10 +4,13 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { request as httpRequest } from 'node:http'
+import { fileURLToPath } from 'node:url'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
 import { childEnv, post, ROOT, SLOW_APP, SLOW_BOOT_APP, startReady, startServer } from './fixtures/server.ts'
+import { shiftedModel } from './fixtures/oip.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
+const OIP_APP = fileURLToPath(new URL('./fixtures/oip-app.ts', import.meta.url))
 const row = { rows: [[5.1, 3.5, 1.4, 0.2]] }
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
@@ -76,6 +79,22 @@ t.test('--timeout 0: a body sent a byte at a time still gets --body-timeout\'s 4
   t.equal((await post(server.port, '/scale', row)).status, 200, 'still serving')
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('a run that ONNX Runtime fails on the input\'s values: a 400, and no line of ONNX Runtime\'s own on stderr', async t => {
+  // ONNX Runtime wrote each failed run to stderr itself, in colour and out of
+  // the JSON log: a client sending bad ids could fill the log.
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'shifted.onnx': shiftedModel() })
+  const server = await startReady(t, ['--models-dir', dir, '--app', OIP_APP])
+  const ids = (data: number[]) => ({ inputs: [{ name: 'ids', shape: [1, data.length], datatype: 'INT64', data }] })
+  const bad = await post(server.port, '/v2/models/shifted/infer', ids([9]))
+  t.equal(bad.status, 400)
+  t.match(bad.body.error, /its Gather node '.*' failed: indices element out of data bounds, idx=10/)
+  t.equal((await post(server.port, '/v2/models/shifted/infer', ids([8]))).status, 200)
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+  t.notMatch(server.stderr(), /onnxruntime|out of data bounds/)
+  t.notOk(server.lines.some(l => l.level >= 50), 'nothing logged as an error: the client\'s input was at fault')
 })
 
 t.test('SIGTERM with a request in flight: it completes, new connections are refused, exit 0', async t => {

@@ -7,7 +7,7 @@ import { buildApp } from '../fixtures/oip-app.ts'
 import { buildModel } from '../../framework/onnx-builder.ts'
 import { slowModel } from '../fixtures/models.ts'
 import {
-  addModel, binaryBody, bytesOf, embeddingModel, fixedModel, identityModel, oipApp, scalerModel, splitBinary,
+  addModel, binaryBody, bytesOf, embeddingModel, fixedModel, identityModel, oipApp, scalerModel, shiftedModel, splitBinary,
   tempModels, twoWayModel,
 } from '../fixtures/oip.ts'
 
@@ -518,13 +518,6 @@ t.test('an index out of range that the store cannot check beforehand (ids comput
   // (onnx-graph.ts), so ONNX Runtime finds the bad index, and the request,
   // rerun alone, got a 500 that hid why.
   const table = { name: 'table', type: 'float32' as const, dims: [10, 2], data: new Float32Array(20).map((_, i) => i) }
-  const shifted = buildModel({
-    name: 'shifted',
-    inputs: [{ name: 'ids', type: 'int64', shape: ['batch', 'n'] }],
-    outputs: [{ name: 'vectors', type: 'float32', shape: ['batch', 'n', 2] }],
-    initializers: [table, { name: 'one', type: 'int64', dims: [1], data: BigInt64Array.from([1n]) }],
-    nodes: [{ op: 'Add', inputs: ['ids', 'one'], outputs: ['next'] }, { op: 'Gather', inputs: ['table', 'next'], outputs: ['vectors'], attributes: { axis: 0 } }],
-  })
   const nd = buildModel({
     name: 'nd',
     inputs: [{ name: 'at', type: 'int64', shape: ['batch', 1] }],
@@ -532,7 +525,7 @@ t.test('an index out of range that the store cannot check beforehand (ids comput
     initializers: [table],
     nodes: [{ op: 'GatherND', inputs: ['table', 'at'], outputs: ['rows'] }],
   })
-  const { app } = await oipApp(t, { 'shifted.onnx': shifted, 'nd.onnx': nd })
+  const { app } = await oipApp(t, { 'shifted.onnx': shiftedModel(), 'nd.onnx': nd })
   const ids = (data: number[]) => ({ inputs: [{ name: 'ids', shape: [1, data.length], datatype: 'INT64', data }] })
   const good = await infer(app, '/v2/models/shifted/infer', ids([0, 8]))
   t.equal(good.statusCode, 200)
