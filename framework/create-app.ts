@@ -182,6 +182,44 @@ function whyNotJson (err: Error, body: string): Error {
   return new HttpError('BAD_REQUEST', 'body has a __proto__ or constructor.prototype key, which is refused (prototype poisoning)')
 }
 
+/** Requests whose body a parser read whole and then refused (see `readWhole`). */
+const refusedWhole = new WeakSet<FastifyRequest>()
+
+export type BodyParser = (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => void
+
+/**
+ * A `parseAs` parser, whose refusals keep the connection: fastify closes it
+ * after any body its parser refuses, since the client "may send more data",
+ * but such a parser is handed the body only once it has all arrived, so
+ * nothing of it is left on the connection. Closed, a keep-alive connection
+ * dropped the requests pipelined behind a malformed body unanswered (a body
+ * that failed validation instead kept it). Bodies fastify refuses itself,
+ * before reading them whole (a Content-Length over the limit), still close it.
+ */
+export function readWhole (parser: BodyParser): BodyParser {
+  return (request, body, done) => parser(request, body, (err, parsed) => {
+    if (err) refusedWhole.add(request)
+    done(err, parsed)
+  })
+}
+
+/** fastify's own map of a reply's headers (its `kReplyHeaders`), found once; null if fastify has none. */
+let replyHeaders: symbol | null | undefined
+
+/**
+ * Undoes fastify's `Connection: close` after a body refused once read whole
+ * (readWhole), in fastify's own headers only, before they are written: not
+ * with `reply.removeHeader`, which removes it from Node's response too, and
+ * Node then writes no Connection or Keep-Alive header and ignores its
+ * `maxRequestsPerSocket` (`--keep-alive 0`). Should fastify keep its headers
+ * elsewhere one day, the connection closes, as it did.
+ */
+function keepConnection (reply: FastifyReply) {
+  replyHeaders ??= Object.getOwnPropertySymbols(reply).find(s => s.description === 'fastify.reply.headers') ?? null
+  const headers = replyHeaders === null ? undefined : (reply as unknown as Record<symbol, Record<string, unknown> | undefined>)[replyHeaders]
+  if (headers?.connection === 'close') delete headers.connection
+}
+
 /** The body timeout when AppOptions gives none (settings.ts's --body-timeout default). */
 const DEFAULT_BODY_TIMEOUT_MS = 30_000
 
@@ -311,7 +349,8 @@ export async function createApp (options: AppOptions): Promise<App> {
   app.removeContentTypeParser('application/json')
   // Read as bytes, not as a string: fastify's string decoding turns bytes
   // that are not UTF-8 into U+FFFD without a word.
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+  // (readWhole: a body refused once read keeps its connection.)
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, readWhole((request, body, done) => {
     const encoding = request.headers['content-encoding']
     if (encoding !== undefined && !/^\s*(identity)?\s*$/i.test(encoding)) {
       return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding.slice(0, 100)}' is not supported on this route: send the body uncompressed`), undefined)
@@ -319,7 +358,7 @@ export async function createApp (options: AppOptions): Promise<App> {
     if (!isUtf8(body as Buffer)) return done(notUtf8(), undefined)
     const text = (body as Buffer).toString('utf8')
     json(request, text, (err, parsed) => done(err && whyNotJson(err, text), parsed))
-  })
+  }))
 
   const models = options.models ?? new ModelStore({ dir: options.modelsDir, threads: options.threads ?? 1, batching: options.batching, inlineBelowUs: options.inlineBelowUs, threadNice: options.threadNice })
   const lifecycle: Lifecycle = { state: 'loading', reason: 'loading models' }
@@ -342,8 +381,12 @@ export async function createApp (options: AppOptions): Promise<App> {
   // Small answers fit in the kernel's socket buffer and are left alone; when
   // the answer is out, Node sets the socket's keep-alive timeout as usual.
   const sendTimeoutMs = options.sendTimeoutMs ?? 30_000
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (lifecycle.state === 'draining' && !reply.raw.headersSent) reply.header('connection', 'close')
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (lifecycle.state === 'draining') {
+      if (!reply.raw.headersSent) reply.header('connection', 'close')
+    } else if (refusedWhole.has(request) && request.raw.complete) {
+      keepConnection(reply)
+    }
     if (sendTimeoutMs > 0 && (typeof payload === 'string' || Buffer.isBuffer(payload)) && payload.length >= LARGE_ANSWER) {
       // (fastify's inject() answers on a stand-in socket that has no setTimeout.)
       const socket = reply.raw.socket

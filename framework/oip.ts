@@ -32,7 +32,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
 import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, shown, unsupportedMediaType } from './errors.ts'
-import { answerOtherVerbs } from './create-app.ts'
+import { answerOtherVerbs, readWhole, type BodyParser } from './create-app.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
 import type { LoadedModel } from './models.ts'
@@ -153,7 +153,6 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   // Scoped to this plugin: fastify copies parsers into each encapsulation context.
   const json = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
-  type BodyParser = (request: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => void
   const parseBody: BodyParser = (request, body, done) => {
     const buffer = body as Buffer
     const raw = request.headers[HEADER_LENGTH]
@@ -208,15 +207,16 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       done(bad(`the body is not valid ${coding} data (content-encoding ${encoding})`), undefined)
     })
   }
-  app.addContentTypeParser(['application/json', 'application/octet-stream'], { parseAs: 'buffer' }, decodeBody)
+  // (readWhole: a body refused once read keeps its connection, as on the other routes.)
+  app.addContentTypeParser(['application/json', 'application/octet-stream'], { parseAs: 'buffer' }, readWhole(decodeBody))
   // No Content-Type at all is what Triton's own Python client (tritonclient.http)
   // sends, JSON or binary alike, and Triton reads such a body as above. Any
   // other media type stays refused.
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, readWhole((request, body, done) => {
     const type = request.headers['content-type']
     if (type !== undefined) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', unsupportedMediaType(type, `application/json, application/octet-stream (with ${HEADER_LENGTH}) or with no content-type`)), undefined)
     decodeBody(request, body, done)
-  })
+  }))
 
   const extensions = ['binary_tensor_data', ...(options.repositoryApi ? ['model_repository'] : [])]
 
