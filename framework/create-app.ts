@@ -172,7 +172,7 @@ function closeObjects (schema: unknown): unknown {
  * refused for a `__proto__` or `constructor.prototype` key (prototype
  * poisoning). Only on the error path: JSON.parse again, for its message.
  */
-function whyNotJson (err: Error, body: string): Error {
+export function whyNotJson (err: Error, body: string): Error {
   if ((err as { code?: string }).code !== 'FST_ERR_CTP_INVALID_JSON_BODY') return err
   try {
     JSON.parse(body)

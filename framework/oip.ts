@@ -32,7 +32,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
 import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, shown, unsupportedMediaType } from './errors.ts'
-import { answerOtherVerbs, readWhole, type BodyParser } from './create-app.ts'
+import { answerOtherVerbs, readWhole, whyNotJson, type BodyParser } from './create-app.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
 import type { LoadedModel } from './models.ts'
@@ -163,9 +163,11 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       }
       if (buffer.length === 0) return done(null, undefined)
       if (!isUtf8(buffer)) return done(notUtf8(), undefined)
-      if (type !== undefined) return json(request, buffer.toString('utf8'), done)
-      // fastify's message would say the content type is application/json.
-      return json(request, buffer.toString('utf8'), (err, parsed) => done(err && new HttpError('INVALID_JSON', 'Body is not valid JSON'), parsed))
+      // As on the resource routes: where the JSON breaks, or that valid JSON
+      // was refused for a __proto__ key (fastify said "not valid JSON" for
+      // both, and that the content type was application/json, sent or not).
+      const text = buffer.toString('utf8')
+      return json(request, text, (err, parsed) => done(err && whyNotJson(err, text), parsed))
     }
     const n = Number(raw)
     if (typeof raw !== 'string' || !/^[0-9]+$/.test(raw) || n > buffer.length) {
@@ -185,8 +187,13 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     // reaches into the binary data is not even UTF-8).
     const notJson = () => new HttpError('INVALID_JSON', n === 0 ? `the JSON header is empty (${HEADER_LENGTH}: 0)` : `the body's first ${n} bytes (${HEADER_LENGTH}) are not valid JSON`)
     if (!isUtf8(header)) return done(notJson(), undefined)
-    json(request, header.toString('utf8'), (err, parsed) => {
-      if (err) return done(notJson(), undefined)
+    const text = header.toString('utf8')
+    json(request, text, (err, parsed) => {
+      if (err) {
+        // Valid JSON with a __proto__ key: said so, as above.
+        const why = whyNotJson(err, text)
+        return done(why instanceof HttpError && why.code === 'BAD_REQUEST' ? why : notJson(), undefined)
+      }
       if (typeof parsed === 'object' && parsed !== null) binaryBodies.set(parsed, buffer.subarray(n))
       done(null, parsed)
     })

@@ -397,11 +397,26 @@ t.test('a body with no Content-Type, as tritonclient.http sends it, is read as J
   t.same(binary.json().outputs[0].data, [2, 3, 4, 5])
   const garbage = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', payload: Buffer.from('not json') })
   t.equal(garbage.statusCode, 400)
-  t.same(garbage.json(), { error: 'Body is not valid JSON', code: 'INVALID_JSON', statusCode: 400 }, 'no word of a content type it did not have')
+  t.match(garbage.json(), { error: /^Body is not valid JSON: Unexpected token/, code: 'INVALID_JSON', statusCode: 400 }, 'no word of a content type it did not have')
+  t.notMatch(garbage.json().error, /content-type/)
   // Other media types stay refused.
   const text = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'text/plain' }, payload: JSON.stringify(x) })
   t.equal(text.statusCode, 415)
   t.same(text.json(), { error: "content-type 'text/plain' is not supported: send the body as application/json, application/octet-stream (with inference-header-content-length) or with no content-type", code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 })
+})
+
+t.test('valid JSON with a __proto__ key is refused as such, not as invalid JSON; malformed JSON says why', async t => {
+  // The resource routes said so (create-app.ts's whyNotJson); OIP's parser
+  // answered fastify's "Body is not valid JSON but content-type is set to
+  // 'application/json'" for both, INVALID_JSON for JSON that is valid.
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const poisoned = '{"inputs": [], "__proto__": {"x": 1}}'
+  for (const headers of [{ 'content-type': 'application/json' }, {}, { 'inference-header-content-length': String(poisoned.length) }]) {
+    const res = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers, payload: Buffer.from(poisoned) })
+    t.same(res.json(), { error: 'body has a __proto__ or constructor.prototype key, which is refused (prototype poisoning)', code: 'BAD_REQUEST', statusCode: 400 }, JSON.stringify(headers))
+  }
+  const malformed = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'application/json' }, payload: '{"inputs": [' })
+  t.same(malformed.json(), { error: 'Body is not valid JSON: Unexpected end of JSON input', code: 'INVALID_JSON', statusCode: 400 })
 })
 
 t.test('a body naming its model (model_name), as KServe\'s Python client sends every request, is served; the URL names the model', async t => {
