@@ -263,7 +263,7 @@ export function installErrorHandlers (app: FastifyInstance) {
   app.setNotFoundHandler((request, reply) => sendNotFound(reply, request))
 }
 
-/** The 404 of a path no route serves (the query left out). */
+/** The 404 of a path no route serves (the query left out; a long path shortened, as `shown` does). */
 export function sendNotFound (reply: FastifyReply, request: FastifyRequest) {
-  sendError(reply, 'NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`)
+  sendError(reply, 'NOT_FOUND', `No route for ${request.method} ${shown(request.url.split('?')[0])}`)
 }
