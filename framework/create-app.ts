@@ -220,6 +220,9 @@ function keepConnection (reply: FastifyReply) {
   if (headers?.connection === 'close') delete headers.connection
 }
 
+/** The client errors @fastify/send answers the docs page's files with (see the docs scope's error handler). */
+const SEND_ERRORS: Record<number, ErrorCode | undefined> = { 412: 'PRECONDITION_FAILED', 416: 'RANGE_NOT_SATISFIABLE' }
+
 /** The body timeout when AppOptions gives none (settings.ts's --body-timeout default). */
 const DEFAULT_BODY_TIMEOUT_MS = 30_000
 
@@ -404,6 +407,18 @@ export async function createApp (options: AppOptions): Promise<App> {
   // The docs page's routes (/docs, /docs/json, /docs/static/*, ...), which
   // the plugin declares: other verbs on them 405 with Allow too (they were 404s).
   await app.register(async scope => {
+    // Its files are sent by @fastify/send, which refuses a Range it cannot
+    // satisfy (416) and a failed If-Match or If-Unmodified-Since (412) with
+    // http-errors objects: the app's handler took them for errors of ours,
+    // a 500 logged with its stack. They are the client's: answered here, in
+    // the error format (a 416 with its Content-Range); anything else goes on
+    // to the app's handler.
+    scope.setErrorHandler((err: Error & { status?: number, expose?: boolean, headers?: Record<string, string> }, _request, reply) => {
+      const code = err.expose === true ? SEND_ERRORS[err.status ?? 0] : undefined
+      if (code === undefined) throw err
+      const range = err.headers?.['Content-Range']
+      return sendError(reply, code, err.message, range === undefined ? {} : { 'content-range': range })
+    })
     const verbsByUrl = new Map<string, Set<string>>()
     scope.addHook('onRoute', route => {
       const set = verbsByUrl.get(route.url) ?? new Set<string>()

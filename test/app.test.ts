@@ -459,6 +459,36 @@ t.test('a handler that ends after its deadline answered 504 logs nothing, unless
   t.equal((await app.inject({ url: '/health/live' })).statusCode, 200, 'the app keeps serving')
 })
 
+t.test('the docs page\'s files refuse a Range or precondition they cannot meet with a 4xx in the error format, not a 500', async t => {
+  // @fastify/send's http-errors (416, 412) reached the app's error handler as
+  // errors of ours: a 500 logged with its stack. Its 403 had code BAD_REQUEST.
+  const errors: string[] = []
+  const app = await build(t, { logger: { level: 'error', stream: { write: (line: string) => { errors.push(line) } } } })
+  const url = '/docs/static/swagger-ui.css'
+  const whole = await app.inject({ url })
+  t.equal(whole.statusCode, 200)
+  const size = Buffer.byteLength(whole.body)
+  const cases: Array<[string, Record<string, string>, string, number, string]> = [
+    ['a Range past the end', { range: `bytes=${size + 10}-` }, url, 416, 'RANGE_NOT_SATISFIABLE'],
+    ['an If-Match no version matches', { 'if-match': '"nope"' }, url, 412, 'PRECONDITION_FAILED'],
+    ['an If-Unmodified-Since before the file', { 'if-unmodified-since': 'Mon, 01 Jan 1990 00:00:00 GMT' }, url, 412, 'PRECONDITION_FAILED'],
+    ['a path with a NUL byte', {}, '/docs/static/%00', 403, 'FORBIDDEN'],
+  ]
+  for (const [what, headers, path, status, code] of cases) {
+    const res = await app.inject({ url: path, headers })
+    t.equal(res.statusCode, status, `${what}: ${res.body}`)
+    t.match(res.json(), { code, statusCode: status }, what)
+    t.same(Object.keys(res.json()).sort(), ['code', 'error', 'statusCode'], `${what}: the error fields`)
+  }
+  const range = await app.inject({ url, headers: { range: `bytes=${size + 10}-` } })
+  t.equal(range.headers['content-range'], `bytes */${size}`, 'a 416 says the size (RFC 9110 15.5.17)')
+  // A satisfiable range is still served.
+  const part = await app.inject({ url, headers: { range: 'bytes=0-9' } })
+  t.equal(part.statusCode, 206)
+  t.equal(part.body, whole.body.slice(0, 10))
+  t.same(errors, [], 'nothing logged as an error')
+})
+
 t.test('OpenAPI lists every mounted route; /docs serves a page', async t => {
   const app = await build(t)
   const doc = (await app.inject({ url: '/openapi.json' })).json()
