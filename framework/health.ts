@@ -9,6 +9,7 @@ import { Type } from '@sinclair/typebox'
 import { ErrorBody, sendError } from './errors.ts'
 import type { Lifecycle } from './create-app.ts'
 import type { ModelStore } from './models.ts'
+import { modelShown } from './pool.ts'
 
 const Status = Type.Object({ status: Type.String() })
 
@@ -28,7 +29,7 @@ export async function healthRoutes (app: FastifyInstance, { lifecycle, models }:
       // A model no inference thread holds any more (see ModelUnavailableError).
       for (const key of models.pool.keys()) {
         const reason = models.pool.unavailable(key)
-        if (reason !== undefined) return sendError(reply, 'NOT_READY', `not ready: model '${key}' is unavailable: ${reason}`, { 'retry-after': '1' })
+        if (reason !== undefined) return sendError(reply, 'NOT_READY', `not ready: ${modelShown(key)} is unavailable: ${reason}`, { 'retry-after': '1' })
       }
       return { status: 'ready' }
     }

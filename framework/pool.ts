@@ -186,11 +186,25 @@ export class AbortedError extends Error {
 }
 
 /** The model's queue is full: refused before queueing, answered with 503 and Retry-After. */
+/**
+ * A pool key as clients name the model, in the messages they see: a
+ * resource model's key is its name; the repository's versions and hot swaps
+ * run under `name@version#generation` (ModelStore.loadFile), which the 503s
+ * of OIP routes showed as it was ("model 'mlp@#7' is overloaded").
+ */
+export function modelShown (key: string): string {
+  const at = key.indexOf('@')
+  if (at < 0) return `model '${key}'`
+  const hash = key.indexOf('#', at)
+  const version = key.slice(at + 1, hash < 0 ? undefined : hash)
+  return `model '${key.slice(0, at)}'${version === '' ? '' : ` version ${version}`}`
+}
+
 export class OverloadedError extends Error {
   constructor (readonly key: string, readonly queuedItems: number, readonly maxQueueItems: number, readonly retryAfterSeconds = 1) {
     super(maxQueueItems === 0
-      ? `model '${key}' is overloaded: every inference thread is computing, and its requests do not queue (max queue items 0); retry later`
-      : `model '${key}' is overloaded: ${queuedItems} items queued (at most ${maxQueueItems}); retry later`)
+      ? `${modelShown(key)} is overloaded: every inference thread is computing, and its requests do not queue (max queue items 0); retry later`
+      : `${modelShown(key)} is overloaded: ${queuedItems} items queued (at most ${maxQueueItems}); retry later`)
     this.name = 'OverloadedError'
   }
 }
@@ -202,7 +216,7 @@ export class OverloadedError extends Error {
  */
 export class ModelUnavailableError extends Error {
   constructor (readonly key: string, readonly reason: string) {
-    super(`model '${key}' is unavailable: ${reason}`)
+    super(`${modelShown(key)} is unavailable: ${reason}`)
     this.name = 'ModelUnavailableError'
   }
 }

@@ -223,6 +223,8 @@ t.test('OIP infer refuses in onRequest too when the model\'s queue is full', asy
   t.equal(res.statusCode, 503)
   t.equal(res.headers['retry-after'], '1')
   t.match(res.json(), { code: 'OVERLOADED' })
+  // Named as the client names it: it was the pool's key, "model 'affine@#2' is overloaded".
+  t.equal(res.json().error, "model 'affine' is overloaded: 3 items queued (at most 3); retry later")
   t.equal((await infer('nosuch', tensor(1))).statusCode, 404)
   t.equal((await admitted).statusCode, 200)
   t.equal((await slow).statusCode, 200)

@@ -3,7 +3,7 @@
 // items; full queues refuse at once; aborted jobs never compute; a failing
 // batch fails only the request that caused it.
 import t, { type Test } from 'tap'
-import { AbortedError, BadInputError, InferenceError, InferencePool, OverloadedError, badInputOf } from '../../framework/pool.ts'
+import { AbortedError, BadInputError, InferenceError, InferencePool, ModelUnavailableError, OverloadedError, badInputOf } from '../../framework/pool.ts'
 import type { Tensor } from '../../framework/tensor.ts'
 import { buildModel } from '../../framework/onnx-builder.ts'
 import { affineModel, ids, rows, sequenceModel, slowAffineModel, toRows, SEQ_VOCAB } from '../fixtures/batching.ts'
@@ -674,4 +674,13 @@ t.test('badInputOf: ONNX Runtime\'s index-out-of-range failures, and nothing els
   t.equal(badInputOf(node('MatMul', 'indices element out of data bounds')), undefined)
   t.equal(badInputOf(node('Gather', 'Failed to allocate memory')), undefined)
   t.equal(badInputOf('input \'x\': expected shape [1, 4]'), undefined)
+})
+
+t.test('refusals name the model as clients know it, not by its pool key', async t => {
+  // The repository's versions and hot swaps run under keys 'name@version#generation'.
+  t.equal(new OverloadedError('affine', 4, 4).message, "model 'affine' is overloaded: 4 items queued (at most 4); retry later")
+  t.equal(new OverloadedError('mlp@#7', 4, 4).message, "model 'mlp' is overloaded: 4 items queued (at most 4); retry later")
+  t.equal(new OverloadedError('mlp@12#3', 0, 0).message, "model 'mlp' version 12 is overloaded: every inference thread is computing, and its requests do not queue (max queue items 0); retry later")
+  t.equal(new ModelUnavailableError('mlp@2#5', 'its file changed').message, "model 'mlp' version 2 is unavailable: its file changed")
+  t.equal(new OverloadedError('mlp@#7', 4, 4).key, 'mlp@#7', 'the key is kept for the logs and metrics')
 })
