@@ -376,7 +376,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     const objectBody = (body: unknown, allowed: string[]): Record<string, unknown> => {
       if (body === undefined || body === null) return {}
       if (typeof body !== 'object' || Array.isArray(body)) throw bad('body must be a JSON object')
-      for (const key of Object.keys(body)) if (!allowed.includes(key)) throw bad(`body has an unknown field '${key}'`)
+      for (const key of Object.keys(body)) if (!allowed.includes(key)) throw bad(`body has an unknown field '${shown(key)}'`)
       return body as Record<string, unknown>
     }
     /**
