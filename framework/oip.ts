@@ -171,7 +171,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     }
     const n = Number(raw)
     if (typeof raw !== 'string' || !/^[0-9]+$/.test(raw) || n > buffer.length) {
-      return done(bad(`${HEADER_LENGTH} must be an integer from 0 to the body's length (${buffer.length}), got '${String(raw)}'`), undefined)
+      return done(bad(`${HEADER_LENGTH} must be an integer from 0 to the body's length (${buffer.length}), got '${shown(String(raw))}'`), undefined)
     }
     if (n === 0 && request.routeOptions.url?.endsWith('/infer')) {
       // A raw binary request: the route's handler makes its request from the
@@ -206,7 +206,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     const coding = encoding.trim().toLowerCase()
     if (coding === 'identity' || coding === '') return parseBody(request, body, done)
     const decode = coding === 'gzip' || coding === 'x-gzip' ? gunzip : coding === 'deflate' ? inflate : undefined
-    if (!decode) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding}' is not supported: send gzip, deflate or identity`), undefined)
+    if (!decode) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${shown(encoding)}' is not supported: send gzip, deflate or identity`), undefined)
     const limit = request.routeOptions.bodyLimit
     decode(body as Buffer, { maxOutputLength: limit }, (err, inflated) => {
       if (!err) return parseBody(request, inflated, done)

@@ -405,6 +405,16 @@ t.test('a body with no Content-Type, as tritonclient.http sends it, is read as J
   t.same(text.json(), { error: "content-type 'text/plain' is not supported: send the body as application/json, application/octet-stream (with inference-header-content-length) or with no content-type", code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 })
 })
 
+t.test('header values the OIP parser quotes are shortened, like every other client string', async t => {
+  // Quoted whole, a 10,000-character header made a 10 kB error message.
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const long = 'x'.repeat(10_000)
+  const encoding = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'application/json', 'content-encoding': long }, payload: '{}' })
+  t.same(encoding.json(), { error: `content-encoding '${'x'.repeat(100)}...' is not supported: send gzip, deflate or identity`, code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 })
+  const length = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'inference-header-content-length': long }, payload: '{}' })
+  t.same(length.json(), { error: `inference-header-content-length must be an integer from 0 to the body's length (2), got '${'x'.repeat(100)}...'`, code: 'BAD_REQUEST', statusCode: 400 })
+})
+
 t.test('valid JSON with a __proto__ key is refused as such, not as invalid JSON; malformed JSON says why', async t => {
   // The resource routes said so (create-app.ts's whyNotJson); OIP's parser
   // answered fastify's "Body is not valid JSON but content-type is set to
