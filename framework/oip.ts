@@ -219,11 +219,19 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   // No Content-Type at all is what Triton's own Python client (tritonclient.http)
   // sends, JSON or binary alike, and Triton reads such a body as above. Any
   // other media type stays refused.
+  const accepted = `application/json, application/octet-stream (with ${HEADER_LENGTH}) or with no content-type`
   app.addContentTypeParser('*', { parseAs: 'buffer' }, readWhole((request, body, done) => {
     const type = request.headers['content-type']
-    if (type !== undefined) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', unsupportedMediaType(type, `application/json, application/octet-stream (with ${HEADER_LENGTH}) or with no content-type`)), undefined)
+    if (type !== undefined) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', unsupportedMediaType(type, accepted)), undefined)
     decodeBody(request, body, done)
   }))
+  // A content type that is not a media type at all ('json') never reaches
+  // the parsers: fastify refuses it, and the app's handler would advise the
+  // resource routes' application/json alone. Anything else goes on to it.
+  app.setErrorHandler((err: Error & { code?: string }, request, reply) => {
+    if (err.code !== 'FST_ERR_CTP_INVALID_MEDIA_TYPE') throw err
+    return sendError(reply, 'UNSUPPORTED_MEDIA_TYPE', unsupportedMediaType(request.headers['content-type'], accepted))
+  })
 
   const extensions = ['binary_tensor_data', ...(options.repositoryApi ? ['model_repository'] : [])]
 

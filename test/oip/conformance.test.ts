@@ -403,6 +403,13 @@ t.test('a body with no Content-Type, as tritonclient.http sends it, is read as J
   const text = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': 'text/plain' }, payload: JSON.stringify(x) })
   t.equal(text.statusCode, 415)
   t.same(text.json(), { error: "content-type 'text/plain' is not supported: send the body as application/json, application/octet-stream (with inference-header-content-length) or with no content-type", code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 })
+  // A content type fastify cannot even read as a media type gave the resource
+  // routes' advice ("send the body as application/json"), without the binary
+  // extension's octet-stream or the bare body tritonclient sends.
+  for (const type of ['json', 'application/', ';charset=utf-8']) {
+    const malformed = await app.inject({ method: 'POST', url: '/v2/models/mlp/infer', headers: { 'content-type': type }, payload: JSON.stringify(x) })
+    t.same(malformed.json(), { error: `content-type '${type}' is not supported: send the body as application/json, application/octet-stream (with inference-header-content-length) or with no content-type`, code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415 }, type)
+  }
 })
 
 t.test('header values the OIP parser quotes are shortened, like every other client string', async t => {
