@@ -27,6 +27,10 @@
 // Server readiness follows the app's lifecycle (ready once start-up loading is
 // done), not every model: a model that failed to load is reported by its own
 // ready route and the repository index, and does not take the server down.
+// While the app drains, inference is served as on the resource routes (the
+// app's onSend hook adds `Connection: close`): a cluster worker that a HUP,
+// --max-requests or TTOU replaces drains, and what reaches it meanwhile is a
+// request to a server that goes on.
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
@@ -324,10 +328,6 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   app.get('/v2/models/:name/versions/:version/ready', { schema: readySchema(VersionParams) }, ready)
 
   const infer = async (request: FastifyRequest<{ Params: { name: string, version?: string }, Body: InferRequest }>, reply: FastifyReply) => {
-    if (lifecycle.state === 'draining') {
-      reply.header('connection', 'close')
-      throw new HttpError('SHUTTING_DOWN', 'server is shutting down', { headers: { 'retry-after': '1' } })
-    }
     const body = request.body
     const timeoutUs = body.parameters?.timeout
     if (timeoutUs !== undefined) {

@@ -4,13 +4,11 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { request as httpRequest } from 'node:http'
-import { fileURLToPath } from 'node:url'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, post, ROOT, SLOW_APP, SLOW_BOOT_APP, startReady, startServer } from './fixtures/server.ts'
+import { childEnv, OIP_APP, post, ROOT, SLOW_APP, SLOW_BOOT_APP, startReady, startServer } from './fixtures/server.ts'
 import { shiftedModel } from './fixtures/oip.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
-const OIP_APP = fileURLToPath(new URL('./fixtures/oip-app.ts', import.meta.url))
 const row = { rows: [[5.1, 3.5, 1.4, 0.2]] }
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
@@ -266,6 +264,38 @@ t.test('cluster: SIGHUP replaces workers one by one without dropping requests', 
   t.equal(after.length, 2, 'two new workers')
   t.ok(served > 20, `${served} requests served during the reload`)
   t.equal(failures, 0, 'no request failed during the reload')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('cluster: SIGHUP drops no Open Inference Protocol request either (a draining worker serves them, as it does resource routes)', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
+  const server = await startReady(t, ['--models-dir', dir, '--app', OIP_APP, '--workers', '2'])
+  const before = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
+  const infer = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [5.1, 3.5, 1.4, 0.2] }] }
+  const failures: string[] = []
+  let served = 0
+  let running = true
+  // As above: a keep-alive client, and one opening a connection per request,
+  // which the primary hands to a worker draining for the HUP while it still accepts.
+  const client = (send: () => Promise<{ status: number, text?: string }>) => (async () => {
+    while (running) {
+      const res = await send().catch((err: Error) => ({ status: 0, text: err.message }))
+      if (res.status === 200) served++
+      else failures.push(`${res.status} ${res.text ?? ''}`)
+    }
+  })()
+  const load = Promise.all([
+    client(async () => { const res = await post(server.port, '/v2/models/scaler/infer', infer); return { status: res.status, text: JSON.stringify(res.body) } }),
+    client(() => fresh(server.port, 'POST', '/v2/models/scaler/infer', infer)),
+  ])
+  server.proc.kill('SIGHUP')
+  await server.waitFor(l => l.msg === 'worker exited' && l.workerPid === before[0] && l.code === 0)
+  await server.waitFor(l => l.msg === 'worker exited' && l.workerPid === before[1] && l.code === 0)
+  running = false
+  await load
+  t.ok(served > 20, `${served} requests served during the reload`)
+  t.same(failures.slice(0, 3), [], `no request failed during the reload (${failures.length} did)`)
   server.proc.kill('SIGTERM')
   t.same(await server.exited, { code: 0, signal: null })
 })
