@@ -19,7 +19,9 @@
 //   past the timeout is killed).
 // - INT, QUIT: workers stop at once, also while they drain after a TERM.
 // - HUP: workers are replaced one by one, each new one ready before the old
-//   one drains, so no request is dropped. Only the workers that will
+//   one drains, so no request is dropped (a ready worker replaced or
+//   removed is told with a 'retire' message, not a TERM: it drains with
+//   readiness 200, the server going on). Only the workers that will
 //   remain: once as many live workers as the target were forked after the
 //   HUP, it stops; a worker beyond the target (a TTOU still waiting to
 //   remove one) is removed, not replaced.
@@ -49,7 +51,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
 import pino from 'pino'
 import type { Settings } from './settings.ts'
-import { USER_SIGNALS_IGNORED, type WorkerMessage } from './serve.ts'
+import { USER_SIGNALS_IGNORED, type RetireMessage, type WorkerMessage } from './serve.ts'
 import { holdSignals, type ReleaseSignals } from './signal-hold.ts'
 import type { ArbiterMetricsMessage } from './metrics.ts'
 import { ClusterMetrics } from './cluster-metrics.ts'
@@ -117,11 +119,21 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   // `replace` that awaited it, and would count towards the target.
   const live = () => Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w && !w.isDead() && !retiring.has(w))
 
-  /** Stops a worker on purpose: it drains (or exits at once while booting), off the count. */
+  /**
+   * Stops a worker on purpose: it drains (or exits at once while booting),
+   * off the count. A ready one is told with a message rather than a TERM: it
+   * drains the same way, but as the server goes on, its readiness stays 200
+   * (serve.ts); a TERM would have it answer 503 'shutting down' to the probes
+   * the primary hands it meanwhile. A worker still booting gets the TERM (its
+   * handlers may not be in place: the hold exits it at once).
+   */
   const stopWorker = (worker: Worker) => {
     retiring.add(worker)
     removed.add(worker)
-    worker.process.kill('SIGTERM')
+    if (!ready.has(worker) || !worker.isConnected()) return void worker.process.kill('SIGTERM')
+    const retire: RetireMessage = { type: 'retire' }
+    // A channel that closed meanwhile: the TERM, as before.
+    worker.send(retire, undefined, err => { if (err) worker.process.kill('SIGTERM') })
   }
 
   const spawn = (onFork?: (worker: Worker) => void): Promise<boolean> => {

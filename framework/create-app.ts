@@ -70,6 +70,12 @@ export type LifecycleState = 'loading' | 'ready' | 'draining' | 'failed'
 export interface Lifecycle {
   state: LifecycleState
   reason: string
+  /**
+   * Draining because this cluster worker is replaced (HUP, --max-requests)
+   * or removed (TTOU), not because the server stops: the other workers serve
+   * on, so readiness stays 200 (see `drain`).
+   */
+  replaced?: boolean
 }
 
 declare module 'fastify' {
@@ -78,8 +84,14 @@ declare module 'fastify' {
     mount(template: string, resource: Resource, options?: MountOptions): FastifyInstance
     /** Loads and warms up every mounted resource; readiness turns 200 after it. */
     loadResources(): Promise<void>
-    /** Marks the app as draining: readiness and resource routes answer 503. */
-    drain(): void
+    /**
+     * Marks the app as draining: readiness answers 503 and every answer
+     * carries `Connection: close`. With `replaced` (a cluster worker the
+     * arbiter replaces or removes while the server goes on), readiness stays
+     * 200: a load balancer probing the server's address must not take the
+     * whole server out because one worker is being recycled.
+     */
+    drain(options?: { replaced?: boolean }): void
     /** Adds start-up work that readiness waits for, run after the resources load (the model repository). */
     onLoad(name: string, task: () => Promise<void>): void
     /** Adds work for `reload()` (SIGHUP in a single process: re-scan the models). */
@@ -596,8 +608,8 @@ export async function createApp (options: AppOptions): Promise<App> {
     for (const task of reloadTasks) await task()
   })
 
-  app.decorate('drain', function drain () {
-    Object.assign(lifecycle, { state: 'draining', reason: 'shutting down' })
+  app.decorate('drain', function drain ({ replaced = false }: { replaced?: boolean } = {}) {
+    Object.assign(lifecycle, { state: 'draining', reason: 'shutting down', replaced })
   })
 
   app.addHook('onClose', async () => {

@@ -3,7 +3,9 @@
 // - /health/ready is 200 only once every model is loaded and warmed up, and
 //   503 (with the reason) while loading, after a failed load, while a model is
 //   held by no inference thread (see framework/pool.ts), or while draining,
-//   so a load balancer stops sending traffic before the process goes away.
+//   so a load balancer stops sending traffic before the process goes away
+//   (not while a cluster worker drains because it is replaced: the server
+//   goes on, and its other workers serve).
 import type { FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { ErrorBody, sendError } from './errors.ts'
@@ -25,7 +27,8 @@ export async function healthRoutes (app: FastifyInstance, { lifecycle, models }:
       response: { 200: Status, 503: ErrorBody },
     },
   }, async (_request, reply) => {
-    if (lifecycle.state === 'ready') {
+    // A cluster worker being replaced drains while the server goes on (create-app.ts's drain).
+    if (lifecycle.state === 'ready' || (lifecycle.state === 'draining' && lifecycle.replaced === true)) {
       // A model no inference thread holds any more (see ModelUnavailableError).
       for (const key of models.pool.keys()) {
         const reason = models.pool.unavailable(key)

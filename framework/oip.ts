@@ -276,7 +276,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   app.get('/v2/health/ready', {
     schema: { tags: [TAG], summary: 'Server ready: 200 once start-up loading is done', response: { 200: Type.Object({ live: Type.Boolean(), ready: Type.Boolean() }), 503: ErrorBody } },
   }, async (_request, reply) => {
-    if (lifecycle.state === 'ready') return { live: true, ready: true }
+    if (lifecycle.state === 'ready' || (lifecycle.state === 'draining' && lifecycle.replaced === true)) return { live: true, ready: true }
     return sendError(reply, lifecycle.state === 'draining' ? 'SHUTTING_DOWN' : 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
   })
 

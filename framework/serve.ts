@@ -33,6 +33,13 @@ export type WorkerMessage =
   /** A worker's metrics as its app closes: final, kept by the arbiter once the worker is gone. */
   | { type: 'metrics-final', metrics: MetricsPart }
 
+/**
+ * What the arbiter sends a ready worker it replaces (HUP, --max-requests) or
+ * removes (TTOU), instead of a TERM: it drains as on TERM, but the server
+ * goes on, so its readiness stays 200 (create-app.ts's drain).
+ */
+export interface RetireMessage { type: 'retire' }
+
 /** What the server logs when it ignores USR1 or USR2 (gunicorn's log reopening and binary upgrade). */
 export const USER_SIGNALS_IGNORED = {
   SIGUSR1: 'SIGUSR1 ignored: the logs go to stdout, there is no log file to reopen',
@@ -133,11 +140,16 @@ export async function serve (buildApp: BuildApp, settings: Settings, releaseSign
     })
   }
 
-  const drain = async (signal: string) => {
-    if (stopping) return
+  const drain = async (signal: string, { replaced = false } = {}) => {
+    if (stopping) {
+      // A TERM to a worker that drains for its replacement: the server stops
+      // now too, and readiness says so.
+      if (!replaced && app.lifecycle.replaced) app.drain()
+      return
+    }
     stopping = true
-    log.info({ signal, gracefulTimeout: settings.gracefulTimeout }, 'draining: finishing in-flight requests')
-    app.drain()
+    log.info({ signal, gracefulTimeout: settings.gracefulTimeout, ...(replaced ? { replaced } : {}) }, 'draining: finishing in-flight requests')
+    app.drain({ replaced })
     setTimeout(stopInFlight, settings.gracefulTimeout * 1000).unref()
     // For a moment, keep accepting: responses now carry `Connection: close`,
     // so busy keep-alive clients leave on their own rather than have an idle
@@ -161,6 +173,14 @@ export async function serve (buildApp: BuildApp, settings: Settings, releaseSign
 
   // `on`, not `once`: a second TERM (a process group's, then the arbiter's) must not kill the drain.
   process.on('SIGTERM', () => { void drain('SIGTERM') })
+  // The arbiter replaces or removes a ready worker with a message rather than
+  // a TERM: the server goes on (its other workers serve), and a readiness
+  // probe that reaches this worker while it drains must not say otherwise.
+  if (cluster.isWorker) {
+    process.on('message', (message: RetireMessage | undefined) => {
+      if (message?.type === 'retire') void drain('retire', { replaced: true })
+    })
+  }
   process.once('SIGINT', () => stopNow('SIGINT'))
   process.once('SIGQUIT', () => stopNow('SIGQUIT'))
   // Signals ignored here, with the warning logged alone (a worker leaves them

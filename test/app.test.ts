@@ -70,6 +70,20 @@ t.test('draining: readiness 503; requests still served, with Connection: close',
   t.equal((await app.inject({ url: '/health/live' })).statusCode, 200)
 })
 
+t.test('draining as a replaced cluster worker: readiness stays 200; a drain for the server\'s stop then turns it 503', async t => {
+  const app = await build(t)
+  app.drain({ replaced: true })
+  const ready = await app.inject({ url: '/health/ready' })
+  t.equal(ready.statusCode, 200, ready.body)
+  const res = await app.inject({ method: 'POST', url: '/scale', payload: { rows: [[1, 2, 3, 4]] } })
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers.connection, 'close', 'clients still move to the other workers')
+  app.drain()
+  const stopping = await app.inject({ url: '/health/ready' })
+  t.equal(stopping.statusCode, 503)
+  t.equal(stopping.json().code, 'SHUTTING_DOWN')
+})
+
 t.test('405 with Allow for verbs a resource lacks; OPTIONS lists them', async t => {
   const app = await build(t)
   for (const method of ['PUT', 'PATCH', 'DELETE'] as const) {

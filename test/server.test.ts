@@ -300,6 +300,35 @@ t.test('cluster: SIGHUP drops no Open Inference Protocol request either (a drain
   t.same(await server.exited, { code: 0, signal: null })
 })
 
+t.test('cluster: readiness stays 200 through a SIGHUP (a worker drained for its replacement is no server shutting down)', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel() })
+  const server = await startReady(t, ['--models-dir', dir, '--app', OIP_APP, '--workers', '2'])
+  const before = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
+  const failures: string[] = []
+  let probes = 0
+  let running = true
+  // A load balancer's probes: a connection each, which the primary also hands
+  // to a worker draining for the HUP while it still accepts.
+  const prober = (path: string) => (async () => {
+    while (running) {
+      const res = await fresh(server.port, 'GET', path).catch((err: Error) => ({ status: 0, text: err.message }))
+      probes++
+      if (res.status !== 200) failures.push(`${path}: ${res.status} ${res.text}`)
+    }
+  })()
+  const probing = Promise.all([prober('/health/ready'), prober('/v2/health/ready')])
+  server.proc.kill('SIGHUP')
+  await server.waitFor(l => l.msg === 'worker exited' && l.workerPid === before[0] && l.code === 0)
+  await server.waitFor(l => l.msg === 'worker exited' && l.workerPid === before[1] && l.code === 0)
+  running = false
+  await probing
+  t.ok(probes > 20, `${probes} probes during the reload`)
+  t.same(failures.slice(0, 3), [], `every probe answered 200 during the reload (${failures.length} did not)`)
+  t.equal(server.lines.filter(l => l.msg === 'draining: finishing in-flight requests' && l.replaced === true).length, 2, 'both old workers drained as replaced')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
 t.test('cluster: --max-requests recycles a worker without failing requests', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
   const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--max-requests', '15', '--max-requests-jitter', '5'])
