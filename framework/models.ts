@@ -206,6 +206,9 @@ export class ModelStore implements ModelRunner {
         } catch (err) {
           throw new ModelLoadError(`cannot read ${configPath}: ${(err as Error).message}`, { cause: err })
         }
+        // As the repository's parseConfig: `null` would fail below with a
+        // TypeError's words, and [], "x" or 5 would be served as no config.
+        if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new ModelLoadError(`${configPath} must hold a JSON object`)
       }
       this.configureBatching(name, config, configPath)
       this.readLimits(name, path, meta.inputs, config, configPath)

@@ -88,6 +88,13 @@ t.test('a corrupt model or a bad config fails naming the file', async t => {
   await t.rejects(s.load('cfg'), /cannot read .*cfg\/config\.json/)
 })
 
+t.test('a config.json that is JSON but no object fails naming the file, as the repository says it (null was a TypeError\'s message; [], "x" and 5 were served)', async t => {
+  for (const text of ['null', '[]', '"x"', '5']) {
+    const s = store(t, { 'add.onnx': addModel(), 'add.json': text })
+    await t.rejects(s.load('add', addContract), { name: 'ModelLoadError', message: /add\.json must hold a JSON object$/ }, text)
+  }
+})
+
 t.test('contract helpers', async t => {
   t.equal(formatShape([-1, 'n', 4]), '[?, n, 4]')
   t.same(checkContract(addContract, { inputs: [{ name: 'x', type: 'float32', shape: ['b', 4] }], outputs: [{ name: 'y', type: 'float32', shape: [2, 4] }] }), [])
