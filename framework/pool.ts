@@ -107,7 +107,7 @@ interface Job {
   reject: (err: Error) => void
   /** Rows along axis 0 (1 when the feeds cannot be batched, or have no rows). */
   items: number
-  /** Whether it may share a session.run (false after its batch failed: rerun alone). */
+  /** Whether it may share a session.run (false after its batch failed: rerun alone; false for feeds that hold nothing, see holdsNothing). */
   batchable: boolean
   /** Counted (requests, items) with a batch that failed or did not split back: its rerun alone is not counted again. */
   counted?: boolean
@@ -634,7 +634,7 @@ export class InferencePool {
     return new Promise((resolve, reject) => {
       const job: Job = {
         key, feeds, outputs: options.outputs, signal: options.signal, transfer: options.transfer, resolve, reject,
-        items, batchable: rows !== undefined, enqueuedAt: performance.now(),
+        items, batchable: rows !== undefined && !holdsNothing(feeds), enqueuedAt: performance.now(),
       }
       if (inline) {
         // Aborts are checked when the turn's inline batch runs: no listener.
@@ -1119,6 +1119,18 @@ export function fileSignature (path: string): string | undefined {
   } catch {
     return undefined
   }
+}
+
+/**
+ * Whether an input of `feeds` holds no element (a 0 among its dimensions).
+ * Its other dimensions are then bounded by nothing the client sent (an OIP
+ * shape of [0, 2147483647] comes with no data): merged, it would pad its
+ * neighbours to them (a body of bytes made a batch of gigabytes). It runs
+ * alone, costing nothing. Checked once per request: a few comparisons.
+ */
+function holdsNothing (feeds: Record<string, Tensor>): boolean {
+  for (const t of Object.values(feeds)) if (t.dims.includes(0)) return true
+  return false
 }
 
 /** Elements over every input (the unit a model's cost is learnt in). */

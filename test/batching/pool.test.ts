@@ -187,6 +187,18 @@ t.test('without a pad value only same-length requests share a batch', async t =>
   t.equal(p.stats('seq').batches, 2, 'grouped by length')
 })
 
+t.test('a request of no elements, whose dimensions its body does not bound, runs alone: it never pads its neighbours to them', async t => {
+  const p = await pool(t)
+  p.configure('seq', { padValue: 0 })
+  const busy = occupy(p)
+  // [0, 100000] holds nothing, so costs nothing to send; merged, it padded [1, 2] to 100,000 tokens.
+  const empty: Tensor = { type: 'int64', data: new BigInt64Array(0), dims: [0, 100_000] }
+  const outs = await Promise.all([p.run('seq', { ids: ids([[1, 2]]) }), p.run('seq', { ids: empty }), p.run('seq', { ids: ids([[3, 4, 5]]) })])
+  await busy
+  t.same(outs.map(o => o.scores.dims), [[1, 2, 3], [0, 100_000, 3], [1, 3, 3]])
+  t.match(p.stats('seq'), { batches: 2, largestBatch: 2 }, 'the two requests with data together, the empty one alone')
+})
+
 t.test('maxBatchTokens bounds padded tokens per batch', async t => {
   const p = await pool(t)
   p.configure('seq', { padValue: 0, maxBatchTokens: 10 })
