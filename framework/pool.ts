@@ -877,8 +877,10 @@ export class InferencePool {
       if (!head || thread.missing.has(q.key)) continue
       const readyAt = head.enqueuedAt + q.options.maxDelayMs
       // A full queue cannot grow the batch either (a bound under the batch size): it goes now.
+      // Nor can a model that does not batch (a fixed batch axis): with the
+      // server's --max-queue-delay, its every request waited it out for nothing.
       const fills = Math.min(q.options.maxBatchItems, q.options.maxQueueItems)
-      if (q.options.maxDelayMs > 0 && q.options.maxQueueItems > 0 && readyAt > now && q.items < fills && head.batchable) {
+      if (q.options.maxDelayMs > 0 && q.options.maxQueueItems > 0 && readyAt > now && q.items < fills && head.batchable && q.batches) {
         wakeAt = Math.min(wakeAt, readyAt)
         continue
       }

@@ -416,6 +416,20 @@ t.test('maxDelayMs lets a batch wait for company; 0 never waits', async t => {
   t.ok(performance.now() - t0 < 100, 'no delay')
 })
 
+t.test('a model that cannot batch (a fixed batch axis) never waits out a delay: no company can join it', async t => {
+  const p = await pool(t)
+  await p.load('fixed', buildModel({
+    name: 'fixed',
+    inputs: [{ name: 'x', type: 'float32', shape: [1, 2] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [1, 2] }],
+    nodes: [{ op: 'Identity', inputs: ['x'], outputs: ['y'] }],
+  }))
+  // As with --max-queue-delay, the server's default for every model.
+  p.configure('fixed', { maxDelayMs: 60_000 })
+  const outcome = await settledWithin([p.run('fixed', { x: floats([1, 2]) }).then(o => Array.from(o.y.data as Float32Array))], 10_000)
+  t.same(outcome, [[1, 2]], 'answered without waiting for a batch it cannot form')
+})
+
 t.test('a model\'s short delay is kept while another model waits out a longer one', async t => {
   const p = await pool(t)
   p.configure('affine', { maxDelayMs: 600 })
