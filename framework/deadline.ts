@@ -36,6 +36,13 @@ export interface AbortSignalLike {
   readonly reason: unknown
   addEventListener (type: 'abort', listener: () => void, options?: { once?: boolean }): void
   removeEventListener (type: 'abort', listener: () => void): void
+  /**
+   * performance.now() at which it aborts, when known (a RequestDeadline's):
+   * the pool drops a job whose time is up as it takes it for a thread, even
+   * if the timer that aborts it has not run yet (a busy event loop runs it
+   * late, after the thread's answer that frees a thread).
+   */
+  readonly expiresAt?: number
 }
 
 /** A client may ask for a shorter deadline (never a longer one), in seconds. */

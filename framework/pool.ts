@@ -873,6 +873,7 @@ export class InferencePool {
     let best: ModelQueue | undefined
     let wakeAt = Infinity
     for (const q of this.queues.values()) {
+      if (q.jobs.length > 0) this.dropExpired(q, now)
       const head = q.jobs[0]
       if (!head || thread.missing.has(q.key)) continue
       const readyAt = head.enqueuedAt + q.options.maxDelayMs
@@ -900,6 +901,29 @@ export class InferencePool {
       if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
     }
     return { queue: best, jobs }
+  }
+
+  /**
+   * Drops the jobs of `q` whose deadline has passed though their signal has
+   * not fired yet: its timer runs in the event loop's next timers phase,
+   * after the thread's answer that called drain (under load, milliseconds
+   * later), and the model computed requests already answered 504. One
+   * comparison per queued job, when a thread is free.
+   */
+  private dropExpired (q: ModelQueue, now: number) {
+    let expired: Set<Job> | undefined
+    for (const job of q.jobs) {
+      const at = job.signal?.expiresAt
+      if (at !== undefined && at <= now) (expired ??= new Set()).add(job)
+    }
+    if (!expired) return
+    q.remove(expired)
+    for (const job of expired) {
+      if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
+      if (!job.counted) q.stats.dropped++
+      job.reject(new AbortedError(new Error('its deadline passed before an inference thread was free')))
+    }
+    this.forget(q)
   }
 
   /**

@@ -5,6 +5,7 @@
 import t, { type Test } from 'tap'
 import { AbortedError, BadInputError, InferenceError, InferencePool, ModelUnavailableError, OverloadedError, badInputOf } from '../../framework/pool.ts'
 import type { Tensor } from '../../framework/tensor.ts'
+import { RequestDeadline } from '../../framework/deadline.ts'
 import { buildModel } from '../../framework/onnx-builder.ts'
 import { affineModel, ids, rows, sequenceModel, slowAffineModel, toRows, SEQ_VOCAB } from '../fixtures/batching.ts'
 
@@ -274,6 +275,22 @@ t.test('with maxQueueItems 0 and two threads, two requests compute at once and a
   t.same(toRows((b as Record<string, Tensor>).y), [[3, 1, 1, 1]])
   t.type(c, OverloadedError)
   t.match(p.stats('slow'), { requests: 2, batches: 2, refused: 1 })
+})
+
+t.test('a job whose deadline passed while queued is dropped when a thread frees up, even before its timer has run', async t => {
+  const p = await pool(t)
+  const busy = occupy(p)
+  const deadline = new RequestDeadline()
+  const late = p.run('affine', { x: rows([[1, 1, 1, 1]]) }, { signal: deadline }).catch(e => e)
+  const onTime = p.run('affine', { x: rows([[2, 2, 2, 2]]) })
+  // Its time is up while the thread computes, and the timer that would abort
+  // it has not run yet (a busy event loop runs timers after the thread's answer).
+  deadline.expiresAt = performance.now()
+  t.same(toRows((await onTime).y), [[5, 5, 5, 5]])
+  t.type(await late, AbortedError)
+  await busy
+  t.match(p.stats('affine'), { requests: 1, items: 1, dropped: 1, queuedItems: 0, queuedRequests: 0 }, 'never computed')
+  t.equal(deadline.aborted, false, 'the deadline itself still fires on its own (its 504)')
 })
 
 t.test('a job whose signal fires while queued leaves the queue and never computes', async t => {
