@@ -526,6 +526,18 @@ export async function createApp (options: AppOptions): Promise<App> {
     }
     if (!resources.includes(resource)) resources.push(resource)
     const tag = mountOptions.tag ?? resource.constructor.name
+    // A params schema field the template lacks is never in a request: every
+    // request was a 400 that blamed the client ("params is missing the
+    // required field 'itemId'") for the resource's mistake.
+    const parameters = [...url.matchAll(/:(\w+)/g)].map(m => m[1])
+    for (const [method, r] of responders) {
+      const declared = Object.keys((r.schema.params as { properties?: object } | undefined)?.properties ?? {})
+      const unknown = declared.find(name => !parameters.includes(name))
+      if (unknown !== undefined) {
+        const name = `${resource.constructor.name}.on${method[0]}${method.slice(1).toLowerCase()}${mountOptions.suffix ?? ''}`
+        throw new TypeError(`${name}: its params schema declares '${unknown}', which ${template} does not have (${parameters.length > 0 ? `its parameters: ${parameters.join(', ')}` : 'it has no parameters'})`)
+      }
+    }
     for (const [method, r] of responders) {
       if (method !== 'GET' && method !== 'DELETE' && !url.includes(':') && !url.includes('*')) earlyRoutes.set(`${method} ${url}`, resource)
       const { body, ...rest } = r.schema

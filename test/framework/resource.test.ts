@@ -80,6 +80,30 @@ t.test('a responder under a name no route finds is refused at mount, not left un
   app.mount('/fine', new Fine())
 })
 
+t.test('a params schema that names a field the URI template lacks is refused at mount, not a 400 on every request', async t => {
+  class Item extends Resource {
+    onGet = responder({
+      schema: { params: Type.Object({ itemId: Type.String() }), response: { 200: Type.Object({ id: Type.String() }) } },
+      handler: async (request) => ({ id: request.params.itemId }),
+    })
+  }
+  class Fine extends Resource {
+    onGet = responder({
+      schema: { params: Type.Object({ id: Type.String() }), response: { 200: Type.Object({ id: Type.String() }) } },
+      handler: async (request) => ({ id: request.params.id }),
+    })
+  }
+  const app = await bareApp(t)
+  // Before, it mounted, and every GET /items/5 was a 400 blaming the client: "params is missing the required field 'itemId'".
+  t.throws(() => app.mount('/items/{id}', new Item()), /Item\.onGet: its params schema declares 'itemId', which \/items\/\{id\} does not have \(its parameters: id\)/)
+  t.throws(() => app.mount('/items', new Item()), /Item\.onGet: its params schema declares 'itemId', which \/items does not have \(it has no parameters\)/)
+  app.mount('/fine/{id}', new Fine())
+  // A schema that declares some of the parameters only is fine: the others are not validated.
+  app.mount('/fine/{id}/parts/{part}', new Fine())
+  await app.loadResources()
+  t.same((await app.inject({ url: '/fine/5/parts/2' })).json(), { id: '5' })
+})
+
 t.test('a resource mounted after loadResources() is refused: it would be served unloaded', async t => {
   const app = await bareApp(t)
   app.mount('/hello/{name}', new Greeter('hello'))
