@@ -196,6 +196,16 @@ export function respondersOf (resource: object, suffix = ''): Map<Verb, Responde
     if (!isResponder(value)) {
       throw new TypeError(`${resource.constructor.name}.${name} looks like a responder but was not made with responder({ schema, handler })`)
     }
+    // responder()'s types require both, but a JavaScript resource (or a cast)
+    // may leave one out: without a schema, mount failed on "Cannot destructure
+    // property 'body' of 'r.schema'"; without a handler, it mounted and every
+    // request was a 500.
+    if (typeof value.schema !== 'object' || value.schema === null) {
+      throw new TypeError(`${resource.constructor.name}.${name} was made with responder() without a schema: give one (schema: {} when the route takes and declares nothing)`)
+    }
+    if (typeof value.handler !== 'function') {
+      throw new TypeError(`${resource.constructor.name}.${name} was made with responder() without a handler function`)
+    }
     found.set(m[1].toUpperCase() as Verb, value)
   }
   return found

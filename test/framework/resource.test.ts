@@ -80,6 +80,26 @@ t.test('a responder under a name no route finds is refused at mount, not left un
   app.mount('/fine', new Fine())
 })
 
+t.test('a responder made without a schema or a handler is refused at mount, naming it', async t => {
+  // responder()'s types require both; a JavaScript resource, or a cast, may still leave one out.
+  const made = responder as (spec: object) => ReturnType<typeof responder>
+  class NoSchema extends Resource {
+    onGet = made({ handler: async () => ({}) })
+  }
+  class NoHandler extends Resource {
+    onPost = made({ schema: {} })
+  }
+  class SchemaNotObject extends Resource {
+    onGetMetadata = made({ schema: 'none', handler: async () => ({}) })
+  }
+  const app = await bareApp(t)
+  // Before: "Cannot destructure property 'body' of 'r.schema' as it is undefined" at mount, and
+  // a mount without a handler went through, every request a 500.
+  t.throws(() => app.mount('/a', new NoSchema()), /NoSchema\.onGet was made with responder\(\) without a schema: give one \(schema: \{\} when the route takes and declares nothing\)/)
+  t.throws(() => app.mount('/b', new NoHandler()), /NoHandler\.onPost was made with responder\(\) without a handler function/)
+  t.throws(() => app.mount('/c', new SchemaNotObject(), { suffix: 'Metadata' }), /SchemaNotObject\.onGetMetadata was made with responder\(\) without a schema/)
+})
+
 t.test('a params schema that names a field the URI template lacks is refused at mount, not a 400 on every request', async t => {
   class Item extends Resource {
     onGet = responder({
