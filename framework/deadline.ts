@@ -263,14 +263,27 @@ export function quietPastDeadline (handler: RouteHandler, responderName?: string
   const unanswered = (request: FastifyRequest, reply: FastifyReply) => responderName !== undefined &&
     !reply.sent && !reply.raw.headersSent && reply.statusCode !== 204 && !request.raw.aborted && !request.deadline?.aborted
   const nothing = () => new Error(`${responderName} returned nothing and sent nothing: return the response body, or return reply after reply.send(...)`)
+  // A typed array of numbers (a model output's data) returned as the answer:
+  // fastify sends any typed array as its raw bytes (application/octet-stream,
+  // in a 200, past the response schema). Bytes (a Buffer, a Uint8Array) are
+  // sent as fastify sends them.
+  const rawNumbers = (payload: unknown) => {
+    if (responderName === undefined || !ArrayBuffer.isView(payload) || payload instanceof Uint8Array || payload instanceof DataView) return
+    const type = payload.constructor.name
+    throw new Error(`${responderName} returned a${/^[AEIOU]/.test(type) ? 'n' : ''} ${type}, which would be sent as its raw bytes: return its values in the JSON answer (Array.from), or send bytes with reply.send(Buffer.from(...))`)
+  }
   return function (request, reply) {
     const result = handler.call(this, request, reply)
     // A sync handler may answer later from a callback: not a forgotten answer.
-    if (!(result instanceof Promise)) return result
+    if (!(result instanceof Promise)) {
+      rawNumbers(result)
+      return result
+    }
     return result.then(
       payload => {
         if (answered(request, reply)) return undefined
         if (payload === undefined && unanswered(request, reply)) throw nothing()
+        rawNumbers(payload)
         return payload
       },
       err => {

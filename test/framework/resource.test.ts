@@ -270,6 +270,43 @@ t.test('an async responder that returns nothing and sends nothing is a logged 50
   t.same(sent.json(), { y: 1 })
 })
 
+t.test('a responder that returns a typed array of numbers (a model output) is a logged 500, not its raw bytes in a 200', async t => {
+  // The types refuse it (a Float32Array is not the schema's answer); an untyped caller may still do it.
+  class RawOutput extends Resource {
+    onPost = responder({
+      schema: { body: Type.Object({ x: Type.Number() }), response: { 200: Type.Array(Type.Number()) } },
+      handler: async () => new Float32Array([1.5, 2]) as unknown as number[],
+    })
+
+    onGet = responder({
+      schema: {},
+      handler: () => new Int32Array([7]),
+    })
+
+    // Bytes are bytes: a Buffer (or a Uint8Array) is sent as fastify sends it.
+    onPut = responder({
+      schema: {},
+      handler: async (_request, reply) => reply.type('text/plain').send(Buffer.from('ok')),
+    })
+  }
+  const lines: string[] = []
+  const app = await bareApp(t, { logger: { level: 'error', stream: { write: (l: string) => { lines.push(l) } } } as never })
+  app.mount('/raw', new RawOutput())
+  await app.loadResources()
+
+  // Before: 200, application/octet-stream, the 8 bytes of the floats.
+  const post = await app.inject({ method: 'POST', url: '/raw', payload: { x: 1 } })
+  t.equal(post.statusCode, 500)
+  t.same(post.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 })
+  const get = await app.inject({ url: '/raw' })
+  t.equal(get.statusCode, 500, 'a sync responder too')
+  t.match(lines.join(''), /RawOutput\.onPost returned a Float32Array, which would be sent as its raw bytes: return its values in the JSON answer \(Array\.from\)/)
+  t.match(lines.join(''), /RawOutput\.onGet returned an Int32Array/)
+  const put = await app.inject({ method: 'PUT', url: '/raw' })
+  t.equal(put.statusCode, 200)
+  t.equal(put.body, 'ok')
+})
+
 t.test('a sync responder that answers later from a callback (reply.send) is answered, not a 500', async t => {
   // fastify's sync handlers may return nothing and send from a callback.
   class Later extends Resource {
