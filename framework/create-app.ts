@@ -489,6 +489,8 @@ export async function createApp (options: AppOptions): Promise<App> {
   // (parameters, another spelling of the path, loading or draining) goes
   // through fastify and refuseWhenFull above. Early refusals are not logged.
   const earlyRoutes = new Map<string, Resource>()
+  /** The paths mounted (parameters unnamed, no trailing slash): the template and class there. */
+  const mounted = new Map<string, { template: string, name: string }>()
   refuseEarly = (req, res) => {
     const method = req.method
     if ((method !== 'POST' && method !== 'PUT' && method !== 'PATCH') || lifecycle.state !== 'ready') return false
@@ -524,6 +526,21 @@ export async function createApp (options: AppOptions): Promise<App> {
     if (responders.size === 0) {
       throw new TypeError(`${resource.constructor.name} has no responders${mountOptions.suffix ? ` with suffix '${mountOptions.suffix}'` : ''} to mount at ${template}`)
     }
+    // One resource per path (falcon's add_route). fastify's own refusal named
+    // a verb nobody declared there ("Method 'POST' already declared": the
+    // 405 that the first mount answers it with) or a path the app serves
+    // itself (health, metrics, docs) with no word of why.
+    const className = resource.constructor.name
+    const path = url.length > 1 ? url.replace(/\/+$/, '') : url
+    const key = path.replace(/:\w+/g, ':')
+    const there = mounted.get(key)
+    if (there) {
+      throw new TypeError(`cannot mount ${className} at ${template}: ${there.template} is already mounted (${there.name}); one resource per path: give ${className} another path`)
+    }
+    if ([...responders.keys(), 'OPTIONS' as const].some(method => app.hasRoute({ method, url: path }))) {
+      throw new TypeError(`cannot mount ${className} at ${template}: the app serves ${path} itself (health, metrics, docs)`)
+    }
+    mounted.set(key, { template, name: className })
     if (!resources.includes(resource)) resources.push(resource)
     const tag = mountOptions.tag ?? resource.constructor.name
     // A params schema field the template lacks is never in a request: every

@@ -124,6 +124,26 @@ t.test('a params schema that names a field the URI template lacks is refused at 
   t.same((await app.inject({ url: '/fine/5/parts/2' })).json(), { id: '5' })
 })
 
+t.test('a path mounted twice, or one the app serves itself, is refused naming what is there', async t => {
+  const spec = { schema: { response: { 200: Type.Object({ ok: Type.Boolean() }) } }, handler: async () => ({ ok: true }) }
+  class Reader extends Resource { onGet = responder(spec) }
+  class Writer extends Resource { onPost = responder(spec) }
+  const app = await bareApp(t)
+  app.mount('/things/{id}', new Reader())
+  // Before: fastify's "Method 'POST' already declared for route '/things/:name'",
+  // a POST nobody declared (the 405 that Reader's mount answers it with).
+  t.throws(() => app.mount('/things/{name}', new Writer()), /cannot mount Writer at \/things\/\{name\}: \/things\/\{id\} is already mounted \(Reader\); one resource per path: give Writer another path/)
+  t.throws(() => app.mount('/things/{id}/', new Reader()), /cannot mount Reader at \/things\/\{id\}\/: \/things\/\{id\} is already mounted \(Reader\)/)
+  // Before: "Method 'GET' already declared for route '/health/ready'".
+  t.throws(() => app.mount('/health/ready', new Reader()), /cannot mount Reader at \/health\/ready: the app serves \/health\/ready itself \(health, metrics, docs\)/)
+  // Another path is fine, and so is the same resource on another path.
+  app.mount('/things', new Writer())
+  app.mount('/other/{id}', new Reader())
+  await app.loadResources()
+  t.equal((await app.inject({ method: 'POST', url: '/things' })).statusCode, 200)
+  t.equal((await app.inject({ url: '/things/1' })).statusCode, 200)
+})
+
 t.test('a resource mounted after loadResources() is refused: it would be served unloaded', async t => {
   const app = await bareApp(t)
   app.mount('/hello/{name}', new Greeter('hello'))
