@@ -521,6 +521,14 @@ export async function createApp (options: AppOptions): Promise<App> {
   app.decorate('mount', function mount (template: string, resource: Resource, mountOptions: MountOptions = {}) {
     // loadResources() loads what is mounted when it starts: a later resource would be served unloaded.
     if (loading) throw new Error(`cannot mount ${template} after loadResources(): mount every resource first`)
+    // A class for its instance read as a resource named "Function" with no responders.
+    if (typeof resource === 'function') {
+      const name = (resource as { name?: string }).name || 'given'
+      throw new TypeError(`cannot mount the class ${name} at ${template}: mount an instance of it (new ${name}(...))`)
+    }
+    if (typeof resource !== 'object' || resource === null) {
+      throw new TypeError(`cannot mount ${resource === null ? 'null' : `a ${typeof resource}`} at ${template}: give a resource object (an instance of a class extending Resource)`)
+    }
     const url = toFastifyPath(template)
     const responders = respondersOf(resource, mountOptions.suffix ?? '')
     if (responders.size === 0) {
@@ -607,9 +615,10 @@ export async function createApp (options: AppOptions): Promise<App> {
       try {
         for (const resource of resources) {
           lifecycle.reason = `loading ${resource.constructor.name}`
-          await Promise.race([resource.load({ models: recording(resource), log: app.log }), timeout])
+          // Optional: a resource that does not extend Resource (a plain object, as falcon's are) may lack them.
+          await Promise.race([resource.load?.({ models: recording(resource), log: app.log }), timeout])
           lifecycle.reason = `warming up ${resource.constructor.name}`
-          await Promise.race([resource.warmup(), timeout])
+          await Promise.race([resource.warmup?.(), timeout])
         }
         for (const { name, task } of loadTasks) {
           lifecycle.reason = `loading ${name}`
@@ -645,7 +654,7 @@ export async function createApp (options: AppOptions): Promise<App> {
     lifecycle.state = 'draining'
     // Every resource closes, and the models are released, whatever fails.
     const errors: unknown[] = []
-    for (const close of [...resources.map(r => () => r.close()), () => models.close()]) {
+    for (const close of [...resources.map(r => () => r.close?.()), () => models.close()]) {
       try {
         await close()
       } catch (err) {

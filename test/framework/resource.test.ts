@@ -100,6 +100,31 @@ t.test('a responder made without a schema or a handler is refused at mount, nami
   t.throws(() => app.mount('/c', new SchemaNotObject(), { suffix: 'Metadata' }), /SchemaNotObject\.onGetMetadata was made with responder\(\) without a schema/)
 })
 
+t.test('mounting a class instead of an instance, or no object, is refused naming the mistake', async t => {
+  class Doubler extends Resource {
+    onGet = responder({ schema: { response: { 200: Type.Object({ ok: Type.Boolean() }) } }, handler: async () => ({ ok: true }) })
+  }
+  const mount = (app: Awaited<ReturnType<typeof bareApp>>, resource: unknown) => app.mount('/d', resource as Resource)
+  const app = await bareApp(t)
+  // Before: "Function has no responders to mount at /d", and null a TypeError on reading 'constructor'.
+  t.throws(() => mount(app, Doubler), /cannot mount the class Doubler at \/d: mount an instance of it \(new Doubler\(\.\.\.\)\)/)
+  t.throws(() => mount(app, null), /cannot mount null at \/d: give a resource object \(an instance of a class extending Resource\)/)
+  t.throws(() => mount(app, 'doubler'), /cannot mount a string at \/d: give a resource object/)
+})
+
+t.test('a resource that does not extend Resource is served, its lifecycle methods being optional', async t => {
+  // falcon's resources are plain objects; the README calls load, warmup and close optional.
+  // Before: loadResources() failed on "resource.load is not a function", and close on "r.close is not a function".
+  class Plain {
+    onGet = responder({ schema: { response: { 200: Type.Object({ ok: Type.Boolean() }) } }, handler: async () => ({ ok: true }) })
+  }
+  const app = await bareApp(t)
+  app.mount('/plain', new Plain() as unknown as Resource)
+  await app.loadResources()
+  t.same((await app.inject({ url: '/plain' })).json(), { ok: true })
+  await app.close()
+})
+
 t.test('a params schema that names a field the URI template lacks is refused at mount, not a 400 on every request', async t => {
   class Item extends Resource {
     onGet = responder({
