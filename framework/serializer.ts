@@ -57,8 +57,11 @@ function writerFor (schema: unknown): { write: Write, numbers: boolean } | undef
   const allowed = SHAPE[type] ?? []
   if (Object.keys(s).some(k => k !== 'type' && !NEUTRAL.has(k) && !allowed.includes(k) && !(k === 'format' && isFloat32(s)))) return undefined
   switch (type) {
+    // A float32 number needs this writer wherever it is (`numbers: true`): a
+    // schema whose float32s are not in a number array, such as a classifier's
+    // {label, score}, went to fast-json-stringify whole, which writes doubles.
     case 'number': return isFloat32(s)
-      ? { write: v => (isFiniteNumber(v) && float32Json(v)) || notPlain(), numbers: false }
+      ? { write: v => (isFiniteNumber(v) && float32Json(v)) || notPlain(), numbers: true }
       : { write: v => isFiniteNumber(v) ? '' + v : notPlain(), numbers: false }
     case 'integer': return { write: v => Number.isInteger(v) ? '' + (v as number) : notPlain(), numbers: false }
     case 'string': return { write: v => typeof v === 'string' ? JSON.stringify(v) : notPlain(), numbers: false }
@@ -143,7 +146,8 @@ function objectWriter (s: Record<string, unknown>): { write: Write, numbers: boo
 
 /**
  * Wraps `fallback` (the serializer fast-json-stringify compiled for `schema`)
- * with our writer when the schema is in the subset and holds a number array;
+ * with our writer when the schema is in the subset and holds a number array
+ * or a float32 number;
  * otherwise returns `fallback` itself. A value the writer does not take as
  * plain goes to `fallback` whole.
  */

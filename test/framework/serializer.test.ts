@@ -167,6 +167,30 @@ t.test("format: 'float' numbers: float32's shortest text where the writer answer
   compareGenerated(t, 'float', schema, 977, (a, b, fellBack) => fellBack ? a === b : f32(a) === f32(b) && a.length <= b.length)
 })
 
+t.test("format: 'float' numbers outside any number array (a classifier's score) are written in float32's text too", async t => {
+  const Float = Type.Number({ format: 'float' })
+  const score = Math.fround(0.9)
+  // Before: these schemas hold no number array, went to fast-json-stringify whole,
+  // and answered 0.8999999761581421, the float32 spelt out as a double.
+  const cases: Array<[object, unknown, string]> = [
+    [Type.Object({ label: Type.String(), score: Float }), { label: 'cat', score }, '{"label":"cat","score":0.9}'],
+    [Type.Array(Type.Object({ label: Type.String(), score: Float })), [{ label: 'cat', score }, { label: 'dog', score: Math.fround(0.1) }],
+      '[{"label":"cat","score":0.9},{"label":"dog","score":0.1}]'],
+    [Type.Object({ score: Type.Optional(Float) }), { score }, '{"score":0.9}'],
+    [Float, score, '0.9'],
+  ]
+  for (const [schema, value, text] of cases) {
+    const { fast, calls } = counted(schema)
+    t.equal(fast(value), text, JSON.stringify(schema))
+    t.equal(calls(), 0)
+  }
+  // A double that is no float32 keeps its double text; a NaN is fast-json-stringify's (an error).
+  const { fast, calls } = counted(cases[0][0])
+  t.equal(fast({ label: 'x', score: 1 / 3 }), '{"label":"x","score":0.3333333333333333}')
+  t.match(outcome(fast, { label: 'x', score: NaN }), /^error /)
+  t.equal(calls(), 1)
+})
+
 t.test('schemas outside the subset, or without a number array, keep fast-json-stringify', async t => {
   const slow = (v: unknown) => String(v)
   for (const schema of [
