@@ -220,6 +220,13 @@ export function frameworkErrors (err: FastifyError, request: FastifyRequest, rep
 /** Installs the error and not-found handlers that give every error one shape. */
 export function installErrorHandlers (app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError | HttpError, request: FastifyRequest, reply: FastifyReply) => {
+    // A promise rejected with no reason (`reject()`) or `throw null`: the
+    // reads of err.code below failed, and fastify answered its own
+    // FST_ERR_FAILED_ERROR_SERIALIZATION body, which quoted that failure.
+    if (err === null || err === undefined) {
+      request.log.error(`unhandled error: a handler threw or rejected with ${err}`)
+      return sendError(reply, 'INTERNAL_ERROR', 'Internal server error')
+    }
     if (err instanceof HttpError) {
       if (err.statusCode >= 500) request.log.error({ err }, 'request failed')
       return sendError(reply, err.code, err.message, err.headers)

@@ -207,6 +207,26 @@ t.test('an error with a 4xx statusCode that is not an HttpError is a 500 that hi
   t.same(res.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 })
 })
 
+t.test('a handler that rejects with nothing (reject(), throw null) is a 500 in the error format, its log saying so', async t => {
+  class Empty extends Resource {
+    // A promise rejected with no reason, as `reject()` does.
+    onGet = responder({ schema: {}, handler: () => Promise.reject(undefined) })
+    onPost = responder({ schema: {}, handler: async () => { throw null } })
+  }
+  const lines: string[] = []
+  const app = await bareApp(t, { logger: { level: 'error', stream: { write: (l: string) => { lines.push(l) } } } as never })
+  app.mount('/empty', new Empty())
+  await app.loadResources()
+  // Before: {"statusCode":500,"code":"FST_ERR_FAILED_ERROR_SERIALIZATION","message":"Failed to serialize an error. ..."}.
+  for (const method of ['GET', 'POST'] as const) {
+    const res = await app.inject({ method, url: '/empty' })
+    t.equal(res.statusCode, 500)
+    t.same(res.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 }, method)
+  }
+  t.match(lines.join(''), /a handler threw or rejected with undefined/)
+  t.match(lines.join(''), /a handler threw or rejected with null/)
+})
+
 t.test('close: every resource closes and the models are released, even when one close fails', async t => {
   const calls: string[] = []
   class Closing extends Resource {
