@@ -60,6 +60,11 @@ export class HttpError extends Error {
   readonly headers: Record<string, string>
 
   constructor (code: ErrorCode, message: string, options: { headers?: Record<string, string>, cause?: unknown } = {}) {
+    // A code the registry lacks (from JavaScript, or a cast) had no status:
+    // the error handler failed on it, and fastify answered in its own words.
+    if (!Object.hasOwn(ERROR_CODES, code)) {
+      throw new TypeError(`HttpError: unknown code '${String(code)}': use one of framework/errors.ts's ERROR_CODES (${Object.keys(ERROR_CODES).join(', ')})`)
+    }
     super(message, { cause: options.cause })
     this.name = 'HttpError'
     this.code = code

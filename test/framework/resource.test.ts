@@ -5,6 +5,7 @@ import { bareApp } from '../fixtures/build.ts'
 import { Greeter } from '../fixtures/resources.ts'
 import { Resource, respondersOf, responder } from '../../framework/resource.ts'
 import { toFastifyPath } from '../../framework/create-app.ts'
+import { HttpError, type ErrorCode } from '../../framework/errors.ts'
 
 t.test('URI templates with parameters; the same class mounted twice with different options', async t => {
   const app = await bareApp(t)
@@ -225,6 +226,12 @@ t.test('a handler that rejects with nothing (reject(), throw null) is a 500 in t
   }
   t.match(lines.join(''), /a handler threw or rejected with undefined/)
   t.match(lines.join(''), /a handler threw or rejected with null/)
+})
+
+t.test('an HttpError with a code the registry lacks is refused where it is made, not a 500 in fastify\'s words', async t => {
+  // Before: the error handler answered {"error":"Internal Server Error","code":"FST_ERR_BAD_STATUS_CODE",...}.
+  t.throws(() => new HttpError('TEAPOT' as ErrorCode, 'short and stout'), /HttpError: unknown code 'TEAPOT': use one of framework\/errors\.ts's ERROR_CODES \(BAD_REQUEST, /)
+  t.equal(new HttpError('UNPROCESSABLE', 'no').statusCode, 422)
 })
 
 t.test('close: every resource closes and the models are released, even when one close fails', async t => {
