@@ -548,21 +548,26 @@ export async function createApp (options: AppOptions): Promise<App> {
     if ([...responders.keys(), 'OPTIONS' as const].some(method => app.hasRoute({ method, url: path }))) {
       throw new TypeError(`cannot mount ${className} at ${template}: the app serves ${path} itself (health, metrics, docs)`)
     }
-    mounted.set(key, { template, name: className })
-    if (!resources.includes(resource)) resources.push(resource)
     const tag = mountOptions.tag ?? resource.constructor.name
     // A params schema field the template lacks is never in a request: every
     // request was a 400 that blamed the client ("params is missing the
     // required field 'itemId'") for the resource's mistake.
     const parameters = [...url.matchAll(/:(\w+)/g)].map(m => m[1])
     for (const [method, r] of responders) {
+      const name = `${resource.constructor.name}.on${method[0]}${method.slice(1).toLowerCase()}${mountOptions.suffix ?? ''}`
+      // '5s', -1 or NaN was read as "no deadline" without a word (fastify checks bodyLimit itself).
+      if (r.timeoutMs !== undefined && !(typeof r.timeoutMs === 'number' && r.timeoutMs >= 0 && Number.isFinite(r.timeoutMs))) {
+        throw new TypeError(`${name}: timeoutMs must be a number of milliseconds >= 0 (0: no deadline), got ${JSON.stringify(r.timeoutMs) ?? String(r.timeoutMs)}`)
+      }
       const declared = Object.keys((r.schema.params as { properties?: object } | undefined)?.properties ?? {})
-      const unknown = declared.find(name => !parameters.includes(name))
+      const unknown = declared.find(field => !parameters.includes(field))
       if (unknown !== undefined) {
-        const name = `${resource.constructor.name}.on${method[0]}${method.slice(1).toLowerCase()}${mountOptions.suffix ?? ''}`
         throw new TypeError(`${name}: its params schema declares '${unknown}', which ${template} does not have (${parameters.length > 0 ? `its parameters: ${parameters.join(', ')}` : 'it has no parameters'})`)
       }
     }
+    // Recorded once every check passed: a mount refused leaves no trace.
+    mounted.set(key, { template, name: className })
+    if (!resources.includes(resource)) resources.push(resource)
     for (const [method, r] of responders) {
       if (method !== 'GET' && method !== 'DELETE' && !url.includes(':') && !url.includes('*')) earlyRoutes.set(`${method} ${url}`, resource)
       const { body, ...rest } = r.schema

@@ -126,6 +126,19 @@ t.test('a resource that does not extend Resource is served, its lifecycle method
   await app.close()
 })
 
+t.test('a responder timeoutMs that is not a number of milliseconds >= 0 is refused at mount, not served without a deadline', async t => {
+  const made = (timeoutMs: unknown) => class Slow extends Resource {
+    onPost = responder({ timeoutMs: timeoutMs as number, schema: {}, handler: async () => ({}) })
+  }
+  const app = await bareApp(t)
+  // Before: each mounted, and its requests had no deadline at all.
+  for (const bad of ['5s', -1, Number.NaN, Infinity]) {
+    t.throws(() => app.mount('/slow', new (made(bad))()), /Slow\.onPost: timeoutMs must be a number of milliseconds >= 0 \(0: no deadline\), got /, String(bad))
+  }
+  app.mount('/none', new (made(0))())
+  app.mount('/short', new (made(250))())
+})
+
 t.test('a params schema that names a field the URI template lacks is refused at mount, not a 400 on every request', async t => {
   class Item extends Resource {
     onGet = responder({
