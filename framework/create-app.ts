@@ -552,7 +552,8 @@ export async function createApp (options: AppOptions): Promise<App> {
     // A params schema field the template lacks is never in a request: every
     // request was a 400 that blamed the client ("params is missing the
     // required field 'itemId'") for the resource's mistake.
-    const parameters = [...url.matchAll(/:(\w+)/g)].map(m => m[1])
+    // fastify's wildcard (`/files/*`) is the parameter '*'.
+    const parameters = [...url.matchAll(/:(\w+)|(\*)/g)].map(m => m[1] ?? m[2])
     for (const [method, r] of responders) {
       const name = `${resource.constructor.name}.on${method[0]}${method.slice(1).toLowerCase()}${mountOptions.suffix ?? ''}`
       // '5s', -1 or NaN was read as "no deadline" without a word (fastify checks bodyLimit itself).

@@ -159,8 +159,17 @@ t.test('a params schema that names a field the URI template lacks is refused at 
   app.mount('/fine/{id}', new Fine())
   // A schema that declares some of the parameters only is fine: the others are not validated.
   app.mount('/fine/{id}/parts/{part}', new Fine())
+  // fastify's wildcard is the parameter '*'.
+  class Files extends Resource {
+    onGet = responder({
+      schema: { params: Type.Object({ '*': Type.String() }), response: { 200: Type.Object({ path: Type.String() }) } },
+      handler: async (request) => ({ path: request.params['*'] }),
+    })
+  }
+  app.mount('/files/*', new Files())
   await app.loadResources()
   t.same((await app.inject({ url: '/fine/5/parts/2' })).json(), { id: '5' })
+  t.same((await app.inject({ url: '/files/a/b.txt' })).json(), { path: 'a/b.txt' })
 })
 
 t.test('a path mounted twice, or one the app serves itself, is refused naming what is there', async t => {
