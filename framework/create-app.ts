@@ -11,7 +11,7 @@ import { Ajv } from 'ajv'
 import { isUtf8 } from 'node:buffer'
 import { METHODS, createServer, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { ModelStore, type Model } from './models.ts'
+import { ModelLoadError, ModelStore, type Model } from './models.ts'
 import type { BatchOptions } from './batcher.ts'
 import { ERROR_CODES, ErrorBody, HttpError, MAX_PARAM_LENGTH, answerOnSocket, sendNotFound, clientErrorHandler, errorBody, type ErrorCode, frameworkErrors, installErrorHandlers, notUtf8, sendError, sendOverloaded, withoutModelsDir } from './errors.ts'
 import { respondersOf, type Resource } from './resource.ts'
@@ -615,23 +615,34 @@ export async function createApp (options: AppOptions): Promise<App> {
       })
       const timeoutMs = options.loadTimeoutMs ?? 120_000
       let timer: NodeJS.Timeout | undefined
+      const timedOut = new Error(`models did not load within ${timeoutMs / 1000} s (the load timeout)`)
       const timeout = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`models did not load within ${timeoutMs / 1000} s (the load timeout)`)), timeoutMs)
+        timer = setTimeout(() => reject(timedOut), timeoutMs)
       })
+      // The resource step running, for its errors: a load() that threw its
+      // own error ("ECONNREFUSED ...") was reported bare, naming no resource.
+      let step = ''
       try {
         for (const resource of resources) {
           lifecycle.reason = `loading ${resource.constructor.name}`
+          step = `${resource.constructor.name}.load()`
           // Optional: a resource that does not extend Resource (a plain object, as falcon's are) may lack them.
           await Promise.race([resource.load?.({ models: recording(resource), log: app.log }), timeout])
           lifecycle.reason = `warming up ${resource.constructor.name}`
+          step = `${resource.constructor.name}.warmup()`
           await Promise.race([resource.warmup?.(), timeout])
         }
+        step = ''
         for (const { name, task } of loadTasks) {
           lifecycle.reason = `loading ${name}`
           await Promise.race([task(), timeout])
         }
         if (lifecycle.state === 'loading') Object.assign(lifecycle, { state: 'ready', reason: '' })
-      } catch (err) {
+      } catch (caught) {
+        // A model the store could not load names itself and its file already.
+        const err = step !== '' && caught !== timedOut && !(caught instanceof ModelLoadError)
+          ? new Error(`${step} failed: ${caught instanceof Error ? caught.message : String(caught)}`, { cause: caught })
+          : caught
         // Clients see the reason (503s, readiness) without the server's paths; the log has them.
         Object.assign(lifecycle, { state: 'failed', reason: withoutModelsDir((err as Error).message, options.modelsDir) })
         throw err

@@ -296,6 +296,33 @@ t.test('lifecycle: load, warmup and close run in order, once per resource', asyn
   t.same(calls, ['load', 'warmup', 'close'])
 })
 
+t.test('a load or warmup that throws fails naming the resource and the step', async t => {
+  class Fine extends Resource { onGet = responder({ schema: {}, handler: async () => ({}) }) }
+  class Flaky extends Resource {
+    async load () { throw new Error('ECONNREFUSED 127.0.0.1:6379') }
+    onGet = responder({ schema: {}, handler: async () => ({}) })
+  }
+  class Cold extends Resource {
+    async warmup () { throw new TypeError("Cannot read properties of undefined (reading 'run')") }
+    onGet = responder({ schema: {}, handler: async () => ({}) })
+  }
+  // Before: the bare message, "ECONNREFUSED 127.0.0.1:6379", on stderr and in readiness, with no word of whose.
+  for (const [Failing, expected] of [
+    [Flaky, /^Flaky\.load\(\) failed: ECONNREFUSED 127\.0\.0\.1:6379$/],
+    [Cold, /^Cold\.warmup\(\) failed: Cannot read properties of undefined \(reading 'run'\)$/],
+  ] as const) {
+    const app = await bareApp(t)
+    app.mount('/fine', new Fine())
+    app.mount('/failing', new Failing())
+    const err = await app.loadResources().then(() => undefined, (e: Error) => e)
+    t.match(err?.message, expected)
+    t.type((err as Error).cause, Error, 'the original error is its cause')
+    const ready = await app.inject({ url: '/health/ready' })
+    t.equal(ready.statusCode, 503)
+    t.match(ready.json().reason ?? ready.body, `${Failing.name}.`, 'readiness names the resource')
+  }
+})
+
 t.test('a load that exceeds the load timeout fails readiness', async t => {
   class Sluggish extends Resource {
     async load () { await new Promise(resolve => setTimeout(resolve, 5000)) }
