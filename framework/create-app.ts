@@ -555,7 +555,7 @@ export async function createApp (options: AppOptions): Promise<App> {
     // fastify's wildcard (`/files/*`) is the parameter '*'.
     const parameters = [...url.matchAll(/:(\w+)|(\*)/g)].map(m => m[1] ?? m[2])
     for (const [method, r] of responders) {
-      const name = `${resource.constructor.name}.on${method[0]}${method.slice(1).toLowerCase()}${mountOptions.suffix ?? ''}`
+      const name = `${className}.on${method[0]}${method.slice(1).toLowerCase()}${mountOptions.suffix ?? ''}`
       // '5s', -1 or NaN was read as "no deadline" without a word (fastify checks bodyLimit itself).
       if (r.timeoutMs !== undefined && !(typeof r.timeoutMs === 'number' && r.timeoutMs >= 0 && Number.isFinite(r.timeoutMs))) {
         throw new TypeError(`${name}: timeoutMs must be a number of milliseconds >= 0 (0: no deadline), got ${JSON.stringify(r.timeoutMs) ?? String(r.timeoutMs)}`)

@@ -15,6 +15,15 @@ import { modelShown } from './pool.ts'
 
 const Status = Type.Object({ status: Type.String() })
 
+/**
+ * Whether readiness says 200 (models aside): once loaded, and while a cluster
+ * worker drains for its replacement, the server going on (create-app.ts's
+ * drain). /health/ready and OIP's /v2/health/ready both ask.
+ */
+export function readyToServe (lifecycle: Lifecycle): boolean {
+  return lifecycle.state === 'ready' || (lifecycle.state === 'draining' && lifecycle.replaced === true)
+}
+
 export async function healthRoutes (app: FastifyInstance, { lifecycle, models }: { lifecycle: Lifecycle, models: ModelStore }) {
   app.get('/health/live', {
     schema: { tags: ['health'], summary: 'Liveness: 200 while the process serves', response: { 200: Status } },
@@ -28,7 +37,7 @@ export async function healthRoutes (app: FastifyInstance, { lifecycle, models }:
     },
   }, async (_request, reply) => {
     // A cluster worker being replaced drains while the server goes on (create-app.ts's drain).
-    if (lifecycle.state === 'ready' || (lifecycle.state === 'draining' && lifecycle.replaced === true)) {
+    if (readyToServe(lifecycle)) {
       // A model no inference thread holds any more (see ModelUnavailableError).
       for (const key of models.pool.keys()) {
         const reason = models.pool.unavailable(key)

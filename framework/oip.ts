@@ -37,6 +37,7 @@ import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
 import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, shown, unsupportedMediaType } from './errors.ts'
 import { answerOtherVerbs, readWhole, whyNotJson, type BodyParser } from './create-app.ts'
+import { readyToServe } from './health.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
 import type { LoadedModel } from './models.ts'
@@ -276,7 +277,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   app.get('/v2/health/ready', {
     schema: { tags: [TAG], summary: 'Server ready: 200 once start-up loading is done', response: { 200: Type.Object({ live: Type.Boolean(), ready: Type.Boolean() }), 503: ErrorBody } },
   }, async (_request, reply) => {
-    if (lifecycle.state === 'ready' || (lifecycle.state === 'draining' && lifecycle.replaced === true)) return { live: true, ready: true }
+    if (readyToServe(lifecycle)) return { live: true, ready: true }
     return sendError(reply, lifecycle.state === 'draining' ? 'SHUTTING_DOWN' : 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
   })
 

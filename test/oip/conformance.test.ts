@@ -7,7 +7,7 @@ import { buildApp } from '../fixtures/oip-app.ts'
 import { buildModel } from '../../framework/onnx-builder.ts'
 import { slowModel } from '../fixtures/models.ts'
 import {
-  addModel, binaryBody, bytesOf, embeddingModel, fixedModel, identityModel, oipApp, scalerModel, shiftedModel, splitBinary,
+  addModel, binaryBody, bytesOf, EMBEDDING_TABLE, embeddingModel, fixedModel, identityModel, oipApp, scalerModel, shiftedModel, splitBinary,
   tempModels, twoWayModel,
 } from '../fixtures/oip.ts'
 
@@ -551,12 +551,11 @@ t.test('an index out of range that the store cannot check beforehand (ids comput
   // ids + 1 before the lookup: the store does not follow an Add
   // (onnx-graph.ts), so ONNX Runtime finds the bad index, and the request,
   // rerun alone, got a 500 that hid why.
-  const table = { name: 'table', type: 'float32' as const, dims: [10, 2], data: new Float32Array(20).map((_, i) => i) }
   const nd = buildModel({
     name: 'nd',
     inputs: [{ name: 'at', type: 'int64', shape: ['batch', 1] }],
     outputs: [{ name: 'rows', type: 'float32', shape: ['batch', 2] }],
-    initializers: [table],
+    initializers: [EMBEDDING_TABLE],
     nodes: [{ op: 'GatherND', inputs: ['table', 'at'], outputs: ['rows'] }],
   })
   const { app } = await oipApp(t, { 'shifted.onnx': shiftedModel(), 'nd.onnx': nd })
