@@ -5,7 +5,7 @@
 # execs the next, so the server is the process npm started and gets its signals.
 #
 # Measured on the default server (bundled models, one inference thread, server
-# on one core; README, "Memory"): peak RSS while /scale is loaded at
+# on one core; bench/NOTES.md, "Memory"): peak RSS while /scale is loaded at
 # concurrency 64 was 309 MB under `node --import tsx server.ts`, 193-273 MB
 # compiled (no loader thread), 180-189 MB compiled with these settings;
 # throughput unchanged within the noise of paired runs (+-3%).
