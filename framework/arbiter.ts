@@ -46,12 +46,14 @@
 //   A worker told to stop as it finished booting does not listen (serve.ts);
 //   if the TERM came as it started to listen, its 'ready' is not logged
 //   'worker ready', nor counted as serving.
+// - --worker-timeout: a ready worker not heard from (heartbeats) for that
+//   long, its event loop blocked, is killed and replaced (watchHeartbeats).
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
 import pino from 'pino'
 import type { Settings } from './settings.ts'
-import { USER_SIGNALS_IGNORED, type RetireMessage, type WorkerMessage } from './serve.ts'
+import { heartbeatIntervalMs, USER_SIGNALS_IGNORED, type RetireMessage, type WorkerMessage } from './serve.ts'
 import { holdSignals, type ReleaseSignals } from './signal-hold.ts'
 import type { ArbiterMetricsMessage } from './metrics.ts'
 import { ClusterMetrics } from './cluster-metrics.ts'
@@ -185,6 +187,38 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     cluster.on('disconnect', exitWhenAllGone)
   }
 
+  /**
+   * --worker-timeout, gunicorn's worker timeout: when each worker that said
+   * 'ready' was last heard from ('ready', its heartbeats: serve.ts), until it
+   * exits. One silent longer (its event loop blocked: the connections handed
+   * to it hang) is killed, and replaced as any dead worker is; also one
+   * draining (replaced, removed, or on TERM: its own graceful timeout cannot
+   * fire either). A booting worker is not watched: --load-timeout bounds it.
+   */
+  const lastHeard = new Map<Worker, number>()
+  const watchHeartbeats = () => {
+    const timeoutMs = settings.workerTimeout * 1000
+    if (timeoutMs <= 0) return
+    const everyMs = heartbeatIntervalMs(settings.workerTimeout)
+    let lastCheck = Date.now()
+    setInterval(() => {
+      const now = Date.now()
+      // The primary itself was held (suspended, starved of CPU): the beats
+      // sent meanwhile are not read yet (timers run before I/O), so the
+      // count starts again rather than kill every worker.
+      if (now - lastCheck > everyMs + timeoutMs / 2) for (const worker of lastHeard.keys()) lastHeard.set(worker, now)
+      lastCheck = now
+      for (const [worker, heard] of lastHeard) {
+        if (now - heard <= timeoutMs) continue
+        lastHeard.delete(worker)
+        const silentMs = now - heard
+        log.error({ worker: worker.id, workerPid: worker.process.pid, silentMs, workerTimeout: settings.workerTimeout }, 'worker silent past --worker-timeout (event loop blocked?): killing it')
+        process.stderr.write(`error: worker ${worker.id} (pid ${worker.process.pid}) silent for ${(silentMs / 1000).toFixed(1)} s, past --worker-timeout: killed (SIGKILL)\n`)
+        worker.process.kill('SIGKILL')
+      }
+    }, everyMs).unref()
+  }
+
   /** Whether 'all workers ready' was logged. */
   let allReadyLogged = false
   /**
@@ -290,7 +324,9 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     removeBeyondTarget()
   }
 
+  // Any message from a worker once ready says its event loop turns.
   cluster.on('message', (worker: Worker, message: WorkerMessage) => {
+    if (message.type === 'ready' || lastHeard.has(worker)) lastHeard.set(worker, Date.now())
     if (message.type === 'ready') {
       if (removed.has(worker)) {
         log.info({ worker: worker.id, workerPid: worker.process.pid, port: message.port }, 'a worker being removed is listening: not counted as ready')
@@ -342,6 +378,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   cluster.on('exit', (worker, code, signal) => {
     log.info({ worker: worker.id, workerPid: worker.process.pid, code, signal }, 'worker exited')
     const wasReady = ready.delete(worker)
+    lastHeard.delete(worker)
     metrics.exited(worker)
     const wasRetiring = retiring.delete(worker)
     removed.delete(worker)
@@ -461,6 +498,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     log.info({ workers: target, host: settings.host, port: boundPort ?? settings.port }, 'starting workers')
     // 'all workers ready' is logged by logAllReady, once they are.
     forked = true
+    watchHeartbeats()
     for (let i = 0; i < target; i++) void spawn()
   })()
 }

@@ -26,6 +26,8 @@ export type WorkerMessage =
   | { type: 'ready', port: number }
   | { type: 'failed', error: string }
   | { type: 'retire' }
+  /** Sent by a worker once ready, every heartbeatIntervalMs: its event loop turns (--worker-timeout). */
+  | { type: 'heartbeat' }
   /** A scrape of /metrics: the arbiter answers with every worker's metrics (metrics.ts). */
   | { type: 'metrics', id: number }
   /** A worker's own metrics, for the arbiter's gathering `id`. */
@@ -45,6 +47,12 @@ export const USER_SIGNALS_IGNORED = {
   SIGUSR1: 'SIGUSR1 ignored: the logs go to stdout, there is no log file to reopen',
   SIGUSR2: 'SIGUSR2 ignored: there is no binary upgrade in place; restart, or HUP to reload',
 } as const
+
+/**
+ * How often a ready worker tells the primary it is alive: often enough that
+ * a few late beats (a loaded machine) stay well within --worker-timeout.
+ */
+export const heartbeatIntervalMs = (workerTimeout: number) => Math.min(1000, workerTimeout * 250)
 
 /** How long an idle server may still take to close once the graceful timeout has passed (an idle close takes milliseconds). */
 const CLOSE_GRACE_MS = 1000
@@ -309,4 +317,11 @@ export async function serve (buildApp: BuildApp, settings: Settings, releaseSign
   if (!cluster.isWorker && !await load()) return
   serving = true
   tell({ type: 'ready', port })
+  // The primary kills a worker it has not heard from for --worker-timeout
+  // (a handler stuck in a synchronous loop holds the event loop, and the
+  // connections handed to it hang). From here, while it serves and while it
+  // drains, these beats say the loop turns; the boot before is not watched.
+  if (cluster.isWorker && settings.workerTimeout > 0) {
+    setInterval(() => tell({ type: 'heartbeat' }), heartbeatIntervalMs(settings.workerTimeout)).unref()
+  }
 }
