@@ -24,7 +24,9 @@
 //   readiness 200, the server going on). Only the workers that will
 //   remain: once as many live workers as the target were forked after the
 //   HUP, it stops; a worker beyond the target (a TTOU still waiting to
-//   remove one) is removed, not replaced.
+//   remove one) is removed, not replaced. A HUP stops the replacements
+//   still booting (an earlier HUP's, --max-requests'): the workers they were
+//   to replace serve on, and this HUP replaces them (`supersede`).
 // - TTIN / TTOU: one worker more / less. TTOU removes at once a worker
 //   still booting that is no replacement (HUP, --max-requests), also while
 //   none is ready (right after start): it serves nobody yet, where the
@@ -285,12 +287,17 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     }
   }
 
+  /** Replacements a later HUP stopped while they booted (`supersede`): the worker each replaced is that HUP's now. */
+  const superseded = new WeakSet<Worker>()
+
   /** Starts a replacement, waits for it to be ready, then drains the old worker. */
   const replace = async (old: Worker) => {
     // A worker gone meanwhile (TTOU, a crash: already replaced if need be) is not replaced again.
     if (retiring.has(old) || stopping || old.isDead()) return
     retiring.add(old)
-    const ok = await spawn(fresh => replacements.set(fresh, old))
+    let fresh: Worker | undefined
+    const ok = await spawn(worker => { fresh = worker; replacements.set(worker, old) })
+    if (fresh && superseded.has(fresh)) return
     if (ok && !stopping) stopWorker(old)
     // The replacement died booting: the old worker keeps serving (a later HUP
     // may try again). It counts again, and may be one beyond the target:
@@ -299,6 +306,26 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       retiring.delete(old)
       removeBeyondTarget(old)
       logAllReady()
+    }
+  }
+
+  /**
+   * A HUP stops the replacements still booting (an earlier HUP's, or
+   * --max-requests'): they load what was on disk before this HUP, and
+   * would be replaced in turn once ready; meanwhile, up to twice the target
+   * would boot at once (memory, CPU). Each old worker they were to replace
+   * counts again and keeps serving, stale: this HUP replaces it, one at a
+   * time as ever. The replacements that are ready stay (their old workers
+   * drain): this HUP replaces them too.
+   */
+  const supersede = () => {
+    for (const [fresh, old] of replacements) {
+      // One whose old worker died meanwhile stands for it: it goes on (this HUP replaces it once ready).
+      if (removed.has(fresh) || old.isDead()) continue
+      log.info({ worker: fresh.id, replacing: old.id }, 'SIGHUP: an earlier replacement still booting is stopped; the worker it was to replace serves until this HUP\'s replacement is ready')
+      superseded.add(fresh)
+      stopWorker(fresh)
+      retiring.delete(old)
     }
   }
 
@@ -419,6 +446,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   process.on('SIGINT', () => shutdown(0, 'SIGINT'))
   process.on('SIGQUIT', () => shutdown(0, 'SIGQUIT'))
   process.on('SIGHUP', () => {
+    if (!stopping) supersede()
     log.info({ workers: live().length }, 'SIGHUP: replacing workers one by one')
     void replaceStale(++generation)
   })

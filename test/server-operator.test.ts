@@ -3,7 +3,8 @@
 // HUP during the import, TTOU and HUP while the workers boot, TTOU during a
 // respawn's back-off or beside a booting worker, 'all workers ready' after a
 // TTOU at start-up, a TTOU beside the only ready worker during a HUP, a HUP
-// whose replacements outnumber a lowered target, a worker stopped as it
+// whose replacements outnumber a lowered target, a second HUP while the
+// first one's replacement boots, a worker stopped as it
 // finishes booting, INT during a drain, TERM
 // with --graceful-timeout 0, USR1 and USR2), and
 // scripts/start.sh. A file of its own: with test/server.test.ts's, the tests
@@ -250,8 +251,9 @@ const TTOU_HUP_ORDERS: Array<{ name: string, steps: string[] }> = [
   { name: 'TTOU, HUP; the worker being replaced boots before its replacement', steps: ['TTOU 1', 'HUP 3', 'boot 2', 'boot 3'] },
   { name: 'HUP, TTOU; the worker being replaced boots before its replacement', steps: ['HUP 3', 'TTOU 2', 'boot 1', 'boot 3'] },
   { name: 'TTOU, two HUPs; the second HUP\'s replacement dies booting', steps: ['TTOU 1', 'HUP 3', 'boot 3', 'HUP 4', 'kill 4'] },
-  { name: 'two HUPs, TTOU; only replacements boot: the first one ready goes once the second is', steps: ['HUP 3', 'HUP 4', 'TTOU', 'boot 3', 'boot 4'] },
-  { name: 'two HUPs, TTOU; only replacements boot, and the second dies', steps: ['HUP 3', 'HUP 4', 'TTOU', 'boot 3', 'kill 4'] },
+  // The second HUP stops the first one's replacement (3) still booting, and replaces worker 1 with 4.
+  { name: 'two HUPs, TTOU; the second HUP stops the first one\'s replacement, the TTOU removes the other booting worker', steps: ['HUP 3', 'HUP 4', 'TTOU 2', 'boot 4'] },
+  { name: 'two HUPs, TTOU; the second HUP stops the first one\'s replacement, and its own dies', steps: ['HUP 3', 'HUP 4', 'TTOU 2', 'kill 4', 'boot 1'] },
 ]
 for (const order of TTOU_HUP_ORDERS) {
   t.test(`cluster, --workers 2: TTOU and HUP while the workers boot leave one worker (${order.name})`, async t => {
@@ -483,7 +485,7 @@ t.test('cluster, --workers 2: a TTOU after a HUP that replaces a worker still bo
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
 
-t.test('cluster, --workers 2: a TTOU while two HUPs\' replacements boot: the second HUP then replaces no more workers than the target', async t => {
+t.test('cluster, --workers 2: a TTOU while two HUPs\' replacements boot: the second HUP stops the first one\'s, and replaces no more workers than the target', async t => {
   const { server, importing, open, health } = gatedCluster(t)
   await Promise.all([importing(1), importing(2)])
   const hup = async (n: number, replacement: number) => {
@@ -491,27 +493,61 @@ t.test('cluster, --workers 2: a TTOU while two HUPs\' replacements boot: the sec
     await server.waitFor(l => l.msg === 'SIGHUP: replacing workers one by one' && server.lines.filter(m => m.msg === l.msg).length === n)
     await importing(replacement)
   }
-  // The first HUP replaces worker 1 with worker 3; the second, worker 2 with worker 4, and would go on with worker 3.
+  // The first HUP replaces worker 1 with worker 3; the second stops worker 3, still booting, and replaces worker 1 with worker 4.
   await hup(1, 3)
   await hup(2, 4)
+  const stopped = await server.waitFor(l => l.msg === 'worker exited' && l.worker === 3)
+  t.same([stopped.code, stopped.signal], [0, null], 'worker 3, the first HUP\'s replacement, is stopped while booting')
   server.proc.kill('SIGTTOU')
   const said = await server.waitFor(l => l.msg?.startsWith('SIGTTOU'))
-  t.equal(said.msg, 'SIGTTOU: no worker ready yet: the first one ready beyond the target will be removed', 'none removed yet')
-  // Worker 4 ready: the target of 1 is met by the second HUP's workers; worker 3 is one beyond it, not to be replaced.
+  t.same([said.msg, said.worker], ['SIGTTOU: removing a worker', 2], 'worker 2, booting and no replacement, is removed at once')
+  // Worker 4 ready: worker 1, which it replaces, goes.
   open(4)
   await server.waitFor(l => l.msg === 'worker ready' && l.worker === 4)
-  open(3)
-  await server.waitFor(l => l.msg === 'worker ready' && l.worker === 3)
   for (let id = 1; id <= 8; id++) open(id)
   const left = await oneWorkerLeft(server.proc.pid!)
   const forked = [...new Set(server.lines.filter(l => l.msg === 'importing the app (gated)').map(l => l.worker as number))].sort((a, b) => a - b)
-  t.same(forked, [1, 2, 3, 4], `no replacement forked for worker 3, beyond the target; arbiter: ${arbiterLog(server)}`)
+  t.same(forked, [1, 2, 3, 4], `no more workers forked; arbiter: ${arbiterLog(server)}`)
   const ready4 = server.lines.find(l => l.msg === 'worker ready' && l.worker === 4)!
   t.same(left, [ready4.workerPid], `worker 4, the second HUP's, left (${left.join(', ')})`)
   await server.waitFor(() => server.lines.filter(l => l.msg === 'worker exited').length === forked.length - 1)
   const exits = server.lines.filter(l => l.msg === 'worker exited')
   t.ok(exits.every(l => l.code === 0 && l.signal === null), `every worker removed exits 0: ${exits.map(l => `${l.worker}: ${l.code}/${l.signal}`).join(', ')}`)
   t.equal(await health(), 200, 'and it serves')
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+t.test('cluster, --workers 2: a second HUP stops the first one\'s replacement still booting (one replacement boots at a time); the old workers serve until replaced', async t => {
+  const { server, importing, open, health } = gatedCluster(t)
+  await Promise.all([importing(1), importing(2)])
+  open(1)
+  open(2)
+  await server.waitFor(l => l.msg === 'all workers ready')
+  const hups = () => server.lines.filter(l => l.msg === 'SIGHUP: replacing workers one by one').length
+  server.proc.kill('SIGHUP')
+  await importing(3)
+  server.proc.kill('SIGHUP')
+  await server.waitFor(() => hups() === 2)
+  await importing(4)
+  const stopped = await within(server.waitFor(l => l.msg === 'worker exited' && l.worker === 3, 12_000), 10_000).catch(() => undefined)
+  t.ok(stopped && stopped !== 'still running' && stopped.code === 0 && stopped.signal === null, `worker 3, the first HUP's replacement, is stopped while booting (exit 0); arbiter: ${arbiterLog(server)}`)
+  t.equal(await health(), 200, 'workers 1 and 2 serve meanwhile')
+  // The second HUP's replacements, one at a time.
+  open(4)
+  await server.waitFor(l => l.msg === 'worker ready' && l.worker === 4)
+  await importing(5)
+  open(5)
+  await server.waitFor(l => l.msg === 'worker ready' && l.worker === 5)
+  for (let id = 1; id <= 8; id++) open(id)
+  let left = workerPids(server.proc.pid!)
+  for (let i = 0; i < 150 && left.length !== 2; i++) left = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(server.proc.pid!))
+  const readyPid = (id: number) => server.lines.find(l => l.msg === 'worker ready' && l.worker === id)?.workerPid
+  t.same(left.sort(), [readyPid(4), readyPid(5)].sort(), `workers 4 and 5, the second HUP's, left; arbiter: ${arbiterLog(server)}`)
+  t.notOk(server.lines.some(l => l.msg === 'worker ready' && l.worker === 3), 'worker 3 never served')
+  const forked = [...new Set(server.lines.filter(l => l.msg === 'importing the app (gated)').map(l => l.worker as number))].sort((a, b) => a - b)
+  t.same(forked, [1, 2, 3, 4, 5], 'one replacement per old worker after the second HUP')
+  t.equal(await health(), 200, 'and they serve')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
