@@ -290,6 +290,26 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   /** Replacements a later HUP stopped while they booted (`supersede`): the worker each replaced is that HUP's now. */
   const superseded = new WeakSet<Worker>()
 
+  /**
+   * Starts a worker in the place of a dead one, with a back-off that grows
+   * while deaths repeat, unless the live workers meet the target (then or
+   * once the back-off is over).
+   */
+  const respawn = (dead: Worker, details: Record<string, unknown>) => {
+    if (live().length >= target) return
+    const now = Date.now()
+    backoffMs = now - lastDeath > 30_000 ? 0 : Math.min(MAX_BACKOFF_MS, Math.max(100, backoffMs * 2))
+    lastDeath = now
+    log.warn({ worker: dead.id, ...details, restartInMs: backoffMs }, 'worker died: replacing it')
+    setTimeout(() => {
+      if (stopping) return
+      // A TTOU during the back-off lowered the target and removed nobody (a
+      // worker short already): this respawn would be one beyond it.
+      if (live().length >= target) return log.info({ target, worker: dead.id }, 'a dead worker\'s respawn is no longer needed (a TTOU lowered the target): dropped')
+      void spawn()
+    }, backoffMs)
+  }
+
   /** Starts a replacement, waits for it to be ready, then drains the old worker. */
   const replace = async (old: Worker) => {
     // A worker gone meanwhile (TTOU, a crash: already replaced if need be) is not replaced again.
@@ -298,12 +318,15 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     let fresh: Worker | undefined
     const ok = await spawn(worker => { fresh = worker; replacements.set(worker, old) })
     if (fresh && superseded.has(fresh)) return
-    if (ok && !stopping) stopWorker(old)
+    // An old worker that died meanwhile (its replacement stood for it) has nothing left to drain.
+    if (ok && !stopping && !old.isDead()) stopWorker(old)
     // The replacement died booting: the old worker keeps serving (a later HUP
     // may try again). It counts again, and may be one beyond the target:
-    // one goes now if one can (pickVictim), else at the next 'ready'.
+    // one goes now if one can (pickVictim), else at the next 'ready'. If it
+    // died too meanwhile, nobody stands for it any more: one is started.
     else if (!ok) {
       retiring.delete(old)
+      if (old.isDead() && !stopping) respawn(old, { replacementDied: true })
       removeBeyondTarget(old)
       logAllReady()
     }
@@ -378,9 +401,11 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       // A replacement (HUP, --max-requests) that cannot load what is on disk
       // now: the old worker keeps serving what it loaded, as when a
       // replacement dies while booting (the worker exits 3 itself).
-      if (replacements.has(worker)) {
-        log.error({ worker: worker.id, error: message.error }, 'a replacement worker failed to boot: the old worker keeps serving')
-        process.stderr.write(`error: a replacement worker failed to boot (the old one keeps serving): ${message.error}\n`)
+      const old = replacements.get(worker)
+      if (old) {
+        const oldDied = old.isDead()
+        log.error({ worker: worker.id, error: message.error }, `a replacement worker failed to boot: ${oldDied ? 'the worker it replaced died meanwhile: another is started' : 'the old worker keeps serving'}`)
+        process.stderr.write(`error: a replacement worker failed to boot (${oldDied ? 'the worker it replaced died meanwhile: another is started' : 'the old one keeps serving'}): ${message.error}\n`)
         return
       }
       log.fatal({ worker: worker.id, error: message.error }, 'worker failed to boot: stopping the server')
@@ -410,6 +435,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     const wasRetiring = retiring.delete(worker)
     removed.delete(worker)
     bornIn.delete(worker)
+    const replacedOld = replacements.get(worker)
     const wasReplacement = replacements.delete(worker)
     waiters.get(worker)?.(false)
     waiters.delete(worker)
@@ -419,7 +445,9 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     // while booting, before any was ready, which is no boot failure.
     if (stopping || wasRetiring) return
     if (wasReplacement) {
-      log.error({ worker: worker.id, code, signal }, 'a replacement worker died before it was ready: the old worker keeps serving')
+      // `replace` starts another if the old worker died meanwhile too.
+      const outcome = replacedOld?.isDead() ? 'the worker it replaced died meanwhile: another is started' : 'the old worker keeps serving'
+      log.error({ worker: worker.id, code, signal }, `a replacement worker died before it was ready: ${outcome}`)
       return
     }
     if (!wasReady && !wasUp) {
@@ -428,18 +456,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       shutdown(BOOT_FAILURE, 'SIGKILL')
       return
     }
-    if (live().length >= target) return
-    const now = Date.now()
-    backoffMs = now - lastDeath > 30_000 ? 0 : Math.min(MAX_BACKOFF_MS, Math.max(100, backoffMs * 2))
-    lastDeath = now
-    log.warn({ worker: worker.id, code, signal, restartInMs: backoffMs, wasReady }, 'worker died: replacing it')
-    setTimeout(() => {
-      if (stopping) return
-      // A TTOU during the back-off lowered the target and removed nobody (a
-      // worker short already): this respawn would be one beyond it.
-      if (live().length >= target) return log.info({ target, worker: worker.id }, 'a dead worker\'s respawn is no longer needed (a TTOU lowered the target): dropped')
-      void spawn()
-    }, backoffMs)
+    respawn(worker, { code, signal, wasReady })
   })
 
   process.on('SIGTERM', () => shutdown(0, 'SIGTERM'))

@@ -552,6 +552,36 @@ t.test('cluster, --workers 2: a second HUP stops the first one\'s replacement st
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
 
+t.test('cluster, --workers 2: a worker that dies while its HUP replacement boots, whose replacement then dies too, is started again (the server does not stay a worker short)', async t => {
+  const { server, importing, open, health } = gatedCluster(t)
+  await Promise.all([importing(1), importing(2)])
+  open(1)
+  open(2)
+  await server.waitFor(l => l.msg === 'all workers ready')
+  const ready1 = server.lines.find(l => l.msg === 'worker ready' && l.worker === 1)!
+  server.proc.kill('SIGHUP')
+  const booting3 = await importing(3)
+  // Worker 1 dies (the OOM killer, say) while worker 3 boots to replace it: worker 3 stands for it.
+  process.kill(ready1.workerPid, 'SIGKILL')
+  await server.waitFor(l => l.msg === 'worker exited' && l.worker === 1)
+  // Then worker 3 dies while booting: nobody stands for worker 1 any more.
+  process.kill(booting3.pid, 'SIGKILL')
+  await server.waitFor(l => l.msg === 'worker exited' && l.worker === 3)
+  for (let id = 1; id <= 8; id++) open(id)
+  // The HUP goes on with worker 2, which drains once its replacement is ready.
+  await server.waitFor(l => l.msg === 'worker exited' && l.worker === 2, 30_000)
+  let live = workerPids(server.proc.pid!)
+  for (let i = 0; i < 100 && !(live.length === 2 && server.lines.filter(l => l.msg === 'worker ready' && live.includes(l.workerPid)).length === 2); i++) {
+    live = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(server.proc.pid!))
+  }
+  t.equal(live.length, 2, `two workers again (${live.join(', ')}); arbiter: ${arbiterLog(server)}`)
+  t.equal(server.lines.filter(l => l.msg === 'worker ready' && live.includes(l.workerPid)).length, 2, 'both ready')
+  t.notOk(server.lines.some(l => /the old worker keeps serving/.test(l.msg ?? '') && l.worker === 3), 'worker 3\'s death does not claim that worker 1, dead, keeps serving')
+  t.equal(await health(), 200, 'and they serve')
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
 t.test('cluster, --workers 2: a worker a TTOU stops just as it finishes booting does not listen while it drains, and is not counted ready', async t => {
   const dir = modelsDir(t, {})
   // Worker 2's load ends with the TERM, while it drains: it listened then and said 'ready'.
