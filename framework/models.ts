@@ -11,6 +11,7 @@ import { batchOptionsFromConfig } from './batcher.ts'
 import { checkContract, type ModelContract, type Tensor, type TensorInfo, type TypedTensor } from './tensor.ts'
 import { indexLimits, type IndexLimit } from './onnx-graph.ts'
 import { badRequest } from './errors.ts'
+import { parseConfig } from './model-config.ts'
 
 export interface ModelStoreOptions {
   /** Directory holding the models (`name.onnx`, `name/model.onnx` or `name/<version>/model.onnx`). */
@@ -206,9 +207,16 @@ export class ModelStore implements ModelRunner {
         } catch (err) {
           throw new ModelLoadError(`cannot read ${configPath}: ${(err as Error).message}`, { cause: err })
         }
-        // As the repository's parseConfig: `null` would fail below with a
-        // TypeError's words, and [], "x" or 5 would be served as no config.
-        if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new ModelLoadError(`${configPath} must hold a JSON object`)
+        // `null` would fail below with a TypeError's words, and [], "x" or 5
+        // would be served as no config: parseConfig refuses them.
+        // The same checks as the repository's (a near-miss key, a bad batching
+        // option or version policy), for a model a resource loads.
+        try {
+          parseConfig(config, configPath)
+        } catch (err) {
+          // No cause: its message is this one, and the log repeated it.
+          throw new ModelLoadError((err as Error).message)
+        }
       }
       this.configureBatching(name, config, configPath)
       this.readLimits(name, path, meta.inputs, config, configPath)

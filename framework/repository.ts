@@ -11,7 +11,8 @@
 // batching reads it too, with `maxQueueDelayMs` and the other keys of
 // framework/batcher.ts), `versionPolicy` ({"latest": n} (default n = 1),
 // "all", or {"specific": [1, 3]}) and `allowNonFinite`. Unknown keys are kept
-// (resources read theirs, e.g. the taggers' transitions).
+// (resources read theirs, e.g. the taggers' transitions), unless so close to
+// one of these that they are a typo of it (model-config.ts).
 //
 // Sessions come from the ModelStore: a model a resource already loaded is
 // adopted, not loaded twice. A model that fails to load is UNAVAILABLE with
@@ -28,6 +29,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { ModelLoadError, type LoadedModel, type ModelStore } from './models.ts'
 import { fileSignature } from './pool.ts'
 import { withoutModelsDir } from './errors.ts'
+import { parseConfig, type RepositoryConfig, type VersionPolicy } from './model-config.ts'
 import { checkContract, TYPED_ARRAYS, type ElementType, type Tensor } from './tensor.ts'
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/
@@ -37,17 +39,8 @@ const VERSION = /^[0-9]{1,15}$/
 /** Triton's model states, as the repository index reports them. */
 export type ModelState = 'LOADING' | 'READY' | 'UNAVAILABLE' | 'UNLOADING'
 
-export type VersionPolicy = { latest: number } | 'all' | { specific: string[] }
-
-export interface RepositoryConfig {
-  labels?: unknown
-  /** Most items along the first dimension of every input (0: no limit). */
-  maxBatchSize: number
-  versionPolicy: VersionPolicy
-  allowNonFinite: boolean
-  /** The whole config.json, for resources and metadata. */
-  raw: Record<string, unknown>
-}
+export type { RepositoryConfig, VersionPolicy } from './model-config.ts'
+export { parseConfig } from './model-config.ts'
 
 /** One servable version of a model (`version` undefined for an unversioned model). */
 export interface ServedVersion {
@@ -168,34 +161,6 @@ export function scanModels (dir: string): Found[] {
     }
   }
   return [...found.values()]
-}
-
-/** Parses config.json into the repository's settings; throws with the reason. */
-export function parseConfig (raw: unknown, where: string): RepositoryConfig {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${where} must hold a JSON object`)
-  const c = raw as Record<string, unknown>
-  const maxBatchSize = c.maxBatchSize ?? 0
-  if (!Number.isInteger(maxBatchSize) || (maxBatchSize as number) < 0) throw new Error(`${where}: maxBatchSize must be an integer >= 0, got ${JSON.stringify(c.maxBatchSize)}`)
-  if (c.allowNonFinite !== undefined && typeof c.allowNonFinite !== 'boolean') throw new Error(`${where}: allowNonFinite must be true or false`)
-  let versionPolicy: VersionPolicy = { latest: 1 }
-  const p = c.versionPolicy
-  if (p === 'all') versionPolicy = 'all'
-  else if (p !== undefined) {
-    const obj = (typeof p === 'object' && p !== null ? p : {}) as Record<string, unknown>
-    if (Number.isInteger(obj.latest) && (obj.latest as number) >= 1) versionPolicy = { latest: obj.latest as number }
-    else if (Array.isArray(obj.specific) && obj.specific.length > 0 && obj.specific.every(v => Number.isInteger(v) && v >= 0)) {
-      versionPolicy = { specific: obj.specific.map(String) }
-    } else {
-      throw new Error(`${where}: versionPolicy must be "all", {"latest": n >= 1} or {"specific": [versions]}, got ${JSON.stringify(p)}`)
-    }
-  }
-  return {
-    labels: c.labels,
-    maxBatchSize: maxBatchSize as number,
-    versionPolicy,
-    allowNonFinite: c.allowNonFinite === true,
-    raw: c,
-  }
 }
 
 function readConfig (path: string): RepositoryConfig {

@@ -95,6 +95,38 @@ t.test('a config.json that is JSON but no object fails naming the file, as the r
   }
 })
 
+t.test('a config.json key that is a near miss of one the server reads fails the load naming the file, the key and the key meant (a misspelled maxBatchSize was silently ignored)', async t => {
+  const cases = [['maxBatchsize', 'maxBatchSize'], ['max_batch_size', 'maxBatchSize'], ['maxQueueDelay', 'maxQueueDelayMs'], ['padvalue', 'padValue'], ['label', 'labels']]
+  // One store (one pool) for every case: a store per case took 3 s each.
+  const files: Record<string, Uint8Array | string> = { 'own/model.onnx': addModel(), 'own/config.json': JSON.stringify({ transitions: [[0]], featureTemplate: 'v3', maxBatchTokens: 64 }) }
+  cases.forEach(([key], i) => Object.assign(files, { [`m${i}/model.onnx`]: addModel(), [`m${i}/config.json`]: JSON.stringify({ [key]: 4 }) }))
+  const s = store(t, files)
+  for (const [i, [key, meant]] of cases.entries()) {
+    const err = await s.load(`m${i}`, addContract).then(() => undefined, (e: Error) => e)
+    t.equal(err?.name, 'ModelLoadError', key)
+    t.match(err?.message, new RegExp(`m${i}/config\\.json: unknown key '${key}' \\(did you mean '${meant}'\\?\\)`), key)
+    t.match(err?.message, /the keys the server reads are labels, maxBatchSize, maxQueueItems, maxQueueDelayMs, padValue, maxBatchTokens, versionPolicy, allowNonFinite/, key)
+  }
+  // A resource's own keys (the taggers' transitions, featureTemplate, ...) are kept.
+  t.same((await s.load('own', addContract)).config, { transitions: [[0]], featureTemplate: 'v3', maxBatchTokens: 64 })
+})
+
+t.test('the server\'s config.json keys of the wrong type or range fail the load naming the file', async t => {
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ maxBatchSize: '8' }, /maxBatchSize must be a positive integer, got "8"/],
+    [{ maxQueueDelayMs: -1 }, /maxQueueDelayMs must be a number >= 0, got -1/],
+    [{ maxQueueItems: 1.5 }, /maxQueueItems must be an integer >= 0, got 1\.5/],
+    [{ versionPolicy: 'some' }, /versionPolicy must be "all"/],
+    [{ allowNonFinite: 'yes' }, /allowNonFinite must be true or false/],
+  ]
+  const files: Record<string, Uint8Array | string> = {}
+  cases.forEach(([config], i) => Object.assign(files, { [`m${i}/model.onnx`]: addModel(), [`m${i}/config.json`]: JSON.stringify(config) }))
+  const s = store(t, files)
+  for (const [i, [config, message]] of cases.entries()) {
+    await t.rejects(s.load(`m${i}`, addContract), { name: 'ModelLoadError', message: new RegExp(`m${i}/config\\.json.*${message.source}`) }, JSON.stringify(config))
+  }
+})
+
 t.test('contract helpers', async t => {
   t.equal(formatShape([-1, 'n', 4]), '[?, n, 4]')
   t.same(checkContract(addContract, { inputs: [{ name: 'x', type: 'float32', shape: ['b', 4] }], outputs: [{ name: 'y', type: 'float32', shape: [2, 4] }] }), [])

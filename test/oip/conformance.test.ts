@@ -591,7 +591,7 @@ t.test('a failed model is reported not-ready with its reason and does not take t
   t.notMatch(ready.json().error, /\/tmp\//, 'no absolute paths in the reason')
   const cfg = await app.inject({ url: '/v2/models/badcfg' })
   t.equal(cfg.statusCode, 503)
-  t.match(cfg.json().error, /maxBatchSize must be an integer >= 0/)
+  t.match(cfg.json().error, /invalid batching options in badcfg\.json: maxBatchSize must be a positive integer, got -1/)
   const res = await infer(app, '/v2/models/broken/infer', { inputs: [] })
   t.equal(res.statusCode, 503)
   t.equal(res.headers['retry-after'], '1')

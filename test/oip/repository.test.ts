@@ -54,6 +54,12 @@ t.test('version policies and config validation', async t => {
   t.throws(() => parseConfig([], 'c.json'), /must hold a JSON object/)
   t.throws(() => parseConfig({ maxBatchSize: 1.5 }, 'c.json'), /maxBatchSize/)
   t.throws(() => parseConfig({ allowNonFinite: 'yes' }, 'c.json'), /allowNonFinite/)
+  // A misspelled key was ignored; a batching key of the wrong type failed later, naming no file.
+  t.throws(() => parseConfig({ maxBatchsize: 4 }, 'c.json'), /c\.json: unknown key 'maxBatchsize' \(did you mean 'maxBatchSize'\?\)/)
+  t.throws(() => parseConfig({ maxQueueDelayMs: '5' }, 'c.json'), /invalid batching options in c\.json: maxQueueDelayMs must be a number >= 0, got "5"/)
+  // 0 passed here ("no limit") but the pool refused it at load: one rule now.
+  t.throws(() => parseConfig({ maxBatchSize: 0 }, 'c.json'), /invalid batching options in c\.json: maxBatchSize must be a positive integer, got 0/)
+  t.same(parseConfig({ transitions: [[1]], maxBatchSize: 2 }, 'c.json').raw, { transitions: [[1]], maxBatchSize: 2 }, "a resource's own keys are kept")
 })
 
 t.test('models that escape the directory are reported, never loaded', async t => {
