@@ -7,7 +7,7 @@
 // lives in the registry below (fastify keeps its FST_ERR_* codes the same way).
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, validateHeaderName, validateHeaderValue } from 'node:http'
 import { resolve, sep } from 'node:path'
 import { AbortedError, BadInputError, ModelUnavailableError, OverloadedError } from './pool.ts'
 
@@ -70,6 +70,27 @@ export class HttpError extends Error {
     this.code = code
     this.statusCode = ERROR_CODES[code]
     this.headers = options.headers ?? {}
+    for (const [name, value] of Object.entries(this.headers)) checkHeader(name, value)
+  }
+}
+
+/**
+ * Refuses a header Node would not send, where the HttpError is made: at send
+ * time it failed with Node's ERR_INVALID_CHAR, far from the code that made
+ * it, and fastify answered in its own format.
+ */
+function checkHeader (name: string, value: unknown) {
+  try {
+    validateHeaderName(name)
+  } catch {
+    throw new TypeError(`HttpError: header name '${name}' is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_\`|~ only, no spaces)`)
+  }
+  // The error body's length is the server's to write.
+  if (/^(content-length|transfer-encoding)$/i.test(name)) throw new TypeError(`HttpError: header '${name}' is set by the server for the error body; leave it out`)
+  try {
+    validateHeaderValue(name, value as string)
+  } catch (err) {
+    throw new TypeError(`HttpError: header '${name}' has an invalid value: ${JSON.stringify(value)} (a header value is one line of printable characters, no newline or control character: ${(err as Error).message})`)
   }
 }
 

@@ -256,6 +256,30 @@ t.test('an HttpError with a code the registry lacks is refused where it is made,
   t.equal(new HttpError('UNPROCESSABLE', 'no').statusCode, 422)
 })
 
+t.test('an HttpError with a header Node cannot send is refused where it is made, naming the header (it failed at send time with ERR_INVALID_CHAR)', async t => {
+  const bad: Array<[Record<string, string>, RegExp]> = [
+    [{ 'x-reason': 'line one\nline two' }, /HttpError: header 'x-reason' has an invalid value: .*newline/],
+    [{ 'x-reason': 'caf\u00e9 \u2603' }, /HttpError: header 'x-reason' has an invalid value/],
+    [{ 'retry after': '1' }, /HttpError: header name 'retry after' is not a valid HTTP header name/],
+    [{ 'content-length': '5' }, /HttpError: header 'content-length' is set by the server for the error body/],
+  ]
+  for (const [headers, message] of bad) t.throws(() => new HttpError('NOT_READY', 'wait', { headers }), message, JSON.stringify(headers))
+  t.same(new HttpError('NOT_READY', 'wait', { headers: { 'retry-after': '2' } }).headers, { 'retry-after': '2' })
+
+  // A handler that makes one is a 500 in the error format, its log naming the header.
+  class Header extends Resource {
+    onGet = responder({ schema: {}, handler: async () => { throw new HttpError('TOO_MANY_REQUESTS', 'slow down', { headers: { 'x-limit': 'ten\r\nper second' } }) } })
+  }
+  const lines: string[] = []
+  const app = await bareApp(t, { logger: { level: 'error', stream: { write: (l: string) => { lines.push(l) } } } as never })
+  app.mount('/header', new Header())
+  await app.loadResources()
+  const res = await app.inject({ url: '/header' })
+  t.equal(res.statusCode, 500)
+  t.same(res.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 })
+  t.match(lines.join(''), /header 'x-limit' has an invalid value/)
+})
+
 t.test('close: every resource closes and the models are released, even when one close fails', async t => {
   const calls: string[] = []
   class Closing extends Resource {
