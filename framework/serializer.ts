@@ -13,9 +13,12 @@
 // The writer knows a small subset of JSON Schema (object, array, number,
 // integer, string, boolean, null; required and optional properties) and only
 // plain values: exactly-typed, finite numbers, arrays without holes, objects
-// without toJSON. Anything else, in the schema or in a value, is left to
-// fast-json-stringify, so the output is the same text either way (the tests
-// compare the two on generated values), coercions and errors included.
+// without toJSON. A schema outside the subset is left to fast-json-stringify;
+// so is a value the writer does not take, unless it leaves the schema (a
+// typed array, a null for a number, a missing field: describeMismatch), which
+// is refused naming the field, where fast-json-stringify coerced it or threw
+// words that named none. The output is the same text either way (the tests
+// compare the two on generated values).
 //
 // One exception: a number schema with OpenAPI's `format: 'float'` (a model's
 // float32 output) is written in the fewest digits that read back as the same
@@ -144,14 +147,89 @@ function objectWriter (s: Record<string, unknown>): { write: Write, numbers: boo
   }
 }
 
+/** A value as a message quotes it: its type where that says more (a Float32Array, an object). */
+function shownValue (v: unknown): string {
+  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`
+  if (Array.isArray(v)) return 'an array'
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)
+  if (typeof v === 'object' && v !== null) return 'an object'
+  return typeof v === 'bigint' ? `${v}n` : String(v)
+}
+
+/**
+ * Where `value` leaves the schema, as "answer.rows[1].y is a Float32Array,
+ * not an array", with what to do; undefined if it does not (or the schema is
+ * outside the writer's subset, or the value has a toJSON: left to
+ * fast-json-stringify). Only run once a value was refused (the error path).
+ * Rounding a fraction for an integer schema is fast-json-stringify's own
+ * documented coercion (its `rounding` option), not reported.
+ */
+export function describeMismatch (schema: unknown, value: unknown, path = 'answer'): string | undefined {
+  if (!writerFor(schema)) return undefined
+  const s = schema as Record<string, unknown>
+  const v = value
+  if (ArrayBuffer.isView(v)) {
+    return `${path} is ${shownValue(v)}: a response schema takes plain arrays, so return Array.from(...) of it` +
+      (v instanceof Float32Array ? " (with Type.Number({ format: 'float' }) items, float32 values are written in their shortest digits)" : '')
+  }
+  if (typeof v === 'object' && v !== null && typeof (v as { toJSON?: unknown }).toJSON === 'function') return undefined
+  const not = (what: string) => `${path} is ${shownValue(v)}, not ${what}`
+  switch (s.type) {
+    case 'number':
+    case 'integer':
+      // A BigInt (an int64 output's Array.from) is written whole by fast-json-stringify.
+      if (typeof v === 'bigint') return undefined
+      if (typeof v !== 'number') return not(s.type === 'number' ? 'a number' : 'an integer')
+      return Number.isFinite(v) ? undefined : `${path} is ${v}, which JSON cannot hold (it would be written as null, or refused)`
+    case 'string': return typeof v === 'string' ? undefined : not('a string')
+    case 'boolean': return typeof v === 'boolean' ? undefined : not('true or false')
+    case 'null': return v === null ? undefined : not('null')
+    case 'array': {
+      if (!Array.isArray(v)) return not('an array')
+      for (let i = 0; i < v.length; i++) {
+        const why = i in v ? describeMismatch(s.items, v[i], `${path}[${i}]`) : `${path}[${i}] is a hole in the array`
+        if (why) return why
+      }
+      return undefined
+    }
+    default: {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) return not('an object')
+      const required = s.required as string[] | undefined
+      for (const [key, sub] of Object.entries(s.properties as Record<string, unknown> ?? {})) {
+        const x = (v as Record<string, unknown>)[key]
+        const at = /^[A-Za-z_$][\w$]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`
+        if (x === undefined) {
+          if (required?.includes(key)) return `${at} is missing: the response schema requires it`
+          continue
+        }
+        const why = describeMismatch(sub, x, at)
+        if (why) return why
+      }
+      return undefined
+    }
+  }
+}
+
+/** The error a value that does not fit its response schema is logged with (a 500). */
+export class ResponseMismatchError extends Error {
+  constructor (where: string, why: string, options?: { cause?: unknown }) {
+    super(`the answer does not match ${where}: ${why}`, options)
+    this.name = 'ResponseMismatchError'
+  }
+}
+
 /**
  * Wraps `fallback` (the serializer fast-json-stringify compiled for `schema`)
  * with our writer when the schema is in the subset and holds a number array
  * or a float32 number;
  * otherwise returns `fallback` itself. A value the writer does not take as
- * plain goes to `fallback` whole.
+ * plain is checked against the schema (describeMismatch): one that does not
+ * fit is refused with a ResponseMismatchError, where fast-json-stringify
+ * would have coerced it into a wrong 200 (null as 0, "false" as true, an
+ * object as "[object Object]", Infinity as null); any other goes to
+ * `fallback` whole. Values the writer takes never pay for the check.
  */
-export function withNumberArrays (schema: unknown, fallback: Write): Write {
+export function withNumberArrays (schema: unknown, fallback: Write, where = 'the response schema'): Write {
   const w = writerFor(schema)
   if (!w?.numbers) return fallback
   const write = w.write
@@ -159,7 +237,27 @@ export function withNumberArrays (schema: unknown, fallback: Write): Write {
     try {
       return write(value)
     } catch {
+      const why = describeMismatch(schema, value)
+      if (why) throw new ResponseMismatchError(where, why)
       return fallback(value)
+    }
+  }
+}
+
+/**
+ * fast-json-stringify's serializer, whose errors name no field of a nested
+ * value ('"a" is required!') and say nothing of a typed array ("The value of
+ * '#/properties/y' does not match schema definition."): when it throws, the
+ * error says where the value leaves the schema and what to do, its own kept
+ * as the cause. A value it takes costs one try block.
+ */
+function explained (schema: unknown, serialize: Write, where: string): Write {
+  return function serializeExplained (value: unknown) {
+    try {
+      return serialize(value)
+    } catch (err) {
+      const why = describeMismatch(schema, value)
+      throw why ? new ResponseMismatchError(where, why, { cause: err }) : err
     }
   }
 }
@@ -167,9 +265,13 @@ export function withNumberArrays (schema: unknown, fallback: Write): Write {
 /**
  * fastify's serializer factory (`schemaController.compilersFactory.buildSerializer`):
  * its default, fast-json-stringify with the app's shared schemas and options,
- * with number arrays written by `withNumberArrays`.
+ * with number arrays written by `withNumberArrays`, and errors that name the
+ * field (`explained`).
  */
 export const buildSerializer: SerializerFactory = (externalSchemas, serializerOpts) => {
   const compile = SerializerSelector()(externalSchemas, serializerOpts)
-  return route => withNumberArrays(route.schema, compile(route))
+  return route => {
+    const where = `the ${route.httpStatus} response schema of ${route.method} ${route.url}`
+    return withNumberArrays(route.schema, explained(route.schema, compile(route), where), where)
+  }
 }

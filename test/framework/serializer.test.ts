@@ -135,8 +135,11 @@ function compareGenerated (t: Test, name: string, schema: Record<string, unknown
   t.ok(fastPath >= 1000, `${name}: the writer answered ${fastPath} of them itself`)
 }
 
-t.test('the same text (or the same error) as fast-json-stringify for generated values', async t => {
-  for (const [name, schema] of Object.entries(schemas)) compareGenerated(t, name, schema, name.length * 7919, (a, b) => a === b)
+t.test('the same text (or the same error) as fast-json-stringify for generated values, except what does not fit the schema', async t => {
+  // A value that leaves the schema is refused with our error, naming the field,
+  // where fast-json-stringify threw its own or coerced it (null as 0, 5 as "5").
+  const refused = 'error the answer does not match the response schema: answer'
+  for (const [name, schema] of Object.entries(schemas)) compareGenerated(t, name, schema, name.length * 7919, (a, b) => a === b || a.startsWith(refused))
 })
 
 t.test('plain values never reach fast-json-stringify; others always do', async t => {
@@ -146,8 +149,8 @@ t.test('plain values never reach fast-json-stringify; others always do', async t
   for (const v of [{ outputs: [[1, NaN]] }, { outputs: [[Infinity]] }, { outputs: [['1']] }, { outputs: null }, {}, { outputs: [new Float32Array(2)] }, { outputs: [Object.assign([1], { toJSON: () => [2] })] }]) {
     outcome(fast, v)
   }
-  t.equal(calls(), 7, 'NaN, Infinity, a string, null, a missing field, a typed array, an array with toJSON: each falls back')
-  t.equal(fast({ outputs: [[1, Infinity]] }), '{"outputs":[[1,null]]}', "fast-json-stringify's answer, not ours")
+  t.equal(calls(), 1, 'an array with toJSON falls back; NaN, Infinity, a string, null, a missing field, a typed array are refused')
+  t.throws(() => fast({ outputs: [[1, Infinity]] }), /answer\.outputs\[0\]\[1\] is Infinity, which JSON cannot hold/, "fast-json-stringify's null would be a wrong answer")
 })
 
 t.test("format: 'float' numbers: float32's shortest text where the writer answers, fast-json-stringify's otherwise", async t => {
@@ -164,7 +167,7 @@ t.test("format: 'float' numbers: float32's shortest text where the writer answer
     const v = JSON.parse(text.slice(3))
     return JSON.stringify({ ...v, outputs: v.outputs.map((row: number[]) => row.map(Math.fround)), mean: Math.fround(v.mean) })
   }
-  compareGenerated(t, 'float', schema, 977, (a, b, fellBack) => fellBack ? a === b : f32(a) === f32(b) && a.length <= b.length)
+  compareGenerated(t, 'float', schema, 977, (a, b, fellBack) => a.startsWith('error the answer does not match') || (fellBack ? a === b : f32(a) === f32(b) && a.length <= b.length))
 })
 
 t.test("format: 'float' numbers outside any number array (a classifier's score) are written in float32's text too", async t => {
@@ -184,11 +187,11 @@ t.test("format: 'float' numbers outside any number array (a classifier's score) 
     t.equal(fast(value), text, JSON.stringify(schema))
     t.equal(calls(), 0)
   }
-  // A double that is no float32 keeps its double text; a NaN is fast-json-stringify's (an error).
+  // A double that is no float32 keeps its double text; a NaN is refused, naming the field (fast-json-stringify refused it too).
   const { fast, calls } = counted(cases[0][0])
   t.equal(fast({ label: 'x', score: 1 / 3 }), '{"label":"x","score":0.3333333333333333}')
-  t.match(outcome(fast, { label: 'x', score: NaN }), /^error /)
-  t.equal(calls(), 1)
+  t.match(outcome(fast, { label: 'x', score: NaN }), /^error .*answer\.score is NaN/)
+  t.equal(calls(), 0)
 })
 
 t.test('schemas outside the subset, or without a number array, keep fast-json-stringify', async t => {
@@ -267,4 +270,67 @@ t.test("a responder's format: 'float' numbers answer in float32's shortest text 
   t.equal(res.body, '{"logits":[0.1,-2.2,1e-7,123456.78]}')
   const docs = await app.inject({ url: '/openapi.json' })
   t.match(docs.body, '"format":"float"', 'the OpenAPI document says float')
+})
+
+/** An app whose responders answer `answers[name]` under `schemas[name]`, and the error lines it logs. */
+async function answering (t: Test, cases: Record<string, [object, unknown]>) {
+  const lines: string[] = []
+  const app = await createApp({ modelsDir: '/nonexistent', logger: { level: 'error', stream: { write: (l: string) => { lines.push(l) } } } as never })
+  t.teardown(() => app.close())
+  for (const [name, [schema, value]] of Object.entries(cases)) {
+    class Answer extends Resource {
+      onGet = responder({ schema: { response: { 200: schema as ReturnType<typeof Type.Object> } }, handler: async () => value as never })
+    }
+    app.mount(`/${name}`, new Answer())
+  }
+  await app.loadResources()
+  return { app, lines }
+}
+
+t.test('a typed array or a missing field in an answer is a 500 whose log names the field and what to do (it said "The value of \'#/properties/y\' does not match schema definition.")', async t => {
+  const Float = Type.Number({ format: 'float' })
+  const { app, lines } = await answering(t, {
+    f32: [Type.Object({ y: Type.Array(Float) }), { y: new Float32Array([0.5]) }],
+    deep: [Type.Object({ r: Type.Array(Type.Object({ s: Type.Array(Type.Number()) })) }), { r: [{ s: [1] }, { s: new Float64Array([1]) }] }],
+    ids: [Type.Object({ ids: Type.Array(Type.Integer()), label: Type.String() }), { ids: new BigInt64Array([1n]), label: 'x' }],
+    missing: [Type.Object({ o: Type.Object({ a: Type.Number(), b: Type.String() }) }), { o: { b: 'x' } }],
+  })
+  const expected: Record<string, RegExp> = {
+    f32: /the answer does not match the 200 response schema of GET \/f32: answer\.y is a Float32Array: a response schema takes plain arrays, so return Array\.from\(\.\.\.\) of it \(with Type\.Number\(\{ format: 'float' \}\) items/,
+    deep: /GET \/deep: answer\.r\[1\]\.s is a Float64Array: .*Array\.from/,
+    ids: /GET \/ids: answer\.ids is a BigInt64Array: .*Array\.from/,
+    missing: /GET \/missing: answer\.o\.a is missing: the response schema requires it/,
+  }
+  for (const [name, message] of Object.entries(expected)) {
+    const res = await app.inject({ url: `/${name}` })
+    t.equal(res.statusCode, 500, name)
+    t.same(res.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 }, name)
+    t.match(lines.join(''), message, name)
+  }
+})
+
+t.test("an answer of the wrong type in a model's answer schema is a 500 naming the field, not fast-json-stringify's silent coercion into a wrong 200", async t => {
+  const Answer = Type.Object({ label: Type.String(), scores: Type.Array(Type.Number({ format: 'float' })), ok: Type.Boolean() })
+  const good = { label: 'cat', scores: [0.5], ok: true }
+  const { app, lines } = await answering(t, {
+    good: [Answer, good],
+    label: [Answer, { ...good, label: { name: 'cat' } }], // was "[object Object]"
+    number: [Answer, { ...good, label: 5 }], // was "5"
+    infinite: [Answer, { ...good, scores: [0.5, Infinity] }], // was null
+    nulled: [Answer, { ...good, scores: [null] }], // was 0
+    ok: [Answer, { ...good, ok: 'false' }], // was true
+  })
+  t.equal((await app.inject({ url: '/good' })).body, '{"label":"cat","scores":[0.5],"ok":true}')
+  const expected: Record<string, RegExp> = {
+    label: /GET \/label: answer\.label is an object, not a string/,
+    number: /GET \/number: answer\.label is 5, not a string/,
+    infinite: /GET \/infinite: answer\.scores\[1\] is Infinity, which JSON cannot hold/,
+    nulled: /GET \/nulled: answer\.scores\[0\] is null, not a number/,
+    ok: /GET \/ok: answer\.ok is \\"false\\", not true or false/, // quoted in the JSON log line
+  }
+  for (const [name, message] of Object.entries(expected)) {
+    const res = await app.inject({ url: `/${name}` })
+    t.equal(res.statusCode, 500, `${name}: ${res.body}`)
+    t.match(lines.join(''), message, name)
+  }
 })
