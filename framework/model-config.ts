@@ -46,6 +46,12 @@ export function nearMiss (key: string): string | undefined {
     CONFIG_KEYS.find(k => distance(folded(k), folded(key)) <= (k.length >= 8 ? 2 : 1))
 }
 
+/** A value as a message quotes it, at most 60 characters. */
+function shortJson (v: unknown): string {
+  const text = JSON.stringify(v) ?? String(v)
+  return text.length > 60 ? `${text.slice(0, 60)}...` : text
+}
+
 /** Parses config.json into the server's settings; throws with the reason, `where` (the file) first. */
 export function parseConfig (raw: unknown, where: string): RepositoryConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${where} must hold a JSON object`)
@@ -62,6 +68,10 @@ export function parseConfig (raw: unknown, where: string): RepositoryConfig {
     batchOptionsFromConfig(c)
   } catch (err) {
     throw new Error(`invalid batching options in ${where}: ${(err as Error).message}`)
+  }
+  // Served as the model's metadata (OIP's parameters.labels), and read by resources.
+  if (c.labels !== undefined && !(Array.isArray(c.labels) && c.labels.every(l => typeof l === 'string'))) {
+    throw new Error(`${where}: labels must be an array of strings, got ${shortJson(c.labels)}`)
   }
   if (c.allowNonFinite !== undefined && typeof c.allowNonFinite !== 'boolean') throw new Error(`${where}: allowNonFinite must be true or false`)
   let versionPolicy: VersionPolicy = { latest: 1 }

@@ -59,6 +59,10 @@ t.test('version policies and config validation', async t => {
   t.throws(() => parseConfig({ maxQueueDelayMs: '5' }, 'c.json'), /invalid batching options in c\.json: maxQueueDelayMs must be a number >= 0, got "5"/)
   // 0 passed here ("no limit") but the pool refused it at load: one rule now.
   t.throws(() => parseConfig({ maxBatchSize: 0 }, 'c.json'), /invalid batching options in c\.json: maxBatchSize must be a positive integer, got 0/)
+  // labels were served in the metadata whatever they held.
+  t.throws(() => parseConfig({ labels: 'cat,dog' }, 'c.json'), /c\.json: labels must be an array of strings, got "cat,dog"/)
+  t.throws(() => parseConfig({ labels: ['cat', 2] }, 'c.json'), /c\.json: labels must be an array of strings, got \["cat",2\]/)
+  t.same(parseConfig({ labels: ['cat', 'dog'] }, 'c.json').labels, ['cat', 'dog'])
   t.same(parseConfig({ transitions: [[1]], maxBatchSize: 2 }, 'c.json').raw, { transitions: [[1]], maxBatchSize: 2 }, "a resource's own keys are kept")
 })
 
