@@ -11,6 +11,7 @@ import { metricsRoutes, UNMATCHED_ROUTE } from '../../framework/metrics.ts'
 import { openInferenceProtocol } from '../../framework/oip.ts'
 import type { App, AppOptions } from '../../framework/create-app.ts'
 import type { FastifyReply } from 'fastify'
+import { readExposition } from '../fixtures/exposition.ts'
 
 interface Sample { name: string, labels: Record<string, string>, value: number }
 
@@ -65,6 +66,7 @@ async function scrape (t: Test, app: App): Promise<{ samples: Sample[], text: st
   const res = await app.inject({ url: '/metrics' })
   t.equal(res.statusCode, 200, '/metrics answers 200')
   t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4; charset=utf-8$/)
+  t.same(readExposition(res.body).problems, [], 'a valid exposition')
   return { samples: parse(res.body), text: res.body }
 }
 
@@ -436,4 +438,41 @@ t.test('the exposition parser rejects what is not a sample line', async t => {
   for (const bad of ['x{a=1} 3', 'x 3 4 5', '1x 3', 'x{a="1"} three', 'x{a="1",} 3 extra', '/x 1', 'x 0x10', 'x ', 'x{a="1"}']) {
     t.throws(() => parse(bad), bad)
   }
+})
+
+t.test('the strict exposition reader finds what Prometheus would reject or misread', async t => {
+  const good = [
+    '# HELP h_seconds Durations, with \\\\ and \\n escaped',
+    '# TYPE h_seconds histogram',
+    'h_seconds_bucket{le="0.1",m="a\\"b\\\\c\\nd"} 1',
+    'h_seconds_bucket{le="+Inf",m="a\\"b\\\\c\\nd"} 2',
+    'h_seconds_sum{m="a\\"b\\\\c\\nd"} 0.3',
+    'h_seconds_count{m="a\\"b\\\\c\\nd"} 2',
+    '# TYPE c_total counter',
+    'c_total 3',
+    '',
+  ].join('\n')
+  t.same(readExposition(good).problems, [])
+  t.same(readExposition(good).samples[0].labels, { le: '0.1', m: 'a"b\\c\nd' }, 'label values unescaped')
+  const problems = (text: string) => readExposition(text).problems
+  const cases: Array<[string, RegExp]> = [
+    ['# TYPE c_total counter\n# TYPE c_total counter\nc_total 1\n', /TYPE twice/],
+    ['# HELP c_total x\n# HELP c_total y\nc_total 1\n', /HELP twice/],
+    ['c_total 1\n# TYPE c_total counter\n', /TYPE after samples/],
+    ['# TYPE a gauge\n# TYPE b gauge\na 1\nb 1\na{x="1"} 2\n', /not contiguous/],
+    ['a{x="1"} 1\na{x="1"} 2\n', /series twice/],
+    ['a{x="1",x="2"} 1\n', /label 'x' twice/],
+    ['a{x="q"q"} 1\n', /after its value/],
+    ['a{x="\\q"} 1\n', /bad escape/],
+    ['# TYPE c_total counter\nc_total -1\n', /counter below 0/],
+    ['a 1', /newline/],
+    ['# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n', /not cumulative/],
+    ['# TYPE h histogram\nh_bucket{le="1"} 1\nh_sum 1\nh_count 1\n', /not \+Inf/],
+    ['# TYPE h histogram\nh_bucket{le="+Inf"} 2\nh_sum 1\nh_count 1\n', /is not _count/],
+    ['# TYPE h histogram\nh_bucket{le="2"} 1\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n', /not increasing/],
+    ['# TYPE h histogram\nh_bucket{le="+Inf"} 1\nh_count 1\n', /no _sum/],
+    ['# TYPE g gauge\ng{le="1"} 1\n', /'le' outside/],
+    ['# HELP g a \\ alone\ng 1\n', /backslash not escaped/],
+  ]
+  for (const [text, problem] of cases) t.match(problems(text).join('\n'), problem, JSON.stringify(text))
 })
