@@ -3,7 +3,9 @@
 // (prom-client's AggregatorRegistry.aggregate), so each scrape shows the whole
 // server. The counters of workers that exited stay in the sum (their final
 // values, sent as they close; a crashed worker's, as of the last scrape), so a
-// replaced worker is never a counter reset to Prometheus.
+// replaced worker is never a counter reset to Prometheus. Nor is the order the
+// workers answer in: a floating-point sum of seconds can come out an ulp lower
+// when added in another order, so no counter is reported below its last value.
 //
 // This holds no process: the arbiter tells it what its workers say and do, in
 // the order it hears them, which is what the tests replay.
@@ -21,6 +23,10 @@ interface Gathering<W> {
   finish: (error?: string) => void
 }
 
+/** A sample's series within its metric: its name (a histogram's _bucket, _sum, _count) and labels. */
+const seriesOf = (v: MetricValue<string>) =>
+  `${(v as { metricName?: string }).metricName ?? ''} ${JSON.stringify(Object.entries(v.labels).sort())}`
+
 /** Metrics of several workers as one part, each sample summed over them (counters and histograms add up). */
 function sumParts (parts: MetricsPart[]): MetricsPart {
   const byName = new Map<string, { metric: MetricsPart[number], values: Map<string, MetricValue<string>> }>()
@@ -29,7 +35,7 @@ function sumParts (parts: MetricsPart[]): MetricsPart {
       let entry = byName.get(metric.name)
       if (!entry) byName.set(metric.name, entry = { metric, values: new Map() })
       for (const v of metric.values) {
-        const key = `${(v as { metricName?: string }).metricName ?? ''} ${JSON.stringify(Object.entries(v.labels).sort())}`
+        const key = seriesOf(v)
         const seen = entry.values.get(key)
         entry.values.set(key, seen ? { ...seen, value: seen.value + v.value } : { ...v })
       }
@@ -40,8 +46,10 @@ function sumParts (parts: MetricsPart[]): MetricsPart {
 
 /** The counters and histograms of a part: what stays in the sum once its worker is gone (gauges do not). */
 function countersOf (part: MetricsPart | undefined): MetricsPart {
-  return (part ?? []).filter(m => String(m.type) === 'counter' || String(m.type) === 'histogram')
+  return (part ?? []).filter(counting)
 }
+
+const counting = (metric: MetricsPart[number]) => String(metric.type) === 'counter' || String(metric.type) === 'histogram'
 
 export interface ClusterMetricsOptions<W> {
   /**
@@ -65,6 +73,8 @@ export class ClusterMetrics<W> {
   readonly #closed = new Set<W>()
   /** The counters and histograms of workers that exited, summed: added to every gathering. */
   #retired: MetricsPart = []
+  /** Each counter and histogram sample of the last gathering, by metric and series: the least the next reports. */
+  #reported = new Map<string, number>()
 
   constructor (options: ClusterMetricsOptions<W>) {
     this.#options = options
@@ -86,7 +96,9 @@ export class ClusterMetrics<W> {
           clearTimeout(timer)
           this.#gatherings.delete(id)
           if (error) return reject(new Error(error))
-          AggregatorRegistry.aggregate([...gathering.parts.values(), this.#retired]).metrics().then(resolve, reject)
+          AggregatorRegistry.aggregate([...gathering.parts.values(), this.#retired]).getMetricsAsJSON()
+            .then(sum => AggregatorRegistry.aggregate([this.#notBelowReported(sum)]).metrics())
+            .then(resolve, reject)
         },
       }
       const timeoutMs = this.#options.timeoutMs ?? GATHER_TIMEOUT_MS
@@ -125,6 +137,32 @@ export class ClusterMetrics<W> {
     if (!this.#closed.delete(worker)) this.#retire(worker, this.#lastParts.get(worker))
     this.#lastParts.delete(worker)
     for (const gathering of this.#gatherings.values()) this.#answered(worker, gathering)
+  }
+
+  /**
+   * The sum, each counter and histogram sample raised to what the last
+   * gathering reported if lower: the true counts only grow, but the
+   * floating-point sum of fractions (seconds) depends on the order of the
+   * additions, which changes with the order of the answers and as workers
+   * retire. Counts of requests are integers, summed exactly: never raised.
+   */
+  #notBelowReported (sum: MetricsPart): MetricsPart {
+    const reported = new Map<string, number>()
+    const raised = sum.map(metric => {
+      if (!counting(metric)) return metric
+      return {
+        ...metric,
+        values: metric.values.map(v => {
+          const key = `${metric.name} ${seriesOf(v)}`
+          const last = this.#reported.get(key) ?? -Infinity
+          reported.set(key, Math.max(v.value, last))
+          return v.value < last ? { ...v, value: last } : v
+        }),
+      }
+    })
+    // Series gone from this sum (a model unloaded everywhere) are forgotten.
+    this.#reported = reported
+    return raised
   }
 
   #retire (worker: W, part: MetricsPart | undefined) {

@@ -7,6 +7,7 @@ import { request as httpRequest } from 'node:http'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
 import { childEnv, OIP_APP, post, ROOT, SLOW_APP, SLOW_BOOT_APP, startReady, startServer } from './fixtures/server.ts'
 import { shiftedModel } from './fixtures/oip.ts'
+import { countersDown, readExposition } from './fixtures/exposition.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const row = { rows: [[5.1, 3.5, 1.4, 0.2]] }
@@ -583,4 +584,44 @@ t.test('cluster: the primary killed while the workers boot: each exits once load
   t.notMatch(server.stderr(), /terminate called|Napi::Error/, 'ONNX Runtime did not abort')
   t.ok(server.lines.some(l => l.msg === 'loaded with the primary gone: exiting' && l.pid === warming.pid), 'the warming worker exited once loaded')
   t.notOk(server.lines.some(l => l.msg === 'worker ready' || (l.msg ?? '').startsWith('Server listening')), 'and never listened')
+})
+
+t.test('cluster: every /metrics scrape is a valid exposition, and no counter goes down as workers are killed or recycled', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', OIP_APP, '--workers', '2', '--threads', '1', '--max-requests', '12', '--max-requests-jitter', '0'])
+  const scrapes: string[] = []
+  const scrape = async (when: string) => {
+    const res = await fresh(server.port, 'GET', '/metrics')
+    t.equal(res.status, 200, `scrape ${when}`)
+    t.same(readExposition(res.text).problems, [], `a valid exposition ${when}`)
+    if (scrapes.length > 0) t.same(countersDown(scrapes.at(-1)!, res.text), [], `no counter went down ${when}`)
+    scrapes.push(res.text)
+  }
+  // Requests of three routes, answered 200 and 404, and a model run over OIP.
+  const traffic = async () => {
+    t.equal((await fresh(server.port, 'POST', '/scale', row)).status, 200)
+    const tensor = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }
+    t.equal((await fresh(server.port, 'POST', '/v2/models/scaler/infer', tensor)).status, 200)
+    t.equal((await fresh(server.port, 'GET', '/v2/models/nosuch')).status, 404)
+  }
+  for (let i = 0; i < 2; i++) await traffic()
+  await scrape('after some traffic')
+  await scrape('again')
+  // A killed worker is counted as of the last scrape.
+  const workers = server.lines.filter(l => l.msg === 'worker ready').map(l => l.workerPid as number)
+  process.kill(workers[0], 'SIGKILL')
+  await server.waitFor(l => l.msg === 'worker ready' && !workers.includes(l.workerPid))
+  await scrape('after a worker was killed and replaced')
+  // --max-requests recycles workers (a scrape is a request too): each sends
+  // its final counts as it closes.
+  const recycled = () => server.lines.filter(l => l.msg === 'worker exited' && l.code === 0).length
+  for (let i = 0; i < 100 && recycled() < 1; i++) {
+    await traffic()
+    await scrape(`while workers are recycled (${i})`)
+    await sleep(100)
+  }
+  t.ok(recycled() >= 1, 'a worker was recycled')
+  await scrape('after a worker was recycled')
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
 })

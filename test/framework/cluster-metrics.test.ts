@@ -169,3 +169,36 @@ t.test('a worker\'s error fails the gathering with it', async t => {
   metrics.part('A', idFor('A'), undefined, 'registry broke')
   await t.rejects(text, { message: 'worker A: registry broke' })
 })
+
+t.test('a sum of fractions never comes out lower than the last one, whatever order the workers answer in', async t => {
+  // Seconds as workers count them (CPU time, a histogram's _sum): floating-point
+  // sums depend on their order, (0.1 + 0.2) + 0.3 > (0.3 + 0.2) + 0.1, and a
+  // dip of an ulp is a counter reset to Prometheus (a rate spike of the whole total).
+  const seconds = async (s: number): Promise<MetricsPart> => {
+    const registry = new Registry()
+    new Counter({ name: 'cpu_seconds_total', help: 'cpu', registers: [registry] }).inc(s)
+    new Histogram({ name: 'request_seconds', help: 'durations', buckets: [1], registers: [registry] }).observe(s)
+    return await registry.getMetricsAsJSON()
+  }
+  const { metrics, idFor } = setup()
+  const gathered = async (order: string[]) => {
+    const text = metrics.gather(['A', 'B', 'C'])
+    const values: Record<string, number> = { A: 0.1, B: 0.2, C: 0.3 }
+    for (const w of order) metrics.part(w, idFor(w), await seconds(values[w]))
+    const sum = await text
+    return [sample(sum, 'cpu_seconds_total'), sample(sum, 'request_seconds_sum')]
+  }
+  const first = await gathered(['A', 'B', 'C'])
+  const second = await gathered(['C', 'B', 'A'])
+  t.ok(second[0]! >= first[0]!, `CPU seconds: ${first[0]} then ${second[0]}`)
+  t.ok(second[1]! >= first[1]!, `histogram sum: ${first[1]} then ${second[1]}`)
+  t.equal(Math.round(second[0]! * 1e9), 6e8, 'still the sum')
+  // A worker retiring folds its counts into the retired sum: another order of additions.
+  metrics.final('A', await seconds(0.1))
+  metrics.exited('A')
+  const text = metrics.gather(['B', 'C'])
+  metrics.part('C', idFor('C'), await seconds(0.3))
+  metrics.part('B', idFor('B'), await seconds(0.2))
+  const third = await text
+  t.ok(sample(third, 'cpu_seconds_total')! >= second[0]!, `after A retired: ${sample(third, 'cpu_seconds_total')}`)
+})
