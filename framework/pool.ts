@@ -26,7 +26,10 @@
 // Inline jobs are batched too: the ones that arrive during one turn of the
 // event loop (a burst of requests read from many sockets) run together at the
 // end of that turn (setImmediate), in runs predicted under a millisecond.
-// Anything slower goes to the threads.
+// Anything slower goes to the threads. A model kept inline still has a job
+// measured on a thread now and then (INLINE_REMEASURE_MS), so one that got
+// slower (its cost follows its input's values, not its size) leaves the main
+// thread.
 //
 // Why not piscina: loads must reach every thread (one session per thread), and
 // the queue must stay inspectable on the main thread for deadlines and
@@ -52,6 +55,12 @@ const WORKER_URL = new URL('./inference-worker.js', import.meta.url)
  * threads, but the event loop must not stall for long.
  */
 const INLINE_RUN_MAX_US = 1000
+
+/**
+ * How long a model's cost goes unmeasured while its jobs run inline (where
+ * they are not timed: see compute) before one goes to a thread to measure it.
+ */
+const INLINE_REMEASURE_MS = 1000
 
 /**
  * A merged batch's input buffer that came back from its run is kept for the
@@ -143,6 +152,8 @@ class ModelQueue {
   stats: Omit<ModelStats, 'queuedRequests' | 'queuedItems'> = { batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, inline: 0 }
   /** Moving average of session.run's time per input element, in microseconds. */
   usPerElement?: number
+  /** When usPerElement was last measured, or a job sent to a thread to measure it (performance.now()). */
+  measuredAt = 0
   /**
    * The main-thread session: absent, being loaded, ready, or off (its file
    * changed since the threads loaded it, or it failed to load: until the
@@ -716,7 +727,12 @@ export class InferencePool {
     const limit = this.options.inlineBelowUs ?? 0
     if (limit <= 0 || q.usPerElement === undefined) return false
     if (q.usPerElement * elementsOf(feeds) >= limit) return false
-    return q.inline === 'ready'
+    if (q.inline !== 'ready') return false
+    // Measured too long ago: this one goes to a thread, which measures it again.
+    const now = performance.now()
+    if (now - q.measuredAt < INLINE_REMEASURE_MS) return true
+    q.measuredAt = now
+    return false
   }
 
   private loadInline (q: ModelQueue) {
@@ -789,6 +805,7 @@ export class InferencePool {
   private learnCost (q: ModelQueue, feeds: Record<string, Tensor>, computeUs: number | undefined) {
     if (computeUs === undefined) return
     const per = computeUs / Math.max(1, elementsOf(feeds))
+    q.measuredAt = performance.now()
     q.usPerElement = q.usPerElement === undefined ? per : 0.8 * q.usPerElement + 0.2 * per
     // A model that just ran under the limit gets its main-thread session now.
     if (q.inline === 'none' && computeUs < (this.options.inlineBelowUs ?? 0)) this.loadInline(q)

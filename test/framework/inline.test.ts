@@ -9,6 +9,7 @@ import { addModel, slowModel } from '../fixtures/models.ts'
 import { addModel as addOf } from '../fixtures/oip.ts'
 import { sequenceModel } from '../fixtures/batching.ts'
 import type { Tensor } from '../../framework/tensor.ts'
+import { buildModel } from '../../framework/onnx-builder.ts'
 
 const x = (v = 0) => ({ x: { type: 'float32' as const, data: new Float32Array([v, v, v, v]), dims: [1, 4] } })
 const settle = () => new Promise(resolve => setTimeout(resolve, 50))
@@ -198,4 +199,40 @@ t.test('the queue kept for inline jobs waiting at an unload is deleted once they
   t.notOk((pool as any).queues.has('add'), 'no queue left for the unloaded model')
   await pool.load('add', addModel())
   t.match(pool.stats('add'), { batches: 0, requests: 0, failed: 0 }, 'reloaded, its counters start afresh, as after any unload')
+})
+
+t.test('a model kept inline that got slower goes back to the threads: its cost is measured there again now and then', async t => {
+  // Its cost follows a value, not the number of input elements (as with a
+  // dynamic shape, a loop or non-max suppression): x [1, 1] expanded to
+  // `size` and summed. Cheap at [1, 1], milliseconds at [3000, 3000].
+  const model = buildModel({
+    name: 'valued',
+    inputs: [{ name: 'x', type: 'float32', shape: [1, 1] }, { name: 'size', type: 'int64', shape: [2] }],
+    outputs: [{ name: 'y', type: 'float32', shape: [1, 1] }],
+    initializers: [],
+    nodes: [{ op: 'Expand', inputs: ['x', 'size'], outputs: ['m'] }, { op: 'ReduceSum', inputs: ['m'], outputs: ['y'] }],
+  })
+  const feeds = (n: number) => ({
+    x: { type: 'float32' as const, data: new Float32Array([1]), dims: [1, 1] },
+    size: { type: 'int64' as const, data: BigInt64Array.from([BigInt(n), BigInt(n)]), dims: [2] },
+  })
+  const pool = new InferencePool({ threads: 1, inlineBelowUs: 2000 })
+  t.teardown(() => pool.close())
+  await pool.load('valued', model)
+  for (let i = 0; i < 20 && pool.stats('valued').inline === 0; i++) { await pool.run('valued', feeds(1)); await settle() }
+  t.ok(pool.stats('valued').inline > 0, 'cheap: it runs inline')
+  // Now every request is expensive. Within a second and a half (the cost is
+  // measured again at least every second), none runs on the main thread any more.
+  const started = performance.now()
+  let later: ReturnType<typeof pool.stats> | undefined
+  while (performance.now() - started < 2500) {
+    const y = await pool.run('valued', feeds(3000))
+    if ((y.y.data as Float32Array)[0] !== 3000 * 3000) t.fail(`a wrong sum: ${(y.y.data as Float32Array)[0]}`)
+    if (!later && performance.now() - started > 1500) later = pool.stats('valued')
+  }
+  const end = pool.stats('valued')
+  t.ok(end.requests - later!.requests >= 3, `${end.requests - later!.requests} requests in the last second`)
+  t.equal(end.inline - later!.inline, 0, 'none of them inline')
+  const predictedUs = (pool as any).queues.get('valued').usPerElement * 3
+  t.ok(predictedUs >= 2000, `the cost learnt again: ${(predictedUs / 1000).toFixed(1)} ms predicted`)
 })
