@@ -99,7 +99,7 @@ const MODEL_COUNTERS: Array<[keyof ModelStats, string, string]> = [
 
 /** The pool's instant values. */
 const MODEL_GAUGES: Array<[keyof ModelStats, string, string]> = [
-  ['queuedRequests', 'onnx_serve_model_queued_requests', 'Requests waiting for an inference thread'],
+  ['queuedRequests', 'onnx_serve_model_queued_requests', 'Requests waiting for an inference thread (or, run inline, for the end of the event-loop turn)'],
   ['queuedItems', 'onnx_serve_model_queued_items', 'Items waiting (the queue bound, maxQueueItems, counts these)'],
   ['largestBatch', 'onnx_serve_model_largest_batch_items', 'Most items computed in one run so far'],
 ]

@@ -126,7 +126,7 @@ interface Job {
 
 /** Counters per model, for tests, logs and metrics. */
 export interface ModelStats {
-  /** Requests and items waiting for a thread now. */
+  /** Requests and items waiting now: for a thread, or inline for the end of the event-loop turn. */
   queuedRequests: number
   queuedItems: number
   /** session.run calls, and the requests and items they computed. */
@@ -869,7 +869,8 @@ export class InferencePool {
   stats (key: string): ModelStats {
     const q = this.queues.get(key)
     if (!q) return { queuedRequests: 0, queuedItems: 0, batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, inline: 0 }
-    return { queuedRequests: q.jobs.length, queuedItems: q.items, ...q.stats }
+    // Both count the inline jobs waiting for the end of the turn (q.items does).
+    return { queuedRequests: q.jobs.length + q.inlineJobs.length, queuedItems: q.items, ...q.stats }
   }
 
   private drain () {

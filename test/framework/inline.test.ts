@@ -236,3 +236,15 @@ t.test('a model kept inline that got slower goes back to the threads: its cost i
   const predictedUs = (pool as any).queues.get('valued').usPerElement * 3
   t.ok(predictedUs >= 2000, `the cost learnt again: ${(predictedUs / 1000).toFixed(1)} ms predicted`)
 })
+
+t.test('inline jobs waiting for the end of the turn are queued requests as well as queued items', async t => {
+  const pool = await cheapAddPool(t)
+  // The first job of a turn runs at once (no load); the ones after it wait for the turn's end.
+  const runs = [pool.run('add', x(1)), pool.run('add', x(2)), pool.run('add', x(3))]
+  const waiting = pool.stats('add')
+  t.equal(waiting.queuedItems, 2, 'two items wait')
+  t.equal(waiting.queuedRequests, 2, 'in two requests, as /metrics\' queued requests')
+  await Promise.all(runs)
+  t.equal(pool.stats('add').inline, 3, 'all three ran inline')
+  t.match(pool.stats('add'), { queuedItems: 0, queuedRequests: 0 })
+})
