@@ -8,7 +8,7 @@
 //   goes on, and its other workers serve).
 import type { FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { ErrorBody, sendError } from './errors.ts'
+import { ErrorBody, sendError, type ErrorCode } from './errors.ts'
 import type { Lifecycle } from './create-app.ts'
 import type { ModelStore } from './models.ts'
 import { modelShown } from './pool.ts'
@@ -18,10 +18,28 @@ const Status = Type.Object({ status: Type.String() })
 /**
  * Whether readiness says 200 (models aside): once loaded, and while a cluster
  * worker drains for its replacement, the server going on (create-app.ts's
- * drain). /health/ready and OIP's /v2/health/ready both ask.
+ * drain).
  */
 export function readyToServe (lifecycle: Lifecycle): boolean {
   return lifecycle.state === 'ready' || (lifecycle.state === 'draining' && lifecycle.replaced === true)
+}
+
+/**
+ * Why readiness is 503 now, or undefined when it is 200: /health/ready and
+ * OIP's /v2/health/ready both ask. Ready to serve, with every model held by
+ * an inference thread (a model none holds answers 503 until it is loaded
+ * again: see ModelUnavailableError).
+ */
+export function notReady (lifecycle: Lifecycle, models: ModelStore): { code: ErrorCode, message: string } | undefined {
+  // A cluster worker being replaced drains while the server goes on (create-app.ts's drain).
+  if (!readyToServe(lifecycle)) {
+    return { code: lifecycle.state === 'draining' ? 'SHUTTING_DOWN' : 'NOT_READY', message: `not ready: ${lifecycle.reason}` }
+  }
+  for (const key of models.pool.keys()) {
+    const reason = models.pool.unavailable(key)
+    if (reason !== undefined) return { code: 'NOT_READY', message: `not ready: ${modelShown(key)} is unavailable: ${reason}` }
+  }
+  return undefined
 }
 
 export async function healthRoutes (app: FastifyInstance, { lifecycle, models }: { lifecycle: Lifecycle, models: ModelStore }) {
@@ -36,16 +54,8 @@ export async function healthRoutes (app: FastifyInstance, { lifecycle, models }:
       response: { 200: Status, 503: ErrorBody },
     },
   }, async (_request, reply) => {
-    // A cluster worker being replaced drains while the server goes on (create-app.ts's drain).
-    if (readyToServe(lifecycle)) {
-      // A model no inference thread holds any more (see ModelUnavailableError).
-      for (const key of models.pool.keys()) {
-        const reason = models.pool.unavailable(key)
-        if (reason !== undefined) return sendError(reply, 'NOT_READY', `not ready: ${modelShown(key)} is unavailable: ${reason}`, { 'retry-after': '1' })
-      }
-      return { status: 'ready' }
-    }
-    return sendError(reply, lifecycle.state === 'draining' ? 'SHUTTING_DOWN' : 'NOT_READY',
-      `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
+    const why = notReady(lifecycle, models)
+    if (!why) return { status: 'ready' }
+    return sendError(reply, why.code, why.message, { 'retry-after': '1' })
   })
 }

@@ -5,7 +5,7 @@
 //   app.register(openInferenceProtocol, { repositoryApi: options.repositoryApi })
 //
 //   GET  /v2/health/live                      {"live": true}
-//   GET  /v2/health/ready                     {"live": true, "ready": true} (503 while loading or draining)
+//   GET  /v2/health/ready                     {"live": true, "ready": true} (503 while loading, draining, or a model is unavailable)
 //   GET  /v2 (or /v2/)                        {"name", "version", "extensions"}
 //   GET  /v2/models/{name}[/versions/{v}]     {"name", "versions", "platform", "inputs", "outputs"}
 //   GET  /v2/models/{name}[/versions/{v}]/ready
@@ -27,6 +27,8 @@
 // Server readiness follows the app's lifecycle (ready once start-up loading is
 // done), not every model: a model that failed to load is reported by its own
 // ready route and the repository index, and does not take the server down.
+// It is /health/ready's (health.ts's notReady): 503 too while a loaded model
+// is held by no inference thread, which every request of it would get.
 // While the app drains, inference is served as on the resource routes (the
 // app's onSend hook adds `Connection: close`): a cluster worker that a HUP,
 // --max-requests or TTOU replaces drains, and what reaches it meanwhile is a
@@ -37,7 +39,7 @@ import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
 import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, shown, unsupportedMediaType } from './errors.ts'
 import { answerOtherVerbs, readWhole, whyNotJson, type BodyParser } from './create-app.ts'
-import { readyToServe } from './health.ts'
+import { notReady } from './health.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
 import type { LoadedModel } from './models.ts'
@@ -277,8 +279,10 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   app.get('/v2/health/ready', {
     schema: { tags: [TAG], summary: 'Server ready: 200 once start-up loading is done', response: { 200: Type.Object({ live: Type.Boolean(), ready: Type.Boolean() }), 503: ErrorBody } },
   }, async (_request, reply) => {
-    if (readyToServe(lifecycle)) return { live: true, ready: true }
-    return sendError(reply, lifecycle.state === 'draining' ? 'SHUTTING_DOWN' : 'NOT_READY', `not ready: ${lifecycle.reason}`, { 'retry-after': '1' })
+    // As /health/ready: also 503 while a model is held by no inference thread (Triton's strict readiness).
+    const why = notReady(lifecycle, store)
+    if (!why) return { live: true, ready: true }
+    return sendError(reply, why.code, why.message, { 'retry-after': '1' })
   })
 
   const serverMetadata = async () => ({ name: options.serverName ?? 'onnx-serve', version: options.serverVersion ?? '0.1.0', extensions })

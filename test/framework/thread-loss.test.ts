@@ -143,11 +143,17 @@ t.test('HTTP: a model no thread holds is 503 at /v2 and /health/ready until a re
   const ready = await app.inject('/health/ready')
   t.equal(ready.statusCode, 503)
   t.match(ready.json(), { code: 'NOT_READY', error: /not ready: model '.*' is unavailable/ })
+  // The Open Inference Protocol's server readiness says the same (as Triton's strict readiness does).
+  const v2 = await app.inject('/v2/health/ready')
+  t.equal(v2.statusCode, 503, '/v2/health/ready too')
+  t.match(v2.json(), { code: 'NOT_READY', error: /not ready: model '.*' is unavailable/ })
+  t.equal(v2.headers['retry-after'], '1')
   await app.reload()
   const served = await infer()
   t.equal(served.statusCode, 200)
   t.same(served.json().outputs[0].data, [7, 7, 7, 7])
   t.equal((await app.inject('/health/ready')).statusCode, 200)
+  t.equal((await app.inject('/v2/health/ready')).statusCode, 200)
 })
 
 t.test('a reload loads a model no thread holds again, even when its file is back as it was', async t => {
