@@ -94,7 +94,8 @@ const MODEL_COUNTERS: Array<[keyof ModelStats, string, string]> = [
   ['inline', 'onnx_serve_model_inline_requests_total', 'Requests computed on the main thread (too cheap for the hop to an inference thread)'],
   ['refused', 'onnx_serve_model_refused_total', 'Requests refused with 503 because the model\'s queue was full'],
   ['dropped', 'onnx_serve_model_dropped_total', 'Requests dropped before they computed: deadline passed or client gone'],
-  ['failed', 'onnx_serve_model_failed_total', 'Requests that failed in ONNX Runtime'],
+  ['failed', 'onnx_serve_model_failed_total', 'Requests that failed in ONNX Runtime (500), not for their values'],
+  ['badInput', 'onnx_serve_model_bad_input_total', 'Requests whose values ONNX Runtime refused (400: an index out of range), not counted as failed'],
 ]
 
 /** The pool's instant values. */

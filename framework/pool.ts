@@ -138,8 +138,10 @@ export interface ModelStats {
   dropped: number
   /** Requests refused because the queue was full. */
   refused: number
-  /** Requests that failed in ONNX Runtime. */
+  /** Requests that failed in ONNX Runtime (not for their values: see badInput). */
   failed: number
+  /** Requests run alone whose values ONNX Runtime refused (an index out of range: BadInputError, a 400). */
+  badInput: number
   /** Requests computed on the main thread (too cheap for the hop to a thread). */
   inline: number
 }
@@ -149,7 +151,7 @@ class ModelQueue {
   items = 0
   shape?: ModelShape
   batches = false
-  stats: Omit<ModelStats, 'queuedRequests' | 'queuedItems'> = { batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, inline: 0 }
+  stats: Omit<ModelStats, 'queuedRequests' | 'queuedItems'> = { batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, badInput: 0, inline: 0 }
   /** Moving average of session.run's time per input element, in microseconds. */
   usPerElement?: number
   /** When usPerElement was last measured, or a job sent to a thread to measure it (performance.now()). */
@@ -868,7 +870,7 @@ export class InferencePool {
   /** A model's counters. */
   stats (key: string): ModelStats {
     const q = this.queues.get(key)
-    if (!q) return { queuedRequests: 0, queuedItems: 0, batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, inline: 0 }
+    if (!q) return { queuedRequests: 0, queuedItems: 0, batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, badInput: 0, inline: 0 }
     // Both count the inline jobs waiting for the end of the turn (q.items does).
     return { queuedRequests: q.jobs.length + q.inlineJobs.length, queuedItems: q.items, ...q.stats }
   }
@@ -1071,9 +1073,11 @@ export class InferencePool {
     } catch (err) {
       if (jobs.length === 1) {
         const message = (err as Error).message
-        const error = badInputOf(message) ?? (onThread ? err as Error : new InferenceError(message))
-        q.stats.failed++
-        return jobs[0].reject(error)
+        const bad = badInputOf(message)
+        // A client's values ONNX Runtime refused are the client's error, not the model's.
+        if (bad) q.stats.badInput++
+        else q.stats.failed++
+        return jobs[0].reject(bad ?? (onThread ? err as Error : new InferenceError(message)))
       }
       // One bad request must not fail its neighbours: rerun each alone, first
       // in line, so only the culprit gets the error.

@@ -580,6 +580,12 @@ t.test('an index out of range that the store cannot check beforehand (ids comput
   const answers = await Promise.all([0, 1, 2, 3, 4, 5].map(i => infer(app, '/v2/models/shifted/infer', ids([i === 3 ? 9 : i]))))
   t.same(answers.map(a => a.statusCode), [200, 200, 200, 400, 200, 200])
   t.same(answers[5].json().outputs[0].data, [12, 13])
+  // The client's error, not the model's: an alert on failures does not fire.
+  const metrics = (await app.inject({ url: '/metrics' })).body
+  const sample = (name: string, model: string) => Number(new RegExp(`^${name}\\{[^}]*\\bname="${model}"[^}]*\\} (\\S+)$`, 'm').exec(metrics)?.[1])
+  t.equal(sample('onnx_serve_model_failed_total', 'shifted'), 0, 'no failure counted')
+  t.equal(sample('onnx_serve_model_bad_input_total', 'shifted'), 2, 'the two bad requests counted as bad input')
+  t.equal(sample('onnx_serve_model_bad_input_total', 'nd'), 1)
 })
 
 t.test('a failed model is reported not-ready with its reason and does not take the others down', async t => {
