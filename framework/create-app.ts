@@ -194,6 +194,17 @@ export function whyNotJson (err: Error, body: string): Error {
   return new HttpError('BAD_REQUEST', 'body has a __proto__ or constructor.prototype key, which is refused (prototype poisoning)')
 }
 
+/**
+ * A JSON body's bytes without a leading UTF-8 byte order mark (EF BB BF),
+ * which RFC 8259 8.1 lets a parser ignore and some clients send (PowerShell,
+ * .NET). fastify's JSON parser skipped it already, but `whyNotJson`'s
+ * JSON.parse did not: a malformed body or a __proto__ key after a mark was
+ * "Unexpected token '\ufeff'", and a mark alone was not an empty body.
+ */
+export function withoutBom (body: Buffer): Buffer {
+  return body.length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? body.subarray(3) : body
+}
+
 /** Requests whose body a parser read whole and then refused (see `readWhole`). */
 const refusedWhole = new WeakSet<FastifyRequest>()
 
@@ -371,7 +382,7 @@ export async function createApp (options: AppOptions): Promise<App> {
       return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding.slice(0, 100)}' is not supported on this route: send the body uncompressed`), undefined)
     }
     if (!isUtf8(body as Buffer)) return done(notUtf8(), undefined)
-    const text = (body as Buffer).toString('utf8')
+    const text = withoutBom(body as Buffer).toString('utf8')
     json(request, text, (err, parsed) => done(err && whyNotJson(err, text), parsed))
   }))
 

@@ -38,7 +38,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
 import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, shown, unsupportedMediaType } from './errors.ts'
-import { answerOtherVerbs, readWhole, whyNotJson, type BodyParser } from './create-app.ts'
+import { answerOtherVerbs, readWhole, whyNotJson, withoutBom, type BodyParser } from './create-app.ts'
 import { notReady } from './health.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
@@ -161,13 +161,14 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   const json = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
   const parseBody: BodyParser = (request, body, done) => {
-    const buffer = body as Buffer
     const raw = request.headers[HEADER_LENGTH]
     const type = request.headers['content-type']
     if (raw === undefined) {
       if (type !== undefined && !type.toLowerCase().startsWith('application/json')) {
         return done(bad(`an application/octet-stream body needs the ${HEADER_LENGTH} header (binary tensor data extension)`), undefined)
       }
+      // A byte order mark before the JSON is skipped (a mark alone is no body).
+      const buffer = withoutBom(body as Buffer)
       if (buffer.length === 0) return done(null, undefined)
       if (!isUtf8(buffer)) return done(notUtf8(), undefined)
       // As on the resource routes: where the JSON breaks, or that valid JSON
@@ -176,6 +177,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       const text = buffer.toString('utf8')
       return json(request, text, (err, parsed) => done(err && whyNotJson(err, text), parsed))
     }
+    const buffer = body as Buffer
     const n = Number(raw)
     if (typeof raw !== 'string' || !/^[0-9]+$/.test(raw) || n > buffer.length) {
       return done(bad(`${HEADER_LENGTH} must be an integer from 0 to the body's length (${buffer.length}), got '${shown(String(raw))}'`), undefined)
@@ -188,7 +190,9 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       binaryBodies.set(stand, buffer)
       return done(null, stand)
     }
-    const header = buffer.subarray(0, n)
+    // A byte order mark before the JSON header is part of it: counted in the
+    // header length (the bytes the client wrote), then skipped.
+    const header = withoutBom(buffer.subarray(0, n))
     // fastify's message names application/json and the whole body; here the
     // JSON is the first n bytes, and a wrong n is the usual cause (one that
     // reaches into the binary data is not even UTF-8).
