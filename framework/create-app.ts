@@ -205,6 +205,16 @@ export function withoutBom (body: Buffer): Buffer {
   return body.length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? body.subarray(3) : body
 }
 
+/**
+ * The codings a Content-Encoding lists, lower-cased, in the order they were
+ * applied (RFC 9110 8.4: a comma-separated list, case-insensitive), without
+ * identity (no coding) and empty list elements: none for an uncoded body.
+ * 'gzip, identity' was refused whole, as one unknown coding.
+ */
+export function contentCodings (header: string): string[] {
+  return header.split(',').map(c => c.trim().toLowerCase()).filter(c => c !== '' && c !== 'identity')
+}
+
 /** Requests whose body a parser read whole and then refused (see `readWhole`). */
 const refusedWhole = new WeakSet<FastifyRequest>()
 
@@ -378,7 +388,7 @@ export async function createApp (options: AppOptions): Promise<App> {
   // (readWhole: a body refused once read keeps its connection.)
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, readWhole((request, body, done) => {
     const encoding = request.headers['content-encoding']
-    if (encoding !== undefined && !/^\s*(identity)?\s*$/i.test(encoding)) {
+    if (encoding !== undefined && contentCodings(encoding).length > 0) {
       return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding.slice(0, 100)}' is not supported on this route: send the body uncompressed`), undefined)
     }
     if (!isUtf8(body as Buffer)) return done(notUtf8(), undefined)

@@ -38,7 +38,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
 import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, shown, unsupportedMediaType } from './errors.ts'
-import { answerOtherVerbs, readWhole, whyNotJson, withoutBom, type BodyParser } from './create-app.ts'
+import { answerOtherVerbs, contentCodings, readWhole, whyNotJson, withoutBom, type BodyParser } from './create-app.ts'
 import { notReady } from './health.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
@@ -62,6 +62,10 @@ const TAG = 'Open Inference Protocol'
 export const PLATFORM = 'onnx_onnxv1'
 const HEADER_LENGTH = 'inference-header-content-length'
 const MAX_ELEMENTS = 2 ** 31 - 1
+/** The content codings the /v2 routes undo, by name (x-gzip is gzip, RFC 9110 8.4.1.3). */
+const DECODERS: Record<string, typeof gunzip> = { gzip: gunzip, 'x-gzip': gunzip, deflate: inflate }
+/** Most codings a Content-Encoding may list (identity aside). */
+const MAX_CODINGS = 4
 
 const Parameters = Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form key/value parameters' })
 // Each dimension bounded too: with another dimension 0, the element count alone says nothing.
@@ -210,20 +214,33 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     })
   }
   // Content-Encoding gzip or deflate (tritonclient's request_compression_algorithm,
-  // which Triton accepts): inflated up to the body limit, then read as above.
+  // which Triton accepts), or a list of them ('gzip, identity'): each undone
+  // from the last applied, inflated up to the body limit, then read as above.
   const decodeBody: BodyParser = (request, body, done) => {
     const encoding = request.headers['content-encoding']
-    if (encoding === undefined) return parseBody(request, body, done)
-    const coding = encoding.trim().toLowerCase()
-    if (coding === 'identity' || coding === '') return parseBody(request, body, done)
-    const decode = coding === 'gzip' || coding === 'x-gzip' ? gunzip : coding === 'deflate' ? inflate : undefined
-    if (!decode) return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${shown(encoding)}' is not supported: send gzip, deflate or identity`), undefined)
+    const codings = encoding === undefined ? [] : contentCodings(encoding)
+    if (codings.length === 0) return parseBody(request, body, done)
+    const unknown = codings.find(c => !Object.hasOwn(DECODERS, c))
+    if (unknown !== undefined) {
+      // In a list, the coding that is not supported is named.
+      const why = !(encoding as string).includes(',') ? 'send gzip, deflate or identity' : `'${shown(unknown)}' is not gzip, deflate or identity`
+      return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${shown(encoding as string)}' is not supported: ${why}`), undefined)
+    }
+    // Each coding inflates up to the body limit: a long list is that much work.
+    if (codings.length > MAX_CODINGS) {
+      return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${shown(encoding as string)}' lists ${codings.length} codings: at most ${MAX_CODINGS} are undone`), undefined)
+    }
     const limit = request.routeOptions.bodyLimit
-    decode(body as Buffer, { maxOutputLength: limit }, (err, inflated) => {
-      if (!err) return parseBody(request, inflated, done)
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return done(payloadTooLarge(`the ${coding} body inflates to more than the body limit of ${limit} bytes`), undefined)
-      done(bad(`the body is not valid ${coding} data (content-encoding ${encoding})`), undefined)
-    })
+    const undo = (data: Buffer, left: number): void => {
+      if (left === 0) return parseBody(request, data, done)
+      const coding = codings[left - 1]
+      DECODERS[coding](data, { maxOutputLength: limit }, (err, inflated) => {
+        if (!err) return undo(inflated, left - 1)
+        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return done(payloadTooLarge(`the ${coding} body inflates to more than the body limit of ${limit} bytes`), undefined)
+        done(bad(`the body is not valid ${coding} data (content-encoding ${shown(encoding as string)})`), undefined)
+      })
+    }
+    undo(body as Buffer, codings.length)
   }
   // (readWhole: a body refused once read keeps its connection, as on the other routes.)
   app.addContentTypeParser(['application/json', 'application/octet-stream'], { parseAs: 'buffer' }, readWhole(decodeBody))

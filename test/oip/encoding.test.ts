@@ -1,7 +1,7 @@
 // How bodies are read on the resource and OIP routes: a UTF-8 byte order mark
 // before the JSON, and Content-Encoding lists (RFC 9110 8.4).
 import t from 'tap'
-import { gzipSync } from 'node:zlib'
+import { deflateSync, gzipSync } from 'node:zlib'
 import { addModel, binaryBody, bytesOf, oipApp } from '../fixtures/oip.ts'
 
 const BOM = Buffer.from([0xef, 0xbb, 0xbf])
@@ -43,4 +43,44 @@ t.test('a JSON body may start with a byte order mark (RFC 8259 8.1), on resource
   const emptyOip = await post('/v2/models/mlp/infer', BOM)
   t.same(emptyOip.json().code, 'VALIDATION_FAILED', emptyOip.body)
   t.match(emptyOip.json().error, /the request has no body/)
+})
+
+t.test('Content-Encoding lists: every coding supported is undone (identity is none), case aside; an unknown one is a 415', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const post = (url: string, payload: Buffer, encoding: string) =>
+    app.inject({ method: 'POST', url, payload, headers: { 'content-type': 'application/json', 'content-encoding': encoding } })
+  // Codings are listed in the order they were applied: undone from the last.
+  const served: Array<[string, Buffer]> = [
+    ['gzip, identity', gzipSync(INFER)],
+    ['identity, gzip', gzipSync(INFER)],
+    ['Identity,GZip', gzipSync(INFER)],
+    ['gzip, deflate', deflateSync(gzipSync(INFER))],
+    ['deflate,, x-gzip', gzipSync(deflateSync(INFER))],
+    ['identity, identity', Buffer.from(INFER)],
+  ]
+  for (const [encoding, body] of served) {
+    const res = await post('/v2/models/mlp/infer', body, encoding)
+    t.equal(res.statusCode, 200, `${encoding}: ${res.body}`)
+    t.same(res.json().outputs?.[0].data, [2, 4, 6, 8], encoding)
+  }
+  const scale = await post('/scale', Buffer.from('{"rows": [[1, 2, 3, 4]]}'), 'identity, IDENTITY')
+  t.equal(scale.statusCode, 200, `resource route, identity twice: ${scale.body}`)
+  const refused: Array<[string, string, RegExp]> = [
+    ['/v2/models/mlp/infer', 'gzip, br', /content-encoding 'gzip, br' is not supported: 'br' is not gzip, deflate or identity/],
+    ['/v2/models/mlp/infer', 'identity, compress', /'compress' is not gzip, deflate or identity/],
+    ['/scale', 'identity, gzip', /content-encoding 'identity, gzip' is not supported on this route: send the body uncompressed/],
+  ]
+  for (const [url, encoding, message] of refused) {
+    const res = await post(url, gzipSync(INFER), encoding)
+    t.equal(res.statusCode, 415, `${url} ${encoding}`)
+    t.match(res.json(), { code: 'UNSUPPORTED_MEDIA_TYPE', statusCode: 415, error: message }, `${url} ${encoding}`)
+  }
+  // Bounded: a long list is refused before any inflating.
+  const many = await post('/v2/models/mlp/infer', gzipSync(INFER), Array(9).fill('gzip').join(', '))
+  t.equal(many.statusCode, 415, many.body)
+  t.match(many.json().error, /at most 4/)
+  // The list's order matters: undone the other way, the data is not gzip.
+  const wrongOrder = await post('/v2/models/mlp/infer', deflateSync(gzipSync(INFER)), 'deflate, gzip')
+  t.equal(wrongOrder.statusCode, 400, wrongOrder.body)
+  t.match(wrongOrder.json().error, /not valid gzip data/)
 })
