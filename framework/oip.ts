@@ -390,6 +390,53 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     body: InferRequest,
     response: { 200: InferResponse, ...errors },
   })
+  /**
+   * The OpenAPI document's view of an infer route (@fastify/swagger's
+   * per-route transform): the binary tensor data extension's requests and
+   * answers as application/octet-stream, and Inference-Header-Content-Length
+   * both ways. The route itself keeps `inferSchema`: a body schema by content
+   * type would leave bodies with no Content-Type (tritonclient's) unvalidated.
+   */
+  const inferDocs = ({ schema, url }: { schema: ReturnType<typeof inferSchema>, url: string }) => ({
+    url,
+    schema: {
+      ...schema,
+      headers: Type.Object({
+        [HEADER_LENGTH]: Type.Optional(Type.Integer({ minimum: 0, description: 'Binary tensor data extension: the length in bytes of the JSON header that starts the body, the binary data following it; 0 for a raw binary request (no JSON: the body is the data of the model\'s only input). Absent for a JSON body.' })),
+      }),
+      body: {
+        content: {
+          'application/json': { schema: InferRequest },
+          'application/octet-stream': {
+            schema: {
+              type: 'string',
+              format: 'binary',
+              description: 'Binary tensor data extension: the InferenceRequest JSON (its length in Inference-Header-Content-Length), then the binary data of each input that gives parameters.binary_data_size, in the order of the inputs: little-endian, row-major, BOOL one byte each, each BYTES element prefixed by its length in 4 little-endian bytes. With Inference-Header-Content-Length 0, the body is the data of the model\'s only input, and every output is binary.',
+            },
+          },
+        },
+      },
+      response: {
+        ...schema.response,
+        200: {
+          description: 'The outputs: JSON, or, when an output is asked for as binary data (parameters.binary_data, binary_data_output, or a raw binary request), application/octet-stream',
+          headers: {
+            [HEADER_LENGTH]: { type: 'integer', description: 'Binary answers only: the length in bytes of the InferenceResponse JSON that starts the body' },
+          },
+          content: {
+            'application/json': { schema: InferResponse },
+            'application/octet-stream': {
+              schema: {
+                type: 'string',
+                format: 'binary',
+                description: 'The InferenceResponse JSON (its length in Inference-Header-Content-Length), then the data of each binary output, in the order of the outputs, each output\'s parameters.binary_data_size long',
+              },
+            },
+          },
+        },
+      },
+    },
+  })
   // A model whose queue is full refuses here, before the body is read and
   // parsed; anything unusual (unknown model or version, not ready) is left to
   // the handler and its errors.
@@ -403,8 +450,9 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     else done()
   }
   const quietInfer = quietPastDeadline(infer as RouteHandler) as never
-  app.post('/v2/models/:name/infer', { schema: inferSchema(ModelParams), onRequest: refuseWhenFull as never }, quietInfer)
-  app.post('/v2/models/:name/versions/:version/infer', { schema: inferSchema(VersionParams), onRequest: refuseWhenFull as never }, quietInfer)
+  const inferConfig = { swaggerTransform: inferDocs as never }
+  app.post('/v2/models/:name/infer', { schema: inferSchema(ModelParams), config: inferConfig, onRequest: refuseWhenFull as never }, quietInfer)
+  app.post('/v2/models/:name/versions/:version/infer', { schema: inferSchema(VersionParams), config: inferConfig, onRequest: refuseWhenFull as never }, quietInfer)
 
   if (options.repositoryApi) {
     const objectBody = (body: unknown, allowed: string[]): Record<string, unknown> => {
