@@ -83,19 +83,39 @@ export function elementCount (shape: number[]): number {
 
 /**
  * Flattens nested JSON tensor data (row-major); flat data comes back as is.
+ * Nested data must be rectangular, as a tensor is: every array at one depth
+ * of the same length, and numbers (or strings, booleans) at one depth only.
+ * Ragged data ([[1, 2, 3], [4]]) was counted as its elements alone and served
+ * when the count matched the shape: a client's mistake read as some other
+ * tensor (KServe's and MLServer's numpy refuse it too).
  * A loop, not recursion: a small body can nest deeper than the call stack.
  */
 export function flatten (data: unknown, where: string): unknown[] {
   if (!Array.isArray(data)) throw bad(`${where}: data must be an array`)
   if (!data.some(Array.isArray)) return data
   const out: unknown[] = []
+  // By depth (the top array's items are at depth 1): the length of the
+  // arrays there, as first seen; and the one depth that holds elements.
+  const lengths: number[] = []
+  let leafDepth = 0
+  const ragged = (why: string) => bad(`${where}: nested data must be rectangular, like the tensor it stands for: ${why} (or send the elements flat)`)
   const stack: Array<{ array: unknown[], next: number }> = [{ array: data, next: 0 }]
   while (stack.length > 0) {
     const top = stack[stack.length - 1]
     if (top.next === top.array.length) { stack.pop(); continue }
     const v = top.array[top.next++]
-    if (Array.isArray(v)) stack.push({ array: v, next: 0 })
-    else out.push(v)
+    const depth = stack.length
+    if (Array.isArray(v)) {
+      if (leafDepth === depth) throw ragged(`arrays and elements at depth ${depth}`)
+      lengths[depth] ??= v.length
+      if (v.length !== lengths[depth]) throw ragged(`arrays of ${lengths[depth]} and of ${v.length} elements at depth ${depth}`)
+      stack.push({ array: v, next: 0 })
+    } else {
+      if (lengths[depth] !== undefined) throw ragged(`arrays and elements at depth ${depth}`)
+      if (leafDepth === 0) leafDepth = depth
+      else if (leafDepth !== depth) throw ragged(`elements at depths ${leafDepth} and ${depth}`)
+      out.push(v)
+    }
   }
   return out
 }
