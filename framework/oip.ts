@@ -372,6 +372,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     const feeds = decodeInputs(inference, loaded, binary, model.config.allowNonFinite)
     checkBatch(inference.inputs, model.config.maxBatchSize)
     const wanted = chooseOutputs(inference, loaded)
+    checkParameterValues(inference)
     // Every output (each is named once at most): ONNX Runtime's default, and
     // such jobs batch with the resource routes' ones (the pool batches jobs
     // that ask for the same outputs).
@@ -627,6 +628,26 @@ export function decodeInputs (body: InferRequest, loaded: LoadedModel, binary: B
   const missing = known.filter(n => !feeds.has(n))
   if (missing.length > 0) throw bad(`missing input${missing.length > 1 ? 's' : ''} ${missing.map(n => `'${n}'`).join(', ')}`)
   return Object.fromEntries(feeds)
+}
+
+/**
+ * The spec's `$parameter = $string : $string | $number | $boolean`, as Triton
+ * checks it, for the parameters of the request, its inputs and its outputs:
+ * an object, array or null was accepted and ignored. Checked after the
+ * parameters this server reads, whose own messages say more.
+ */
+export function checkParameterValues (body: InferRequest): void {
+  const check = (parameters: Record<string, unknown> | undefined, where: string) => {
+    for (const key in parameters) {
+      const value = parameters[key]
+      if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') continue
+      const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : 'an object'
+      throw bad(`${where}.${shown(key)} must be a string, number or boolean (the protocol's parameter values), got ${got}`)
+    }
+  }
+  check(body.parameters, 'parameters')
+  body.inputs.forEach((input, i) => check(input.parameters, `inputs[${i}].parameters`))
+  body.outputs?.forEach((output, i) => check(output.parameters, `outputs[${i}].parameters`))
 }
 
 interface WantedOutput { name: string, binary: boolean }

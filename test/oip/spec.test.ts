@@ -30,3 +30,24 @@ t.test('nested data must be rectangular: ragged data whose count happens to matc
   const none = await infer('/v2/models/mlp/infer', [0, 4], [[]].slice(1))
   t.equal(none.statusCode, 200, `no rows: ${none.body}`)
 })
+
+t.test('parameter values are strings, numbers or booleans ($parameter in the spec): an object, array or null is a 400, in the request, an input or an output', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const input = { name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }
+  const infer = (payload: object) => app.inject({ method: 'POST', url: '/v2/models/mlp/infer', payload })
+  const refused: Array<[string, object, RegExp]> = [
+    ['request, an object', { inputs: [input], parameters: { priority: { level: 1 } } }, /^parameters\.priority must be a string, number or boolean \(the protocol's parameter values\), got an object$/],
+    ['request, null', { inputs: [input], parameters: { trace: null } }, /^parameters\.trace must be a string, number or boolean .*, got null$/],
+    ['input, an array', { inputs: [{ ...input, parameters: { tags: ['a'] } }] }, /^inputs\[0\]\.parameters\.tags must be a string, number or boolean .*, got an array$/],
+    ['output, null', { inputs: [input], outputs: [{ name: 'y', parameters: { note: null } }] }, /^outputs\[0\]\.parameters\.note must be a string, number or boolean .*, got null$/],
+  ]
+  for (const [what, payload, message] of refused) {
+    const res = await infer(payload)
+    t.equal(res.statusCode, 400, `${what}: ${res.body}`)
+    t.match(res.json(), { code: 'BAD_REQUEST', statusCode: 400, error: message }, what)
+  }
+  // Parameters this server does not know, of the spec's types, are accepted (and ignored), as before.
+  const custom = await infer({ inputs: [{ ...input, parameters: { note: 'a' } }], parameters: { priority: 1, trace: true, tag: 'x' }, outputs: [{ name: 'y', parameters: { note: 2.5 } }] })
+  t.equal(custom.statusCode, 200, custom.body)
+  t.same(custom.json().outputs[0].data, [2, 4, 6, 8])
+})
