@@ -467,14 +467,15 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
      * load takes `config` and `file:` overrides; models here are loaded from
      * the models directory as they are, so those are refused, not ignored.
      */
-    const checkParameters = (body: unknown, accepted: string[]) => {
+    const checkParameters = (body: unknown, accepted: string[]): Record<string, unknown> => {
       const { parameters } = objectBody(body, ['parameters'])
-      if (parameters === undefined) return
+      if (parameters === undefined) return {}
       if (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters)) throw bad('parameters must be a JSON object')
       const unsupported = Object.keys(parameters).find(k => !accepted.includes(k))
       if (unsupported !== undefined) {
         throw bad(`unsupported parameter '${shown(unsupported)}': models are loaded from the models directory as they are (no config or file overrides)`)
       }
+      return parameters as Record<string, unknown>
     }
     app.post('/v2/repository/index', {
       schema: {
@@ -514,8 +515,12 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     app.post('/v2/repository/models/:name/unload', {
       schema: { ...manage, summary: 'Unload a model: it stops serving at once; its sessions go when in-flight requests finish' },
     }, async (request: FastifyRequest<{ Params: { name: string } }>) => {
-      // unload_dependents: no model here has dependents (no ensembles).
-      checkParameters(request.body, ['unload_dependents'])
+      // unload_dependents: no model here has dependents (no ensembles), but
+      // a value Triton would refuse ('yes') is not taken as one it would read.
+      const { unload_dependents: dependents } = checkParameters(request.body, ['unload_dependents'])
+      if (dependents !== undefined && typeof dependents !== 'boolean') {
+        throw bad(`parameters.unload_dependents must be true or false, got ${shown(JSON.stringify(dependents))}`)
+      }
       const { name } = request.params
       if (!repository.get(name)) throw new HttpError('MODEL_NOT_FOUND', `unknown model '${name}'`)
       try {

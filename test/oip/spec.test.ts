@@ -51,3 +51,17 @@ t.test('parameter values are strings, numbers or booleans ($parameter in the spe
   t.equal(custom.statusCode, 200, custom.body)
   t.same(custom.json().outputs[0].data, [2, 4, 6, 8])
 })
+
+t.test('repository unload: unload_dependents is true or false, as Triton reads it; anything else a 400 before anything is unloaded', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() }, { repositoryApi: true })
+  const unload = (parameters: object) => app.inject({ method: 'POST', url: '/v2/repository/models/mlp/unload', payload: { parameters } })
+  for (const value of ['yes', 1, null]) {
+    const res = await unload({ unload_dependents: value })
+    t.equal(res.statusCode, 400, `${JSON.stringify(value)}: ${res.body}`)
+    t.match(res.json(), { code: 'BAD_REQUEST', error: /^parameters\.unload_dependents must be true or false/ })
+    t.equal((await app.inject({ url: '/v2/models/mlp/ready' })).statusCode, 200, 'the model still serves')
+  }
+  const res = await unload({ unload_dependents: true })
+  t.equal(res.statusCode, 200, res.body)
+  t.equal((await app.inject({ url: '/v2/models/mlp/ready' })).statusCode, 503, 'unloaded')
+})
