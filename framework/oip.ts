@@ -459,6 +459,9 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     const objectBody = (body: unknown, allowed: string[]): Record<string, unknown> => {
       if (body === undefined || body === null) return {}
       if (typeof body !== 'object' || Array.isArray(body)) throw bad('body must be a JSON object')
+      // Sent as a binary request, bytes after the JSON header were ignored without a word.
+      const extra = binaryBodies.get(body)?.length ?? 0
+      if (extra > 0) throw bad(`this route takes no binary data: ${extra} bytes follow the JSON header (${HEADER_LENGTH})`)
       for (const key of Object.keys(body)) if (!allowed.includes(key)) throw bad(`body has an unknown field '${shown(key)}'`)
       return body as Record<string, unknown>
     }

@@ -65,3 +65,16 @@ t.test('repository unload: unload_dependents is true or false, as Triton reads i
   t.equal(res.statusCode, 200, res.body)
   t.equal((await app.inject({ url: '/v2/models/mlp/ready' })).statusCode, 503, 'unloaded')
 })
+
+t.test('repository routes take no binary tensor data: bytes after the JSON header are a 400, not ignored', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() }, { repositoryApi: true })
+  const binary = { 'content-type': 'application/octet-stream', 'inference-header-content-length': '2' }
+  for (const url of ['/v2/repository/index', '/v2/repository/models/mlp/load', '/v2/repository/models/mlp/unload']) {
+    const res = await app.inject({ method: 'POST', url, payload: Buffer.from('{}\x00\x01\x02'), headers: binary })
+    t.equal(res.statusCode, 400, `${url}: ${res.body}`)
+    t.match(res.json(), { code: 'BAD_REQUEST', error: /takes no binary data: 3 bytes follow the JSON header/ }, url)
+    // The JSON header alone, sent so, is read as before.
+    const alone = await app.inject({ method: 'POST', url, payload: Buffer.from('{}'), headers: binary })
+    t.equal(alone.statusCode, 200, `${url}, the header alone: ${alone.body}`)
+  }
+})
