@@ -27,11 +27,22 @@ export interface TaggingLimits {
 
 export const DEFAULT_LIMITS: TaggingLimits = { maxTextLength: 10_000, maxBatch: 64, maxTokens: 2_000 }
 
-export const TaggingInput = Type.Object({
-  text: Type.Optional(Type.String({ description: 'One raw text' })),
-  tokens: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'One pre-tokenized text' })),
-  texts: Type.Optional(Type.Array(Type.String(), { description: 'Several raw texts, answered in order' })),
-}, { description: 'Exactly one of text, tokens or texts' })
+/**
+ * The body schema, its descriptions stating the limits `parseInput` enforces
+ * (a 413 beyond them), so that the OpenAPI document gives them. They are not
+ * maxLength / maxItems keywords: validation would then answer 400, not 413,
+ * and count a text's length in code points, not UTF-16 code units.
+ */
+export function taggingInput (limits: TaggingLimits) {
+  const { maxTextLength: chars, maxTokens: tokens, maxBatch: batch } = limits
+  return Type.Object({
+    text: Type.Optional(Type.String({ description: `One raw text: at most ${chars} UTF-16 code units and ${tokens} tokens (413 beyond)` })),
+    tokens: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: `One pre-tokenized text: at most ${tokens} tokens of at most ${chars} UTF-16 code units each (413 beyond)` })),
+    texts: Type.Optional(Type.Array(Type.String(), { description: `Several raw texts, answered in order: at most ${batch} texts, each of at most ${chars} UTF-16 code units and ${tokens} tokens (413 beyond)` })),
+  }, { description: 'Exactly one of text, tokens or texts' })
+}
+
+export const TaggingInput = taggingInput(DEFAULT_LIMITS)
 
 export type TaggingInput = Static<typeof TaggingInput>
 

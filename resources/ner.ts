@@ -14,7 +14,7 @@
 import { Type } from '@sinclair/typebox'
 import { responder } from '../framework/resource.ts'
 import { entitiesFromBio } from '../nlp/tagger.ts'
-import { TaggedTokenSchema, TaggerDescription, TaggingInput, TaggingResource, type TaggingOptions } from '../nlp/service.ts'
+import { TaggedTokenSchema, TaggerDescription, taggingInput, TaggingResource, type TaggingOptions } from '../nlp/service.ts'
 
 const Recognized = Type.Object({
   entities: Type.Array(Type.Object({
@@ -34,7 +34,8 @@ export class EntityRecognizer extends TaggingResource {
   onPost = responder({
     summary: 'Find the people, organizations and locations in a text, a token list, or several texts',
     schema: {
-      body: TaggingInput,
+      // The limits of this instance, for the OpenAPI document.
+      body: taggingInput(this.limits),
       response: { 200: Type.Union([Recognized, Type.Object({ results: Type.Array(Recognized) })]) },
     },
     handler: async (request, reply) => {

@@ -13,7 +13,7 @@
 // Also {"tokens": [...]} (pre-tokenized) and {"texts": [...]} -> {"results": [...]}.
 import { Type } from '@sinclair/typebox'
 import { responder } from '../framework/resource.ts'
-import { TaggedTokenSchema, TaggerDescription, TaggingInput, TaggingResource, type TaggingOptions } from '../nlp/service.ts'
+import { TaggedTokenSchema, TaggerDescription, taggingInput, TaggingResource, type TaggingOptions } from '../nlp/service.ts'
 
 const Tagged = Type.Object({ tokens: Type.Array(TaggedTokenSchema) })
 
@@ -25,7 +25,8 @@ export class PosTagger extends TaggingResource {
   onPost = responder({
     summary: 'Tag the parts of speech of a text, a token list, or several texts',
     schema: {
-      body: TaggingInput,
+      // The limits of this instance, for the OpenAPI document.
+      body: taggingInput(this.limits),
       response: { 200: Type.Union([Tagged, Type.Object({ results: Type.Array(Tagged) })]) },
     },
     handler: async (request, reply) => {

@@ -204,3 +204,15 @@ t.test('a model for the wrong task fails at load', async t => {
   app.mount('/ner', new EntityRecognizer({ model: 'pos' }))
   await t.rejects(app.loadResources(), /model 'pos' .* is a 'pos' model, not 'ner'/)
 })
+
+t.test('the OpenAPI document gives the limits this instance enforces (413 beyond them)', async t => {
+  const app = await bareApp(t, { modelsDir: MODELS_DIR })
+  app.mount('/ner', new EntityRecognizer({ model: 'ner', limits: { maxTextLength: 20, maxBatch: 2, maxTokens: 3 } }))
+  await app.loadResources()
+  const doc = (await app.inject({ url: '/openapi.json' })).json()
+  const body = doc.paths['/ner'].post.requestBody.content['application/json'].schema
+  t.match(body.properties.text.description, /at most 20 UTF-16 code units and 3 tokens/)
+  t.match(body.properties.text.description, /413/)
+  t.match(body.properties.tokens.description, /at most 3 tokens of at most 20 UTF-16 code units/)
+  t.match(body.properties.texts.description, /at most 2 texts, each of at most 20 UTF-16 code units and 3 tokens/)
+})

@@ -59,3 +59,11 @@ t.test('GET describes the model', async t => {
   t.match(body.licence, /UD English EWT/)
   t.ok(body.accuracy.accuracy >= 0.95 || body.accuracy.tokenAccuracy >= 0.95 || Object.values(body.accuracy).some((v: any) => typeof v === 'number' && v >= 0.95), JSON.stringify(body.accuracy))
 })
+
+t.test('the OpenAPI document gives the default limits', async t => {
+  const app = await build(t)
+  const doc = (await app.inject({ url: '/openapi.json' })).json()
+  const body = doc.paths['/pos'].post.requestBody.content['application/json'].schema
+  t.match(body.properties.text.description, /at most 10000 UTF-16 code units and 2000 tokens/)
+  t.match(body.properties.texts.description, /at most 64 texts/)
+})
