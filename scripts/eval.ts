@@ -12,11 +12,11 @@ import { segmentationScores } from '../nlp/metrics.ts'
 import { tokenize } from '../nlp/tokenize.ts'
 import { loadScorer } from '../nlp/ort.ts'
 import type { TaggerConfig } from '../nlp/tagger.ts'
-import { argValue, dataDir, nerData, posData, REPO_ROOT } from './datasets.ts'
+import { dataDir, nerData, parseFlags, posData, REPO_ROOT } from './datasets.ts'
 
-const argv = process.argv.slice(2)
-const data = dataDir(argv)
-const models = resolve(argValue(argv, '--models') ?? join(REPO_ROOT, 'models'))
+const flags = parseFlags('eval', process.argv.slice(2), ['data', 'models'])
+const data = dataDir(flags.data)
+const models = resolve(flags.models ?? join(REPO_ROOT, 'models'))
 const pct = (x: number): string => `${(100 * x).toFixed(2)}%`
 
 async function load (task: string): Promise<{ config: TaggerConfig, run: Awaited<ReturnType<typeof loadScorer>> }> {

@@ -1,4 +1,6 @@
-// npm run train [-- --data DIR] [--only pos|ner] [--out DIR]
+// npm run train [-- --data DIR] [--only pos|ner] [--out DIR] [--seed N] [--epochs N] [--buckets N] ...
+// (the flags are listed in FLAGS below; one not there, or a value that is no
+// valid integer, stops the script with exit status 2 before it reads or writes)
 //
 // Rebuilds models/pos and models/ner from the corpora: averaged structured
 // perceptron, exported to ONNX, then measured through ONNX Runtime on the
@@ -13,12 +15,34 @@ import { predict, type LinearChainModel } from '../nlp/perceptron.ts'
 import { configJson, modelSpec, NER_LABELS, toSequences, trainTagger, UPOS_LABELS } from '../nlp/training.ts'
 import type { TaggedSentence } from '../nlp/corpus.ts'
 import { buildLexicon } from '../nlp/features.ts'
-import { argValue, dataDir, nerData, posData, REPO_ROOT } from './datasets.ts'
+import { dataDir, NER_CORPORA, nerData, parseFlags, posData, REPO_ROOT, usageError } from './datasets.ts'
 
-const argv = process.argv.slice(2)
-const data = dataDir(argv)
-const outDir = resolve(argValue(argv, '--out') ?? join(REPO_ROOT, 'models'))
-const only = argValue(argv, '--only')
+const FLAGS = ['data', 'out', 'only', 'seed', 'epochs', 'buckets', 'lexicon-min', 'pos-runs', 'ner-lexicon-min', 'ner-runs', 'in-domain-repeat', 'ner-corpora'] as const
+const flags = parseFlags('train', process.argv.slice(2), FLAGS)
+const bad = (message: string): never => usageError('train', message, FLAGS)
+// --epochs, --buckets, --seed...: integers, checked before anything is read or written.
+const num = (name: typeof FLAGS[number], min: number): number | undefined => {
+  const v = flags[name]
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < min) bad(`--${name} must be an integer >= ${min}, not '${v}'`)
+  return n
+}
+const only = flags.only
+if (only !== undefined && only !== 'pos' && only !== 'ner') bad(`--only must be pos or ner, not '${only}'`)
+const nerCorpora = flags['ner-corpora']?.split(',')
+const unknownCorpus = nerCorpora?.find(c => !NER_CORPORA.includes(c))
+if (unknownCorpus !== undefined) bad(`--ner-corpora: unknown corpus '${unknownCorpus}' (known: ${NER_CORPORA.join(', ')})`)
+const seed = num('seed', 0) ?? 1
+const buckets = num('buckets', 2)
+if (buckets !== undefined && buckets > 2 ** 31) bad(`--buckets must be at most 2^31 (feature ids are int32), not '${flags.buckets}'`)
+const epochs = num('epochs', 1)
+const lexiconMin = { pos: num('lexicon-min', 1) ?? 5, ner: num('ner-lexicon-min', 1) ?? 5 }
+const runs = { pos: num('pos-runs', 1) ?? 5, ner: num('ner-runs', 1) ?? 5 }
+const inDomainRepeat = num('in-domain-repeat', 0) ?? 1
+
+const data = dataDir(flags.data)
+const outDir = resolve(flags.out ?? join(REPO_ROOT, 'models'))
 
 const round = (x: number): number => Number(x.toFixed(4))
 const pct = (x: number): string => `${(100 * x).toFixed(2)}%`
@@ -36,13 +60,9 @@ interface TaskSpec {
 }
 
 // --epochs / --buckets override the defaults below (for experiments).
-const num = (name: string): number | undefined => {
-  const v = argValue(argv, name)
-  return v === undefined ? undefined : Number(v)
-}
 const TASKS: TaskSpec[] = [
-  { task: 'pos', labels: UPOS_LABELS, buckets: num('--buckets') ?? 1 << 17, epochs: num('--epochs') ?? 10, lexiconMin: num('--lexicon-min') ?? 5, runs: num('--pos-runs') ?? 5, load: () => posData(data) },
-  { task: 'ner', labels: NER_LABELS, buckets: num('--buckets') ?? 1 << 19, epochs: num('--epochs') ?? 10, lexiconMin: num('--ner-lexicon-min') ?? 5, runs: num('--ner-runs') ?? 5, load: () => nerData(data, num('--in-domain-repeat') ?? 1, argValue(argv, '--ner-corpora')?.split(',')) },
+  { task: 'pos', labels: UPOS_LABELS, buckets: buckets ?? 1 << 17, epochs: epochs ?? 10, lexiconMin: lexiconMin.pos, runs: runs.pos, load: () => posData(data) },
+  { task: 'ner', labels: NER_LABELS, buckets: buckets ?? 1 << 19, epochs: epochs ?? 10, lexiconMin: lexiconMin.ner, runs: runs.ner, load: () => nerData(data, inDomainRepeat, nerCorpora) },
 ]
 
 async function build (spec: TaskSpec, lexicon: Record<string, string>): Promise<void> {
@@ -64,7 +84,7 @@ async function build (spec: TaskSpec, lexicon: Record<string, string>): Promise<
     buckets: spec.buckets,
     lexicon,
     epochs: spec.epochs,
-    seed: num('--seed') ?? 1,
+    seed,
     runs: spec.runs,
     onEpoch: (epoch, model, trainAcc, run) => {
       const elapsed = (Date.now() - tEpochs) / 1000
