@@ -322,6 +322,8 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     const versions = versionsOf(model)
     const parameters: Record<string, unknown> = {}
     if (model.config.labels !== undefined) parameters.labels = model.config.labels
+    // A licence that config.json states (the taggers' do: they are derived from CC BY-SA corpora).
+    if (typeof model.config.raw.licence === 'string') parameters.licence = model.config.raw.licence
     if (model.config.maxBatchSize > 0) parameters.max_batch_size = model.config.maxBatchSize
     return {
       name: model.name,

@@ -21,6 +21,21 @@ export interface ExportInfo extends FeatureSpec {
   extra?: Record<string, unknown>
 }
 
+const BY_SA = 'CC BY-SA 4.0 (https://creativecommons.org/licenses/by-sa/4.0/)'
+const EWT = 'UD English EWT (Silveira et al. 2014, LREC; CC BY-SA 4.0)'
+
+/**
+ * Each model's licence with the attributions its training data requires, as
+ * its model card gives them: written into config.json, beside the model, and
+ * answered by GET /pos, GET /ner and the OIP model metadata.
+ */
+export const LICENCES: Record<'pos' | 'ner', string> = {
+  pos: `${BY_SA}. Derived from ${EWT}. See models/pos/README.md.`,
+  ner: `${BY_SA}. Derived from UNER English-EWT (Mayhew et al. 2024, NAACL; CC BY-SA 4.0), ${EWT}, ` +
+    'the Broad Twitter Corpus (Derczynski, Bontcheva and Roberts 2016, COLING; CC BY 4.0) and WNUT17 ' +
+    '(Derczynski, Nichols, van Erp and Limsopatham 2017, W-NUT; CC BY 4.0). See models/ner/README.md.',
+}
+
 /** Config for a trained model; key order is fixed so the JSON is byte-stable. */
 export function taggerConfig (model: LinearChainModel, info: ExportInfo): TaggerConfig {
   const L = model.labels
@@ -29,6 +44,7 @@ export function taggerConfig (model: LinearChainModel, info: ExportInfo): Tagger
   return {
     name: info.name,
     task: info.task,
+    licence: LICENCES[info.task],
     labels: info.labels,
     featureTemplate: info.featureTemplate,
     buckets: info.buckets,

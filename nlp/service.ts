@@ -200,12 +200,6 @@ export const TaggerDescription = Type.Object({
   licence: Type.String(),
 })
 
-/** The models' licence, as their model cards give it (NER is also trained on CC BY corpora, whose attributions must be kept). */
-const LICENCES: Record<TaggerConfig['task'], string> = {
-  pos: 'CC BY-SA 4.0 (trained on UD English EWT, CC BY-SA 4.0; see the model card)',
-  ner: 'CC BY-SA 4.0 (trained on CC BY-SA 4.0 and CC BY 4.0 corpora, whose attributions the model card gives)',
-}
-
 export function describe (model: Model, config: TaggerConfig, limits: TaggingLimits): Static<typeof TaggerDescription> {
   return {
     model: config.name ?? model.name,
@@ -215,7 +209,8 @@ export function describe (model: Model, config: TaggerConfig, limits: TaggingLim
     featureTemplate: String(config.featureTemplate),
     accuracy: (config.accuracy ?? {}) as Record<string, number | string>,
     limits: { ...limits },
-    licence: LICENCES[config.task],
+    // As config.json gives it (written by `npm run train`), with the training data's attributions.
+    licence: typeof config.licence === 'string' ? config.licence : 'not stated (the model\'s config.json has no licence)',
   }
 }
 

@@ -10,6 +10,8 @@ import { viterbi, type Transitions } from './viterbi.ts'
 export interface TaggerConfig extends FeatureSpec {
   name: string
   task: 'pos' | 'ner'
+  /** The model's licence and the attributions of its training data (nlp/export.ts, LICENCES). */
+  licence?: string
   labels: string[]
   /** [L][L]: score of label i followed by label j. */
   transitions: number[][]

@@ -35,6 +35,7 @@ for (const task of ['pos', 'ner']) {
   t.test(`${task}: config and ONNX scores match the TypeScript scorer`, async t => {
     const { config, path, weights } = load(task)
     t.equal(config.task, task)
+    t.match(config.licence, /^CC BY-SA 4\.0/, 'config.json, beside the model, states its licence')
     t.equal(config.featureTemplate, FEATURE_TEMPLATE_VERSION)
     t.equal(config.featuresPerToken, FEATURES_PER_TOKEN)
     const L = config.labels.length

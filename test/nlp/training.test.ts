@@ -26,6 +26,7 @@ t.test('retraining gives byte-identical models', async t => {
   seqs.forEach(s => predict(a.model, s.features).forEach((p, i) => { n++; if (p === s.labels[i]) ok++ }))
   t.ok(ok / n > 0.6, `held-out accuracy ${(100 * ok / n).toFixed(1)}% > 60%`)
   t.equal(a.config.featureTemplate, 'v3')
+  t.match(a.config.licence, /^CC BY-SA 4\.0 .*UD English EWT/, 'a retrained config.json keeps the licence')
   t.same(a.config.labels, UPOS_LABELS)
   t.equal(a.config.transitions.length, UPOS_LABELS.length)
   // Padding row of the exported table is zero.

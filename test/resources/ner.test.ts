@@ -216,3 +216,14 @@ t.test('the OpenAPI document gives the limits this instance enforces (413 beyond
   t.match(body.properties.tokens.description, /at most 3 tokens of at most 20 UTF-16 code units/)
   t.match(body.properties.texts.description, /at most 2 texts, each of at most 20 UTF-16 code units and 3 tokens/)
 })
+
+t.test('the licence and its attributions: GET /ner and the OIP model metadata give the same, from config.json', async t => {
+  const app = await build(t)
+  const licence = (await app.inject({ url: '/ner' })).json().licence
+  t.match(licence, /CC BY-SA 4\.0/)
+  for (const source of ['UNER English-EWT', 'UD English EWT', 'Broad Twitter Corpus', 'WNUT17', 'Mayhew', 'Silveira', 'Derczynski', 'https://creativecommons.org/licenses/by-sa/4.0/']) {
+    t.match(licence, source, `names ${source}`)
+  }
+  const metadata = (await app.inject({ url: '/v2/models/ner' })).json()
+  t.equal(metadata.parameters?.licence, licence, 'OIP model metadata')
+})

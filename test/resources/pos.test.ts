@@ -67,3 +67,11 @@ t.test('the OpenAPI document gives the default limits', async t => {
   t.match(body.properties.text.description, /at most 10000 UTF-16 code units and 2000 tokens/)
   t.match(body.properties.texts.description, /at most 64 texts/)
 })
+
+t.test('the licence and its attribution: GET /pos and the OIP model metadata give the same, from config.json', async t => {
+  const app = await build(t)
+  const licence = (await app.inject({ url: '/pos' })).json().licence
+  for (const part of ['CC BY-SA 4.0', 'UD English EWT', 'Silveira', 'https://creativecommons.org/licenses/by-sa/4.0/']) t.match(licence, part)
+  const metadata = (await app.inject({ url: '/v2/models/pos' })).json()
+  t.equal(metadata.parameters?.licence, licence, 'OIP model metadata')
+})
