@@ -28,6 +28,26 @@ export interface TaggingLimits {
 export const DEFAULT_LIMITS: TaggingLimits = { maxTextLength: 10_000, maxBatch: 64, maxTokens: 2_000 }
 
 /**
+ * A resource's limits: the defaults, replaced by those given (a limit given as
+ * undefined keeps its default). One that is no integer >= 1, or a name that is
+ * no limit, is refused here, where the resource is made: spread over the
+ * defaults as they were, undefined or NaN turned the check off without a word,
+ * and GET's description of such a limit was a 500.
+ */
+export function taggingLimits (given: Partial<TaggingLimits> = {}): TaggingLimits {
+  const limits = { ...DEFAULT_LIMITS }
+  for (const [name, value] of Object.entries(given) as Array<[keyof TaggingLimits, unknown]>) {
+    if (!Object.hasOwn(DEFAULT_LIMITS, name)) throw new TypeError(`limits has an unknown field '${name}' (known: ${Object.keys(DEFAULT_LIMITS).join(', ')})`)
+    if (value === undefined) continue
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+      throw new TypeError(`limits.${name} must be an integer >= 1, got ${typeof value === 'number' ? String(value) : JSON.stringify(value)}`)
+    }
+    limits[name] = value
+  }
+  return limits
+}
+
+/**
  * The body schema, its descriptions stating the limits `parseInput` enforces
  * (a 413 beyond them), so that the OpenAPI document gives them. They are not
  * maxLength / maxItems keywords: validation would then answer 400, not 413,
@@ -231,7 +251,7 @@ export abstract class TaggingResource extends Resource {
 
   constructor (protected readonly options: TaggingOptions, private readonly task: 'pos' | 'ner') {
     super()
-    this.limits = { ...DEFAULT_LIMITS, ...options.limits }
+    this.limits = taggingLimits(options.limits)
   }
 
   async load ({ models }: ResourceContext) {

@@ -227,3 +227,21 @@ t.test('the licence and its attributions: GET /ner and the OIP model metadata gi
   const metadata = (await app.inject({ url: '/v2/models/ner' })).json()
   t.equal(metadata.parameters?.licence, licence, 'OIP model metadata')
 })
+
+t.test('limits: a limit given as undefined keeps its default; one that is no integer >= 1 is refused when the resource is made', async t => {
+  const app = await bareApp(t, { modelsDir: MODELS_DIR })
+  app.mount('/ner', new EntityRecognizer({ model: 'ner', limits: { maxBatch: undefined, maxTokens: 5 } }))
+  await app.loadResources()
+  t.same((await app.inject({ url: '/ner' })).json().limits, { maxTextLength: 10000, maxBatch: 64, maxTokens: 5 })
+  const many = await app.inject({ method: 'POST', url: '/ner', payload: { texts: Array(65).fill('a') } })
+  t.equal(many.statusCode, 413, 'the default batch limit holds')
+  for (const [limits, message] of [
+    [{ maxTextLength: NaN }, /limits\.maxTextLength must be an integer >= 1, got NaN/],
+    [{ maxTokens: -1 }, /limits\.maxTokens must be an integer >= 1, got -1/],
+    [{ maxBatch: 2.5 }, /limits\.maxBatch must be an integer >= 1, got 2\.5/],
+    [{ maxBatch: '64' }, /limits\.maxBatch must be an integer >= 1, got "64"/],
+    [{ maxbatch: 10 }, /limits has an unknown field 'maxbatch' \(known: maxTextLength, maxBatch, maxTokens\)/],
+  ] as const) {
+    t.throws(() => new EntityRecognizer({ model: 'ner', limits: limits as any }), { name: 'TypeError', message }, JSON.stringify(limits))
+  }
+})
