@@ -14,9 +14,10 @@
 // "anti-war"), while URLs, e-mail addresses, file and domain names
 // ("notes.doc", "Space.com"), @mentions, #hashtags, numbers ("3.14", "1,000",
 // "10:30", "555-1234"), common abbreviations ("Dr.", "Sat."), emoticons
-// (":)", ":-D") and emoji sequences (ZWJ families, skin tones, flags,
-// keycaps) stay whole. The rules were checked against the gold segmentation of
-// UD EWT test (about 98.9 % of the gold tokens are reproduced).
+// (":)", ":-D") and emoji sequences (ZWJ families, skin tones, flags and
+// subdivision flags, keycaps) stay whole. The rules were checked against the
+// gold segmentation of UD EWT test (about 98.9 % of the gold tokens are
+// reproduced).
 
 export interface Token {
   text: string
@@ -54,7 +55,10 @@ const ABBREVIATION = /(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|v|Jan|Feb
 // Prefixes that stay attached to the next word across a hyphen, as in UD EWT.
 const PREFIXES = new Set(['e', 'co', 'pre', 'post', 'non', 're', 'semi', 'pro', 'multi', 'mid', 'anti', 'counter', 'ex',
   'inter', 'sub', 'trans', 'un', 'de', 'bi', 'tri', 'micro', 'mini', 'neo', 'pseudo', 'quasi', 'ultra', 'psycho', 'cyber'])
-const EMOJI_PART = '(?:\\p{Extended_Pictographic}|\\p{Emoji_Modifier_Base})[\\uFE0F\\u20E3\\p{Emoji_Modifier}\\p{M}]*'
+// An emoji with its presentation selector, keycap, skin tone or marks, and
+// an emoji tag sequence's tags (U+E0020-E007E, then CANCEL TAG U+E007F): the
+// flags of England, Scotland and Wales are the black flag and seven tags.
+const EMOJI_PART = '(?:\\p{Extended_Pictographic}|\\p{Emoji_Modifier_Base})[\\uFE0F\\u20E3\\p{Emoji_Modifier}\\p{M}]*(?:[\\u{E0020}-\\u{E007E}]+\\u{E007F})?'
 const EMOJI = new RegExp(
   `\\p{Regional_Indicator}{2}|[0-9#*]\\uFE0F?\\u20E3|${EMOJI_PART}(?:\\u200D${EMOJI_PART})*`, 'uy')
 // Runs of sentence-final marks ("...", "?!", ".?") and of any one other

@@ -134,3 +134,13 @@ t.test('a word joiner inside a word does not split it (between words it separate
   t.same(tokens.map(x => x.text), ['Barack', 'Obama', 'visited', 'Par\u2060is', 'today', '.'])
   checkOffsets(t, s, tokens)
 })
+
+t.test('subdivision flags (emoji tag sequences: England, Scotland, Wales) stay whole', async t => {
+  const england = '\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}'
+  const scotland = '\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}'
+  const s = `Go ${england}! ${scotland}${scotland} Wales`
+  const toks = tokenize(s)
+  t.same(toks.map(x => x.text), ['Go', england, '!', scotland, scotland, 'Wales'])
+  checkOffsets(t, s, toks)
+  t.same(texts('\u{1F3F4} flag'), ['\u{1F3F4}', 'flag'], 'the black flag alone')
+})
