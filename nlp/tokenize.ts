@@ -27,10 +27,14 @@ export interface Token {
   end: number
 }
 
-// Separators: white space, control characters (NUL included), zero-width
-// space, bidi marks and embeddings, word joiner (between words; inside one it
-// joins, see WORD), byte-order mark.
-const SEPARATORS = '\\p{White_Space}\\p{Cc}\\u200B\\u200E\\u200F\\u202A-\\u202E\\u2060-\\u2064\\u2066-\\u2069\\uFEFF'
+// Separators: white space, control characters (NUL included), and the
+// invisible default-ignorable code points where no word or emoji holds them:
+// zero-width space, byte-order mark, bidi marks (the Arabic letter mark too),
+// embeddings and isolates; a soft hyphen, word joiner, ZWJ or ZWNJ between
+// words (inside one they join, see WORD; in an emoji, see EMOJI), a variation
+// selector after punctuation, tag characters outside a flag. Each was a token
+// of its own, invisible, and tagged.
+const SEPARATORS = '\\p{White_Space}\\p{Cc}\\p{Default_Ignorable_Code_Point}'
 const SEPARATOR = new RegExp(`[${SEPARATORS}]+`, 'uy')
 
 // A URL ends at any separator (not only at \s: a zero-width space, NUL or

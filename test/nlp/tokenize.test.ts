@@ -88,7 +88,7 @@ t.test('NUL, control characters and lone surrogates do not crash', async t => {
   t.same(texts('\u2603\u0301 \u00a9'), ['\u2603\u0301', '\u00a9'], 'symbol with a mark, symbols')
   t.same(texts('\u0e01'), ['\u0e01'], 'Thai letter')
   t.same(texts('\u3000\u4e2d\u6587'), ['\u4e2d\u6587'], 'ideographs, ideographic space')
-  t.same(texts('\u{E0001}'), ['\u{E0001}'], 'an unassigned-looking astral format character is one token')
+  t.same(texts('a\u{E0001}b'), ['a', 'b'], 'an astral format character (LANGUAGE TAG, invisible) separates, its surrogates never split')
 })
 
 t.test('offsets hold for a mixed text', async t => {
@@ -120,7 +120,7 @@ t.test('a URL ends at a separator the tokenizer splits on elsewhere (zero-width 
 t.test('a soft hyphen inside a word keeps it whole, as in UD EWT ("basic\u00adally" is one token)', async t => {
   const s = 'Angela Mer\u00adkel visited Aus\u00adtra\u00adlia, basic\u00adally. Mer\u00ad end'
   const tokens = tokenize(s)
-  t.same(tokens.map(x => x.text), ['Angela', 'Mer\u00adkel', 'visited', 'Aus\u00adtra\u00adlia', ',', 'basic\u00adally', '.', 'Mer', '\u00ad', 'end'])
+  t.same(tokens.map(x => x.text), ['Angela', 'Mer\u00adkel', 'visited', 'Aus\u00adtra\u00adlia', ',', 'basic\u00adally', '.', 'Mer', 'end'], 'at the end of a word it separates')
   checkOffsets(t, s, tokens)
   t.same(texts("Mer\u00adkel's"), ['Mer\u00adkel', "'s"])
   // After an internal apostrophe too.
@@ -143,4 +143,23 @@ t.test('subdivision flags (emoji tag sequences: England, Scotland, Wales) stay w
   t.same(toks.map(x => x.text), ['Go', england, '!', scotland, scotland, 'Wales'])
   checkOffsets(t, s, toks)
   t.same(texts('\u{1F3F4} flag'), ['\u{1F3F4}', 'flag'], 'the black flag alone')
+})
+
+t.test('invisible (default-ignorable) characters outside a word or emoji are separators, not tokens', async t => {
+  const cases: Array<[string, string[]]> = [
+    ['Mer\u00ad kel', ['Mer', 'kel']], // a soft hyphen at the end of a word
+    ['a \u00ad b', ['a', 'b']],
+    ['\u0633\u0644\u0627\u0645\u061c Paris\u061c', ['\u0633\u0644\u0627\u0645', 'Paris']], // Arabic letter mark, a bidi mark
+    ['x \u200d y \u200c z', ['x', 'y', 'z']], // joiners between words
+    ['ok!\ufe0f', ['ok', '!']], // a variation selector after punctuation
+    ['a \u034f b \u180e c \u2065 d \u3164 e', ['a', 'b', 'c', 'd', 'e']],
+    ['a \u{E0001}\u{E0065}\u{E006E} b', ['a', 'b']], // tag characters outside an emoji
+  ]
+  for (const [s, expected] of cases) {
+    const toks = tokenize(s)
+    t.same(toks.map(x => x.text), expected, JSON.stringify(s))
+    checkOffsets(t, s, toks)
+  }
+  // Inside a word or an emoji they stay where they are.
+  t.same(texts('Mer\u00adkel \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \u{1F468}\u200d\u{1F469} \u2764\ufe0f'), ['Mer\u00adkel', '\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645', '\u{1F468}\u200d\u{1F469}', '\u2764\ufe0f'])
 })
