@@ -12,7 +12,7 @@ import { AbortedError } from '../framework/pool.ts'
 import { Resource, type ResourceContext } from '../framework/resource.ts'
 import type { ModelContract } from '../framework/tensor.ts'
 import { prepare, tagBatch, tagScores, tokensFromWords, type RunScores, type TaggedToken, type TaggerConfig } from './tagger.ts'
-import { tokenize, type Token } from './tokenize.ts'
+import { isBlank, tokenize, type Token } from './tokenize.ts'
 import { RequestDeadline, type AbortSignalLike } from '../framework/deadline.ts'
 import type { FastifyReply } from 'fastify'
 
@@ -57,7 +57,7 @@ export function taggingInput (limits: TaggingLimits) {
   const { maxTextLength: chars, maxTokens: tokens, maxBatch: batch } = limits
   return Type.Object({
     text: Type.Optional(Type.String({ description: `One raw text: at most ${chars} UTF-16 code units and ${tokens} tokens (413 beyond)` })),
-    tokens: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: `One pre-tokenized text: at most ${tokens} tokens of at most ${chars} UTF-16 code units each (413 beyond)` })),
+    tokens: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: `One pre-tokenized text: at most ${tokens} tokens of at most ${chars} UTF-16 code units each (413 beyond), each with a visible character (400 for a blank one)` })),
     texts: Type.Optional(Type.Array(Type.String(), { description: `Several raw texts, answered in order: at most ${batch} texts, each of at most ${chars} UTF-16 code units and ${tokens} tokens (413 beyond)` })),
   }, { description: 'Exactly one of text, tokens or texts' })
 }
@@ -97,7 +97,11 @@ export function parseInput (body: TaggingInput, limits: TaggingLimits): Parsed {
   }
   if (body.tokens !== undefined) {
     if (body.tokens.length > limits.maxTokens) throw payloadTooLarge(`body.tokens has ${body.tokens.length} tokens; at most ${limits.maxTokens} are accepted`)
-    body.tokens.forEach((token, i) => checkLength(token, `body.tokens[${i}]`))
+    body.tokens.forEach((token, i) => {
+      checkLength(token, `body.tokens[${i}]`)
+      // Raw text has these as separators; as a token, one was tagged (' ' as PROPN).
+      if (isBlank(token)) throw badRequest(`body.tokens[${i}] is blank (white space, control or invisible characters only); a token needs a visible character`)
+    })
     return { form: 'tokens', tokens: body.tokens }
   }
   const texts = body.texts!

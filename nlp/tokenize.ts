@@ -36,6 +36,12 @@ export interface Token {
 // of its own, invisible, and tagged.
 const SEPARATORS = '\\p{White_Space}\\p{Cc}\\p{Default_Ignorable_Code_Point}'
 const SEPARATOR = new RegExp(`[${SEPARATORS}]+`, 'uy')
+const BLANK = new RegExp(`^[${SEPARATORS}]*$`, 'u')
+
+/** Whether a string holds separators only (white space, control or invisible characters): no token. */
+export function isBlank (text: string): boolean {
+  return BLANK.test(text)
+}
 
 // A URL ends at any separator (not only at \s: a zero-width space, NUL or
 // bidi mark after a link would otherwise be part of it).

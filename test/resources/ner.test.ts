@@ -96,6 +96,10 @@ t.test('bad input: one error format, never a 500', async t => {
     [{ tokens: ['a', ''] }, 400, /body\.tokens\[1\] must NOT have fewer than 1 characters/],
     [{ texts: 'abc' }, 400, /body\.texts must be array/],
     [{ text: 'a', lang: 'en' }, 400, /unknown field 'lang'/],
+    // A token of white space or invisible characters only is no token (raw text has them as separators).
+    [{ tokens: ['Paris', ' '] }, 400, /body\.tokens\[1\] is blank \(white space, control or invisible characters only\)/],
+    [{ tokens: ['\u200b', 'Paris'] }, 400, /body\.tokens\[0\] is blank/],
+    [{ tokens: ['New', '\n\t', 'York'] }, 400, /body\.tokens\[1\] is blank/],
   ]
   for (const [payload, status, message] of cases) {
     const res = await ner(app, payload)
