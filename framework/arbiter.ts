@@ -49,7 +49,8 @@
 //   if the TERM came as it started to listen, its 'ready' is not logged
 //   'worker ready', nor counted as serving.
 // - --worker-timeout: a ready worker not heard from (heartbeats) for that
-//   long, its event loop blocked, is killed and replaced (watchHeartbeats).
+//   long, its event loop blocked, is killed and replaced; a booting one,
+//   after --load-timeout (watchHeartbeats).
 // - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
 import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
@@ -190,32 +191,41 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   }
 
   /**
-   * --worker-timeout, gunicorn's worker timeout: when each worker that said
-   * 'ready' was last heard from ('ready', its heartbeats: serve.ts), until it
-   * exits. One silent longer (its event loop blocked: the connections handed
-   * to it hang) is killed, and replaced as any dead worker is; also one
-   * draining (replaced, removed, or on TERM: its own graceful timeout cannot
-   * fire either). A booting worker is not watched: --load-timeout bounds it.
+   * --worker-timeout, gunicorn's worker timeout: when each worker was last
+   * heard from (its heartbeats from the start of serve(), every message:
+   * serve.ts), until it exits. One that listens (said 'ready') and is silent
+   * longer (its event loop blocked: the connections handed to it hang) is
+   * killed, and replaced as any dead worker is; also one draining (replaced,
+   * removed, or on TERM: its own graceful timeout cannot fire either). One
+   * still booting may be silent for --load-timeout (a synchronous load), no
+   * longer: its own load timeout cannot fire either. Its death is then what
+   * a failed boot is (exit 3 at start-up; the old worker serves on for a
+   * replacement). The app's import, before serve(), is not watched.
    */
   const lastHeard = new Map<Worker, number>()
+  /** Workers that said 'ready' (also one being removed as it did). */
+  const listening = new Set<Worker>()
   const watchHeartbeats = () => {
+    if (settings.workerTimeout <= 0) return
     const timeoutMs = settings.workerTimeout * 1000
-    if (timeoutMs <= 0) return
-    const everyMs = heartbeatIntervalMs(settings.workerTimeout)
+    const bootTimeoutMs = settings.loadTimeout * 1000
+    const everyMs = heartbeatIntervalMs(settings)
     let lastCheck = Date.now()
     setInterval(() => {
       const now = Date.now()
       // The primary itself was held (suspended, starved of CPU): the beats
       // sent meanwhile are not read yet (timers run before I/O), so the
       // count starts again rather than kill every worker.
-      if (now - lastCheck > everyMs + timeoutMs / 2) for (const worker of lastHeard.keys()) lastHeard.set(worker, now)
+      if (now - lastCheck > everyMs + Math.min(timeoutMs, bootTimeoutMs) / 2) for (const worker of lastHeard.keys()) lastHeard.set(worker, now)
       lastCheck = now
       for (const [worker, heard] of lastHeard) {
-        if (now - heard <= timeoutMs) continue
+        const booting = !listening.has(worker)
+        if (now - heard <= (booting ? bootTimeoutMs : timeoutMs)) continue
         lastHeard.delete(worker)
         const silentMs = now - heard
-        log.error({ worker: worker.id, workerPid: worker.process.pid, silentMs, workerTimeout: settings.workerTimeout }, 'worker silent past --worker-timeout (event loop blocked?): killing it')
-        process.stderr.write(`error: worker ${worker.id} (pid ${worker.process.pid}) silent for ${(silentMs / 1000).toFixed(1)} s, past --worker-timeout: killed (SIGKILL)\n`)
+        const [when, flag] = booting ? [' while booting', '--load-timeout'] : ['', '--worker-timeout']
+        log.error({ worker: worker.id, workerPid: worker.process.pid, silentMs, workerTimeout: settings.workerTimeout, loadTimeout: settings.loadTimeout }, `worker silent past ${flag}${when} (event loop blocked?): killing it`)
+        process.stderr.write(`error: worker ${worker.id} (pid ${worker.process.pid}) silent for ${(silentMs / 1000).toFixed(1)} s${when}, past ${flag}: killed (SIGKILL)\n`)
         worker.process.kill('SIGKILL')
       }
     }, everyMs).unref()
@@ -374,10 +384,11 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     removeBeyondTarget()
   }
 
-  // Any message from a worker once ready says its event loop turns.
+  // Any message from a worker says its event loop turns.
   cluster.on('message', (worker: Worker, message: WorkerMessage) => {
-    if (message.type === 'ready' || lastHeard.has(worker)) lastHeard.set(worker, Date.now())
+    lastHeard.set(worker, Date.now())
     if (message.type === 'ready') {
+      listening.add(worker)
       if (removed.has(worker)) {
         log.info({ worker: worker.id, workerPid: worker.process.pid, port: message.port }, 'a worker being removed is listening: not counted as ready')
         return
@@ -431,6 +442,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     log.info({ worker: worker.id, workerPid: worker.process.pid, code, signal }, 'worker exited')
     const wasReady = ready.delete(worker)
     lastHeard.delete(worker)
+    listening.delete(worker)
     metrics.exited(worker)
     const wasRetiring = retiring.delete(worker)
     removed.delete(worker)

@@ -26,7 +26,7 @@ export type WorkerMessage =
   | { type: 'ready', port: number }
   | { type: 'failed', error: string }
   | { type: 'retire' }
-  /** Sent by a worker once ready, every heartbeatIntervalMs: its event loop turns (--worker-timeout). */
+  /** Sent by a worker from the start of serve(), every heartbeatIntervalMs: its event loop turns (--worker-timeout). */
   | { type: 'heartbeat' }
   /** A scrape of /metrics: the arbiter answers with every worker's metrics (metrics.ts). */
   | { type: 'metrics', id: number }
@@ -52,7 +52,7 @@ export const USER_SIGNALS_IGNORED = {
  * How often a ready worker tells the primary it is alive: often enough that
  * a few late beats (a loaded machine) stay well within --worker-timeout.
  */
-export const heartbeatIntervalMs = (workerTimeout: number) => Math.min(1000, workerTimeout * 250)
+export const heartbeatIntervalMs = (settings: Settings) => Math.min(1000, Math.min(settings.workerTimeout, settings.loadTimeout) * 250)
 
 /** How long an idle server may still take to close once the graceful timeout has passed (an idle close takes milliseconds). */
 const CLOSE_GRACE_MS = 1000
@@ -100,6 +100,17 @@ const logBase = () => ({ pid: process.pid, ...(cluster.isWorker ? { worker: clus
  * app is built has nothing to reload, TTIN and TTOU mean nothing here.
  */
 export async function serve (buildApp: BuildApp, settings: Settings, releaseSignals: ReleaseSignals = holdSignals(settings.logLevel)): Promise<void> {
+  // The primary kills a worker it has not heard from for --worker-timeout
+  // once it listens (a handler stuck in a synchronous loop holds the event
+  // loop, and the connections handed to it hang), or for --load-timeout
+  // before (a load that holds the loop: the load timeout cannot fire). These
+  // beats say the loop turns, from here (the app's import is not watched)
+  // until the process exits, its drain included.
+  if (cluster.isWorker && settings.workerTimeout > 0) {
+    // One now: the watch starts with it, even if the build or the load holds the loop before the interval's first beat.
+    tell({ type: 'heartbeat' })
+    setInterval(() => tell({ type: 'heartbeat' }), heartbeatIntervalMs(settings)).unref()
+  }
   const app = await buildApp(appOptions(settings, {
     level: settings.logLevel,
     base: logBase(),
@@ -317,11 +328,4 @@ export async function serve (buildApp: BuildApp, settings: Settings, releaseSign
   if (!cluster.isWorker && !await load()) return
   serving = true
   tell({ type: 'ready', port })
-  // The primary kills a worker it has not heard from for --worker-timeout
-  // (a handler stuck in a synchronous loop holds the event loop, and the
-  // connections handed to it hang). From here, while it serves and while it
-  // drains, these beats say the loop turns; the boot before is not watched.
-  if (cluster.isWorker && settings.workerTimeout > 0) {
-    setInterval(() => tell({ type: 'heartbeat' }), heartbeatIntervalMs(settings.workerTimeout)).unref()
-  }
 }

@@ -83,7 +83,7 @@ export const SETTINGS = {
   keepAlive: { flag: '--keep-alive', env: 'KEEP_ALIVE', default: 5, parse: seconds(0), help: 'Seconds an idle keep-alive connection stays open (0: each connection closes after its answer)' },
   sendTimeout: { flag: '--send-timeout', env: 'SEND_TIMEOUT', default: 30, parse: seconds(0), help: 'Seconds a client may read nothing of an answer of 64 kB or more before its connection is closed (0: no limit)' },
   gracefulTimeout: { flag: '--graceful-timeout', env: 'GRACEFUL_TIMEOUT', default: 30, parse: seconds(0), help: 'On SIGTERM, seconds in-flight requests get before the rest is killed' },
-  workerTimeout: { flag: '--worker-timeout', env: 'WORKER_TIMEOUT', default: 30, parse: seconds(0), help: 'Seconds a ready cluster worker may go unheard (its event loop blocked) before the primary kills it (SIGKILL) and starts another (0 disables; not while it loads: --load-timeout)' },
+  workerTimeout: { flag: '--worker-timeout', env: 'WORKER_TIMEOUT', default: 30, parse: seconds(0), help: 'Seconds a ready cluster worker may go unheard (its event loop blocked) before the primary kills it (SIGKILL) and starts another; while it loads its models, --load-timeout (0 disables both)' },
   loadTimeout: { flag: '--load-timeout', env: 'LOAD_TIMEOUT', default: 120, parse: seconds(1), help: 'Seconds models may take to load and warm up' },
   maxRequests: { flag: '--max-requests', env: 'MAX_REQUESTS', default: 0, parse: int(0), help: 'Recycle a worker after this many requests (0 disables; needs --workers >= 2)' },
   maxRequestsJitter: { flag: '--max-requests-jitter', env: 'MAX_REQUESTS_JITTER', default: 0, parse: int(0), help: 'Random extra requests (0..N) added to --max-requests per worker' },

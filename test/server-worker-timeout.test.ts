@@ -1,10 +1,12 @@
 // --worker-timeout, gunicorn's worker timeout: a cluster worker whose event
 // loop is blocked is killed and replaced, with a real cluster and a route
-// that never lets go of the loop. A file of its own: the other server test
+// that never lets go of the loop; one whose load holds it past
+// --load-timeout is killed too (a failed boot). A file of its own: the other server test
 // files are near tap's timeout for one file.
 import t from 'tap'
+import { spawnSync } from 'node:child_process'
 import { modelsDir } from './fixtures/models.ts'
-import { BLOCKING_APP, startReady, within } from './fixtures/server.ts'
+import { BLOCKING_APP, startReady, startServer, within } from './fixtures/server.ts'
 
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
 
@@ -37,4 +39,17 @@ t.test('cluster: a worker whose event loop is blocked past --worker-timeout is k
   t.equal(server.lines.filter(l => l.msg === 'worker silent past --worker-timeout (event loop blocked?): killing it').length, 1, 'no other worker was killed (their boot included)')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+t.test('cluster: a worker whose load holds the event loop past --load-timeout (its own timer cannot fire) is killed: at start-up, the server stops (exit 3)', async t => {
+  const dir = modelsDir(t, {})
+  const server = startServer(t, ['--models-dir', dir, '--app', BLOCKING_APP, '--workers', '2', '--threads', '1', '--load-timeout', '1'], { env: { WORKER_TIMEOUT: '1', BLOCK_LOAD_MS: '20000' } })
+  const children = () => spawnSync('pgrep', ['-P', String(server.proc.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number)
+  const seen = new Set<number>()
+  const watch = setInterval(() => children().forEach(pid => seen.add(pid)), 100)
+  t.teardown(() => { clearInterval(watch); for (const pid of seen) if (alive(pid)) process.kill(pid, 'SIGKILL') })
+  t.same(await within(server.exited, 30_000), { code: 3, signal: null }, `the server stops with exit 3, as on any boot failure; arbiter: ${server.lines.filter(l => l.role === 'arbiter').map(l => l.msg).join('; ')}`)
+  const killed = server.lines.find(l => l.msg === 'worker silent past --load-timeout while booting (event loop blocked?): killing it')
+  t.ok(killed && killed.silentMs >= 1000, `the primary says which worker it killed, and why (${JSON.stringify(killed)})`)
+  t.match(server.stderr(), /^error: worker \d+ \(pid \d+\) silent for \d+\.\d s while booting, past --load-timeout: killed \(SIGKILL\)$/m, server.stderr())
 })
