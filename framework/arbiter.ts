@@ -27,6 +27,8 @@
 //   remove one) is removed, not replaced. A HUP stops the replacements
 //   still booting (an earlier HUP's, --max-requests'): the workers they were
 //   to replace serve on, and this HUP replaces them (`supersede`).
+// - Once stopping, TTIN, TTOU and HUP are logged as ignored: every worker
+//   drains already.
 // - TTIN / TTOU: one worker more / less. TTOU removes at once a worker
 //   still booting that is no replacement (HUP, --max-requests), also while
 //   none is ready (right after start): it serves nobody yet, where the
@@ -475,7 +477,9 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   process.on('SIGINT', () => shutdown(0, 'SIGINT'))
   process.on('SIGQUIT', () => shutdown(0, 'SIGQUIT'))
   process.on('SIGHUP', () => {
-    if (!stopping) supersede()
+    // Stopping, every worker drains: there is nothing left to replace.
+    if (stopping) return log.info('SIGHUP: stopping; ignored')
+    supersede()
     log.info({ workers: live().length }, 'SIGHUP: replacing workers one by one')
     void replaceStale(++generation)
   })
@@ -498,6 +502,8 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   })
   process.on('SIGTTOU', () => {
     if (!forked) return resizeBeforeFork('SIGTTOU')
+    // Stopping, every worker drains already: telling one to go changes nothing.
+    if (stopping) return log.info('SIGTTOU: stopping; ignored')
     if (target <= 1) return log.info({ target }, 'SIGTTOU: already at one worker; ignored')
     target--
     const workers = live()

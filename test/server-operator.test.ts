@@ -207,6 +207,21 @@ t.test('cluster: TTIN during a TERM drain forks no worker: exit 0 once the worke
   t.equal(server.lines.filter(l => l.msg === 'worker ready').length, 2, 'no third worker')
 })
 
+t.test('cluster: TTOU and HUP during a TERM drain are ignored, and say so (no worker is told to go, none is replaced)', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--graceful-timeout', '30'])
+  server.proc.kill('SIGTERM')
+  await server.waitFor(l => l.msg === 'stopping workers')
+  server.proc.kill('SIGTTOU')
+  server.proc.kill('SIGHUP')
+  const exit = await within(server.exited, 15_000)
+  if (exit === 'still running') for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL')
+  t.same(exit, { code: 0, signal: null }, 'exit 0 once the workers drained')
+  const said = server.lines.filter(l => l.role === 'arbiter' && /^SIG(TTOU|HUP)/.test(l.msg ?? '')).map(l => l.msg)
+  t.same(said.sort(), ['SIGHUP: stopping; ignored', 'SIGTTOU: stopping; ignored'], `each is logged as ignored, not as a removal or a reload (${said.join('; ')})`)
+  t.equal(server.lines.filter(l => l.msg === 'worker ready').length, 2, 'no worker forked')
+})
+
 t.test('cluster: TTOU while every worker boots removes one of them at once, not the first one ready', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
   const server = startServer(t, ['--models-dir', dir, '--app', SLOW_IMPORT_APP, '--workers', '2', '--threads', '1'])
