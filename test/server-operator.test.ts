@@ -3,33 +3,22 @@
 // HUP during the import, TTOU and HUP while the workers boot, TTOU during a
 // respawn's back-off or beside a booting worker, 'all workers ready' after a
 // TTOU at start-up, a TTOU beside the only ready worker during a HUP, a HUP
-// whose replacements outnumber a lowered target, a second HUP while the
-// first one's replacement boots, a worker stopped as it
+// whose replacements outnumber a lowered target, a worker stopped as it
 // finishes booting, INT during a drain, TERM
 // with --graceful-timeout 0, USR1 and USR2), and
 // scripts/start.sh. A file of its own: with test/server.test.ts's, the tests
 // would outlast tap's timeout for one file.
 import t, { type Test } from 'tap'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, CLOSING_LOAD_APP, GATED_IMPORT_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer, TERM_ENDS_LOAD_APP, within } from './fixtures/server.ts'
+import { arbiterLog, childEnv, CLOSING_LOAD_APP, GATED_IMPORT_APP, gatedCluster, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer, TERM_ENDS_LOAD_APP, within, workerPids } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
-/**
- * The worker processes of a cluster primary now: its other children left
- * out, such as the esbuild service tsx starts in it when its cache is cold
- * (a source just changed), as server.test.ts's helper does.
- */
-const workerPids = (primary: number): number[] => {
-  const isWorker = (pid: number) => { try { return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('server.ts') } catch { return false } }
-  return spawnSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number).filter(isWorker)
-}
-
 t.test('an --app that is not a module exits 2 with one line naming it, no stack trace', async t => {
   for (const app of ['./no-such-app.ts', './README.md', './models']) {
     const res = spawnSync(tsx[0], [...tsx.slice(1), '--app', app, '--port', '0'], { cwd: ROOT, encoding: 'utf8', env: childEnv() })
@@ -207,21 +196,6 @@ t.test('cluster: TTIN during a TERM drain forks no worker: exit 0 once the worke
   t.equal(server.lines.filter(l => l.msg === 'worker ready').length, 2, 'no third worker')
 })
 
-t.test('cluster: TTOU and HUP during a TERM drain are ignored, and say so (no worker is told to go, none is replaced)', async t => {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
-  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--graceful-timeout', '30'])
-  server.proc.kill('SIGTERM')
-  await server.waitFor(l => l.msg === 'stopping workers')
-  server.proc.kill('SIGTTOU')
-  server.proc.kill('SIGHUP')
-  const exit = await within(server.exited, 15_000)
-  if (exit === 'still running') for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL')
-  t.same(exit, { code: 0, signal: null }, 'exit 0 once the workers drained')
-  const said = server.lines.filter(l => l.role === 'arbiter' && /^SIG(TTOU|HUP)/.test(l.msg ?? '')).map(l => l.msg)
-  t.same(said.sort(), ['SIGHUP: stopping; ignored', 'SIGTTOU: stopping; ignored'], `each is logged as ignored, not as a removal or a reload (${said.join('; ')})`)
-  t.equal(server.lines.filter(l => l.msg === 'worker ready').length, 2, 'no worker forked')
-})
-
 t.test('cluster: TTOU while every worker boots removes one of them at once, not the first one ready', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
   const server = startServer(t, ['--models-dir', dir, '--app', SLOW_IMPORT_APP, '--workers', '2', '--threads', '1'])
@@ -321,26 +295,6 @@ for (const order of TTOU_HUP_ORDERS) {
     server.proc.kill('SIGTERM')
     t.same(await within(server.exited, 15_000), { code: 0, signal: null })
   })
-}
-
-/** A `--workers 2` (or `workers`) server on test/fixtures/gated-import-app.ts: each worker's import waits for `open(its id)`. */
-function gatedCluster (t: Test, workers = 2) {
-  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
-  const gates = mkdtempSync(join(tmpdir(), 'onnx-serve-gates-'))
-  t.teardown(() => rmSync(gates, { recursive: true, force: true }))
-  const server = startServer(t, ['--models-dir', dir, '--app', GATED_IMPORT_APP, '--workers', String(workers), '--threads', '1'], { env: { GATE_DIR: gates } })
-  t.teardown(() => { for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL') })
-  return {
-    server,
-    importing: (id: number) => server.waitFor(l => l.msg === 'importing the app (gated)' && l.worker === id),
-    open: (id: number) => writeFileSync(join(gates, String(id)), ''),
-    /** /health/ready's status, or the fetch's error. */
-    health: async () => {
-      const listening = await server.waitFor(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))
-      return fetch(`${listening.msg.slice('Server listening at '.length)}/health/ready`, { signal: AbortSignal.timeout(5000) })
-        .then(res => res.status, (err: Error) => `${err.message} (${String((err.cause as Error | undefined)?.message)})`)
-    },
-  }
 }
 
 t.test('cluster, --workers 2: a TTOU while a dead worker\'s respawn waits out its back-off removes nobody, and the respawn is dropped', async t => {
@@ -469,7 +423,6 @@ async function oneWorkerLeft (primary: number): Promise<number[]> {
   for (let i = 0; i < 150 && left.length !== 1; i++) left = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(primary))
   return left
 }
-const arbiterLog = (server: { lines: Array<Record<string, any>> }) => server.lines.filter(l => l.role === 'arbiter').map(l => `${l.msg} ${l.worker ?? ''}`).join('; ')
 
 t.test('cluster, --workers 2: a TTOU after a HUP that replaces a worker still booting does not remove the only ready worker', async t => {
   const { server, importing, open, health } = gatedCluster(t)
@@ -529,70 +482,6 @@ t.test('cluster, --workers 2: a TTOU while two HUPs\' replacements boot: the sec
   const exits = server.lines.filter(l => l.msg === 'worker exited')
   t.ok(exits.every(l => l.code === 0 && l.signal === null), `every worker removed exits 0: ${exits.map(l => `${l.worker}: ${l.code}/${l.signal}`).join(', ')}`)
   t.equal(await health(), 200, 'and it serves')
-  server.proc.kill('SIGTERM')
-  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
-})
-
-t.test('cluster, --workers 2: a second HUP stops the first one\'s replacement still booting (one replacement boots at a time); the old workers serve until replaced', async t => {
-  const { server, importing, open, health } = gatedCluster(t)
-  await Promise.all([importing(1), importing(2)])
-  open(1)
-  open(2)
-  await server.waitFor(l => l.msg === 'all workers ready')
-  const hups = () => server.lines.filter(l => l.msg === 'SIGHUP: replacing workers one by one').length
-  server.proc.kill('SIGHUP')
-  await importing(3)
-  server.proc.kill('SIGHUP')
-  await server.waitFor(() => hups() === 2)
-  await importing(4)
-  const stopped = await within(server.waitFor(l => l.msg === 'worker exited' && l.worker === 3, 12_000), 10_000).catch(() => undefined)
-  t.ok(stopped && stopped !== 'still running' && stopped.code === 0 && stopped.signal === null, `worker 3, the first HUP's replacement, is stopped while booting (exit 0); arbiter: ${arbiterLog(server)}`)
-  t.equal(await health(), 200, 'workers 1 and 2 serve meanwhile')
-  // The second HUP's replacements, one at a time.
-  open(4)
-  await server.waitFor(l => l.msg === 'worker ready' && l.worker === 4)
-  await importing(5)
-  open(5)
-  await server.waitFor(l => l.msg === 'worker ready' && l.worker === 5)
-  for (let id = 1; id <= 8; id++) open(id)
-  let left = workerPids(server.proc.pid!)
-  for (let i = 0; i < 150 && left.length !== 2; i++) left = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(server.proc.pid!))
-  const readyPid = (id: number) => server.lines.find(l => l.msg === 'worker ready' && l.worker === id)?.workerPid
-  t.same(left.sort(), [readyPid(4), readyPid(5)].sort(), `workers 4 and 5, the second HUP's, left; arbiter: ${arbiterLog(server)}`)
-  t.notOk(server.lines.some(l => l.msg === 'worker ready' && l.worker === 3), 'worker 3 never served')
-  const forked = [...new Set(server.lines.filter(l => l.msg === 'importing the app (gated)').map(l => l.worker as number))].sort((a, b) => a - b)
-  t.same(forked, [1, 2, 3, 4, 5], 'one replacement per old worker after the second HUP')
-  t.equal(await health(), 200, 'and they serve')
-  server.proc.kill('SIGTERM')
-  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
-})
-
-t.test('cluster, --workers 2: a worker that dies while its HUP replacement boots, whose replacement then dies too, is started again (the server does not stay a worker short)', async t => {
-  const { server, importing, open, health } = gatedCluster(t)
-  await Promise.all([importing(1), importing(2)])
-  open(1)
-  open(2)
-  await server.waitFor(l => l.msg === 'all workers ready')
-  const ready1 = server.lines.find(l => l.msg === 'worker ready' && l.worker === 1)!
-  server.proc.kill('SIGHUP')
-  const booting3 = await importing(3)
-  // Worker 1 dies (the OOM killer, say) while worker 3 boots to replace it: worker 3 stands for it.
-  process.kill(ready1.workerPid, 'SIGKILL')
-  await server.waitFor(l => l.msg === 'worker exited' && l.worker === 1)
-  // Then worker 3 dies while booting: nobody stands for worker 1 any more.
-  process.kill(booting3.pid, 'SIGKILL')
-  await server.waitFor(l => l.msg === 'worker exited' && l.worker === 3)
-  for (let id = 1; id <= 8; id++) open(id)
-  // The HUP goes on with worker 2, which drains once its replacement is ready.
-  await server.waitFor(l => l.msg === 'worker exited' && l.worker === 2, 30_000)
-  let live = workerPids(server.proc.pid!)
-  for (let i = 0; i < 100 && !(live.length === 2 && server.lines.filter(l => l.msg === 'worker ready' && live.includes(l.workerPid)).length === 2); i++) {
-    live = (await new Promise(resolve => setTimeout(resolve, 100)), workerPids(server.proc.pid!))
-  }
-  t.equal(live.length, 2, `two workers again (${live.join(', ')}); arbiter: ${arbiterLog(server)}`)
-  t.equal(server.lines.filter(l => l.msg === 'worker ready' && live.includes(l.workerPid)).length, 2, 'both ready')
-  t.notOk(server.lines.some(l => /the old worker keeps serving/.test(l.msg ?? '') && l.worker === 3), 'worker 3\'s death does not claim that worker 1, dead, keeps serving')
-  t.equal(await health(), 200, 'and they serve')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
