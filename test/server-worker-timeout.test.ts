@@ -26,6 +26,8 @@ t.test('cluster: a worker whose event loop is blocked past --worker-timeout is k
   t.ok(workers.includes(killed.workerPid), `it names the worker's pid (${killed.workerPid})`)
   t.ok(killed.silentMs >= 1000 && killed.silentMs < 5000, `and how long it was silent (${killed.silentMs} ms)`)
   t.equal(killed.role, 'arbiter')
+  // (stderr is another pipe than the log's: its line may come a little later.)
+  for (let i = 0; i < 50 && !server.stderr().includes('past --worker-timeout'); i++) await new Promise(resolve => setTimeout(resolve, 100))
   t.match(server.stderr(), new RegExp(`^error: worker \\d+ \\(pid ${killed.workerPid}\\) silent for \\d+\\.\\d s, past --worker-timeout: killed \\(SIGKILL\\)\\n$`), 'one line on stderr')
   const exited = await server.waitFor(l => l.msg === 'worker exited' && l.workerPid === killed.workerPid)
   t.equal(exited.signal, 'SIGKILL')

@@ -327,7 +327,7 @@ t.test('a failing batch fails only the request that caused it, and the next batc
     t.notOk(out instanceof Error, `good request ${k} succeeded`)
     t.same((out as Record<string, { dims: number[] }>).scores.dims, [1, good[k][0].length, 3])
   }
-  t.match(p.stats('seq'), { failed: 1, batches: 5, requests: 4, items: 4 }, 'the failed batch and four reruns alone; each request counted once')
+  t.match(p.stats('seq'), { failed: 0, badInput: 1, batches: 5, requests: 4, items: 4 }, 'the failed batch and four reruns alone; each request counted once; the bad one as bad input, not a failure')
   const next = await p.run('seq', { ids: ids([[1, 2]]) })
   t.same(next.scores.dims, [1, 2, 3], 'the next batch runs')
 })
