@@ -8,7 +8,7 @@
 //   FP64 float64, BYTES string (UTF-8 text; JSON strings or length-prefixed binary).
 // Every problem is an HttpError 400 whose message names the tensor and what
 // was expected, since OIP clients show the `error` string to their users.
-import { HttpError, shown } from './errors.ts'
+import { HttpError, shown, shownValue } from './errors.ts'
 import { TYPED_ARRAYS, type ElementType, type Tensor, type TensorInfo } from './tensor.ts'
 import { float32ArrayJson, float32Json } from './float32-json.ts'
 
@@ -148,7 +148,7 @@ export function fromJson (input: RequestInput, datatype: Datatype, options: { al
   const type = DATATYPES[datatype]
   if (datatype === 'BYTES') {
     values.forEach((v, i) => {
-      if (typeof v !== 'string') throw bad(`${where}: element ${i} must be a string for BYTES, got ${JSON.stringify(v)}`)
+      if (typeof v !== 'string') throw bad(`${where}: element ${i} must be a string for BYTES, got ${shownValue(v)}`)
       checkBytesElement(v, where, i)
     })
     return { type, data: values as string[], dims: input.shape }
@@ -156,7 +156,7 @@ export function fromJson (input: RequestInput, datatype: Datatype, options: { al
   if (datatype === 'BOOL') {
     const out = new Uint8Array(values.length)
     values.forEach((v, i) => {
-      if (typeof v !== 'boolean') throw bad(`${where}: element ${i} must be true or false for BOOL, got ${JSON.stringify(v)}`)
+      if (typeof v !== 'boolean') throw bad(`${where}: element ${i} must be true or false for BOOL, got ${shownValue(v)}`)
       out[i] = v ? 1 : 0
     })
     return { type, data: out, dims: input.shape }
@@ -167,7 +167,7 @@ export function fromJson (input: RequestInput, datatype: Datatype, options: { al
     const big = datatype === 'INT64' || datatype === 'UINT64'
     const out = big ? new (TYPED_ARRAYS[type as 'int64' | 'uint64'])(values.length) : new (TYPED_ARRAYS[type as 'int32'])(values.length)
     values.forEach((v, i) => {
-      if (typeof v !== 'number' || !Number.isInteger(v)) throw bad(`${where}: element ${i} must be an integer for ${datatype}, got ${JSON.stringify(v)}`)
+      if (typeof v !== 'number' || !Number.isInteger(v)) throw bad(`${where}: element ${i} must be an integer for ${datatype}, got ${shownValue(v)}`)
       if (v < min || v > max) {
         const hint = big ? ' (larger 64-bit integers lose precision in JSON: send them as binary data)' : ''
         throw bad(`${where}: element ${i} (${v}) is out of range for ${datatype}: ${min} to ${max}${hint}`)
@@ -180,7 +180,7 @@ export function fromJson (input: RequestInput, datatype: Datatype, options: { al
   // 1e39 overflows float32: both would reach the model as Infinity.
   const out = datatype === 'FP32' ? new Float32Array(values.length) : new Float64Array(values.length)
   values.forEach((v, i) => {
-    if (typeof v !== 'number') throw bad(`${where}: element ${i} must be a number for ${datatype}, got ${JSON.stringify(v)}`)
+    if (typeof v !== 'number') throw bad(`${where}: element ${i} must be a number for ${datatype}, got ${shownValue(v)}`)
     // Math.fround: 3.4028235e38, the usual way to write float32's largest value, is a little above it.
     if (!options.allowNonFinite && (!Number.isFinite(v) || (datatype === 'FP32' && !Number.isFinite(Math.fround(v))))) {
       throw bad(`${where}: element ${i} is not a finite ${datatype} number`)

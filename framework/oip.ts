@@ -37,7 +37,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { isUtf8 } from 'node:buffer'
 import { gunzip, inflate } from 'node:zlib'
-import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, shown, unsupportedMediaType } from './errors.ts'
+import { ErrorBody, HttpError, errorBody, notUtf8, payloadTooLarge, sendError, sendOverloaded, shown, shownValue, unsupportedMediaType } from './errors.ts'
 import { answerOtherVerbs, contentCodings, readWhole, whyNotJson, withoutBom, type BodyParser } from './create-app.ts'
 import { notReady } from './health.ts'
 import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.ts'
@@ -361,7 +361,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     if (timeoutUs !== undefined) {
       // Microseconds, 0 for none, as Triton reads it (which refuses anything else too).
       if (typeof timeoutUs !== 'number' || !Number.isInteger(timeoutUs) || timeoutUs < 0) {
-        throw bad(`parameters.timeout must be an integer number of microseconds >= 0, got ${typeof timeoutUs === 'number' ? String(timeoutUs) : JSON.stringify(timeoutUs)}`)
+        throw bad(`parameters.timeout must be an integer number of microseconds >= 0, got ${shownValue(timeoutUs)}`)
       }
       if (timeoutUs > 0) limitDeadline(request, Math.ceil(timeoutUs / 1000))
     }
@@ -524,7 +524,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       // a value Triton would refuse ('yes') is not taken as one it would read.
       const { unload_dependents: dependents } = checkParameters(request.body, ['unload_dependents'])
       if (dependents !== undefined && typeof dependents !== 'boolean') {
-        throw bad(`parameters.unload_dependents must be true or false, got ${shown(JSON.stringify(dependents))}`)
+        throw bad(`parameters.unload_dependents must be true or false, got ${shownValue(dependents)}`)
       }
       const { name } = request.params
       if (!repository.get(name)) throw new HttpError('MODEL_NOT_FOUND', `unknown model '${name}'`)

@@ -78,3 +78,38 @@ t.test('repository routes take no binary tensor data: bytes after the JSON heade
     t.equal(alone.statusCode, 200, `${url}, the header alone: ${alone.body}`)
   }
 })
+
+t.test('a client value quoted in a 400 is quoted short: an object or array nested 20,000 deep was a 500 (JSON.stringify overflowed the stack), a large one came back whole', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel(), 'str.onnx': identityModel('string'), 'bool.onnx': identityModel('bool'), 'int.onnx': identityModel('int32') }, { repositoryApi: true })
+  const post = (url: string, payload: string) => app.inject({ method: 'POST', url, payload, headers: { 'content-type': 'application/json' } })
+  // Written as text: a client library's JSON.stringify would overflow first.
+  const deep = '{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000)
+  const deepArray = '{"a":' + '['.repeat(20_000) + ']'.repeat(20_000) + '}'
+  const big = JSON.stringify({ a: 'x'.repeat(200_000) })
+  const input = (model: string, datatype: string, element: string) => {
+    const [shape, rest] = model === 'mlp' ? ['[1,4]', ',1,2,3'] : ['[1,1]', '']
+    return `{"inputs":[{"name":"x","shape":${shape},"datatype":"${datatype}","data":[${element}${rest}]}]}`
+  }
+  const good = `{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`
+  const cases: Array<[string, string, string, RegExp]> = []
+  for (const [model, datatype] of [['str', 'BYTES'], ['bool', 'BOOL'], ['int', 'INT32'], ['mlp', 'FP32']]) {
+    for (const [what, element, kind] of [['deep object', deep, 'an object'], ['deep array in an object', deepArray, 'an object'], ['large object', big, 'an object']]) {
+      cases.push([`${datatype} element, ${what}`, `/v2/models/${model}/infer`, input(model, datatype, element), new RegExp(`^input 'x': element 0 must be .* got ${kind}$`)])
+    }
+  }
+  cases.push(['timeout, deep', '/v2/models/mlp/infer', `{"parameters":{"timeout":${deep}},${good.slice(1)}`, /^parameters\.timeout must be .*, got an object$/])
+  cases.push(['timeout, large', '/v2/models/mlp/infer', `{"parameters":{"timeout":${big}},${good.slice(1)}`, /^parameters\.timeout must be .*, got an object$/])
+  cases.push(['timeout, long string', '/v2/models/mlp/infer', `{"parameters":{"timeout":"${'9'.repeat(200_000)}"},${good.slice(1)}`, /^parameters\.timeout must be .*, got "9{99}\.\.\.$/])
+  cases.push(['unload_dependents, deep', '/v2/repository/models/mlp/unload', `{"parameters":{"unload_dependents":${deep}}}`, /^parameters\.unload_dependents must be true or false, got an object$/])
+  for (const [what, url, payload, message] of cases) {
+    // A good request beside each bad one is served as ever.
+    const [res, beside] = await Promise.all([post(url, payload), post('/v2/models/mlp/infer', good)])
+    t.equal(res.statusCode, 400, `${what}: ${res.body.slice(0, 200)}`)
+    t.ok(res.body.length < 500, `${what}: a short answer (${res.body.length} characters)`)
+    t.match(res.json(), { code: 'BAD_REQUEST', statusCode: 400, error: message }, what)
+    t.equal(beside.statusCode, 200, `${what}: the request beside it`)
+  }
+  // Values that are not objects are still quoted as sent.
+  const res = await post('/v2/models/int/infer', input('int', 'INT32', '"7"'))
+  t.match(res.json(), { error: /^input 'x': element 0 must be an integer for INT32, got "7"$/ })
+})
