@@ -281,6 +281,14 @@ export function fromBinary (input: RequestInput, datatype: Datatype, bytes: Uint
 }
 
 /**
+ * A client's shape as error messages quote it: its first 8 dimensions at
+ * most. Its rank is the client's: one of 300,000 dimensions came back whole.
+ */
+function shownShape (shape: number[]): string {
+  return shape.length > 8 ? `[${shape.slice(0, 8).join(', ')}, ...]` : `[${shape.join(', ')}]`
+}
+
+/**
  * Checks one input's name, datatype and shape against the model's metadata.
  * `symbols` collects the sizes given to named dynamic dimensions, so two
  * inputs that share `batch` must agree on it.
@@ -291,7 +299,7 @@ export function checkInput (input: RequestInput, info: TensorInfo | undefined, k
   if (!expected) throw bad(`input '${input.name}' has type ${info.type}, which this server cannot feed`)
   if (input.datatype !== expected) throw bad(`input '${input.name}': expected datatype ${expected}, got ${input.datatype}`)
   if (input.shape.length !== info.shape.length) {
-    throw bad(`input '${input.name}': expected shape [${oipShape(info.shape).join(', ')}] (rank ${info.shape.length}), got [${input.shape.join(', ')}] (rank ${input.shape.length})`)
+    throw bad(`input '${input.name}': expected shape [${oipShape(info.shape).join(', ')}] (rank ${info.shape.length}), got ${shownShape(input.shape)} (rank ${input.shape.length})`)
   }
   for (let i = 0; i < info.shape.length; i++) {
     const d = info.shape[i]

@@ -113,3 +113,14 @@ t.test('a client value quoted in a 400 is quoted short: an object or array neste
   const res = await post('/v2/models/int/infer', input('int', 'INT32', '"7"'))
   t.match(res.json(), { error: /^input 'x': element 0 must be an integer for INT32, got "7"$/ })
 })
+
+t.test('a shape of the wrong rank is quoted short in the 400: one of 300,000 dimensions came back whole (a 900 kB error body)', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() })
+  const infer = (shape: number[]) => app.inject({ method: 'POST', url: '/v2/models/mlp/infer', payload: { inputs: [{ name: 'x', shape, datatype: 'FP32', data: [] }] } })
+  const res = await infer(new Array(300_000).fill(0))
+  t.equal(res.statusCode, 400)
+  t.ok(res.body.length < 500, `a short answer (${res.body.length} characters)`)
+  t.match(res.json(), { code: 'BAD_REQUEST', error: /^input 'x': expected shape \[-1, 4\] \(rank 2\), got \[0, 0, 0, 0, 0, 0, 0, 0, \.\.\.\] \(rank 300000\)$/ })
+  // A short one is quoted whole, as before.
+  t.match((await infer([1, 2, 2])).json(), { error: /^input 'x': expected shape \[-1, 4\] \(rank 2\), got \[1, 2, 2\] \(rank 3\)$/ })
+})
