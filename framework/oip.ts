@@ -210,6 +210,12 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
         return done(why instanceof HttpError && why.code === 'BAD_REQUEST' ? why : notJson(), undefined)
       }
       if (typeof parsed === 'object' && parsed !== null) binaryBodies.set(parsed, buffer.subarray(n))
+      else if (buffer.length > n) {
+        // No object to hold the bytes after it: the repository routes read
+        // a null header as no body and served the request, bytes ignored.
+        const kind = parsed === null ? 'null' : `a ${typeof parsed}`
+        return done(bad(`the JSON header (${HEADER_LENGTH}: ${n}) is ${kind}, not an object, and ${buffer.length - n} bytes follow it`), undefined)
+      }
       done(null, parsed)
     })
   }

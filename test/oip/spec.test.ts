@@ -124,3 +124,19 @@ t.test('a shape of the wrong rank is quoted short in the 400: one of 300,000 dim
   // A short one is quoted whole, as before.
   t.match((await infer([1, 2, 2])).json(), { error: /^input 'x': expected shape \[-1, 4\] \(rank 2\), got \[1, 2, 2\] \(rank 3\)$/ })
 })
+
+t.test('a binary request whose JSON header is null (or another non-object) with bytes after it is a 400: on the repository routes the bytes were ignored and the request served as if bodyless', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel() }, { repositoryApi: true })
+  const binary = (n: number) => ({ 'content-type': 'application/octet-stream', 'inference-header-content-length': String(n) })
+  for (const url of ['/v2/repository/index', '/v2/repository/models/mlp/load', '/v2/repository/models/mlp/unload', '/v2/models/mlp/infer']) {
+    for (const header of ['null', '5', '"a"']) {
+      const res = await app.inject({ method: 'POST', url, payload: Buffer.from(`${header}\x00\x01\x02`), headers: binary(header.length) })
+      t.equal(res.statusCode, 400, `${url}, ${header}: ${res.body}`)
+      t.match(res.json(), { code: 'BAD_REQUEST', error: /^the JSON header \(inference-header-content-length: \d\) is (null|a number|a string), not an object, and 3 bytes follow it$/ }, `${url}, ${header}`)
+    }
+  }
+  t.equal((await app.inject({ url: '/v2/models/mlp/ready' })).statusCode, 200, 'the refused unloads unloaded nothing')
+  // A null header alone, sent so, is a bodyless request as before.
+  const alone = await app.inject({ method: 'POST', url: '/v2/repository/index', payload: Buffer.from('null'), headers: binary(4) })
+  t.equal(alone.statusCode, 200, alone.body)
+})
