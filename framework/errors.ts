@@ -167,14 +167,26 @@ export function describeValidation (context: string | undefined, items: Validati
 }
 
 /**
+ * ONNX Runtime's source location in its messages: its build's file and line,
+ * then the C++ function, then the reason ("/onnxruntime_src/onnxruntime/core/
+ * graph/model.cc:187 onnxruntime::Model::Model(onnx::ModelProto&&, ...)
+ * ModelProto does not have a graph."). The function ends at its closing
+ * parenthesis, a ` const` and a GCC `[with T = ...]` after it.
+ */
+const SOURCE_LOCATION = /\/\S+\.(?:cc|cpp|h):\d+ [^]*?\)(?: const)?(?: \[with [^\]]*\])? (?=\S)/g
+
+/**
  * `message` as clients may see it, without the server's models directory:
- * files under it relative, the directory itself by name (logs keep the paths).
+ * files under it relative, the directory itself by name (logs keep the paths);
+ * and without ONNX Runtime's source locations (an empty model file's load
+ * failure showed one, in model readiness and the repository index).
  */
 export function withoutModelsDir (message: string, modelsDir: string): string {
   const dir = resolve(modelsDir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
   return message
     .replace(new RegExp(`${dir}${sep}(?=\\S)`, 'g'), '')
     .replace(new RegExp(`${dir}${sep}?`, 'g'), 'the models directory')
+    .replace(SOURCE_LOCATION, '')
 }
 
 export function errorBody (code: ErrorCode, message: string) {

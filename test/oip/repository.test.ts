@@ -356,3 +356,18 @@ t.test('a version that failed to load is reported not ready with its reason, not
     [['clf', '1', 'READY'], ['clf', '2', 'UNAVAILABLE'], ['only', '1', 'UNAVAILABLE']])
   t.match(index.find((e: { version?: string }) => e.version === '2').reason, /cannot load model 'clf' from clf\/2\/model\.onnx/)
 })
+
+t.test('ONNX Runtime\'s source file, line and C++ function in a load failure are not shown to clients (ready, index, load); its reason is', async t => {
+  // An empty model file: ONNX Runtime's message names /onnxruntime_src/.../model.cc:187 and onnxruntime::Model::Model(...).
+  const { app, dir } = await oipApp(t, { 'mlp.onnx': addModel(), 'empty.onnx': '' }, { repositoryApi: true })
+  writeFileSync(join(dir, 'later.onnx'), '')
+  const answers = [
+    ['ready', await app.inject({ url: '/v2/models/empty/ready' })],
+    ['index', await app.inject({ method: 'POST', url: '/v2/repository/index' })],
+    ['load', await app.inject({ method: 'POST', url: '/v2/repository/models/later/load' })],
+  ] as const
+  for (const [what, res] of answers) {
+    t.match(res.body, /from (empty|later)\.onnx: Load model from (empty|later)\.onnx failed: ?ModelProto does not have a graph\./, `${what}: the reason is kept`)
+    t.notMatch(res.body, /onnxruntime_src|\.cc:\d|onnxruntime::/, `${what}: no source location or C++ function: ${res.body.slice(0, 300)}`)
+  }
+})
