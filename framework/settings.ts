@@ -94,7 +94,7 @@ export const SETTINGS = {
   threadNice: { flag: '--thread-nice', env: 'THREAD_NICE', default: 10, parse: int(0, 19), help: 'Niceness the inference threads add to the process\'s (Linux): the HTTP thread then runs first when they share a core, so refusals, health checks and answers do not wait behind a batch (0: same priority)' },
   bodyLimit: { flag: '--body-limit', env: 'BODY_LIMIT', default: 1024 * 1024, parse: int(1), help: 'Largest request body in bytes (413 above it)' },
   repositoryApi: { flag: '--repository-api', env: 'REPOSITORY_API', default: false as boolean, parse: bool, help: 'Serve the Open Inference Protocol repository API (load/unload models over HTTP: a management action)' },
-  stopOnModelFailure: { flag: '--stop-on-model-failure', env: 'STOP_ON_MODEL_FAILURE', default: false as boolean, parse: bool, help: 'A model in the directory that fails to load stops the server (else it is reported not-ready; resources\' models always stop it)' },
+  stopOnModelFailure: { flag: '--stop-on-model-failure', env: 'STOP_ON_MODEL_FAILURE', default: false as boolean, parse: bool, help: 'A model in the directory that fails to load stops the server (else the others serve, /health/ready stays 200, and it answers 503 MODEL_NOT_READY; resources\' models always stop it)' },
   logLevel: { flag: '--log-level', env: 'LOG_LEVEL', default: 'info' as string, parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), help: 'Log level' },
 } satisfies Record<string, Setting<unknown>>
 

@@ -591,6 +591,7 @@ t.test('an index out of range that the store cannot check beforehand (ids comput
 t.test('a failed model is reported not-ready with its reason and does not take the others down', async t => {
   const { app } = await oipApp(t, { 'mlp.onnx': addModel(), 'broken.onnx': 'not a model', 'badcfg.onnx': addModel(), 'badcfg.json': '{"maxBatchSize": -1}' })
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200)
+  t.equal((await app.inject({ url: '/health/ready' })).statusCode, 200, 'readiness does not wait for a model that failed (README, Health)')
   const ready = await app.inject({ url: '/v2/models/broken/ready' })
   t.equal(ready.statusCode, 503)
   t.match(ready.json(), { name: 'broken', ready: false, code: 'MODEL_NOT_READY', error: /cannot load model 'broken' from broken\.onnx/ })
