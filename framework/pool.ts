@@ -101,6 +101,14 @@ export interface RunOptions {
    * moved to the inference thread (left empty here) instead of copied.
    */
   transfer?: boolean
+  /**
+   * A later run of a request whose first run was admitted (the texts of one
+   * /ner request). With a queue bound of 0 it waits for a thread rather than
+   * being refused: its request was admitted when a thread was free, and its
+   * own earlier runs are what keep the threads busy. A bound above 0 applies
+   * to it as to any run.
+   */
+  continues?: boolean
 }
 
 export interface LoadedMetadata { inputs: TensorInfo[], outputs: TensorInfo[] }
@@ -638,7 +646,7 @@ export class InferencePool {
     // A request of 0 rows still waits and runs: it counts as one item, or
     // the queue bound would never refuse any number of them.
     const items = Math.max(rows ?? 1, 1)
-    if (this.full(q, items)) {
+    if (this.full(q, items, options.continues)) {
       q.stats.refused++
       this.forget(q)
       return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems))
@@ -676,10 +684,11 @@ export class InferencePool {
    * Whether a request of `items` would go over the model's queue bound. A
    * request bigger than the whole queue is still admitted into an empty one.
    * With a bound of 0 nothing waits: a request is admitted only when a thread
-   * is free to start it now.
+   * is free to start it now (a run that continues an admitted request waits:
+   * see RunOptions.continues).
    */
-  private full (q: ModelQueue, items: number): boolean {
-    if (q.options.maxQueueItems === 0) return q.items > 0 || !this.threads.some(t => !t.busy && !t.exited && !t.missing.has(q.key))
+  private full (q: ModelQueue, items: number, continues = false): boolean {
+    if (q.options.maxQueueItems === 0) return !continues && (q.items > 0 || !this.threads.some(t => !t.busy && !t.exited && !t.missing.has(q.key)))
     return q.items > 0 && q.items + items > q.options.maxQueueItems
   }
 

@@ -130,9 +130,15 @@ export function taggerConfigOf (model: Model, task: 'pos' | 'ner'): TaggerConfig
 
 /** Model scores through the framework: off the main thread, batched with other requests. */
 export function scorer (model: Model, config: TaggerConfig, signal?: AbortSignalLike): RunScores {
+  // The runs after a request's first continue it: with --max-queue-items 0
+  // they wait for the thread its first run holds, where they were refused
+  // (a lone request of several texts was a 503 on an idle server). A first
+  // run refused fails the request before the next is asked for (tag()).
+  let runs = 0
   return async features => {
+    const continues = runs++ > 0
     // The features are read no more (decoding takes their lengths): moved to the thread, not copied.
-    const out = await model.run({ [config.input]: { type: 'int64', data: features.data, dims: features.dims } }, { signal, transfer: true })
+    const out = await model.run({ [config.input]: { type: 'int64', data: features.data, dims: features.dims } }, { signal, transfer: true, continues })
     const scores = out[config.output]
     return { data: scores.data as Float32Array, dims: scores.dims }
   }

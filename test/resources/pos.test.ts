@@ -75,3 +75,14 @@ t.test('the licence and its attribution: GET /pos and the OIP model metadata giv
   const metadata = (await app.inject({ url: '/v2/models/pos' })).json()
   t.equal(metadata.parameters?.licence, licence, 'OIP model metadata')
 })
+
+t.test('--max-queue-items 0: a lone request of several texts on an idle server is served, not refused by its own texts', async t => {
+  // Each text is its own model run; with no queue, the second text found the
+  // one thread busy with the first and the request was a 503 OVERLOADED.
+  const app = await build(t, { batching: { maxQueueItems: 0 } })
+  for (const url of ['/pos', '/ner']) {
+    const res = await app.inject({ method: 'POST', url, payload: { texts: ['I love Paris.', 'Go!', 'Barack Obama visited Berlin.'] } })
+    t.equal(res.statusCode, 200, `${url}: ${res.body.slice(0, 200)}`)
+    t.equal(res.json().results?.length, 3, url)
+  }
+})
