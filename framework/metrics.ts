@@ -30,7 +30,7 @@
 // counts in an onResponse hook on the root instance (register it before the
 // routes it should count), which misses requests whose response never finishes.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import type { Lifecycle, LifecycleState } from './create-app.ts'
 import type { ModelStore } from './models.ts'
 import type { ModelStats } from './pool.ts'
@@ -86,8 +86,11 @@ const HTTP_LABELS = ['method', 'route', 'status_code'] as const
 const MODEL_LABELS = ['model', 'name', 'version'] as const
 type ModelLabels = Record<typeof MODEL_LABELS[number], string>
 
+/** The fields of ModelStats that are one number. */
+type ModelCount = { [K in keyof ModelStats]: ModelStats[K] extends number ? K : never }[keyof ModelStats]
+
 /** The pool's monotonic counters, by the field of ModelStats they read. */
-const MODEL_COUNTERS: Array<[keyof ModelStats, string, string]> = [
+const MODEL_COUNTERS: Array<[ModelCount, string, string]> = [
   ['batches', 'onnx_serve_model_batches_total', 'Model runs (session.run calls), each computing a batch of one or more requests'],
   ['requests', 'onnx_serve_model_requests_total', 'Requests computed'],
   ['items', 'onnx_serve_model_items_total', 'Items (rows along the batch axis) computed'],
@@ -99,7 +102,7 @@ const MODEL_COUNTERS: Array<[keyof ModelStats, string, string]> = [
 ]
 
 /** The pool's instant values. */
-const MODEL_GAUGES: Array<[keyof ModelStats, string, string]> = [
+const MODEL_GAUGES: Array<[ModelCount, string, string]> = [
   ['queuedRequests', 'onnx_serve_model_queued_requests', 'Requests waiting for an inference thread (or, run inline, for the end of the event-loop turn)'],
   ['queuedItems', 'onnx_serve_model_queued_items', 'Items waiting (the queue bound, maxQueueItems, counts these)'],
   ['largestBatch', 'onnx_serve_model_largest_batch_items', 'Most items computed in one run so far'],
@@ -196,6 +199,48 @@ function clusterLink (app: FastifyInstance, registry: Registry): () => Promise<s
   })
 }
 
+/**
+ * onnx_serve_model_batch_items, a histogram of the items each model run
+ * computed, by model. The pool counts the runs by power-of-two bucket
+ * (ModelStats.batchSizes, one increment per run); this reads those counts at
+ * scrape time, as a registry reads a metric (prom-client's Histogram can only
+ * be fed one observation at a time). Each model's buckets go 1, 2, 4... up to
+ * its maxBatchItems rounded up to a power of two: runs larger than that (a
+ * request with more items than the batch limit runs alone) are in +Inf only.
+ * A histogram sums over a cluster's workers, and its counts stay in the sum
+ * once a worker exits, as prom-client's own do (cluster-metrics.ts).
+ */
+function batchSizeHistogram (read: () => Array<{ labels: ModelLabels, stats: ModelStats, maxBatchItems: number }>): Metric {
+  const name = 'onnx_serve_model_batch_items'
+  const help = 'Items computed per model run (session.run call): the batch sizes'
+  const metric = {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get: async () => {
+      const values: Array<MetricValue<string> & { metricName: string }> = []
+      for (const { labels, stats, maxBatchItems } of read()) {
+        const { batchSizes, batchSizesSum, batches } = stats
+        // Buckets 2^0 .. 2^top, 2^top the first power of two not below maxBatchItems.
+        const top = maxBatchItems <= 1 ? 0 : 32 - Math.clz32(maxBatchItems - 1)
+        let cumulative = 0
+        for (let i = 0; i <= top; i++) {
+          cumulative += batchSizes[i] ?? 0
+          values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: 2 ** i }, value: cumulative })
+        }
+        values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: batches })
+        values.push({ metricName: `${name}_sum`, labels, value: batchSizesSum })
+        values.push({ metricName: `${name}_count`, labels, value: batches })
+      }
+      return { name, help, type: 'histogram', values, aggregator: 'sum' }
+    },
+    // What a registry calls on its metrics besides get().
+    reset: () => {},
+  }
+  return metric as unknown as Metric
+}
+
 export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, registry: given, cluster: inCluster = false, counter }: MetricsOptions) {
   const registry = given ?? new Registry()
   const everyWorker = inCluster ? clusterLink(app, registry) : undefined
@@ -285,6 +330,9 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
       },
     })
   }
+  registry.registerMetric(batchSizeHistogram(() => snapshot().map(({ labels, stats }) => ({
+    labels, stats, maxBatchItems: models.pool.batchOptions(labels.model).maxBatchItems,
+  }))))
   new Gauge({
     name: 'onnx_serve_inference_threads',
     help: 'Inference threads',

@@ -142,6 +142,14 @@ export interface ModelStats {
   requests: number
   items: number
   largestBatch: number
+  /**
+   * Runs by their items, in powers of two (the batch-size histogram's
+   * buckets): [0] counts the runs of at most one item, [i] those of more than
+   * 2^(i-1) and at most 2^i. As long as the largest run needs.
+   */
+  batchSizes: number[]
+  /** Items over every run, reruns included (the batch-size histogram's sum; `items` counts each request once). */
+  batchSizesSum: number
   /** Requests dropped from the queue because their signal fired (never computed, nor counted in `requests`). */
   dropped: number
   /** Requests refused because the queue was full. */
@@ -159,7 +167,7 @@ class ModelQueue {
   items = 0
   shape?: ModelShape
   batches = false
-  stats: Omit<ModelStats, 'queuedRequests' | 'queuedItems'> = { batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, badInput: 0, inline: 0 }
+  stats: Omit<ModelStats, 'queuedRequests' | 'queuedItems'> = { batches: 0, requests: 0, items: 0, largestBatch: 0, batchSizes: [], batchSizesSum: 0, dropped: 0, refused: 0, failed: 0, badInput: 0, inline: 0 }
   /** Moving average of session.run's time per input element, in microseconds. */
   usPerElement?: number
   /** When usPerElement was last measured, or a job sent to a thread to measure it (performance.now()). */
@@ -879,9 +887,9 @@ export class InferencePool {
   /** A model's counters. */
   stats (key: string): ModelStats {
     const q = this.queues.get(key)
-    if (!q) return { queuedRequests: 0, queuedItems: 0, batches: 0, requests: 0, items: 0, largestBatch: 0, dropped: 0, refused: 0, failed: 0, badInput: 0, inline: 0 }
+    if (!q) return { queuedRequests: 0, queuedItems: 0, batches: 0, requests: 0, items: 0, largestBatch: 0, batchSizes: [], batchSizesSum: 0, dropped: 0, refused: 0, failed: 0, badInput: 0, inline: 0 }
     // Both count the inline jobs waiting for the end of the turn (q.items does).
-    return { queuedRequests: q.jobs.length + q.inlineJobs.length, queuedItems: q.items, ...q.stats }
+    return { queuedRequests: q.jobs.length + q.inlineJobs.length, queuedItems: q.items, ...q.stats, batchSizes: [...q.stats.batchSizes] }
   }
 
   private drain () {
@@ -1076,6 +1084,12 @@ export class InferencePool {
       if (!onThread) q.stats.inline += jobs.length
     }
     q.stats.largestBatch = Math.max(q.stats.largestBatch, items)
+    // The power-of-two bucket of `items` (1 -> 0, 2 -> 1, 3..4 -> 2, 5..8 -> 3...).
+    const bucket = items <= 1 ? 0 : 32 - Math.clz32(items - 1)
+    const sizes = q.stats.batchSizes
+    while (sizes.length <= bucket) sizes.push(0)
+    sizes[bucket]++
+    q.stats.batchSizesSum += items
     let result
     try {
       result = await runner(feeds, jobs[0].outputs, merged !== undefined)

@@ -10,7 +10,9 @@ import { RowsResource, SEQ_VOCAB, affineModel, sequenceModel, slowAffineModel } 
 import { metricsRoutes, UNMATCHED_ROUTE } from '../../framework/metrics.ts'
 import { openInferenceProtocol } from '../../framework/oip.ts'
 import type { App, AppOptions } from '../../framework/create-app.ts'
-import type { FastifyReply } from 'fastify'
+import Fastify, { type FastifyReply } from 'fastify'
+import { Registry } from 'prom-client'
+import { ClusterMetrics } from '../../framework/cluster-metrics.ts'
 import { readExposition } from '../fixtures/exposition.ts'
 
 interface Sample { name: string, labels: Record<string, string>, value: number }
@@ -358,6 +360,53 @@ t.test('model counters never go down while a batch that did not split back is re
   t.equal((await slow).statusCode, 200)
   seen.push(await counts())
   t.same(seen, [[3, 3, 1], [3, 3, 2], [3, 3, 4]], 'requests and items are counted once, with the batch; they never go down')
+})
+
+t.test('batch sizes: a histogram of items per run, by model, that sums over a cluster\'s workers and outlives them', async t => {
+  // Buckets up to the model's maxBatchSize rounded up to a power of two: 1, 2, 4.
+  const a = await app(t, { maxBatchSize: 3 })
+  // Runs of 1, 3, 2 and 7 items (alone: more than the limit), then one run
+  // of 3 items merged from two requests waiting behind /slow.
+  for (const n of [1, 3, 2, 7]) t.equal((await a.inject({ method: 'POST', url: '/affine', payload: body(n, n) })).statusCode, 200)
+  const slow = a.inject({ method: 'POST', url: '/slow', payload: body(0) })
+  while (a.models.pool.computing === 0) await new Promise(resolve => setTimeout(resolve, 2))
+  const merged = [a.inject({ method: 'POST', url: '/affine', payload: body(1, 2) }), a.inject({ method: 'POST', url: '/affine', payload: body(1) })]
+  for (const res of [...await Promise.all(merged), await slow]) t.equal(res.statusCode, 200)
+  t.equal(a.models.pool.stats('affine').batches, 5, 'five runs')
+
+  const { samples, text } = await scrape(t, a)
+  t.match(text, /^# TYPE onnx_serve_model_batch_items histogram$/m)
+  const buckets = (s: typeof samples) => find(s, 'onnx_serve_model_batch_items_bucket', affine).map(b => [b.labels.le, b.value])
+  t.same(buckets(samples), [['1', 1], ['2', 2], ['4', 4], ['+Inf', 5]], 'cumulative counts of runs by items')
+  t.equal(value(samples, 'onnx_serve_model_batch_items_sum', affine), 1 + 3 + 2 + 7 + 3)
+  t.equal(value(samples, 'onnx_serve_model_batch_items_count', affine), value(samples, 'onnx_serve_model_batches_total', affine), 'one observation per run')
+  t.same(find(samples, 'onnx_serve_model_batch_items_bucket', { model: 'slow' }).map(b => b.labels.le),
+    ['1', '2', '4', '8', '16', '32', '64', '+Inf'], 'each model up to its own limit (the default 64)')
+
+  // In a cluster, the arbiter sums the workers' registries, and keeps the
+  // histograms of a worker that exited: two workers that each ran these.
+  const registry = new Registry()
+  const worker = Fastify()
+  t.teardown(() => worker.close())
+  await worker.register(metricsRoutes, { lifecycle: a.lifecycle, models: a.models, registry })
+  await worker.ready()
+  const part = await registry.getMetricsAsJSON()
+  const asked: Array<[string, number]> = []
+  const cluster = new ClusterMetrics<string>({ ask: (w, id) => { asked.push([w, id]); return true }, nameOf: w => w })
+  const idOf = (w: string) => asked.filter(([x]) => x === w).at(-1)![1]
+  const both = cluster.gather(['A', 'B'])
+  cluster.part('A', idOf('A'), part)
+  cluster.part('B', idOf('B'), part)
+  const summed = await both
+  t.same(readExposition(summed).problems, [], 'the sum is a valid exposition')
+  t.same(buckets(parse(summed)), [['1', 2], ['2', 4], ['4', 8], ['+Inf', 10]], 'summed over the workers')
+  cluster.final('A', part)
+  cluster.exited('A')
+  const one = cluster.gather(['B'])
+  cluster.part('B', idOf('B'), part)
+  const after = parse(await one)
+  t.same(buckets(after), [['1', 2], ['2', 4], ['4', 8], ['+Inf', 10]], 'an exited worker\'s runs stay counted')
+  t.equal(value(after, 'onnx_serve_model_batch_items_sum', affine), 32)
 })
 
 t.test('/metrics answers while loading, after a failed load and while draining; the state gauge follows', async t => {
