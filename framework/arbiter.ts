@@ -53,7 +53,9 @@
 // - --worker-timeout: a ready worker not heard from (heartbeats) for that
 //   long, its event loop blocked, is killed and replaced; a booting one,
 //   after --load-timeout (watchHeartbeats).
-// - /metrics: the arbiter sums every worker's metrics (cluster-metrics.ts).
+// - /metrics: the arbiter sums every ready worker's metrics
+//   (cluster-metrics.ts), and counts those still booting in the lifecycle
+//   state gauge ('loading'; 'failed' once one said its load failed).
 import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
 import pino from 'pino'
@@ -386,6 +388,23 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     removeBeyondTarget()
   }
 
+  /** Workers that said they failed to load (a replacement's: it exits 3 now), until their exit. */
+  const failedBoot = new Set<Worker>()
+  /**
+   * The lifecycle states of the workers a scrape does not ask (`ready` are
+   * asked): those booting (a TTIN's, a respawn, a replacement; none being
+   * removed) cannot answer yet, but are in /metrics' state gauge, 'loading',
+   * or 'failed' once they said so.
+   */
+  const unaskedStates = () => {
+    const states = { loading: 0, failed: 0 }
+    for (const w of Object.values(cluster.workers ?? {})) {
+      if (!w || w.isDead() || ready.has(w) || removed.has(w)) continue
+      states[failedBoot.has(w) ? 'failed' : 'loading']++
+    }
+    return states
+  }
+
   // Any message from a worker says its event loop turns.
   cluster.on('message', (worker: Worker, message: WorkerMessage) => {
     lastHeard.set(worker, Date.now())
@@ -411,6 +430,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       removeBeyondTarget(worker, replaced)
       logAllReady()
     } else if (message.type === 'failed') {
+      failedBoot.add(worker)
       // A replacement (HUP, --max-requests) that cannot load what is on disk
       // now: the old worker keeps serving what it loaded, as when a
       // replacement dies while booting (the worker exits 3 itself).
@@ -429,7 +449,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     } else if (message.type === 'metrics') {
       // A ready worker whose channel closed (it crashed, its exit not yet
       // seen) is counted as of its last answer, not left out of the sum.
-      metrics.gather(ready).then(
+      metrics.gather(ready, unaskedStates()).then(
         text => tell(worker, { type: 'metrics', id: message.id, text }),
         (err: Error) => tell(worker, { type: 'metrics', id: message.id, error: err.message }),
       )
@@ -446,6 +466,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     lastHeard.delete(worker)
     listening.delete(worker)
     metrics.exited(worker)
+    failedBoot.delete(worker)
     const wasRetiring = retiring.delete(worker)
     removed.delete(worker)
     bornIn.delete(worker)

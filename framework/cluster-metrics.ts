@@ -1,16 +1,18 @@
 // The arbiter's side of /metrics: a scrape reaches one worker, which asks the
 // arbiter; the arbiter gathers every ready worker's registry and sums them
 // (prom-client's AggregatorRegistry.aggregate), so each scrape shows the whole
-// server. The counters of workers that exited stay in the sum (their final
-// values, sent as they close; a crashed worker's, as of the last scrape), so a
-// replaced worker is never a counter reset to Prometheus. Nor is the order the
+// server; workers still booting, which cannot answer yet, are counted in the
+// lifecycle state gauge as the arbiter tells (`unasked`). The counters of
+// workers that exited stay in the sum (their final values, sent as they
+// close; a crashed worker's, as of the last scrape), so a replaced worker is never a counter reset to Prometheus. Nor is the order the
 // workers answer in: a floating-point sum of seconds can come out an ulp lower
 // when added in another order, so no counter is reported below its last value.
 //
 // This holds no process: the arbiter tells it what its workers say and do, in
 // the order it hears them, which is what the tests replay.
 import { AggregatorRegistry, type MetricValue } from 'prom-client'
-import type { MetricsPart } from './metrics.ts'
+import { LIFECYCLE_STATE_HELP, LIFECYCLE_STATE_METRIC, LIFECYCLE_STATES, type MetricsPart } from './metrics.ts'
+import type { LifecycleState } from './create-app.ts'
 
 /** How long a gathering waits for the workers. */
 export const GATHER_TIMEOUT_MS = 5000
@@ -49,6 +51,15 @@ function countersOf (part: MetricsPart | undefined): MetricsPart {
   return (part ?? []).filter(counting)
 }
 
+/** The lifecycle state gauge of workers the arbiter counts itself, as a worker's part (every state, 0 when none). */
+const statesPart = (counts: Partial<Record<LifecycleState, number>>): MetricsPart => [{
+  name: LIFECYCLE_STATE_METRIC,
+  help: LIFECYCLE_STATE_HELP,
+  type: 'gauge',
+  aggregator: 'sum',
+  values: LIFECYCLE_STATES.map(state => ({ labels: { state }, value: counts[state] ?? 0 })),
+}] as unknown as MetricsPart
+
 const counting = (metric: MetricsPart[number]) => String(metric.type) === 'counter' || String(metric.type) === 'histogram'
 
 export interface ClusterMetricsOptions<W> {
@@ -85,8 +96,10 @@ export class ClusterMetrics<W> {
    * (the ready ones; those that sent their final metrics are skipped) and
    * waits for all. A worker that closes or exits meanwhile is no longer waited
    * for. Fails when a worker reports an error, or is silent past the timeout.
+   * `unasked`: how many workers not asked are in each lifecycle state (those
+   * still booting: they cannot answer yet), added to the state gauge.
    */
-  gather (workers: Iterable<W>): Promise<string> {
+  gather (workers: Iterable<W>, unasked: Partial<Record<LifecycleState, number>> = {}): Promise<string> {
     return new Promise((resolve, reject) => {
       const id = ++this.#lastId
       const gathering: Gathering<W> = {
@@ -96,7 +109,7 @@ export class ClusterMetrics<W> {
           clearTimeout(timer)
           this.#gatherings.delete(id)
           if (error) return reject(new Error(error))
-          AggregatorRegistry.aggregate([...gathering.parts.values(), this.#retired]).getMetricsAsJSON()
+          AggregatorRegistry.aggregate([...gathering.parts.values(), this.#retired, statesPart(unasked)]).getMetricsAsJSON()
             .then(sum => AggregatorRegistry.aggregate([this.#notBelowReported(sum)]).metrics())
             .then(resolve, reject)
         },

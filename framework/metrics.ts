@@ -16,7 +16,8 @@
 // hands the connection to, so a worker answers with every worker's metrics: it
 // asks the arbiter, which collects the registry of each ready worker and sums
 // them (arbiter.ts, with prom-client's AggregatorRegistry.aggregate; gauges
-// that do not add up say how they combine). Counters then grow from scrape to
+// that do not add up say how they combine); the workers still booting, which
+// cannot answer yet, the arbiter counts itself in the lifecycle state. Counters then grow from scrape to
 // scrape whichever worker answers, also across worker replacements: a worker
 // sends its final metrics as its app closes, and the arbiter keeps the
 // counters of exited workers in the sum. If the gathering fails (a worker
@@ -80,7 +81,9 @@ export const UNMATCHED_ROUTE = 'unmatched'
  */
 const DURATION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
-const STATES: LifecycleState[] = ['loading', 'ready', 'draining', 'failed']
+export const LIFECYCLE_STATES: LifecycleState[] = ['loading', 'ready', 'draining', 'failed']
+export const LIFECYCLE_STATE_METRIC = 'onnx_serve_lifecycle_state'
+export const LIFECYCLE_STATE_HELP = 'The app\'s state: 1 for the current one of loading, ready, draining, failed (in a cluster: how many workers are in each)'
 
 const HTTP_LABELS = ['method', 'route', 'status_code'] as const
 const MODEL_LABELS = ['model', 'name', 'version'] as const
@@ -347,12 +350,12 @@ export async function metricsRoutes (app: FastifyInstance, { lifecycle, models, 
   })
 
   new Gauge({
-    name: 'onnx_serve_lifecycle_state',
-    help: 'The app\'s state: 1 for the current one of loading, ready, draining, failed (in a cluster: how many workers are in each)',
+    name: LIFECYCLE_STATE_METRIC,
+    help: LIFECYCLE_STATE_HELP,
     labelNames: ['state'] as const,
     registers,
     collect () {
-      for (const state of STATES) this.set({ state }, lifecycle.state === state ? 1 : 0)
+      for (const state of LIFECYCLE_STATES) this.set({ state }, lifecycle.state === state ? 1 : 0)
     },
   })
 

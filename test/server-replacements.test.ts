@@ -3,6 +3,7 @@
 // second HUP while the first one's replacement boots, a worker that dies
 // while its replacement boots, TTOU and HUP during a TERM drain.
 import t from 'tap'
+import { request as httpRequest } from 'node:http'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
 import { arbiterLog, gatedCluster, SLOW_APP, startReady, within, workerPids } from './fixtures/server.ts'
 
@@ -81,6 +82,40 @@ t.test('cluster, --workers 2: a worker that dies while its HUP replacement boots
   t.equal(server.lines.filter(l => l.msg === 'worker ready' && live.includes(l.workerPid)).length, 2, 'both ready')
   t.notOk(server.lines.some(l => /the old worker keeps serving/.test(l.msg ?? '') && l.worker === 3), 'worker 3\'s death does not claim that worker 1, dead, keeps serving')
   t.equal(await health(), 200, 'and they serve')
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+/** GET /metrics on a connection of its own (the primary hands connections to the workers in turn): the states gauge, by state. */
+function lifecycleStates (port: number): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    httpRequest({ host: '127.0.0.1', port, path: '/metrics', agent: false }, res => {
+      let text = ''
+      res.setEncoding('utf8').on('data', chunk => { text += chunk }).on('end', () => {
+        const states: Record<string, number> = { status: res.statusCode! }
+        for (const m of text.matchAll(/^onnx_serve_lifecycle_state\{state="(\w+)"\} (\S+)$/gm)) states[m[1]] = Number(m[2])
+        resolve(states)
+      })
+    }).on('error', reject).end()
+  })
+}
+
+t.test('cluster: /metrics counts the workers still booting as loading (the primary counts them: they cannot answer yet)', async t => {
+  const { server, importing, open } = gatedCluster(t)
+  await Promise.all([importing(1), importing(2)])
+  open(1)
+  open(2)
+  await server.waitFor(l => l.msg === 'all workers ready')
+  const listening = await server.waitFor(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at http://127.0.0.1:'))
+  const port = Number(/:(\d+)$/.exec(listening.msg)![1])
+  t.same(await lifecycleStates(port), { status: 200, loading: 0, ready: 2, draining: 0, failed: 0 }, 'two workers ready')
+  server.proc.kill('SIGTTIN')
+  await importing(3)
+  const during = [await lifecycleStates(port), await lifecycleStates(port)]
+  t.same(during, [1, 2].map(() => ({ status: 200, loading: 1, ready: 2, draining: 0, failed: 0 })), 'the TTIN\'s worker, booting, is loading, whichever worker answers')
+  open(3)
+  await server.waitFor(l => l.msg === 'worker ready' && l.worker === 3)
+  t.same(await lifecycleStates(port), { status: 200, loading: 0, ready: 3, draining: 0, failed: 0 }, 'then ready')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
