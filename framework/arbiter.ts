@@ -8,7 +8,8 @@
 // - Once the server has been up, a worker that dies is replaced, with a
 //   back-off that grows while workers keep dying, so a crash loop does not
 //   spin the CPU. A replacement for HUP (or --max-requests) that dies or
-//   fails to load its models while booting leaves the old worker serving.
+//   fails to load its models while booting leaves the old worker serving
+//   (at --max-requests, it asks again that many requests later: serve.ts).
 // - Before forking, the arbiter checks that it can listen on the host and
 //   port (exit 1 with the error if not). With --port 0, it picks a free port
 //   then, and every worker listens on it (Node's cluster keeps a port-0

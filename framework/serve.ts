@@ -259,8 +259,12 @@ export async function serve (buildApp: BuildApp, settings: Settings, releaseSign
     } else {
       const limit = settings.maxRequests + Math.floor(Math.random() * (settings.maxRequestsJitter + 1))
       let served = 0
+      // Asked again every --max-requests requests after: a replacement that
+      // died or could not load its models leaves this worker serving, and it
+      // must not serve on for ever unrecycled. (While its replacement boots,
+      // the arbiter ignores the asks; once replaced, it drains.)
       app.addHook('onResponse', async () => {
-        if (++served === limit) {
+        if (++served >= limit && (served - limit) % settings.maxRequests === 0) {
           log.info({ served }, 'max requests reached: asking to be replaced')
           tell({ type: 'retire' })
         }

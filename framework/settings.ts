@@ -85,7 +85,7 @@ export const SETTINGS = {
   gracefulTimeout: { flag: '--graceful-timeout', env: 'GRACEFUL_TIMEOUT', default: 30, parse: seconds(0), help: 'On SIGTERM, seconds in-flight requests get before the rest is killed' },
   workerTimeout: { flag: '--worker-timeout', env: 'WORKER_TIMEOUT', default: 30, parse: seconds(0), help: 'Seconds a ready cluster worker may go unheard (its event loop blocked) before the primary kills it (SIGKILL) and starts another; while it loads its models, --load-timeout (0 disables both)' },
   loadTimeout: { flag: '--load-timeout', env: 'LOAD_TIMEOUT', default: 120, parse: seconds(1), help: 'Seconds models may take to load and warm up' },
-  maxRequests: { flag: '--max-requests', env: 'MAX_REQUESTS', default: 0, parse: int(0), help: 'Recycle a worker after this many requests (0 disables; needs --workers >= 2)' },
+  maxRequests: { flag: '--max-requests', env: 'MAX_REQUESTS', default: 0, parse: int(0), help: 'Recycle a worker after this many requests (0 disables; needs --workers >= 2); asked again every as many more if its replacement fails' },
   maxRequestsJitter: { flag: '--max-requests-jitter', env: 'MAX_REQUESTS_JITTER', default: 0, parse: int(0), help: 'Random extra requests (0..N) added to --max-requests per worker' },
   maxBatchSize: { flag: '--max-batch-size', env: 'MAX_BATCH_SIZE', default: 64, parse: int(1, 65536), help: 'Most examples (rows) merged into one model run; 1 disables batching. A model\'s config.json may set maxBatchSize' },
   maxQueueDelay: { flag: '--max-queue-delay', env: 'MAX_QUEUE_DELAY', default: 0, parse: int(0, 60_000), help: 'Milliseconds a batch that is not full may wait for more requests (0: never wait). config.json: maxQueueDelayMs' },

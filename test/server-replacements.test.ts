@@ -4,8 +4,12 @@
 // while its replacement boots, TTOU and HUP during a TERM drain.
 import t from 'tap'
 import { request as httpRequest } from 'node:http'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
 import { arbiterLog, gatedCluster, SLOW_APP, startReady, within, workerPids } from './fixtures/server.ts'
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 
 t.test('cluster: TTOU and HUP during a TERM drain are ignored, and say so (no worker is told to go, none is replaced)', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
@@ -116,6 +120,48 @@ t.test('cluster: /metrics counts the workers still booting as loading (the prima
   open(3)
   await server.waitFor(l => l.msg === 'worker ready' && l.worker === 3)
   t.same(await lifecycleStates(port), { status: 200, loading: 0, ready: 3, draining: 0, failed: 0 }, 'then ready')
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+/** POST /scale on a connection of its own (the primary hands connections to the workers in turn): the status. */
+function scale (port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/scale', agent: false, headers: { 'content-type': 'application/json' } }, res => {
+      res.resume().on('end', () => resolve(res.statusCode!))
+    })
+    req.on('error', reject)
+    req.end(JSON.stringify({ rows: [[5.1, 3.5, 1.4, 0.2]] }))
+  })
+}
+
+t.test('cluster, --max-requests: a worker whose replacement failed to load asks again --max-requests later, and is recycled then', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--max-requests', '4', '--max-requests-jitter', '0'])
+  const original = server.lines.filter(l => l.msg === 'worker ready').map(l => l.worker as number)
+  // Its replacement will not load.
+  const scaler = scalerModel()
+  writeFileSync(join(dir, 'scaler.onnx'), 'garbage, not an ONNX protobuf')
+  const asking = () => server.lines.filter(l => l.msg === 'max requests reached: asking to be replaced')
+  // One request at a time, until a worker asks: only that one.
+  for (let i = 0; i < 20 && asking().length === 0; i++) {
+    t.equal(await scale(server.port), 200)
+    await sleep(200)
+  }
+  t.equal(asking().length, 1, 'one worker asked to be replaced')
+  const recycled = asking()[0].worker as number
+  const failed = await server.waitFor(l => l.msg === 'a replacement worker failed to boot: the old worker keeps serving')
+  await server.waitFor(l => l.msg === 'worker exited' && l.worker === failed.worker)
+  // The models are fine again: the next replacement loads.
+  writeFileSync(join(dir, 'scaler.onnx'), scaler)
+  const gone = () => server.lines.some(l => l.msg === 'worker exited' && l.worker === recycled)
+  for (let i = 0; i < 24 && !gone(); i++) {
+    t.equal(await scale(server.port), 200)
+    await sleep(100)
+  }
+  const exited = await within(server.waitFor(l => l.msg === 'worker exited' && l.worker === recycled), 15_000).catch(() => 'not exited')
+  t.match(exited, { code: 0, signal: null }, `worker ${recycled} (of ${original.join(', ')}) asked again and was replaced, then drained; arbiter: ${arbiterLog(server)}`)
+  t.ok(asking().filter(l => l.worker === recycled).length >= 2, 'it asked again')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
