@@ -9,7 +9,9 @@
 //   back-off that grows while workers keep dying, so a crash loop does not
 //   spin the CPU. A replacement for HUP (or --max-requests) that dies or
 //   fails to load its models while booting leaves the old worker serving
-//   (at --max-requests, it asks again that many requests later: serve.ts).
+//   (at --max-requests, it asks again that many requests later: serve.ts;
+//   asks within a back-off after the failure, 1 s doubling up to 10 s, are
+//   ignored).
 // - Before forking, the arbiter checks that it can listen on the host and
 //   port (exit 1 with the error if not). With --port 0, it picks a free port
 //   then, and every worker listens on it (Node's cluster keeps a port-0
@@ -325,8 +327,12 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     }, backoffMs)
   }
 
-  /** Starts a replacement, waits for it to be ready, then drains the old worker. */
-  const replace = async (old: Worker) => {
+  /**
+   * Starts a replacement, waits for it to be ready, then drains the old
+   * worker. False when the replacement died or failed to load (the old
+   * worker serves on); undefined when none was started, or it was superseded.
+   */
+  const replace = async (old: Worker): Promise<boolean | undefined> => {
     // A worker gone meanwhile (TTOU, a crash: already replaced if need be) is not replaced again.
     if (retiring.has(old) || stopping || old.isDead()) return
     retiring.add(old)
@@ -345,6 +351,30 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       removeBeyondTarget(old)
       logAllReady()
     }
+    return ok
+  }
+
+  /**
+   * Workers at --max-requests whose replacement failed: they ask again every
+   * --max-requests requests (serve.ts), which on a busy server would boot
+   * one failing replacement after another (a bad model file on disk, say).
+   * Their asks are ignored until `at`; `ms` doubles with each failure, up to
+   * MAX_BACKOFF_MS. `logged`: the first ignored ask of a back-off is logged.
+   */
+  const retireBackoff = new Map<Worker, { at: number, ms: number, logged: boolean }>()
+  const retireAsked = async (worker: Worker) => {
+    const backoff = retireBackoff.get(worker)
+    const now = Date.now()
+    if (backoff && now < backoff.at) {
+      if (!backoff.logged) log.info({ worker: worker.id, retryInMs: backoff.at - now }, 'a worker at --max-requests asks again soon after its replacement failed: ignored (back-off)')
+      backoff.logged = true
+      return
+    }
+    const ok = await replace(worker)
+    if (ok === true) retireBackoff.delete(worker)
+    if (ok !== false) return
+    const ms = Math.min(MAX_BACKOFF_MS, backoff ? backoff.ms * 2 : 1000)
+    retireBackoff.set(worker, { at: Date.now() + ms, ms, logged: false })
   }
 
   /**
@@ -446,7 +476,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       process.stderr.write(`error: worker failed to boot: ${message.error}\n`)
       shutdown(BOOT_FAILURE, 'SIGKILL')
     } else if (message.type === 'retire') {
-      void replace(worker)
+      void retireAsked(worker)
     } else if (message.type === 'metrics') {
       // A ready worker whose channel closed (it crashed, its exit not yet
       // seen) is counted as of its last answer, not left out of the sum.
@@ -468,6 +498,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     listening.delete(worker)
     metrics.exited(worker)
     failedBoot.delete(worker)
+    retireBackoff.delete(worker)
     const wasRetiring = retiring.delete(worker)
     removed.delete(worker)
     bornIn.delete(worker)

@@ -165,3 +165,23 @@ t.test('cluster, --max-requests: a worker whose replacement failed to load asks 
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
+
+t.test('cluster, --max-requests: asks that come soon after a failed replacement are ignored for a back-off, not a replacement booting after another', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1', '--max-requests', '1', '--max-requests-jitter', '0'])
+  writeFileSync(join(dir, 'scaler.onnx'), 'garbage, not an ONNX protobuf')
+  // Every request is an ask (--max-requests 1), as on a busy server; every replacement fails to load.
+  const ignored = () => server.lines.find(l => l.msg === 'a worker at --max-requests asks again soon after its replacement failed: ignored (back-off)')
+  const failures = () => server.lines.filter(l => l.msg === 'a replacement worker failed to boot: the old worker keeps serving').length
+  const started = performance.now()
+  const statuses = new Set<number>()
+  while (!ignored() && performance.now() - started < 12_000) {
+    statuses.add(await scale(server.port))
+    await sleep(20)
+  }
+  t.same([...statuses], [200], 'the old workers serve')
+  t.ok(ignored(), `an ask during the back-off is ignored, and said so; ${failures()} replacements failed; arbiter: ${arbiterLog(server)}`)
+  t.match(ignored(), { retryInMs: Number }, 'with the time left')
+  server.proc.kill('SIGTERM')
+  t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
