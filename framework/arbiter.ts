@@ -4,7 +4,8 @@
 //
 // - A worker that fails to boot (a model does not load; or any worker dies
 //   before the first one was ready) stops the whole server with exit code 3
-//   and the error: retrying would fail the same way.
+//   and the error: retrying would fail the same way. Once the server has
+//   been up (a TTIN's worker, a respawn), the workers serving drain first.
 // - Once the server has been up, a worker that dies is replaced, with a
 //   back-off that grows while workers keep dying, so a crash loop does not
 //   spin the CPU. A replacement for HUP (or --max-requests) that dies or
@@ -474,7 +475,10 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       }
       log.fatal({ worker: worker.id, error: message.error }, 'worker failed to boot: stopping the server')
       process.stderr.write(`error: worker failed to boot: ${message.error}\n`)
-      shutdown(BOOT_FAILURE, 'SIGKILL')
+      // Once the server has been up (a TTIN's worker, a respawn), the other
+      // workers serve: they drain, as on TERM, rather than cut their
+      // requests. At start-up, none serves yet: they stop at once.
+      shutdown(BOOT_FAILURE, wasUp ? 'SIGTERM' : 'SIGKILL')
     } else if (message.type === 'retire') {
       void retireAsked(worker)
     } else if (message.type === 'metrics') {

@@ -4,10 +4,11 @@
 // while its replacement boots, TTOU and HUP during a TERM drain.
 import t from 'tap'
 import { request as httpRequest } from 'node:http'
-import { writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { arbiterLog, gatedCluster, SLOW_APP, startReady, within, workerPids } from './fixtures/server.ts'
+import { arbiterLog, GATED_IMPORT_APP, gatedCluster, SLOW_APP, startReady, startServer, within, workerPids } from './fixtures/server.ts'
 
 const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
 
@@ -184,4 +185,38 @@ t.test('cluster, --max-requests: asks that come soon after a failed replacement 
   t.match(ignored(), { retryInMs: Number }, 'with the time left')
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
+})
+
+t.test('cluster: a worker added once the server is up (TTIN) that fails to load stops the server (exit 3) with a drain: the requests in flight finish', async t => {
+  // About 2 s a run on a loaded 2-core machine: it outlasts worker 3's failed load.
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(250) })
+  const gates = mkdtempSync(join(tmpdir(), 'onnx-serve-gates-'))
+  t.teardown(() => rmSync(gates, { recursive: true, force: true }))
+  const server = startServer(t, ['--models-dir', dir, '--app', GATED_IMPORT_APP, '--workers', '2', '--threads', '1'], { env: { GATE_DIR: gates } })
+  t.teardown(() => { for (const pid of workerPids(server.proc.pid!)) process.kill(pid, 'SIGKILL') })
+  const open = (id: number) => writeFileSync(join(gates, String(id)), '')
+  open(1)
+  open(2)
+  await server.waitFor(l => l.msg === 'all workers ready')
+  const listening = await server.waitFor(l => typeof l.msg === 'string' && l.msg.startsWith('Server listening at http://127.0.0.1:'))
+  const port = Number(/:(\d+)$/.exec(listening.msg)![1])
+  writeFileSync(join(dir, 'scaler.onnx'), 'garbage, not an ONNX protobuf')
+  server.proc.kill('SIGTTIN')
+  await server.waitFor(l => l.msg === 'importing the app (gated)' && l.worker === 3)
+  // A slow request in flight in a worker that serves, then worker 3 goes on and fails to load.
+  const slow = new Promise<{ status: number, body: string } | string>(resolve => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/slow', agent: false, headers: { 'content-type': 'application/json' } }, res => {
+      let body = ''
+      res.setEncoding('utf8').on('data', chunk => { body += chunk }).on('end', () => resolve({ status: res.statusCode!, body }))
+    })
+    req.on('error', (err: Error) => resolve(err.message))
+    req.end(JSON.stringify({ x: 1 }))
+  })
+  await sleep(300)
+  open(3)
+  await server.waitFor(l => l.msg === 'worker failed to boot: stopping the server')
+  const answer = await slow
+  t.match(answer, { status: 200 }, `the request in flight is answered (${JSON.stringify(answer)})`)
+  t.same(await within(server.exited, 15_000), { code: 3, signal: null }, 'exit 3, a failed boot')
+  t.match(server.stderr(), /error: worker failed to boot: cannot load model 'scaler'/)
 })
