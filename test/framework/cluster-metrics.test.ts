@@ -202,3 +202,15 @@ t.test('a sum of fractions never comes out lower than the last one, whatever ord
   const third = await text
   t.ok(sample(third, 'cpu_seconds_total')! >= second[0]!, `after A retired: ${sample(third, 'cpu_seconds_total')}`)
 })
+
+t.test('the workers not asked (booting) are added to the lifecycle state gauge, every state present', async t => {
+  const { metrics, idFor } = setup()
+  const registry = new Registry()
+  new Gauge({ name: 'onnx_serve_lifecycle_state', help: 'state', labelNames: ['state'], registers: [registry] }).set({ state: 'ready' }, 1)
+  const text = metrics.gather(['A'], { loading: 2, failed: 1 })
+  metrics.part('A', idFor('A'), await registry.getMetricsAsJSON())
+  const sum = await text
+  const state = (s: string) => sample(sum, `onnx_serve_lifecycle_state{state="${s}"}`)
+  t.same(['loading', 'ready', 'draining', 'failed'].map(state), [2, 1, 0, 1])
+  t.match(await metrics.gather([]), /^onnx_serve_lifecycle_state\{state="loading"\} 0$/m, 'present with no worker asked')
+})
