@@ -136,11 +136,13 @@ export const shown = (text: string) => (text.length > 100 ? `${text.slice(0, 100
  * A client's JSON value as error messages quote it: a string, boolean or
  * null as JSON and a number as JavaScript writes it (1e999 parses to
  * Infinity, which JSON writes as null), shortened as by `shown`; an object or
- * an array by its kind alone. JSON.stringify of one nested 20,000 deep (a 120 kB body)
+ * an array by its kind alone (a typed array by its class). JSON.stringify of one nested 20,000 deep (a 120 kB body)
  * overflowed the stack, a 500, and a large one came back whole.
  */
 export function shownValue (value: unknown): string {
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`
   if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'bigint') return `${value}n`
   if (typeof value === 'object' && value !== null) return 'an object'
   return shown(typeof value === 'number' ? String(value) : JSON.stringify(value) ?? String(value))
 }

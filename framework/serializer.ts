@@ -28,6 +28,7 @@
 // whole, which writes doubles.
 import { SerializerSelector, type SerializerFactory } from '@fastify/fast-json-stringify-compiler'
 import { float32ArrayJson, float32Json } from './float32-json.ts'
+import { shownValue } from './errors.ts'
 
 type Write = (value: unknown) => string
 
@@ -145,15 +146,6 @@ function objectWriter (s: Record<string, unknown>): { write: Write, numbers: boo
       return out + '}'
     },
   }
-}
-
-/** A value as a message quotes it: its type where that says more (a Float32Array, an object). */
-function shownValue (v: unknown): string {
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name}`
-  if (Array.isArray(v)) return 'an array'
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)
-  if (typeof v === 'object' && v !== null) return 'an object'
-  return typeof v === 'bigint' ? `${v}n` : String(v)
 }
 
 /**
