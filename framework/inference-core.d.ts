@@ -2,7 +2,7 @@ import type { Tensor, TensorInfo } from './tensor.ts'
 
 export interface Runtime {
   load (msg: { key: string, bytes?: Uint8Array, path?: string, options?: Record<string, unknown> }): Promise<{ inputs: TensorInfo[], outputs: TensorInfo[] }>
-  run (msg: { key: string, feeds: Record<string, Tensor>, outputs?: string[] }): Promise<{ outputs: Record<string, Tensor>, computeUs: number }>
+  run (msg: { key: string, feeds: Record<string, Tensor>, outputs?: string[] }): Promise<{ outputs: Record<string, Tensor>, computeUs: number, warmUp: boolean }>
   unload (msg: { key: string }): Promise<void>
   has (key: string): boolean
 }

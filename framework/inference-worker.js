@@ -33,7 +33,7 @@ parentPort.on('message', async msg => {
     if (msg.op === 'load') {
       parentPort.postMessage({ id: msg.id, ok: true, ...await runtime.load(msg) })
     } else if (msg.op === 'run') {
-      const { outputs, computeUs } = await runtime.run(msg)
+      const { outputs, computeUs, warmUp } = await runtime.run(msg)
       const transfer = []
       for (const t of Object.values(outputs)) {
         if (ArrayBuffer.isView(t.data) && t.data.byteLength >= TRANSFER_MIN_BYTES && !transfer.includes(t.data.buffer)) transfer.push(t.data.buffer)
@@ -45,7 +45,7 @@ parentPort.on('message', async msg => {
       // /ner's 64 sentences): the default server's RSS rose 30 MB under load.
       const inputs = inputBuffers(msg.feeds, transfer)
       transfer.push(...inputs)
-      parentPort.postMessage({ id: msg.id, ok: true, outputs, computeUs, inputs }, transfer)
+      parentPort.postMessage({ id: msg.id, ok: true, outputs, computeUs, warmUp, inputs }, transfer)
     } else if (msg.op === 'unload') {
       await runtime.unload(msg)
       parentPort.postMessage({ id: msg.id, ok: true })

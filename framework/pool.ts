@@ -18,7 +18,7 @@
 // queued leaves the queue at that moment and is never computed.
 //
 // Models too cheap to be worth the hop run inline: when a model's measured
-// cost (learnt on the threads) predicts a job under `inlineBelowUs`, the job
+// cost predicts a job under `inlineBelowUs`, the job
 // runs on the main thread (a session is kept there too), even if bigger jobs
 // of the model wait for a thread: it may finish before them. Posting a job to
 // a thread and waking both sides costs more than a few-microsecond model, and
@@ -26,10 +26,12 @@
 // Inline jobs are batched too: the ones that arrive during one turn of the
 // event loop (a burst of requests read from many sockets) run together at the
 // end of that turn (setImmediate), in runs predicted under a millisecond.
-// Anything slower goes to the threads. A model kept inline still has a job
-// measured on a thread now and then (INLINE_REMEASURE_MS), so one that got
-// slower (its cost follows its input's values, not its size) leaves the main
-// thread.
+// Anything slower goes to the threads. The cost is learnt from every run,
+// on a thread or inline, as ONNX Runtime's own computing time (the
+// runtime's timedRun): the hop and the event-loop turn the run waits for are
+// not counted, so a model's estimate is the same wherever it runs, and one
+// kept inline that got slower (its cost follows its input's values, not its
+// size) leaves the main thread after one slow run.
 //
 // Why not piscina: loads must reach every thread (one session per thread), and
 // the queue must stay inspectable on the main thread for deadlines and
@@ -55,12 +57,6 @@ const WORKER_URL = new URL('./inference-worker.js', import.meta.url)
  * threads, but the event loop must not stall for long.
  */
 const INLINE_RUN_MAX_US = 1000
-
-/**
- * How long a model's cost goes unmeasured while its jobs run inline (where
- * they are not timed: see compute) before one goes to a thread to measure it.
- */
-const INLINE_REMEASURE_MS = 1000
 
 /**
  * A merged batch's input buffer that came back from its run is kept for the
@@ -168,10 +164,8 @@ class ModelQueue {
   shape?: ModelShape
   batches = false
   stats: Omit<ModelStats, 'queuedRequests' | 'queuedItems'> = { batches: 0, requests: 0, items: 0, largestBatch: 0, batchSizes: [], batchSizesSum: 0, dropped: 0, refused: 0, failed: 0, badInput: 0, inline: 0 }
-  /** Moving average of session.run's time per input element, in microseconds. */
+  /** Moving average of ONNX Runtime's computing time per input element, in microseconds. */
   usPerElement?: number
-  /** When usPerElement was last measured, or a job sent to a thread to measure it (performance.now()). */
-  measuredAt = 0
   /**
    * The main-thread session: absent, being loaded, ready, or off (its file
    * changed since the threads loaded it, or it failed to load: until the
@@ -185,6 +179,8 @@ class ModelQueue {
   inlineScheduled = false
   /** Jobs the last inline run took (1: no load, jobs run as they come). */
   inlineLastRun = 0
+  /** Whether its last job was predicted cheap enough to run inline (runsInline). */
+  inlineNow = false
   inlineRanThisTurn = false
   /** Its batches computing, on a thread or inline: one that fails puts its jobs back here. */
   computing = 0
@@ -288,7 +284,7 @@ export function badInputOf (message: string): BadInputError | undefined {
 }
 
 /** Runs a batch's feeds (merged: made by the pool, whose buffers it may move), on a thread or inline. */
-type Runner = (feeds: Record<string, Tensor>, outputs: string[] | undefined, merged: boolean) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number }>
+type Runner = (feeds: Record<string, Tensor>, outputs: string[] | undefined, merged: boolean) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number, warmUp?: boolean }>
 
 /**
  * The input buffers a failed run's thread sent back, by its error: a merged
@@ -744,14 +740,13 @@ export class InferencePool {
   /** Whether this job is cheap enough to run here; starts loading the main-thread session once a model proves cheap. */
   private runsInline (q: ModelQueue, feeds: Record<string, Tensor>): boolean {
     const limit = this.options.inlineBelowUs ?? 0
-    if (limit <= 0 || q.usPerElement === undefined) return false
-    if (q.usPerElement * elementsOf(feeds) >= limit) return false
-    if (q.inline !== 'ready') return false
-    // Measured too long ago: this one goes to a thread, which measures it again.
-    const now = performance.now()
-    if (now - q.measuredAt < INLINE_REMEASURE_MS) return true
-    q.measuredAt = now
-    return false
+    if (limit <= 0 || q.usPerElement === undefined || q.inline !== 'ready') return false
+    // A model's measured cost varies from run to run (by half for a 4-element
+    // Add on a shared core): one whose jobs run here leaves at twice the
+    // limit, so one whose cost is near the limit does not go back and forth
+    // (every job it sends to a thread costs the hop it was measured cheaper than).
+    q.inlineNow = q.usPerElement * elementsOf(feeds) < (q.inlineNow ? 2 * limit : limit)
+    return q.inlineNow
   }
 
   private loadInline (q: ModelQueue) {
@@ -821,11 +816,18 @@ export class InferencePool {
   }
 
   /** Updates a model's cost per input element from one measured run. */
-  private learnCost (q: ModelQueue, feeds: Record<string, Tensor>, computeUs: number | undefined) {
+  private learnCost (q: ModelQueue, feeds: Record<string, Tensor>, computeUs: number | undefined, warmUp: boolean | undefined) {
     if (computeUs === undefined) return
+    // A session's first run also allocates what later runs reuse: learnt only
+    // when nothing better is known (the model's first run; not a second
+    // thread's, nor the main-thread session's first).
+    if (warmUp && q.usPerElement !== undefined) return
     const per = computeUs / Math.max(1, elementsOf(feeds))
-    q.measuredAt = performance.now()
-    q.usPerElement = q.usPerElement === undefined ? per : 0.8 * q.usPerElement + 0.2 * per
+    // One run in hundreds takes ten times the others (the thread preempted, a
+    // page fault): a sample counts for at most twice the estimate, so one such
+    // run does not move a cheap model off the main thread, while a model that
+    // really got slower raises its estimate by a fifth each run.
+    q.usPerElement = q.usPerElement === undefined ? per : 0.8 * q.usPerElement + 0.2 * Math.min(per, 2 * q.usPerElement)
     // A model that just ran under the limit gets its main-thread session now.
     if (q.inline === 'none' && computeUs < (this.options.inlineBelowUs ?? 0)) this.loadInline(q)
   }
@@ -1106,9 +1108,7 @@ export class InferencePool {
       // in line, so only the culprit gets the error.
       return this.rerunAlone(q, jobs, onThread)
     }
-    // The cost is learnt on the threads only: timed inline, a run would also
-    // count the event-loop turn ONNX Runtime's async run waits for.
-    if (onThread) this.learnCost(q, feeds, result.computeUs)
+    this.learnCost(q, feeds, result.computeUs, result.warmUp)
     if (!merged) return jobs[0].resolve(result.outputs)
     let parts
     try {

@@ -248,3 +248,50 @@ t.test('inline jobs waiting for the end of the turn are queued requests as well 
   t.equal(pool.stats('add').inline, 3, 'all three ran inline')
   t.match(pool.stats('add'), { queuedItems: 0, queuedRequests: 0 })
 })
+
+t.test("a run's computing time leaves out the event-loop turn it waited for, and a session's first run is marked warm-up", async t => {
+  const { createRuntime, sessionOptions } = await import('../../framework/inference-core.js')
+  const runtime = createRuntime(sessionOptions())
+  await runtime.load({ key: 'add', bytes: addModel() })
+  t.teardown(() => runtime.unload({ key: 'add' }))
+  const first = await runtime.run({ key: 'add', feeds: x(1) })
+  t.equal(first.warmUp, true, 'the first run also allocates what later runs reuse')
+  // The run's callback waits behind 30 ms of other work in the same turn.
+  setImmediate(() => { const until = performance.now() + 30; while (performance.now() < until); })
+  const started = performance.now()
+  const second = await runtime.run({ key: 'add', feeds: x(1) })
+  t.ok(performance.now() - started >= 30, 'the await took the 30 ms')
+  t.equal(second.warmUp, false)
+  t.ok(second.computeUs < 20_000, `${second.computeUs.toFixed(0)} us: ONNX Runtime's own time, not the wait`)
+  t.same(Array.from(second.outputs.y.data as Float32Array), [2, 3, 4, 5])
+})
+
+t.test('a model near the limit does not go back and forth: one slow run keeps it inline, and it leaves at twice the limit', async t => {
+  const limit = 10_000
+  const pool = new InferencePool({ threads: 1, inlineBelowUs: limit })
+  t.teardown(() => pool.close())
+  await pool.load('add', addModel())
+  await pool.run('add', x())
+  await settle()
+  const q = (pool as any).queues.get('add')
+  const learn = (us: number) => (pool as any).learnCost(q, x(), us, false)
+  const inlineRuns = async () => { const before = pool.stats('add').inline; await pool.run('add', x()); return pool.stats('add').inline - before }
+  // Predicted at 90% of the limit (4 elements), running inline.
+  q.usPerElement = 0.9 * limit / 4
+  t.equal(await inlineRuns(), 1, 'under the limit: inline')
+  // One run that took ten times the limit (the core was taken meanwhile).
+  q.usPerElement = 0.9 * limit / 4
+  learn(10 * limit)
+  t.ok(q.usPerElement * 4 < 2 * limit, `one outlier counts as twice the estimate: ${(q.usPerElement * 4).toFixed(0)} us predicted`)
+  t.equal(await inlineRuns(), 1, 'over the limit but under twice it: still inline')
+  // A model that really got slower: every run slow. It leaves within a few runs.
+  let runs = 0
+  while (runs < 20 && q.usPerElement * 4 < 2 * limit) { learn(10 * limit); runs++ }
+  t.ok(runs <= 5, `${runs} slow runs took it past twice the limit`)
+  t.equal(await inlineRuns(), 0, 'past twice the limit: to a thread')
+  // Once on the threads, it comes back only under the limit itself.
+  q.usPerElement = 1.5 * limit / 4
+  t.equal(await inlineRuns(), 0, 'at 1.5x the limit, from a thread: stays on the threads')
+  q.usPerElement = 0.5 * limit / 4
+  t.equal(await inlineRuns(), 1, 'under the limit again: inline')
+})
