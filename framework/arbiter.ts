@@ -501,7 +501,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     lastHeard.delete(worker)
     listening.delete(worker)
     metrics.exited(worker)
-    failedBoot.delete(worker)
+    const saidFailed = failedBoot.delete(worker)
     retireBackoff.delete(worker)
     const wasRetiring = retiring.delete(worker)
     removed.delete(worker)
@@ -516,6 +516,8 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     // while booting, before any was ready, which is no boot failure.
     if (stopping || wasRetiring) return
     if (wasReplacement) {
+      // One that said it failed to load was logged then: its exit (3) is that failure's end.
+      if (saidFailed) return
       // `replace` starts another if the old worker died meanwhile too.
       const outcome = replacedOld?.isDead() ? 'the worker it replaced died meanwhile: another is started' : 'the old worker keeps serving'
       log.error({ worker: worker.id, code, signal }, `a replacement worker died before it was ready: ${outcome}`)

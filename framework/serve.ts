@@ -292,8 +292,15 @@ export async function serve (buildApp: BuildApp, settings: Settings, releaseSign
         return false
       }
       const message = (err as Error).message
-      log.fatal({ err }, 'models failed to load')
-      process.stderr.write(`error: ${message}\n`)
+      // A cluster worker's failure is logged by the primary, once (its
+      // stderr line and its JSON line, naming the worker and what follows);
+      // the worker keeps the stack at debug level.
+      if (cluster.isWorker) {
+        log.debug({ err }, 'models failed to load')
+      } else {
+        log.fatal({ err }, 'models failed to load')
+        process.stderr.write(`error: ${message}\n`)
+      }
       tell({ type: 'failed', error: message })
       await app.close().catch(() => {})
       exit(3)

@@ -1,0 +1,38 @@
+// How a failure reads in the log, with a real server: one line on stderr for
+// the operator, one JSON log line, no stack trace for an error that is not a bug.
+import t from 'tap'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
+import { SLOW_APP, startReady, startServer } from './fixtures/server.ts'
+
+t.test('cluster: a replacement that fails to load its models is one stderr line and one JSON error line', async t => {
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  const server = await startReady(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1'])
+  writeFileSync(join(dir, 'scaler.onnx'), 'garbage, not an ONNX protobuf')
+  server.proc.kill('SIGTTOU')
+  await server.waitFor(l => l.msg === 'worker exited')
+  server.proc.kill('SIGHUP')
+  const failed = await server.waitFor(l => l.msg === 'a replacement worker failed to boot: the old worker keeps serving')
+  await server.waitFor(l => l.msg === 'worker exited' && l.worker === failed.worker)
+  const stderr = server.stderr().split('\n').filter(Boolean)
+  t.equal(stderr.length, 1, `one line on stderr: ${server.stderr()}`)
+  t.match(stderr[0], /^error: a replacement worker failed to boot \(the old one keeps serving\): cannot load model 'scaler'/)
+  const errors = server.lines.filter(l => l.level >= 50)
+  t.equal(errors.length, 1, `one error line in the log: ${errors.map(l => l.msg).join('; ')}`)
+  t.match(errors[0], { worker: failed.worker, error: /cannot load model 'scaler'/ })
+  server.proc.kill('SIGTERM')
+  t.same(await server.exited, { code: 0, signal: null })
+})
+
+t.test('cluster: workers that fail to load at start-up: per failure, one stderr line and one JSON line, from the primary', async t => {
+  const dir = modelsDir(t, { 'slow.onnx': slowModel(1) })
+  const server = startServer(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', '2', '--threads', '1'])
+  t.same(await server.exited, { code: 3, signal: null })
+  const stderr = server.stderr().split('\n').filter(Boolean)
+  t.ok(stderr.length >= 1)
+  for (const line of stderr) t.match(line, /^error: worker failed to boot: model 'scaler' not found/)
+  const errors = server.lines.filter(l => l.level >= 50)
+  t.equal(errors.length, stderr.length, `as many JSON error lines as stderr lines: ${errors.map(l => l.msg).join('; ')}`)
+  t.ok(errors.every(l => l.role === 'arbiter' && !l.err), 'from the primary, no stack trace')
+})
