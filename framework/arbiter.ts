@@ -613,7 +613,8 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       if (settings.port === 0) boundPort = port
     } catch (err) {
       const error = `cannot listen on ${settings.host}:${settings.port}: ${(err as Error).message}`
-      log.fatal({ err }, 'cannot listen')
+      // An operator's error (a port in use), not a bug: no stack trace.
+      log.fatal({ error, code: (err as NodeJS.ErrnoException).code }, 'cannot listen')
       process.stderr.write(`error: ${error}\n`)
       process.exit(1)
     }

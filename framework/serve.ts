@@ -324,10 +324,15 @@ export async function serve (buildApp: BuildApp, settings: Settings, releaseSign
   try {
     await app.listen({ host: settings.host, port: wantedPort })
   } catch (err) {
-    log.error({ err }, 'cannot listen')
     const error = `cannot listen on ${settings.host}:${wantedPort}: ${(err as Error).message}`
-    // A cluster worker's error is written by the primary.
-    if (!cluster.isWorker) process.stderr.write(`error: ${error}\n`)
+    // An operator's error (a port in use), not a bug: no stack trace. A
+    // cluster worker's error is reported by the primary.
+    if (cluster.isWorker) {
+      log.debug({ err }, 'cannot listen')
+    } else {
+      log.error({ error, code: (err as NodeJS.ErrnoException).code }, 'cannot listen')
+      process.stderr.write(`error: ${error}\n`)
+    }
     tell({ type: 'failed', error })
     process.exitCode = 1
     await app.close().catch(() => {})

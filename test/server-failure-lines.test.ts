@@ -2,6 +2,7 @@
 // the operator, one JSON log line, no stack trace for an error that is not a bug.
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { join } from 'node:path'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
 import { SLOW_APP, startReady, startServer } from './fixtures/server.ts'
@@ -35,4 +36,21 @@ t.test('cluster: workers that fail to load at start-up: per failure, one stderr 
   const errors = server.lines.filter(l => l.level >= 50)
   t.equal(errors.length, stderr.length, `as many JSON error lines as stderr lines: ${errors.map(l => l.msg).join('; ')}`)
   t.ok(errors.every(l => l.role === 'arbiter' && !l.err), 'from the primary, no stack trace')
+})
+
+t.test('a port in use: one stderr line, one JSON error line without a stack trace, exit 1; alone and with workers', async t => {
+  const holder: NetServer = createServer()
+  await new Promise<void>(resolve => holder.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => holder.close())
+  const port = (holder.address() as AddressInfo).port
+  const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  for (const workers of ['1', '2']) {
+    const server = startServer(t, ['--models-dir', dir, '--app', SLOW_APP, '--workers', workers, '--port', String(port)])
+    t.same(await server.exited, { code: 1, signal: null }, `--workers ${workers}: exit 1`)
+    t.equal(server.stderr(), `error: cannot listen on 127.0.0.1:${port}: listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`, `--workers ${workers}`)
+    const errors = server.lines.filter(l => l.level >= 50)
+    t.equal(errors.length, 1, `--workers ${workers}: one JSON error line`)
+    t.match(errors[0], { msg: 'cannot listen', error: /EADDRINUSE/, code: 'EADDRINUSE' }, `--workers ${workers}`)
+    t.notOk(server.lines.some(l => /\n\s+at /.test(JSON.stringify(l).replace(/\\n/g, '\n'))), `--workers ${workers}: no stack trace in the log`)
+  }
 })
