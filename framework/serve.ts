@@ -13,6 +13,7 @@
 // modules load, through the app's import and build) they are held
 // (signal-hold.ts): a stop exits 0 at once, the others are dropped.
 import cluster from 'node:cluster'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyBaseLogger } from 'fastify'
 import type { App, AppOptions } from './create-app.ts'
 import type { Settings } from './settings.ts'
@@ -263,12 +264,20 @@ export async function serve (buildApp: BuildApp, settings: Settings, releaseSign
       // died or could not load its models leaves this worker serving, and it
       // must not serve on for ever unrecycled. (While its replacement boots,
       // the arbiter ignores the asks; once replaced, it drains.)
-      app.addHook('onResponse', async () => {
+      const answered = () => {
         if (++served >= limit && (served - limit) % settings.maxRequests === 0) {
           log.info({ served }, 'max requests reached: asking to be replaced')
           tell({ type: 'retire' })
         }
-      })
+      }
+      // Every request the worker handled counts, as in gunicorn: on Node's
+      // server, not fastify's onResponse, which misses the requests answered
+      // before fastify (an early 503, a 400 without Host, a 417: create-app.ts)
+      // and those whose client left before the answer (499). Counted as their
+      // response closes, answered or abandoned.
+      const count = (_req: IncomingMessage, res: ServerResponse) => { res.once('close', answered) }
+      app.server.on('request', count)
+      app.server.on('checkExpectation', count)
     }
   }
 
