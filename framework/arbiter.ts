@@ -59,7 +59,8 @@
 //   after --load-timeout (watchHeartbeats).
 // - /metrics: the arbiter sums every ready worker's metrics
 //   (cluster-metrics.ts), and counts those still booting in the lifecycle
-//   state gauge ('loading'; 'failed' once one said its load failed).
+//   state gauge ('loading'; 'failed' once one said its load failed); a
+//   draining worker that sent its final metrics is 'draining' until it exits.
 import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
 import pino from 'pino'

@@ -97,19 +97,26 @@ export class ClusterMetrics<W> {
    * waits for all. A worker that closes or exits meanwhile is no longer waited
    * for. Fails when a worker reports an error, or is silent past the timeout.
    * `unasked`: how many workers not asked are in each lifecycle state (those
-   * still booting: they cannot answer yet), added to the state gauge.
+   * still booting: they cannot answer yet), added to the state gauge; so are,
+   * as 'draining', those of `workers` that sent their final metrics.
    */
   gather (workers: Iterable<W>, unasked: Partial<Record<LifecycleState, number>> = {}): Promise<string> {
+    const listed = [...workers]
     return new Promise((resolve, reject) => {
       const id = ++this.#lastId
       const gathering: Gathering<W> = {
-        waiting: new Set([...workers].filter(w => !this.#closed.has(w))),
+        waiting: new Set(listed.filter(w => !this.#closed.has(w))),
         parts: new Map(),
         finish: (error?: string) => {
           clearTimeout(timer)
           this.#gatherings.delete(id)
           if (error) return reject(new Error(error))
-          AggregatorRegistry.aggregate([...gathering.parts.values(), this.#retired, statesPart(unasked)]).getMetricsAsJSON()
+          // A worker that sent its final metrics (before this gathering or
+          // during it: its answer, gauge included, is then dropped) closes
+          // its app in a drain: 'draining' until its exit, not missing.
+          const closing = listed.filter(w => this.#closed.has(w)).length
+          const states = { ...unasked, draining: (unasked.draining ?? 0) + closing }
+          AggregatorRegistry.aggregate([...gathering.parts.values(), this.#retired, statesPart(states)]).getMetricsAsJSON()
             .then(sum => AggregatorRegistry.aggregate([this.#notBelowReported(sum)]).metrics())
             .then(resolve, reject)
         },

@@ -214,3 +214,29 @@ t.test('the workers not asked (booting) are added to the lifecycle state gauge, 
   t.same(['loading', 'ready', 'draining', 'failed'].map(state), [2, 1, 0, 1])
   t.match(await metrics.gather([]), /^onnx_serve_lifecycle_state\{state="loading"\} 0$/m, 'present with no worker asked')
 })
+
+t.test('a worker that sent its final metrics is in the lifecycle state gauge as draining until it exits', async t => {
+  const { metrics, idFor } = setup()
+  const stateOf = async (state: string) => {
+    const registry = new Registry()
+    new Gauge({ name: 'onnx_serve_lifecycle_state', help: 'state', labelNames: ['state'], registers: [registry] }).set({ state }, 1)
+    return await registry.getMetricsAsJSON()
+  }
+  const draining = (text: string) => sample(text, 'onnx_serve_lifecycle_state{state="draining"}')
+  // A drains (retired): it answers 'draining' itself, then closes while B has yet to answer.
+  const first = metrics.gather(['A', 'B'])
+  metrics.part('A', idFor('A'), await stateOf('draining'))
+  metrics.final('A', await stateOf('draining'))
+  metrics.part('B', idFor('B'), await stateOf('ready'))
+  t.equal(draining(await first), 1, 'closed during the gathering: still draining')
+  // Closed, not exited yet: not asked, but still there.
+  const second = metrics.gather(['A', 'B'])
+  metrics.part('B', idFor('B'), await stateOf('ready'))
+  const sum = await second
+  t.equal(draining(sum), 1, 'closed, its process not gone: draining')
+  t.equal(sample(sum, 'onnx_serve_lifecycle_state{state="ready"}'), 1)
+  metrics.exited('A')
+  const third = metrics.gather(['B'])
+  metrics.part('B', idFor('B'), await stateOf('ready'))
+  t.equal(draining(await third), 0, 'gone once it exited')
+})
