@@ -9,6 +9,27 @@ import { TRANSFER_MIN_BYTES, createRuntime } from './inference-core.js'
 
 const runtime = createRuntime(workerData?.sessionOptions ?? {})
 if (workerData?.nice > 0) lowerPriority(workerData.nice)
+if (process.env.ONNX_SERVE_ORPHAN_WATCH) watchForOrphaning(process.env.ONNX_SERVE_ORPHAN_WATCH)
+
+/**
+ * In a cluster worker (serve.ts): `watch` is "<its pid>:<primary's pid>:<ms>"
+ * (another process, which inherited the variable, is not watched). Once the
+ * process's parent is another (the primary died), the process is killed `ms`
+ * later, if it has not exited by then: its drain is bounded on the main
+ * thread, whose timers cannot fire while a handler holds its event loop.
+ * This thread's loop turns (between runs: a run in progress delays it).
+ */
+function watchForOrphaning (watch) {
+  const [worker, primary, ms] = watch.split(':').map(Number)
+  if (worker !== process.pid) return
+  const timer = setInterval(() => {
+    if (process.ppid === primary) return
+    clearInterval(timer)
+    setTimeout(() => process.kill(process.pid, 'SIGKILL'), ms)
+  }, 1000)
+  // The thread's life is its parent port's: the watch keeps nothing alive.
+  timer.unref()
+}
 
 /**
  * Makes this thread `nice` steps nicer than the process (Linux: niceness is

@@ -57,6 +57,8 @@ export const heartbeatIntervalMs = (settings: Settings) => Math.min(1000, Math.m
 
 /** How long an idle server may still take to close once the graceful timeout has passed (an idle close takes milliseconds). */
 const CLOSE_GRACE_MS = 1000
+/** How long past the graceful timeout an orphaned worker may still drain before its inference threads kill it (the primary's own backstop: arbiter.ts). */
+const ORPHAN_KILL_GRACE_MS = 2000
 
 /**
  * Seconds as whole milliseconds, a positive time never below 1 ms: for the
@@ -112,6 +114,15 @@ export async function serve (buildApp: BuildApp, settings: Settings, releaseSign
     tell({ type: 'heartbeat' })
     setInterval(() => tell({ type: 'heartbeat' }), heartbeatIntervalMs(settings)).unref()
   }
+  // An orphaned worker (the primary killed: kill -9, the OOM killer) drains
+  // and exits, unless its event loop is blocked (a handler in an endless
+  // loop): it would spin for ever. Its inference threads, whose loops turn,
+  // watch for it (inference-worker.js): once this process's parent is no
+  // longer the primary, and the drain's bound is past, they kill it. Set
+  // before the app is built: a thread copies the environment as it starts
+  // (this pid in it: a process the app starts inherits the variable, and
+  // is no worker to watch).
+  if (cluster.isWorker) process.env.ONNX_SERVE_ORPHAN_WATCH = `${process.pid}:${process.ppid}:${settings.gracefulTimeout * 1000 + ORPHAN_KILL_GRACE_MS}`
   const app = await buildApp(appOptions(settings, {
     level: settings.logLevel,
     base: logBase(),
