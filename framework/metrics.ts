@@ -101,7 +101,7 @@ const MODEL_COUNTERS: Array<[ModelCount, string, string]> = [
   ['refused', 'onnx_serve_model_refused_total', 'Requests refused with 503 because the model\'s queue was full'],
   ['dropped', 'onnx_serve_model_dropped_total', 'Requests dropped before they computed: deadline passed or client gone'],
   ['failed', 'onnx_serve_model_failed_total', 'Requests that failed in ONNX Runtime (500), not for their values'],
-  ['badInput', 'onnx_serve_model_bad_input_total', 'Requests whose values ONNX Runtime refused (400: an index out of range), not counted as failed'],
+  ['badInput', 'onnx_serve_model_bad_input_total', 'Requests whose values or shape ONNX Runtime refused (400: an index out of range, a shape the graph cannot take), not counted as failed'],
 ]
 
 /** The pool's instant values. */

@@ -270,18 +270,63 @@ export class BadInputError extends InferenceError {
 }
 
 /** ONNX Runtime's text for a failed node: the op, the node's name, and its status message. */
-const NODE_FAILURE = /running (Gather|GatherElements|GatherND|ScatterElements|ScatterND) node\. Name:'([^']*)' Status Message: ([^]*)$/
+const NODE_FAILURE = /running (\w+) node\. Name:'([^']*)' Status Message: ([^]*)$/
+/** The lookups and scatters, whose index checks fail on a value the input led out of range. */
+const INDEXING_OPS = new Set(['Gather', 'GatherElements', 'GatherND', 'ScatterElements', 'ScatterND'])
 /** Those ops' index checks: "indices element out of data bounds, idx=60 must be within...", "GatherElements op: Out of range value in index tensor", "invalid index found, index = 9" (and "indice" in older ScatterND). */
 const INDEX_OUT_OF_RANGE = /out of data bounds|out of range value in index|invalid ind(ex|ice) found/i
+/**
+ * ONNX Runtime's shape checks, as its kernels word them: a Reshape ("The
+ * input tensor cannot be reshaped to the requested shape"), a broadcast
+ * ("Attempting to broadcast an axis by a dimension other than 1"), MatMul and
+ * Gemm ("dimension mismatch"), Concat ("Non concat axis dimensions must
+ * match"), Expand ("invalid expand shape"), Split ("Cannot split using
+ * values in 'split'").
+ */
+const SHAPE_MISMATCH = /cannot be reshaped|attempting to broadcast|dimension mismatch|dimensions must match|invalid expand shape|cannot split/i
+/**
+ * The source location before some status messages, and the condition
+ * checked after it: "/onnxruntime_src/.../reshape_helper.h:84 onnxruntime::
+ * ReshapeHelper::ReshapeHelper(...) size != 0 && ... was false. ", or
+ * "matmul_helper.h:59 Compute ".
+ */
+const STATUS_SOURCE = /^(?:\/\S+\.(?:cc|cpp|h):\d+ [^]*?\)(?: const)?(?: \[with [^\]]*\])? (?:[^]*? was false\. )?|\w+\.(?:cc|h):\d+ \w+ )/
 
-/** The BadInputError for ONNX Runtime's failure of a request run alone, if its message is an index out of range. */
-export function badInputOf (message: string): BadInputError | undefined {
-  const node = NODE_FAILURE.exec(message)
-  if (!node || !INDEX_OUT_OF_RANGE.test(node[3])) return undefined
-  // GatherElements' message starts with the source file, line and function.
-  const detail = node[3].replace(/^\/\S+:\d+ [^]*\] (?=\S)/, '').trim()
-  return new BadInputError(`the input's values are out of range for the model: its ${node[1]} node '${node[2]}' failed: ${detail}`)
+/** A request's input shapes as error messages quote them: "input 'x' ([1, 3])", at most 8 dimensions each. */
+function shapesOf (feeds: Record<string, Tensor>): string {
+  const names = Object.keys(feeds)
+  const one = (name: string) => {
+    const dims = feeds[name].dims
+    return `'${name.length > 100 ? `${name.slice(0, 100)}...` : name}' ([${dims.slice(0, 8).join(', ')}${dims.length > 8 ? ', ...' : ''}])`
+  }
+  return names.length === 1 ? `the shape of input ${one(names[0])} does` : `the shapes of inputs ${names.map(one).join(', ')} do`
 }
+
+/**
+ * The BadInputError for ONNX Runtime's failure of a request run alone, if the
+ * request's values or shape caused it: an index its values led out of range,
+ * or a shape the model's graph cannot take. `feeds` (the request's inputs) is
+ * given only when the model declares a dynamic dimension: a shape failure is
+ * then the shape the client chose. With every dimension fixed (checked before
+ * a request is queued), every request fails alike: the model is at fault.
+ */
+export function badInputOf (message: string, feeds?: Record<string, Tensor>): BadInputError | undefined {
+  const node = NODE_FAILURE.exec(message)
+  if (!node) return undefined
+  const [, op, name, status] = node
+  const detail = status.replace(STATUS_SOURCE, '').trim()
+  if (INDEXING_OPS.has(op) && INDEX_OUT_OF_RANGE.test(status)) {
+    return new BadInputError(`the input's values are out of range for the model: its ${op} node '${name}' failed: ${detail}`)
+  }
+  if (feeds && Object.keys(feeds).length > 0 && SHAPE_MISMATCH.test(status)) {
+    return new BadInputError(`${shapesOf(feeds)} not suit the model: its ${op} node '${name}' failed: ${detail}`)
+  }
+  return undefined
+}
+
+/** Whether a model's inputs declare a dynamic dimension (ONNX Runtime's metadata: a name, or -1). */
+const takesShapes = (shape: ModelShape | undefined) =>
+  shape?.inputs.some(i => i.shape.some(d => typeof d === 'string' || d < 0)) === true
 
 /** Runs a batch's feeds (merged: made by the pool, whose buffers it may move), on a thread or inline. */
 type Runner = (feeds: Record<string, Tensor>, outputs: string[] | undefined, merged: boolean) => Promise<{ outputs: Record<string, Tensor>, computeUs?: number, warmUp?: boolean }>
@@ -1098,8 +1143,8 @@ export class InferencePool {
     } catch (err) {
       if (jobs.length === 1) {
         const message = (err as Error).message
-        const bad = badInputOf(message)
-        // A client's values ONNX Runtime refused are the client's error, not the model's.
+        const bad = badInputOf(message, takesShapes(q.shape) ? feeds : undefined)
+        // A client's values or shape ONNX Runtime refused are the client's error, not the model's.
         if (bad) q.stats.badInput++
         else q.stats.failed++
         return jobs[0].reject(bad ?? (onThread ? err as Error : new InferenceError(message)))

@@ -719,6 +719,31 @@ t.test('badInputOf: ONNX Runtime\'s index-out-of-range failures, and nothing els
   t.equal(badInputOf('input \'x\': expected shape [1, 4]'), undefined)
 })
 
+t.test('badInputOf: ONNX Runtime\'s shape failures are the request\'s when the model lets its shapes vary, with the source location left out', async t => {
+  // Messages as ONNX Runtime 1.2x words them (models run in the probe of test/oip/conformance.test.ts's shape test).
+  const node = (op: string, message: string) => `Non-zero status code returned while running ${op} node. Name:'${op}_0' Status Message: ${message}`
+  const f32 = (...dims: number[]) => ({ type: 'float32' as const, data: new Float32Array(dims.reduce((a, b) => a * b, 1)), dims })
+  const x = { x: f32(1, 3) }
+  const reshape = node('Reshape', '/onnxruntime_src/onnxruntime/core/providers/cpu/tensor/reshape_helper.h:84 onnxruntime::ReshapeHelper::ReshapeHelper(const onnxruntime::TensorShape&, onnxruntime::TensorShapeVector&, bool) size != 0 && (input_shape_size % size) == 0 was false. The input tensor cannot be reshaped to the requested shape. Input shape:{1,3}, requested shape:{-1,4}\n')
+  t.equal(badInputOf(reshape, x)?.message,
+    "the shape of input 'x' ([1, 3]) does not suit the model: its Reshape node 'Reshape_0' failed: The input tensor cannot be reshaped to the requested shape. Input shape:{1,3}, requested shape:{-1,4}")
+  t.equal(badInputOf(reshape), undefined, 'without the feeds (a model whose dimensions are all fixed), the model\'s own fault')
+  const both = { x: f32(1, 3), z: f32(1, 2) }
+  t.equal(badInputOf(node('Add', '/onnxruntime_src/onnxruntime/core/providers/cpu/math/element_wise_ops.h:563 void onnxruntime::BroadcastIterator::Init(ptrdiff_t, ptrdiff_t) axis == 1 || axis == largest was false. Attempting to broadcast an axis by a dimension other than 1. 2 by 3\n'), both)?.message,
+    "the shapes of inputs 'x' ([1, 3]), 'z' ([1, 2]) do not suit the model: its Add node 'Add_0' failed: Attempting to broadcast an axis by a dimension other than 1. 2 by 3")
+  t.equal(badInputOf(node('MatMul', 'matmul_helper.h:59 Compute MatMul dimension mismatch'), x)?.message,
+    "the shape of input 'x' ([1, 3]) does not suit the model: its MatMul node 'MatMul_0' failed: MatMul dimension mismatch")
+  t.match(badInputOf(node('Gemm', 'GEMM: Dimension mismatch, W: {4,2} K: 3 N:2'), x)?.message, /failed: GEMM: Dimension mismatch, W: \{4,2\} K: 3 N:2$/)
+  t.match(badInputOf(node('Concat', 'concatbase.h:133 PrepareForComputeImpl Non concat axis dimensions must match: Axis 0 has mismatched dimensions of 2 and 1'), both)?.message, /failed: Non concat axis dimensions must match: Axis 0 has mismatched dimensions of 2 and 1$/)
+  t.type(badInputOf(node('Expand', 'invalid expand shape'), x), BadInputError)
+  t.type(badInputOf(node('Split', "Cannot split using values in 'split' attribute. Axis=1 Input shape={1,3} NumOutputs=2"), x), BadInputError)
+  // A huge rank is quoted to 8 dimensions.
+  t.match(badInputOf(reshape, { x: f32(...new Array(20).fill(1)) })?.message, /^the shape of input 'x' \(\[1, 1, 1, 1, 1, 1, 1, 1, \.\.\.\]\) does not suit/)
+  // Other failures are the server's, feeds or not.
+  t.equal(badInputOf(node('MatMul', 'Failed to allocate memory for requested buffer of size 1234'), x), undefined)
+  t.equal(badInputOf('input \'x\': expected shape [1, 4]', x), undefined)
+})
+
 t.test('refusals name the model as clients know it, not by its pool key', async t => {
   // The repository's versions and hot swaps run under keys 'name@version#generation'.
   t.equal(new OverloadedError('affine', 4, 4).message, "model 'affine' is overloaded: 4 items queued (at most 4); retry later")

@@ -588,6 +588,65 @@ t.test('an index out of range that the store cannot check beforehand (ids comput
   t.equal(sample('onnx_serve_model_bad_input_total', 'nd'), 1)
 })
 
+t.test('a shape a model\'s dynamic dimensions declare but its graph cannot take is a 400 naming the input and ONNX Runtime\'s reason; its batch\'s others are served; a model that fails on every input stays a 500', async t => {
+  const flat = { name: 'to', type: 'int64' as const, dims: [2], data: new BigInt64Array([-1n, 4n]) }
+  // Takes [batch, n], but only when batch * n is a multiple of 4.
+  const quads = buildModel({
+    name: 'quads',
+    inputs: [{ name: 'x', type: 'float32', shape: ['batch', 'n'] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['rows', 4] }],
+    initializers: [flat],
+    nodes: [{ op: 'Reshape', inputs: ['x', 'to'], outputs: ['y'] }],
+  })
+  // Its input fixed at [1, 3], and a Reshape to twice its shape, [2, 6],
+  // which ONNX Runtime's checks at load do not follow: every request fails.
+  const broken = buildModel({
+    name: 'broken',
+    inputs: [{ name: 'x', type: 'float32', shape: [1, 3] }],
+    outputs: [{ name: 'y', type: 'float32', shape: ['a', 'b'] }],
+    initializers: [{ name: 'two', type: 'int64', dims: [1], data: new BigInt64Array([2n]) }],
+    nodes: [
+      { op: 'Shape', inputs: ['x'], outputs: ['s'] },
+      { op: 'Mul', inputs: ['s', 'two'], outputs: ['t'] },
+      { op: 'Reshape', inputs: ['x', 't'], outputs: ['y'] },
+    ],
+  })
+  // Requests wait for company: those sent together share a batch.
+  const { app } = await oipApp(t, { 'quads.onnx': quads, 'quads.json': '{"maxQueueDelayMs": 300}', 'broken.onnx': broken })
+  const x = (rows: number, n: number) => ({ inputs: [{ name: 'x', shape: [rows, n], datatype: 'FP32', data: new Array(rows * n).fill(1) }] })
+  const sample = async (name: string, model: string) => {
+    const metrics = (await app.inject({ url: '/metrics' })).body
+    return Number(new RegExp(`^${name}\\{[^}]*\\bname="${model}"[^}]*\\} (\\S+)$`, 'm').exec(metrics)?.[1])
+  }
+  // The warm-up runs on zeros at load are counted too: counts from here on.
+  const counts = async (): Promise<Record<string, number>> => Object.fromEntries(await Promise.all(['quads', 'broken'].flatMap(model => ['failed', 'bad_input'].map(async what =>
+    [`${model} ${what}`, await sample(`onnx_serve_model_${what}_total`, model)]))))
+  const before = await counts()
+  const good = await infer(app, '/v2/models/quads/infer', x(2, 2))
+  t.equal(good.statusCode, 200, good.body)
+  t.same(good.json().outputs[0].shape, [1, 4])
+  const bad = await infer(app, '/v2/models/quads/infer', x(1, 3))
+  t.equal(bad.statusCode, 400, bad.body)
+  t.same(bad.json(), {
+    error: "the shape of input 'x' ([1, 3]) does not suit the model: its Reshape node 'Reshape_0' failed: The input tensor cannot be reshaped to the requested shape. Input shape:{1,3}, requested shape:{-1,4}",
+    code: 'BAD_REQUEST',
+    statusCode: 400,
+  })
+  // [4, 3] reshapes, [1, 3] does not, and their batch of [5, 3] does not:
+  // each is rerun alone, and only the bad one gets the 400.
+  const answers = await Promise.all([x(4, 3), x(1, 3)].map(body => infer(app, '/v2/models/quads/infer', body)))
+  t.same(answers.map(a => a.statusCode), [200, 400])
+  t.same(answers[0].json().outputs[0].shape, [3, 4])
+  const fails = await infer(app, '/v2/models/broken/infer', x(1, 3))
+  t.equal(fails.statusCode, 500, 'a model whose inputs are fixed fails on every request alike: the server\'s error')
+  t.same(fails.json(), { error: 'Internal server error', code: 'INTERNAL_ERROR', statusCode: 500 })
+  t.equal(await sample('onnx_serve_model_largest_batch_items', 'quads'), 5, 'the two shared a batch')
+  const after = await counts()
+  const added = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - before[k]]))
+  // The client's error, not the model's: an alert on failures does not fire.
+  t.same(added, { 'quads failed': 0, 'quads bad_input': 2, 'broken failed': 1, 'broken bad_input': 0 })
+})
+
 t.test('a failed model is reported not-ready with its reason and does not take the others down', async t => {
   const { app } = await oipApp(t, { 'mlp.onnx': addModel(), 'broken.onnx': 'not a model', 'badcfg.onnx': addModel(), 'badcfg.json': '{"maxBatchSize": -1}' })
   t.equal((await app.inject({ url: '/v2/health/ready' })).statusCode, 200)
