@@ -269,6 +269,14 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
 
   const extensions = ['binary_tensor_data', ...(options.repositoryApi ? ['model_repository'] : [])]
 
+  /**
+   * The version a path names ('01' is '1'). The unversioned model is kept
+   * under '', which an empty segment (/versions//infer) named: it is no
+   * version, answered as an unknown one.
+   */
+  const versionNamed = (model: RepositoryModel, version: string): ServedVersion | undefined =>
+    version === '' ? undefined : model.versions.get(/^[0-9]+$/.test(version) ? String(Number(version)) : version)
+
   /** The model and version a request names; 404 unknown, 503 not (yet) ready. */
   const resolve = (name: string, version: string | undefined): { model: RepositoryModel, served: ServedVersion, loaded: LoadedModel } => {
     const model = repository.get(name)
@@ -278,8 +286,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     }
     let served: ServedVersion | undefined
     if (version !== undefined) {
-      const v = /^[0-9]+$/.test(version) ? String(Number(version)) : version
-      served = model.versions.get(v)
+      served = versionNamed(model, version)
       if (!served) {
         if (model.state === 'LOADING') throw modelNotReady(`model '${name}' is loading`)
         const known = [...model.versions.keys()].filter(k => k !== '')
@@ -453,7 +460,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
   const refuseWhenFull = (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
     const { name, version } = request.params as { name: string, version?: string }
     const model = repository.get(name)
-    const served = model && (version === undefined ? repository.defaultVersion(model) : model.versions.get(/^[0-9]+$/.test(version) ? String(Number(version)) : version))
+    const served = model && (version === undefined ? repository.defaultVersion(model) : versionNamed(model, version))
     const refused = served?.loaded && store.pool.refusal(served.loaded.key)
     if (refused) sendOverloaded(reply, refused)
     else done()

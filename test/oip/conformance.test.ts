@@ -99,6 +99,20 @@ t.test('model metadata: name, platform, inputs and outputs from the session, -1 
   t.equal((await app.inject({ url: '/v2/models/clf/versions/2/ready' })).statusCode, 200)
 })
 
+t.test('an empty version segment (/versions//...) names no version: a 404 on every route, not the unversioned model', async t => {
+  const { app } = await oipApp(t, { 'mlp.onnx': addModel(), 'clf/1/model.onnx': addModel() })
+  const body = { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }
+  const unversioned = { error: "model 'mlp' has no version '' (it is not versioned)", code: 'MODEL_NOT_FOUND', statusCode: 404 }
+  for (const [method, url] of [['POST', '/v2/models/mlp/versions//infer'], ['GET', '/v2/models/mlp/versions//ready'], ['GET', '/v2/models/mlp/versions//']] as const) {
+    const res = await app.inject({ method, url, ...(method === 'POST' ? { payload: body } : {}) })
+    t.same({ status: res.statusCode, body: res.json() }, { status: 404, body: unversioned }, `${method} ${url}`)
+  }
+  // As a versioned model's answered already.
+  const clf = await app.inject({ url: '/v2/models/clf/versions//ready' })
+  t.same(clf.json(), { error: "model 'clf' has no version '' (versions: 1)", code: 'MODEL_NOT_FOUND', statusCode: 404 })
+  t.equal((await app.inject({ url: '/v2/models/mlp/ready' })).statusCode, 200, 'the model itself is served')
+})
+
 t.test('a model a resource uses appears too, sharing its sessions', async t => {
   const { app } = await oipApp(t, {})
   const meta = await app.inject({ url: '/v2/models/scaler' })
