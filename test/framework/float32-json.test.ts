@@ -45,6 +45,31 @@ t.test('every kind of float32: the shortest text, and it reads back as the same 
   t.equal(wrong, 0, `${checked} values`)
 })
 
+t.test('arrays of mixed values: each number the shortest text, in and out of the fast path in any order', async t => {
+  // float32ArrayJson writes runs of values in [1e-6, 1) in one loop, and
+  // leaves any other to the exact way: every order of the two, at any index.
+  const bits = new Uint32Array(1)
+  const f = new Float32Array(bits.buffer)
+  const r = seededRandom(7)
+  const kinds = [
+    () => Math.fround((r() - 0.5) * 10 ** (r() * 4 - 3)), // logits, mostly the fast path
+    () => Math.fround(r()), // probabilities
+    () => Math.fround((r() - 0.5) * 10 ** (r() * 14 - 7)),
+    () => { bits[0] = Math.floor(r() * 2 ** 32); return Number.isFinite(f[0]) ? f[0] : 1 },
+    () => [0, -0, 1, -1, 0.5, 0.25, 1e-6, 0.1, 1 / 3][Math.floor(r() * 9)],
+  ]
+  let wrong = 0
+  for (let a = 0; a < 20_000; a++) {
+    const values = Array.from({ length: Math.floor(r() * 12) }, () => kinds[Math.floor(r() * kinds.length)]())
+    const start = Math.floor(r() * (values.length + 1))
+    const want = '[' + values.slice(start).map(shortest).join(',') + ']'
+    const got = [float32ArrayJson(values, start), float32ArrayJson(Float32Array.from(values), start)]
+    if (got[0] === want && got[1] === '[' + Array.from(Float32Array.from(values).subarray(start), shortest).join(',') + ']') continue
+    if (wrong++ < 5) t.fail(`${JSON.stringify(values)} from ${start}: ${got[0]}, wanted ${want}`)
+  }
+  t.equal(wrong, 0, '20000 arrays')
+})
+
 function nextUp (x: number): number {
   const f = new Float32Array([x])
   const u = new Uint32Array(f.buffer)
