@@ -5,6 +5,8 @@
 // scores float32 [batch, tokens, L]. Row 0 of the table (the padding feature)
 // is zero. Transitions, labels and the feature template live in config.json,
 // and the labels and template version are also in the model's metadata.
+import { renameSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { buildModel } from '../framework/onnx-builder.ts'
 import type { FeatureSpec } from './features.ts'
 import type { LinearChainModel } from './perceptron.ts'
@@ -107,4 +109,38 @@ export function configJson (config: TaggerConfig): string {
   const keys = Object.keys(config)
   const ordered = [...keys.filter(k => !LEXICONS.includes(k)), ...LEXICONS.filter(k => keys.includes(k))]
   return JSON.stringify(Object.fromEntries(ordered.map(k => [k, config[k]])), null, 2) + '\n'
+}
+
+/**
+ * Writes a tagger's model.onnx and config.json into `dir` as a pair: each to
+ * a temporary file beside its final name (the same directory, so renaming it
+ * is atomic), and both renamed into place only once both are written.
+ * `configFor` gets the temporary model's path (the accuracy in config.json is
+ * measured on the written model) and returns config.json's text. If it
+ * throws, or the process is stopped before the renames (the evaluation takes
+ * minutes), the previous pair is left whole and the temporaries are removed
+ * (on a throw; a killed process leaves them, named `.*.tmp`, which the model
+ * repository does not read). Writing model.onnx first and then config.json,
+ * as before, left a new model beside the old config.json after an interrupt,
+ * and the server loaded that pair.
+ *
+ * Rename order: config.json, then model.onnx. Only a process killed between
+ * the two renames (microseconds) leaves a mismatched pair, either way; but
+ * model.onnx is what makes the folder a model for the repository, so a
+ * first training never shows a model.onnx without its config.json, and a
+ * config.json that cannot be renamed (say, a directory in its place) leaves
+ * the old model.onnx untouched.
+ */
+export async function writeTaggerFiles (dir: string, onnx: Uint8Array, configFor: (modelPath: string) => Promise<string>): Promise<void> {
+  const modelTmp = join(dir, `.model.onnx.${process.pid}.tmp`)
+  const configTmp = join(dir, `.config.json.${process.pid}.tmp`)
+  try {
+    writeFileSync(modelTmp, onnx)
+    writeFileSync(configTmp, await configFor(modelTmp))
+    renameSync(configTmp, join(dir, 'config.json'))
+    renameSync(modelTmp, join(dir, 'model.onnx'))
+  } finally {
+    rmSync(modelTmp, { force: true })
+    rmSync(configTmp, { force: true })
+  }
 }

@@ -6,12 +6,13 @@
 // perceptron, exported to ONNX, then measured through ONNX Runtime on the
 // test sets (the figures go into config.json). Deterministic: running it twice
 // gives byte-identical files.
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { evaluateNer, evaluatePos } from '../nlp/evaluation.ts'
 import { entityScores, tokenAccuracy } from '../nlp/metrics.ts'
 import { loadScorer } from '../nlp/ort.ts'
 import { predict, type LinearChainModel } from '../nlp/perceptron.ts'
+import { writeTaggerFiles } from '../nlp/export.ts'
 import { configJson, modelSpec, NER_LABELS, toSequences, trainTagger, UPOS_LABELS } from '../nlp/training.ts'
 import type { TaggedSentence } from '../nlp/corpus.ts'
 import { buildLexicon } from '../nlp/features.ts'
@@ -98,29 +99,30 @@ async function build (spec: TaskSpec, lexicon: Record<string, string>): Promise<
   tEpochs = Date.now()
   const dir = join(outDir, spec.task)
   mkdirSync(dir, { recursive: true })
-  const onnxPath = join(dir, 'model.onnx')
-  writeFileSync(onnxPath, onnx)
-  const run = await loadScorer(onnxPath)
-  if (spec.task === 'pos') {
-    const devAcc = await evaluatePos(dev, config, run)
-    const testAcc = await evaluatePos(test, config, run)
-    config.accuracy = { metric: 'UPOS token accuracy (gold tokenization)', test: round(testAcc), dev: round(devAcc), testSet: 'UD English EWT test' }
-    console.log(`[pos] ONNX: dev ${pct(devAcc)}, test ${pct(testAcc)}`)
-  } else {
-    const d = await evaluateNer(dev, config, run)
-    const t = await evaluateNer(test, config, run)
-    config.accuracy = {
-      metric: 'entity-level exact span+label, micro-averaged (gold tokenization)',
-      testSet: 'UNER English-EWT test',
-      precision: round(t.overall.precision),
-      recall: round(t.overall.recall),
-      f1: round(t.overall.f1),
-      devF1: round(d.overall.f1),
+  // The pair is renamed into place only once both are written (writeTaggerFiles).
+  await writeTaggerFiles(dir, onnx, async onnxPath => {
+    const run = await loadScorer(onnxPath)
+    if (spec.task === 'pos') {
+      const devAcc = await evaluatePos(dev, config, run)
+      const testAcc = await evaluatePos(test, config, run)
+      config.accuracy = { metric: 'UPOS token accuracy (gold tokenization)', test: round(testAcc), dev: round(devAcc), testSet: 'UD English EWT test' }
+      console.log(`[pos] ONNX: dev ${pct(devAcc)}, test ${pct(testAcc)}`)
+    } else {
+      const d = await evaluateNer(dev, config, run)
+      const t = await evaluateNer(test, config, run)
+      config.accuracy = {
+        metric: 'entity-level exact span+label, micro-averaged (gold tokenization)',
+        testSet: 'UNER English-EWT test',
+        precision: round(t.overall.precision),
+        recall: round(t.overall.recall),
+        f1: round(t.overall.f1),
+        devF1: round(d.overall.f1),
+      }
+      console.log(`[ner] ONNX: dev F1 ${pct(d.overall.f1)}, test P ${pct(t.overall.precision)} R ${pct(t.overall.recall)} F1 ${pct(t.overall.f1)}`)
     }
-    console.log(`[ner] ONNX: dev F1 ${pct(d.overall.f1)}, test P ${pct(t.overall.precision)} R ${pct(t.overall.recall)} F1 ${pct(t.overall.f1)}`)
-  }
-  if (sources !== undefined) (config.training as Record<string, unknown>).sources = sources
-  writeFileSync(join(dir, 'config.json'), configJson(config))
+    if (sources !== undefined) (config.training as Record<string, unknown>).sources = sources
+    return configJson(config)
+  })
   console.log(`[${spec.task}] wrote ${dir} (${(onnx.length / 1048576).toFixed(1)} MiB) in ${((Date.now() - t0) / 1000).toFixed(0)}s`)
 }
 
