@@ -105,6 +105,13 @@ export interface RunOptions {
    * to it as to any run.
    */
   continues?: boolean
+  /**
+   * A run the server makes itself (the warm-up on zeros at load): left out
+   * of the model's counters, which count clients' requests (a model that
+   * cannot take zeros would otherwise show a failure at every deploy). It
+   * runs alone, never in a client's batch.
+   */
+  uncounted?: boolean
 }
 
 export interface LoadedMetadata { inputs: TensorInfo[], outputs: TensorInfo[] }
@@ -124,6 +131,8 @@ interface Job {
   batchable: boolean
   /** Counted (requests, items) with a batch that failed or did not split back: its rerun alone is not counted again. */
   counted?: boolean
+  /** RunOptions.uncounted. */
+  uncounted?: boolean
   enqueuedAt: number
   onAbort?: () => void
 }
@@ -704,7 +713,8 @@ export class InferencePool {
     return new Promise((resolve, reject) => {
       const job: Job = {
         key, feeds, outputs: options.outputs, signal: options.signal, transfer: options.transfer, resolve, reject,
-        items, batchable: rows !== undefined && !holdsNothing(feeds), enqueuedAt: performance.now(),
+        items, batchable: rows !== undefined && !holdsNothing(feeds) && !options.uncounted, enqueuedAt: performance.now(),
+        uncounted: options.uncounted,
       }
       if (inline) {
         // Aborts are checked when the turn's inline batch runs: no listener.
@@ -1124,19 +1134,9 @@ export class InferencePool {
     }
     const feeds = merged?.feeds ?? jobs[0].feeds
     const items = jobs.reduce((n, j) => n + j.items, 0)
-    q.stats.batches++
-    if (!isRerun(jobs)) {
-      q.stats.requests += jobs.length
-      q.stats.items += items
-      if (!onThread) q.stats.inline += jobs.length
-    }
-    q.stats.largestBatch = Math.max(q.stats.largestBatch, items)
-    // The power-of-two bucket of `items` (1 -> 0, 2 -> 1, 3..4 -> 2, 5..8 -> 3...).
-    const bucket = items <= 1 ? 0 : 32 - Math.clz32(items - 1)
-    const sizes = q.stats.batchSizes
-    while (sizes.length <= bucket) sizes.push(0)
-    sizes[bucket]++
-    q.stats.batchSizesSum += items
+    // A warm-up runs alone (not batchable): none of it is counted.
+    const counting = jobs[0].uncounted !== true
+    if (counting) this.countBatch(q, jobs, items, onThread)
     let result
     try {
       result = await runner(feeds, jobs[0].outputs, merged !== undefined)
@@ -1145,8 +1145,8 @@ export class InferencePool {
         const message = (err as Error).message
         const bad = badInputOf(message, takesShapes(q.shape) ? feeds : undefined)
         // A client's values or shape ONNX Runtime refused are the client's error, not the model's.
-        if (bad) q.stats.badInput++
-        else q.stats.failed++
+        if (counting && bad) q.stats.badInput++
+        else if (counting) q.stats.failed++
         return jobs[0].reject(bad ?? (onThread ? err as Error : new InferenceError(message)))
       }
       // One bad request must not fail its neighbours: rerun each alone, first
@@ -1164,6 +1164,23 @@ export class InferencePool {
       return this.rerunAlone(q, jobs, onThread)
     }
     jobs.forEach((job, i) => job.resolve(parts[i]))
+  }
+
+  /** Counts a batch about to run: its requests and items (unless they were counted with a batch before), its size. */
+  private countBatch (q: ModelQueue, jobs: Job[], items: number, onThread: boolean) {
+    q.stats.batches++
+    if (!isRerun(jobs)) {
+      q.stats.requests += jobs.length
+      q.stats.items += items
+      if (!onThread) q.stats.inline += jobs.length
+    }
+    q.stats.largestBatch = Math.max(q.stats.largestBatch, items)
+    // The power-of-two bucket of `items` (1 -> 0, 2 -> 1, 3..4 -> 2, 5..8 -> 3...).
+    const bucket = items <= 1 ? 0 : 32 - Math.clz32(items - 1)
+    const sizes = q.stats.batchSizes
+    while (sizes.length <= bucket) sizes.push(0)
+    sizes[bucket]++
+    q.stats.batchSizesSum += items
   }
 
   /**

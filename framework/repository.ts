@@ -455,7 +455,8 @@ export class ModelRepository {
     const feeds = warmupFeeds(loaded)
     if (feeds) {
       try {
-        await this.store.run(loaded.key, feeds)
+        // Not counted in the model's metrics: no client asked for it.
+        await this.store.run(loaded.key, feeds, { uncounted: true })
       } catch (err) {
         // Some models cannot take zeros (a Reshape to a fixed size, say): that
         // is not a reason to refuse them, only to warn.

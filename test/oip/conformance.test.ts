@@ -632,7 +632,9 @@ t.test('a shape a model\'s dynamic dimensions declare but its graph cannot take 
     const metrics = (await app.inject({ url: '/metrics' })).body
     return Number(new RegExp(`^${name}\\{[^}]*\\bname="${model}"[^}]*\\} (\\S+)$`, 'm').exec(metrics)?.[1])
   }
-  // The warm-up runs on zeros at load are counted too: counts from here on.
+  // The warm-up runs on zeros at load (broken's fails) are not counted.
+  t.same(await Promise.all(['requests', 'failed', 'bad_input'].map(what => sample(`onnx_serve_model_${what}_total`, 'broken'))), [0, 0, 0], 'no request counted before any client sent one')
+  t.same(await Promise.all(['requests', 'batches'].map(what => sample(`onnx_serve_model_${what}_total`, 'quads'))), [0, 0])
   const counts = async (): Promise<Record<string, number>> => Object.fromEntries(await Promise.all(['quads', 'broken'].flatMap(model => ['failed', 'bad_input'].map(async what =>
     [`${model} ${what}`, await sample(`onnx_serve_model_${what}_total`, model)]))))
   const before = await counts()
