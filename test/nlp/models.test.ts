@@ -6,6 +6,7 @@ import onnxProto from 'onnx-proto'
 import { readConllu, readIob } from '../../nlp/corpus.ts'
 import { evaluateNer, evaluatePos } from '../../nlp/evaluation.ts'
 import { FEATURE_TEMPLATE_VERSION, FEATURES_PER_TOKEN } from '../../nlp/features.ts'
+import { fromFloat16 } from '../../nlp/float16.ts'
 import { loadScorer } from '../../nlp/ort.ts'
 import { emissionScores } from '../../nlp/perceptron.ts'
 import { entitiesFromBio, prepareBatch, tagText, type TaggerConfig } from '../../nlp/tagger.ts'
@@ -20,7 +21,9 @@ function load (task: string): { config: TaggerConfig, path: string, weights: Flo
   const model = onnxProto.onnx.ModelProto.decode(readFileSync(path))
   const init = model.graph?.initializer?.find(i => i.name === 'weights')
   const raw = init?.rawData as Uint8Array
-  const weights = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
+  // The table is stored in float16 (nlp/export.ts).
+  if (init?.dataType !== onnxProto.onnx.TensorProto.DataType.FLOAT16) throw new Error(`${task}: weight table is not float16`)
+  const weights = fromFloat16(new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)))
   return { config, path, weights }
 }
 

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import onnxProto from 'onnx-proto'
 import { readConllu, readIob } from '../../nlp/corpus.ts'
 import { buildLexicon } from '../../nlp/features.ts'
+import { fromFloat16 } from '../../nlp/float16.ts'
 import { emissionScores, predict, shuffledOrder, train } from '../../nlp/perceptron.ts'
 import { averageModels, bioConstraints, configJson, FORBIDDEN, NER_LABELS, toSequences, trainTagger, UPOS_LABELS, featureSpec } from '../../nlp/training.ts'
 import { seededRandom } from '../../framework/onnx-builder.ts'
@@ -33,7 +34,8 @@ t.test('retraining gives byte-identical models', async t => {
   const model = onnxProto.onnx.ModelProto.decode(a.onnx)
   const w = model.graph?.initializer?.find(i => i.name === 'weights')
   const raw = w?.rawData as Uint8Array
-  const table = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength))
+  t.equal(w?.dataType, onnxProto.onnx.TensorProto.DataType.FLOAT16, 'the table is stored in float16')
+  const table = fromFloat16(new Uint16Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength)))
   t.same(Array.from(w?.dims ?? [], Number), [1 << 12, UPOS_LABELS.length])
   t.ok(table.subarray(0, UPOS_LABELS.length).every(x => x === 0), 'row 0 is zero')
 })
