@@ -42,6 +42,8 @@ const EXTERNAL = ['onnxruntime-node', '@fastify/swagger-ui', 'tsx', 'tsx/*', 'es
 // it would have compiled file by file, dist/<its path>.js: every file the
 // bundle writes that can hold one (the entries server.js and app.js, the shared
 // chunks) is in dist/ itself, so the URL is made relative to its own.
+/** The sources (paths from the project root) whose import.meta.url ownUrl rewrote. */
+const urlModules = new Set()
 const ownUrl = {
   name: 'own-url',
   setup (b) {
@@ -55,7 +57,6 @@ const ownUrl = {
     })
   },
 }
-const urlModules = new Set()
 
 // One build of the entries with the packages bundled in (but EXTERNAL), the
 // code they share split into chunks beside them: one copy of each module for
