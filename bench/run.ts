@@ -11,7 +11,8 @@
 // (b) a hand-written baseline built on this project's NLP library
 // (bench/baseline-nlp-server.ts) and through OIP (the feature ids in, the
 // scores out), and (c) their taggers in a loop; the node:http floor (bench/
-// floor-server.ts) with tiny's requests. Then a flood: the compute-bound `heavy` model's capacity
+// floor-server.ts) with tiny's requests, and the fastify floor (bench/
+// fastify-floor-server.ts) with mlp's OIP binary ones. Then a flood: the compute-bound `heavy` model's capacity
 // (c=64) and unloaded latency, measured in the same run, and an open-loop flood at 10x that capacity
 // (bench/flood.ts); a second server set for latency (nothing queues) flooded at 10x its own capacity,
 // then at the first flood's rate. Then the default server's start-up time, and its peak RSS while
@@ -58,6 +59,8 @@ const FRAMEWORK: [string[], NodeJS.ProcessEnv] = [['sh', 'scripts/start.sh'], { 
 const LATENCY_FIRST = ['--max-queue-items', '0']
 /** The node:http floor's row (bench/floor-server.ts). */
 const FLOOR = 'node:http floor (no framework, no model)'
+/** The fastify floor's row (bench/fastify-floor-server.ts): fastify alone, with mlp's OIP binary requests. */
+const FASTIFY_FLOOR = 'fastify floor (OIP binary route, no model)'
 const SERVER_CORE = '0'
 const LOAD_CORE = '1'
 const node = process.execPath
@@ -309,6 +312,9 @@ async function main () {
   // The floor is measured with tiny's requests, in tiny's group.
   const floorPort = PORT + 150
   if (models.some(m => m.name === 'tiny')) baselines.set(FLOOR, await startServer(['bench/floor-server.ts', String(floorPort)], `http://127.0.0.1:${floorPort}/`))
+  // The fastify floor, with mlp's OIP binary requests, in mlp's group.
+  const fastifyFloorPort = PORT + 151
+  if (models.some(m => m.name === 'mlp')) baselines.set(FASTIFY_FLOOR, await startServer(['bench/fastify-floor-server.ts', String(fastifyFloorPort)], `http://127.0.0.1:${fastifyFloorPort}/`, 404))
   /** The NLP baselines' ports: PORT + 160, + 161. */
   const nlpPort = (j: number) => PORT + 160 + j
   for (const [j, { route }] of nlp.entries()) {
@@ -328,6 +334,7 @@ async function main () {
       if (m.name === 'mlp') {
         const b = oipBinary(m)
         list.push({ target: 'framework: OIP binary', model: m.name, url: `${base}/v2/models/${m.name}/infer`, bodies: b.bodies, extra: { base64: true, headers: b.headers } })
+        list.push({ target: FASTIFY_FLOOR, model: m.name, url: `http://127.0.0.1:${fastifyFloorPort}/v2/models/${m.name}/infer`, bodies: b.bodies, extra: { base64: true, headers: b.headers } })
       }
     }
     return list
@@ -576,7 +583,11 @@ function budget (
     const fixed = floor + computed + answer
     const left = base / want - fixed
     if (Number.isNaN(left)) return [] // not measured in this run (BENCH_ONLY)
-    return [`- ${model}, ${label} ${want}x: the baseline costs ${f1(base)} us per request, so ${want}x leaves ${f1(base / want)} us; the floor takes ${f1(floor)}, ${model}'s compute at batch 64 ${f1(computed)}${json ? ` and writing its answer's numbers (float32 digits) ${f1(answer)}` : ''}, which leaves ${f1(left)} us for reading the request, batching and the rest of the answer (the framework's ${target.replace('framework: ', '')} takes ${f1(us(find(target, model, 64)) - fixed)} us of that kind now).`]
+    const line = `- ${model}, ${label} ${want}x: the baseline costs ${f1(base)} us per request, so ${want}x leaves ${f1(base / want)} us; the floor takes ${f1(floor)}, ${model}'s compute at batch 64 ${f1(computed)}${json ? ` and writing its answer's numbers (float32 digits) ${f1(answer)}` : ''}, which leaves ${f1(left)} us for reading the request, batching and the rest of the answer (the framework's ${target.replace('framework: ', '')} takes ${f1(us(find(target, model, 64)) - fixed)} us of that kind now).`
+    // The binary route's requests also went to fastify alone: what of that is fastify's.
+    const fastify = target === 'framework: OIP binary' ? us(find(FASTIFY_FLOOR, model, 64)) : NaN
+    if (Number.isNaN(fastify)) return [line]
+    return [`${line} Of that, fastify alone (the fastify floor row: routing, reading the body, sending a fixed answer) takes ${f1(fastify - floor)} us more than node:http, which leaves ${f1(left - (fastify - floor))} us for decoding the tensors, batching and writing the answer's header (the framework takes ${f1(us(find(target, model, 64)) - fixed - (fastify - floor))}).`]
   }
   if (Number.isNaN(floor)) return []
   return [
