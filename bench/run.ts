@@ -46,11 +46,18 @@ const PORT = Number(process.env.BENCH_PORT ?? 18_400)
 /** The flood's model: compute-bound, so that 10x its capacity is an HTTP rate one core can be offered. */
 const FLOOD_MODEL = 'heavy'
 /**
- * How the framework's servers run: the sources (bench/app.ts adds the bench
- * routes to app.ts), under scripts/start.sh, so with the node and malloc
- * settings `npm start` gives the server.
+ * How the framework's servers run: compiled as `npm start` runs them
+ * (scripts/build.mjs, with bench/app.ts, which adds the bench routes to
+ * app.ts, as one more entry, into bench/dist/: in the project, where the
+ * packages left out of the bundle resolve), under scripts/start.sh, so with
+ * the node and malloc settings `npm start` gives the server. Returns the start
+ * command and the --app argument.
  */
-const FRAMEWORK: [string[], NodeJS.ProcessEnv] = [['sh', 'scripts/start.sh'], { SERVER_ENTRY: '--import tsx server.ts' }]
+async function compiledFramework (): Promise<{ command: [string[], NodeJS.ProcessEnv], app: string[] }> {
+  const out = join(root, 'bench', 'dist')
+  await run(node, ['scripts/build.mjs', '--out', out, 'bench/app.ts'])
+  return { command: [['sh', 'scripts/start.sh'], { SERVER_ENTRY: join(out, 'server.js') }], app: ['--app', join(out, 'bench', 'app.js')] }
+}
 /**
  * The flood's second server: set for latency rather than throughput. Nothing
  * queues (`--max-queue-items 0`): a request is admitted only when an
@@ -262,6 +269,7 @@ interface Row { target: string, model: string, c: number | string, r: LoadResult
 async function main () {
   const dir = mkdtempSync(join(tmpdir(), 'onnx-serve-bench-'))
   writeModels(dir)
+  const framework = await compiledFramework()
   const everyModel = benchModels()
   // The flood's model is served (bench/app.ts mounts every model) but kept out
   // of the throughput groups and baselines: it is there to be flooded.
@@ -298,7 +306,7 @@ async function main () {
   const threads = process.env.BENCH_THREADS ? ['--threads', process.env.BENCH_THREADS] : []
   // Extra framework server flags, for development runs (e.g. BENCH_SERVER_ARGS='--inline-below 0').
   if (process.env.BENCH_SERVER_ARGS) threads.push(...process.env.BENCH_SERVER_ARGS.split(' ').filter(Boolean))
-  const fw = await startServer(['--app', 'bench/app.ts', '--models-dir', dir, '--port', String(port), '--log-level', 'error', ...threads], `http://127.0.0.1:${port}/health/ready`, 200, ...FRAMEWORK)
+  const fw = await startServer([...framework.app, '--models-dir', dir, '--port', String(port), '--log-level', 'error', ...threads], `http://127.0.0.1:${port}/health/ready`, 200, ...framework.command)
   const base = `http://127.0.0.1:${port}`
   let hasOip = false
   try { hasOip = (await fetch(`${base}/v2/models/mlp/ready`)).status === 200 } catch {}
@@ -400,7 +408,7 @@ async function main () {
   // this shows what the settings trade.
   const lport = PORT + 300
   const lurl = `http://127.0.0.1:${lport}/bench/${heavy.name}`
-  const lfw = await startServer(['--app', 'bench/app.ts', '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...LATENCY_FIRST], `http://127.0.0.1:${lport}/health/ready`, 200, ...FRAMEWORK)
+  const lfw = await startServer([...framework.app, '--models-dir', dir, '--port', String(lport), '--log-level', 'error', ...threads, ...LATENCY_FIRST], `http://127.0.0.1:${lport}/health/ready`, 200, ...framework.command)
   flood.latencyFirst = await measureFlood(heavy.name, lurl, hbody, lfw, `http://127.0.0.1:${lport}`, [...threads, ...LATENCY_FIRST], undefined, Number(process.env.BENCH_THREADS ?? 1))
   const alsoAt = await floods(lurl, flood.rate, hbody, `${heavy.name}: latency first at the first flood's ${flood.rate} req/s`)
   flood.latencyFirst.alsoAt = { rate: flood.rate, results: alsoAt }
@@ -503,7 +511,7 @@ function report ({ rows, raw, rss, flood, starts, notes }: {
     '',
     `Made by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
     `Machine: ${cpus().length} x ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GB RAM, Node ${process.version}, Linux; shared with other jobs, so compare within this run.`,
-    `Framework servers: the sources (\`node --import tsx server.ts --app bench/app.ts\`) with the settings \`npm start\` gives node (scripts/start.sh: malloc arenas and mmap threshold, \`${startV8Flags()}\`, \`--single-threaded-gc\` on 2 cores or fewer); the default server: \`npm start\` itself.`,
+    `Framework servers: compiled as \`npm start\` runs them (\`node scripts/build.mjs --out bench/dist bench/app.ts\`: bench/app.ts adds the bench routes to app.ts), with the settings \`npm start\` gives node (scripts/start.sh: malloc arenas and mmap threshold, \`${startV8Flags()}\`, \`--single-threaded-gc\` on 2 cores or fewer); the default server: \`npm start\` itself.`,
     `Every server pinned to core ${SERVER_CORE}, every load generator (autocannon ${'\u2265'}8, bench/load.ts; the flood's open loop, bench/flood.ts) to core ${LOAD_CORE}, loopback, ${SECONDS} s per configuration, one example per request (each load cycles through ${EXAMPLES} different examples, so that answers differ: with one example, V8's number-to-string cache wrote the same answer again and again for free), keep-alive.`,
     `Each configuration ran ${ROUNDS} times, interleaved with its baseline in alternating order; the tables give medians (req/s range over the runs in the last column).`,
     '',

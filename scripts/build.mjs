@@ -21,15 +21,21 @@
 // only rewrites the files whose output changed (two starts at once are safe).
 import { build } from 'esbuild'
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
-import { dirname, join, relative } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
-const OUT = join(ROOT, 'dist')
+// `node scripts/build.mjs [--out DIR] [more entries]`: the benchmark builds the
+// server with its own app (bench/app.ts) into a directory of its own, so that
+// it measures the framework compiled, as `npm start` runs it.
+const args = process.argv.slice(2)
+const outAt = args.indexOf('--out')
+const OUT = outAt >= 0 ? resolve(args[outAt + 1]) : join(ROOT, 'dist')
 // The inference thread's script is started by URL (framework/pool.ts), not
 // imported; the hold on the signals is also passed to node by scripts/start.sh
 // (--import), whatever server.ts imports.
-const ENTRIES = ['server.ts', 'app.ts', 'framework/inference-worker.js', 'framework/hold-signals-at-start.ts']
+const ENTRIES = ['server.ts', 'app.ts', 'framework/inference-worker.js', 'framework/hold-signals-at-start.ts',
+  ...args.filter((_, i) => outAt < 0 || (i !== outAt && i !== outAt + 1))]
 
 // The packages stay in node_modules when they must: a native addon
 // (onnxruntime-node), files read beside the package's own code at run time
