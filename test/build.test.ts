@@ -1,0 +1,40 @@
+// scripts/build.mjs with --out and more entries: what the benchmark does to
+// serve its own app (bench/app.ts) compiled, as `npm start` serves app.ts.
+// The output goes to a directory of its own (inside the project, where the
+// packages left out of the bundle resolve), and the project's dist/ is not
+// touched.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { tmpdir } from 'node:os'
+import { writeModels } from '../bench/workload.ts'
+import { post, ROOT, startReady } from './fixtures/server.ts'
+
+const build = (...args: string[]) => spawnSync(process.execPath, ['scripts/build.mjs', ...args], { cwd: ROOT, encoding: 'utf8' })
+
+t.test('--out DIR bench/app.ts: the server and the bench app compiled there, served without tsx; dist/ untouched', async t => {
+  const first = build()
+  t.equal(first.status, 0, `dist/ builds: ${first.stderr}`)
+  const dist = join(ROOT, 'dist')
+  const before = Object.fromEntries(readdirSync(dist).map(f => [f, statSync(join(dist, f)).mtimeMs]))
+  const out = mkdtempSync(join(ROOT, '.tap', 'build-'))
+  t.teardown(() => rmSync(out, { recursive: true, force: true }))
+  const built = build('--out', out, 'bench/app.ts')
+  t.equal(built.status, 0, `built: ${built.stderr}`)
+  for (const file of ['server.js', 'app.js', 'bench/app.js', 'framework/inference-worker.js']) t.ok(existsSync(join(out, file)), `${file} written`)
+  t.notMatch(readFileSync(join(out, 'bench', 'app.js'), 'utf8'), /from ['"][^'"]*\.ts['"]/, 'the bench app imports no TypeScript')
+  t.same(Object.fromEntries(readdirSync(dist).map(f => [f, statSync(join(dist, f)).mtimeMs])), before, 'dist/ not rewritten')
+
+  // Every model the bench app mounts, as the benchmark writes them.
+  const models = mkdtempSync(join(tmpdir(), 'onnx-serve-build-'))
+  t.teardown(() => rmSync(models, { recursive: true, force: true }))
+  writeModels(models)
+  // No tsx anywhere: node runs the compiled files alone.
+  const server = await startReady(t, ['--app', join(out, 'bench', 'app.js'), '--models-dir', models], { command: [process.execPath, join(out, 'server.js')] })
+  const answer = await post(server.port, '/bench/tiny', { inputs: [[1, 2, 3, 4]] })
+  t.equal(answer.status, 200, 'the bench route answers')
+  t.same(answer.body.outputs, [[2, 4, 6, 8]], 'with tiny\'s answer (x + [1, 2, 3, 4])')
+  server.proc.kill('SIGTERM')
+  await server.exited
+})
