@@ -6,6 +6,9 @@
 //   before the first one was ready) stops the whole server with exit code 3
 //   and the error: retrying would fail the same way. Once the server has
 //   been up (a TTIN's worker, a respawn), the workers serving drain first.
+//   The first failure is reported (stderr and the log); the other workers
+//   that fail as the server stops (the same cause, as a rule) are logged at
+//   info level only.
 // - Once the server has been up, a worker that dies is replaced, with a
 //   back-off that grows while workers keep dying, so a crash loop does not
 //   spin the CPU. A replacement for HUP (or --max-requests) that dies or
@@ -421,6 +424,8 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
     removeBeyondTarget()
   }
 
+  /** Whether the server stops because a worker failed to boot: the first failure reported stands for the others. */
+  let stoppedForBootFailure = false
   /** Workers that said they failed to load (a replacement's: it exits 3 now), until their exit. */
   const failedBoot = new Set<Worker>()
   /**
@@ -474,6 +479,11 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
         process.stderr.write(`error: a replacement worker failed to boot (${oldDied ? 'the worker it replaced died meanwhile: another is started' : 'the old one keeps serving'}): ${message.error}\n`)
         return
       }
+      // Workers booting together fail together (the same model file): the
+      // first failure is the report, the others are told apart at info level
+      // only, not read again by the operator as failures of their own.
+      if (stoppedForBootFailure) return log.info({ worker: worker.id, error: message.error }, 'another worker failed to boot too: the server is stopping already')
+      stoppedForBootFailure = true
       log.fatal({ worker: worker.id, error: message.error }, 'worker failed to boot: stopping the server')
       process.stderr.write(`error: worker failed to boot: ${message.error}\n`)
       // Once the server has been up (a TTIN's worker, a respawn), the other
@@ -525,6 +535,7 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
       return
     }
     if (!wasReady && !wasUp) {
+      stoppedForBootFailure = true
       log.fatal({ worker: worker.id, code, signal }, 'worker died before it was ready: stopping the server')
       process.stderr.write(`error: worker ${worker.id} exited (code ${code}, signal ${signal}) before it was ready\n`)
       shutdown(BOOT_FAILURE, 'SIGKILL')

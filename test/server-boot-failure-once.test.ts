@@ -1,0 +1,41 @@
+// Workers that fail to boot for one cause at start-up: the operator reads the
+// failure once (one stderr line, one JSON error line, from the primary), not
+// once per worker. To have both workers fail before the primary hears of the
+// first (else it kills the second one before it fails), the primary is
+// stopped (SIGSTOP) while they load, and each worker once it has sent its
+// failure (its debug line comes just before the message), so that on SIGCONT
+// the primary reads both failures, and no worker's exit before them.
+import t from 'tap'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { modelsDir, slowModel } from './fixtures/models.ts'
+import { GATED_IMPORT_APP, startServer, within, workerPids } from './fixtures/server.ts'
+
+t.test('cluster: two workers failing to load at start-up for one cause: one stderr line, one JSON error line, exit 3', async t => {
+  // No scaler.onnx: slow-app.ts (behind the gated import) cannot load it.
+  const dir = modelsDir(t, { 'slow.onnx': slowModel(1) })
+  const gates = mkdtempSync(join(tmpdir(), 'onnx-serve-gates-'))
+  t.teardown(() => rmSync(gates, { recursive: true, force: true }))
+  const server = startServer(t, ['--models-dir', dir, '--app', GATED_IMPORT_APP, '--workers', '2', '--threads', '1', '--log-level', 'debug'], { env: { GATE_DIR: gates } })
+  const primary = server.proc.pid!
+  t.teardown(() => { try { process.kill(primary, 'SIGCONT') } catch {} })
+  t.teardown(() => { for (const pid of workerPids(primary)) process.kill(pid, 'SIGKILL') })
+  const importing = await Promise.all([1, 2].map(id => server.waitFor(l => l.msg === 'importing the app (gated)' && l.worker === id, 60_000)))
+  process.kill(primary, 'SIGSTOP')
+  // Each worker is stopped once it said (debug) that its load failed: the message to the primary went with it.
+  const failed = importing.map(({ worker, pid }) => server.waitFor(l => l.msg === 'models failed to load' && l.worker === worker, 60_000)
+    .then(() => process.kill(pid, 'SIGSTOP')))
+  for (const id of [1, 2]) writeFileSync(join(gates, String(id)), '')
+  await Promise.all(failed)
+  process.kill(primary, 'SIGCONT')
+  t.same(await within(server.exited, 30_000), { code: 3, signal: null }, 'exit 3')
+  const stderr = server.stderr().split('\n').filter(Boolean)
+  t.equal(stderr.length, 1, `one line on stderr: ${server.stderr()}`)
+  // The model's error; or, had a worker exited before the test stopped it
+  // (a loaded machine), its death may be read first, and be the report.
+  t.match(stderr[0], /^error: worker (failed to boot: model 'scaler' not found|\d+ exited \(code 3, signal null\) before it was ready)/)
+  const errors = server.lines.filter(l => l.level >= 50)
+  t.equal(errors.length, 1, `one JSON error line: ${errors.map(l => l.msg).join('; ')}`)
+  t.match(errors[0], { role: 'arbiter', msg: /^worker (failed to boot|died before it was ready): stopping the server$/ })
+})
