@@ -62,7 +62,8 @@
 //   after --load-timeout (watchHeartbeats).
 // - /metrics: the arbiter sums every ready worker's metrics
 //   (cluster-metrics.ts), and counts those still booting in the lifecycle
-//   state gauge ('loading'; 'failed' once one said its load failed); a
+//   state gauge ('loading'; 'failed' once one said its load failed;
+//   'draining' once told to stop: TTOU, a later HUP, the server stopping); a
 //   draining worker that sent its final metrics is 'draining' until it exits.
 import cluster, { type Worker } from 'node:cluster'
 import { createServer, type AddressInfo } from 'node:net'
@@ -430,15 +431,16 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
   const failedBoot = new Set<Worker>()
   /**
    * The lifecycle states of the workers a scrape does not ask (`ready` are
-   * asked): those booting (a TTIN's, a respawn, a replacement; none being
-   * removed) cannot answer yet, but are in /metrics' state gauge, 'loading',
-   * or 'failed' once they said so.
+   * asked): those booting (a TTIN's, a respawn, a replacement) cannot answer
+   * yet, but are in /metrics' state gauge, 'loading', or 'failed' once they
+   * said so; one told to stop while booting (a TTOU, a later HUP, or the
+   * server stopping) is on its way out: 'draining' until it exits.
    */
   const unaskedStates = () => {
-    const states = { loading: 0, failed: 0 }
+    const states = { loading: 0, failed: 0, draining: 0 }
     for (const w of Object.values(cluster.workers ?? {})) {
-      if (!w || w.isDead() || ready.has(w) || removed.has(w)) continue
-      states[failedBoot.has(w) ? 'failed' : 'loading']++
+      if (!w || w.isDead() || ready.has(w)) continue
+      states[failedBoot.has(w) ? 'failed' : removed.has(w) || stopping ? 'draining' : 'loading']++
     }
     return states
   }

@@ -4,9 +4,8 @@
 // while its replacement boots, TTOU and HUP during a TERM drain; /metrics'
 // lifecycle state while a worker boots.
 import t from 'tap'
-import { request as httpRequest } from 'node:http'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { arbiterLog, gatedCluster, SLOW_APP, startReady, within, workerPids } from './fixtures/server.ts'
+import { arbiterLog, gatedCluster, lifecycleStates, SLOW_APP, startReady, within, workerPids } from './fixtures/server.ts'
 
 t.test('cluster: TTOU and HUP during a TERM drain are ignored, and say so (no worker is told to go, none is replaced)', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
@@ -86,20 +85,6 @@ t.test('cluster, --workers 2: a worker that dies while its HUP replacement boots
   server.proc.kill('SIGTERM')
   t.same(await within(server.exited, 15_000), { code: 0, signal: null })
 })
-
-/** GET /metrics on a connection of its own (the primary hands connections to the workers in turn): the states gauge, by state. */
-function lifecycleStates (port: number): Promise<Record<string, number>> {
-  return new Promise((resolve, reject) => {
-    httpRequest({ host: '127.0.0.1', port, path: '/metrics', agent: false }, res => {
-      let text = ''
-      res.setEncoding('utf8').on('data', chunk => { text += chunk }).on('end', () => {
-        const states: Record<string, number> = { status: res.statusCode! }
-        for (const m of text.matchAll(/^onnx_serve_lifecycle_state\{state="(\w+)"\} (\S+)$/gm)) states[m[1]] = Number(m[2])
-        resolve(states)
-      })
-    }).on('error', reject).end()
-  })
-}
 
 t.test('cluster: /metrics counts the workers still booting as loading (the primary counts them: they cannot answer yet)', async t => {
   const { server, importing, open } = gatedCluster(t)
