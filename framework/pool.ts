@@ -14,8 +14,10 @@
 // from what queued while the threads were busy.
 //
 // Queues are per model and bounded in items; a request that would go over is
-// refused at once (OverloadedError, 503). A request whose signal fires while
-// queued leaves the queue at that moment and is never computed.
+// refused at once (OverloadedError, 503). The bound stretches by the rows the
+// model's batches computing left unfilled (see ModelQueue.unfilled). A
+// request whose signal fires while queued leaves the queue at that moment and
+// is never computed.
 //
 // Models too cheap to be worth the hop run inline: when a model's measured
 // cost predicts a job under `inlineBelowUs`, the job
@@ -194,6 +196,17 @@ class ModelQueue {
   /** Its batches computing, on a thread or inline: one that fails puts its jobs back here. */
   computing = 0
   /**
+   * Rows its batches computing on the threads could have taken and did not
+   * (maxBatchItems less their items, for a batch that took every job
+   * waiting; see dispatch): as many more may wait, over maxQueueItems. The
+   * bound is there to cap the rows ahead of an admitted request, computing
+   * or waiting, at full batches computing and maxQueueItems waiting (what a flood meets: its batches are full). On an
+   * idle server the first request of a burst takes a thread alone, and the
+   * rest of the burst arrived while it computed: four /ner requests of 17
+   * texts, 68 rows, one computing and 67 waiting, were refused past 64.
+   */
+  unfilled = 0
+  /**
    * Whether the queue outlives its jobs: a loaded (or configured) model's
    * does. One that only holds jobs of a model unloaded meanwhile, or never
    * loaded, is deleted once they have settled (see InferencePool.forget), or
@@ -235,10 +248,10 @@ export function modelShown (key: string): string {
 }
 
 export class OverloadedError extends Error {
-  constructor (readonly key: string, readonly queuedItems: number, readonly maxQueueItems: number, readonly retryAfterSeconds = 1) {
+  constructor (readonly key: string, readonly queuedItems: number, readonly maxQueueItems: number, readonly unfilled = 0, readonly retryAfterSeconds = 1) {
     super(maxQueueItems === 0
       ? `${modelShown(key)} is overloaded: every inference thread is computing, and its requests do not queue (max queue items 0); retry later`
-      : `${modelShown(key)} is overloaded: ${queuedItems} items queued (at most ${maxQueueItems}); retry later`)
+      : `${modelShown(key)} is overloaded: ${queuedItems} items queued (at most ${maxQueueItems}${unfilled > 0 ? `, and ${unfilled} more the batches computing left room for` : ''}); retry later`)
     this.name = 'OverloadedError'
   }
 }
@@ -707,7 +720,7 @@ export class InferencePool {
     if (this.full(q, items, options.continues)) {
       q.stats.refused++
       this.forget(q)
-      return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems))
+      return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems, q.unfilled))
     }
     const inline = q.options.maxQueueItems > 0 && this.runsInline(q, feeds)
     return new Promise((resolve, reject) => {
@@ -740,7 +753,8 @@ export class InferencePool {
   }
 
   /**
-   * Whether a request of `items` would go over the model's queue bound. A
+   * Whether a request of `items` would go over the model's queue bound, which
+   * the rows its batches computing left unfilled add to (ModelQueue.unfilled). A
    * request bigger than the whole queue is still admitted into an empty one.
    * With a bound of 0 nothing waits: a request is admitted only when a thread
    * is free to start it now (a run that continues an admitted request waits:
@@ -748,7 +762,7 @@ export class InferencePool {
    */
   private full (q: ModelQueue, items: number, continues = false): boolean {
     if (q.options.maxQueueItems === 0) return !continues && (q.items > 0 || !this.threads.some(t => !t.busy && !t.exited && !t.missing.has(q.key)))
-    return q.items > 0 && q.items + items > q.options.maxQueueItems
+    return q.items > 0 && q.items + items > q.options.maxQueueItems + q.unfilled
   }
 
   /** Puts a job in its model's queue for the threads; its signal takes it out. */
@@ -903,7 +917,7 @@ export class InferencePool {
     const limit = Error.stackTraceLimit
     Error.stackTraceLimit = 0
     try {
-      return new OverloadedError(key, q.items, q.options.maxQueueItems)
+      return new OverloadedError(key, q.items, q.options.maxQueueItems, q.unfilled)
     } finally {
       Error.stackTraceLimit = limit
     }
@@ -1058,12 +1072,22 @@ export class InferencePool {
 
   private dispatch (thread: InferenceThread, q: ModelQueue, jobs: Job[]) {
     thread.busy = true
+    // Rows this batch could have taken, lent to the queue while it computes
+    // (ModelQueue.unfilled): only when it took every job waiting. One that
+    // left jobs behind was cut by a limit (rows, padded tokens, shapes that do
+    // not merge), as a flood's batches are; and a run that goes alone (a
+    // rerun, a model that does not batch) takes no more either.
+    const { maxBatchItems } = q.options
+    const room = q.jobs.length === 0 && jobs[0].batchable && q.batches && q.shape && maxBatchItems > 1
+      ? Math.max(0, maxBatchItems - jobs.reduce((n, j) => n + j.items, 0))
+      : 0
+    q.unfilled += room
     // The thread is free as soon as it answers: it takes the next batch while
     // this one's outputs are split and handed out (and a model that queues
     // nothing admits again before its callers hear back).
     let freed = false
     const free = () => {
-      if (!freed) { freed = true; thread.busy = false }
+      if (!freed) { freed = true; thread.busy = false; q.unfilled -= room }
       this.drain()
     }
     void this.compute(q, jobs, true, async (feeds, outputs, merged) => {

@@ -229,6 +229,68 @@ t.test('a full queue refuses at once, counting items', async t => {
   t.ok(await p.run('affine', { x: rows([[5, 5, 5, 5]]) }))
 })
 
+t.test('the rows a batch computing left unfilled may wait too: a burst of a batch computing and a batch waiting is admitted', async t => {
+  const p = await pool(t)
+  p.configure('slow', { maxBatchItems: 4, maxQueueItems: 4 })
+  const one = (v: number) => p.run('slow', { x: rows([[v, v, v, v]]) }).then(r => toRows(r.y)[0][0], e => (e as Error).name)
+  // An idle thread takes the first row alone; its batch had room for 3 more,
+  // so 4 + 3 wait, and the next is refused.
+  const burst = Array.from({ length: 9 }, (_, i) => one(i))
+  const outcomes = await Promise.all(burst)
+  t.same(outcomes, [1, 3, 5, 7, 9, 11, 13, 15, 'OverloadedError'], 'eight admitted, the ninth refused')
+  t.equal(p.stats('slow').refused, 1)
+  // A full batch computing leaves no room: the bound is maxQueueItems, as under a flood.
+  const full = p.run('slow', { x: rows([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]) })
+  const flood = await Promise.all(Array.from({ length: 6 }, (_, i) => one(i)))
+  t.same(flood, [1, 3, 5, 7, 'OverloadedError', 'OverloadedError'])
+  await full
+  // Nor does a batch of another model: the bound is maxQueueItems.
+  p.configure('affine', { maxBatchItems: 4, maxQueueItems: 4 })
+  const busy = occupy(p)
+  const behind = await Promise.all(Array.from({ length: 6 }, (_, i) => p.run('affine', { x: rows([[i, i, i, i]]) }).then(() => 'ok', e => (e as Error).name)))
+  await busy
+  t.same(behind, ['ok', 'ok', 'ok', 'ok', 'OverloadedError', 'OverloadedError'])
+})
+
+t.test('a batch cut by a limit (jobs left waiting) lends the queue no room: the bound is maxQueueItems', async t => {
+  const p = await pool(t)
+  p.configure('seq', { maxBatchItems: 4, maxQueueItems: 4 })
+  // The thread's answers are held, one release per run: a thread computing for as long as the test needs.
+  const thread = (p as any).threads[0]
+  const call = thread.call.bind(thread)
+  const releases: Array<() => void> = []
+  const started: Array<() => void> = []
+  thread.call = async (msg: { op: string }, transfer: ArrayBuffer[]) => {
+    const answer = await call(msg, transfer)
+    if (msg.op === 'run') {
+      await new Promise<void>(resolve => { releases.push(resolve); started.shift()?.() })
+    }
+    return answer
+  }
+  const computed = () => new Promise<void>(resolve => started.push(resolve))
+  // Different lengths and no pad value: no two merge.
+  const one = (n: number) => p.run('seq', { ids: ids([Array(n).fill(1)]) }).then(() => 'ok', e => (e as Error).name)
+  let done = computed()
+  const first = one(1)
+  await done
+  // Behind a batch of 1 that took every job waiting: 4 + 3 may wait.
+  const queued = [2, 3, 4, 5].map(one)
+  t.equal(p.stats('seq').queuedItems, 4)
+  // The next batch takes the length-2 run alone and leaves 3 waiting: cut by
+  // its shapes, as a flood's batches are by their size. No room lent.
+  done = computed()
+  releases.shift()!()
+  await done
+  t.equal(p.stats('seq').queuedItems, 3)
+  const more = [6, 7].map(one)
+  // Refused at once (counted before run returns).
+  t.equal(p.stats('seq').refused, 1, 'refused past maxQueueItems')
+  // Every run answered in turn.
+  const drain = setInterval(() => releases.shift()?.(), 5)
+  t.teardown(() => clearInterval(drain))
+  t.same(await Promise.all([first, ...queued, ...more]), [...Array(6).fill('ok'), 'OverloadedError'])
+})
+
 t.test('requests of 0 rows count against the queue bound too', async t => {
   const p = await pool(t)
   p.configure('seq', { maxQueueItems: 4 })

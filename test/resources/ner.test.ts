@@ -1,5 +1,5 @@
 // /ner with the committed model: known sentences, every input form, every limit.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { build, bareApp, MODELS_DIR } from '../fixtures/build.ts'
 import { EntityRecognizer } from '../../resources/ner.ts'
 import { AbortedError, OverloadedError } from '../../framework/pool.ts'
@@ -247,5 +247,62 @@ t.test('limits: a limit given as undefined keeps its default; one that is no int
     [{ maxbatch: 10 }, /limits has an unknown field 'maxbatch' \(known: maxTextLength, maxBatch, maxTokens\)/],
   ] as const) {
     t.throws(() => new EntityRecognizer({ model: 'ner', limits: limits as any }), { name: 'TypeError', message }, JSON.stringify(limits))
+  }
+})
+
+/**
+ * Holds the answers of `app`'s only inference thread until `until()` holds
+ * (checked every few milliseconds; released after 20 s in any case): a thread
+ * descheduled on a busy host, or a first batch that computes longer than a
+ * burst takes to arrive. The runs still compute on the real model.
+ */
+function holdThread (t: Test, app: Awaited<ReturnType<typeof build>>, until: () => boolean) {
+  const pool = (app.models as any).pool
+  const thread = pool.threads[0]
+  const call = thread.call.bind(thread)
+  let release!: () => void
+  const gate = new Promise<void>(resolve => { release = resolve })
+  const poll = setInterval(() => { if (until()) release() }, 2)
+  const limit = setTimeout(release, 20_000)
+  void gate.then(() => { clearInterval(poll); clearTimeout(limit) })
+  thread.call = async (msg: { op: string }, transfer: ArrayBuffer[]) => {
+    const answer = await call(msg, transfer)
+    if (msg.op === 'run') await gate
+    return answer
+  }
+  t.teardown(release)
+  return (key: string) => pool.stats(key)
+}
+
+t.test('a burst of four requests of 17 texts on an idle server (68 texts: a batch computing and one waiting) is admitted whole', async t => {
+  // The defaults (batches of 64, 64 items queued, one thread). The first text
+  // takes the idle thread alone; the 67 others arrive while it computes. They
+  // were refused past 64 waiting, though the batch computing had room for 63
+  // more: the burst fits in a batch computing plus a batch waiting.
+  const app = await build(t)
+  const texts = (r: number) => Array.from({ length: 17 }, (_, i) => `Request ${r}, text ${i}: Angela Merkel met Tim Cook of Apple in Berlin.`)
+  const alone = await Promise.all([0, 1, 2, 3].map(async r => (await ner(app, { texts: texts(r) })).json()))
+  const stats = holdThread(t, app, () => stats('ner').queuedItems >= 67 || stats('ner').refused > 0)
+  const burst = await Promise.all([0, 1, 2, 3].map(r => ner(app, { texts: texts(r) })))
+  t.same(burst.map(res => res.statusCode), [200, 200, 200, 200], 'every request admitted')
+  t.equal(stats('ner').refused, 0, 'nothing refused')
+  t.same(burst.map(res => res.json()), alone, 'the same entities as each request sent alone')
+  t.same(alone[0].results[0].entities.map((e: any) => [e.text, e.label]), [['Angela Merkel', 'PER'], ['Tim Cook', 'PER'], ['Apple', 'ORG'], ['Berlin', 'LOC']])
+})
+
+t.test('a burst past a batch computing and a batch waiting is still refused at once: 503 OVERLOADED with Retry-After', async t => {
+  const app = await build(t)
+  const texts = (r: number) => Array.from({ length: 30 }, (_, i) => `Request ${r}, text ${i}: Paris is in France.`)
+  const stats = holdThread(t, app, () => stats('ner').refused > 0)
+  // 150 texts: one computing, at most 127 waiting.
+  const burst = await Promise.all([0, 1, 2, 3, 4].map(r => ner(app, { texts: texts(r) })))
+  const refused = burst.filter(res => res.statusCode === 503)
+  t.ok(refused.length >= 1, `${refused.length} refused`)
+  t.same(burst.filter(res => res.statusCode !== 503).map(res => res.statusCode), Array(5 - refused.length).fill(200), 'the others answered')
+  for (const res of refused) {
+    t.equal(res.headers['retry-after'], '1')
+    t.equal(res.json().code, 'OVERLOADED')
+    t.match(res.json().error, /model 'ner' is overloaded: \d+ items queued/)
+    t.notMatch(res.body, /\bat .*\.ts:\d+/, 'no stack')
   }
 })
