@@ -9,7 +9,9 @@
 //   spec: {"target": "tiny" | "mlp" | "tagger" | "ner" | "pos", "oip"?: true,
 //          "variants": [{"name": "baseline", "baseline": true},
 //                       {"name": "before", "cwd": "/tmp/wt-old"}, {"name": "after"}]}
-//   a variant may also set environment variables: {"name": "x", "env": {"INLINE_BELOW_US": "100"}}
+//   a variant may also set environment variables: {"name": "x", "env": {"INLINE_BELOW_US": "100"}},
+//   and the app module: compiled as bench/run.ts serves it (after `node scripts/build.mjs --out bench/dist bench/app.ts`),
+//   {"name": "compiled", "env": {"SERVER_ENTRY": "bench/dist/server.js"}, "app": "bench/dist/bench/app.js"}
 //   env: C (connections, 64), SEC (seconds per run, 4)
 //
 // A variant is a framework server (`scripts/start.sh --app bench/app.ts`
@@ -29,7 +31,7 @@ import { benchModels } from './models.ts'
 import type { TaggerConfig } from '../nlp/tagger.ts'
 import { featureBodies, jsonBodies, oipBodies, sentenceBodies, writeModels } from './workload.ts'
 
-interface Variant { name: string, cwd?: string, baseline?: boolean, env?: Record<string, string> }
+interface Variant { name: string, cwd?: string, baseline?: boolean, env?: Record<string, string>, app?: string }
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const spec = JSON.parse(process.argv[2] ?? '{}') as { target: string, oip?: boolean, variants: Variant[] }
 const rounds = Number(process.argv[3] ?? 5)
@@ -64,7 +66,7 @@ try {
       ? nlp
         ? ['node', '--import', 'tsx', 'bench/baseline-nlp-server.ts', join(dir, spec.target), String(p)]
         : ['node', '--import', 'tsx', 'bench/baseline-server.ts', join(dir, `${model!.name}.onnx`), model!.input, model!.output, model!.type, String(model!.width), String(p)]
-      : ['sh', 'scripts/start.sh', '--app', 'bench/app.ts', '--models-dir', dir, '--port', String(p), '--log-level', 'error']
+      : ['sh', 'scripts/start.sh', '--app', v.app ?? 'bench/app.ts', '--models-dir', dir, '--port', String(p), '--log-level', 'error']
     const child = spawn('taskset', ['-c', '0', ...args], { cwd: v.baseline ? root : (v.cwd ?? root), stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, SERVER_ENTRY: '--import tsx server.ts', ...v.env } })
     const base = `http://127.0.0.1:${p}`
     for (let tries = 0; ; tries++) {
