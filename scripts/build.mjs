@@ -30,7 +30,14 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 // it measures the framework compiled, as `npm start` runs it.
 const args = process.argv.slice(2)
 const outAt = args.indexOf('--out')
+if (outAt >= 0 && (args[outAt + 1] === undefined || args[outAt + 1].startsWith('--'))) throw new Error('--out needs a directory')
 const OUT = outAt >= 0 ? resolve(args[outAt + 1]) : join(ROOT, 'dist')
+// The build removes the .js files under OUT that it did not write (below): OUT
+// must be a directory of the build's own, not one holding the sources or the packages.
+const inside = (dir, parent) => !relative(parent, dir).startsWith('..') && !/^[/\\]/.test(relative(parent, dir))
+if (inside(ROOT, OUT) || relative(ROOT, OUT).split(/[/\\]/).includes('node_modules') || [...['framework', 'nlp', 'resources', 'scripts', 'test', 'bench', 'models'].map(d => join(ROOT, d))].includes(OUT)) {
+  throw new Error(`--out ${OUT}: not the project, a folder above it, one of its source folders or node_modules (the build deletes the .js files there that it did not write)`)
+}
 // The inference thread's script is started by URL (framework/pool.ts), not
 // imported; the hold on the signals is also passed to node by scripts/start.sh
 // (--import), whatever server.ts imports.
