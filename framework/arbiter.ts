@@ -7,8 +7,8 @@
 //   and the error: retrying would fail the same way. Once the server has
 //   been up (a TTIN's worker, a respawn), the workers serving drain first.
 //   The first failure is reported (stderr and the log); the other workers
-//   that fail as the server stops (the same cause, as a rule) are logged at
-//   info level only.
+//   that fail with the same cause as the server stops are logged at info
+//   level only (another cause is reported).
 // - Once the server has been up, a worker that dies is replaced, with a
 //   back-off that grows while workers keep dying, so a crash loop does not
 //   spin the CPU. A replacement for HUP (or --max-requests) that dies or
@@ -427,6 +427,8 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
 
   /** Whether the server stops because a worker failed to boot: the first failure reported stands for the others. */
   let stoppedForBootFailure = false
+  /** The cause reported for it (a worker's `failed` message): others that repeat it are not reported again. */
+  let bootFailure: string | undefined
   /** Workers that said they failed to load (a replacement's: it exits 3 now), until their exit. */
   const failedBoot = new Set<Worker>()
   /**
@@ -482,10 +484,21 @@ export function runArbiter (settings: Settings, releaseSignals: ReleaseSignals =
         return
       }
       // Workers booting together fail together (the same model file): the
-      // first failure is the report, the others are told apart at info level
-      // only, not read again by the operator as failures of their own.
-      if (stoppedForBootFailure) return log.info({ worker: worker.id, error: message.error }, 'another worker failed to boot too: the server is stopping already')
+      // first failure is the report, the others with the same cause are told
+      // apart at info level only, not read again by the operator as failures
+      // of their own.
+      if (stoppedForBootFailure) {
+        if (message.error === bootFailure) return log.info({ worker: worker.id, error: message.error }, 'another worker failed to boot too: the server is stopping already')
+        // A cause not reported yet (the first report was a worker's exit, or
+        // this one failed otherwise): the operator needs it, so it is reported
+        // too; the server is stopping already.
+        bootFailure ??= message.error
+        log.error({ worker: worker.id, error: message.error }, 'another worker failed to boot: the server is stopping already')
+        process.stderr.write(`error: worker failed to boot: ${message.error}\n`)
+        return
+      }
       stoppedForBootFailure = true
+      bootFailure = message.error
       log.fatal({ worker: worker.id, error: message.error }, 'worker failed to boot: stopping the server')
       process.stderr.write(`error: worker failed to boot: ${message.error}\n`)
       // Once the server has been up (a TTIN's worker, a respawn), the other
