@@ -1070,6 +1070,34 @@ export class InferencePool {
     return batch
   }
 
+  /**
+   * The rows a batch of `jobs` left room for: up to the batch limit in rows,
+   * and in padded tokens (maxBatchTokens) at the length of its longest row, so
+   * that what is lent is what such a batch could really have taken. None for
+   * a run that goes alone, nor for a model whose rows of other lengths never
+   * merge (a dynamic axis besides the batch and no pad value): the rows
+   * behind would each run alone.
+   */
+  private roomLeft (q: ModelQueue, jobs: Job[]): number {
+    const { maxBatchItems, maxBatchTokens, padValue } = q.options
+    if (!jobs[0].batchable || !q.batches || !q.shape || maxBatchItems <= 1) return 0
+    const varies = q.shape.inputs.some(i => i.shape.slice(1).some(d => typeof d === 'string' || d < 0))
+    if (varies && padValue === undefined) return 0
+    const items = jobs.reduce((n, j) => n + j.items, 0)
+    let rows = maxBatchItems
+    if (maxBatchTokens !== undefined) {
+      // The batch's cost per row (its longest row, per input), as gather counts it.
+      let perRow = 1
+      for (const name of Object.keys(jobs[0].feeds)) {
+        const longest = jobs[0].feeds[name].dims.slice(1)
+        for (const j of jobs) j.feeds[name].dims.slice(1).forEach((d, axis) => { longest[axis] = Math.max(longest[axis], d) })
+        perRow = Math.max(perRow, longest.reduce((a, d) => a * d, 1))
+      }
+      rows = Math.min(rows, Math.floor(maxBatchTokens / perRow))
+    }
+    return Math.max(0, rows - items)
+  }
+
   private dispatch (thread: InferenceThread, q: ModelQueue, jobs: Job[]) {
     thread.busy = true
     // Rows this batch could have taken, lent to the queue while it computes
@@ -1077,10 +1105,7 @@ export class InferencePool {
     // left jobs behind was cut by a limit (rows, padded tokens, shapes that do
     // not merge), as a flood's batches are; and a run that goes alone (a
     // rerun, a model that does not batch) takes no more either.
-    const { maxBatchItems } = q.options
-    const room = q.jobs.length === 0 && jobs[0].batchable && q.batches && q.shape && maxBatchItems > 1
-      ? Math.max(0, maxBatchItems - jobs.reduce((n, j) => n + j.items, 0))
-      : 0
+    const room = q.jobs.length === 0 ? this.roomLeft(q, jobs) : 0
     q.unfilled += room
     // The thread is free as soon as it answers: it takes the next batch while
     // this one's outputs are split and handed out (and a model that queues

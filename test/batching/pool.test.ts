@@ -273,7 +273,8 @@ t.test('a batch cut by a limit (jobs left waiting) lends the queue no room: the 
   let done = computed()
   const first = one(1)
   await done
-  // Behind a batch of 1 that took every job waiting: 4 + 3 may wait.
+  // Behind a batch of 1 that took every job waiting: rows of other lengths
+  // never merge here (no pad value), so it lends no room; 4 may wait.
   const queued = [2, 3, 4, 5].map(one)
   t.equal(p.stats('seq').queuedItems, 4)
   // The next batch takes the length-2 run alone and leaves 3 waiting: cut by
@@ -289,6 +290,43 @@ t.test('a batch cut by a limit (jobs left waiting) lends the queue no room: the 
   const drain = setInterval(() => releases.shift()?.(), 5)
   t.teardown(() => clearInterval(drain))
   t.same(await Promise.all([first, ...queued, ...more]), [...Array(6).fill('ok'), 'OverloadedError'])
+})
+
+t.test('a batch limited by padded tokens lends only the rows its tokens left room for; rows that never merge lend none', async t => {
+  const p = await pool(t)
+  // The thread's answers are held until released: a thread computing for as long as the test needs.
+  const thread = (p as any).threads[0]
+  const call = thread.call.bind(thread)
+  const releases: Array<() => void> = []
+  const started: Array<() => void> = []
+  thread.call = async (msg: { op: string }, transfer: ArrayBuffer[]) => {
+    const answer = await call(msg, transfer)
+    if (msg.op === 'run') await new Promise<void>(resolve => { releases.push(resolve); started.shift()?.() })
+    return answer
+  }
+  const computed = () => new Promise<void>(resolve => started.push(resolve))
+  const drain = setInterval(() => releases.shift()?.(), 5)
+  t.teardown(() => clearInterval(drain))
+  const one = (n: number) => p.run('seq', { ids: ids([Array(n).fill(1)]) }).then(() => 'ok', e => (e as Error).name)
+  // No pad value (first: configure keeps what it was given before): rows of
+  // other lengths never merge, each would run alone; a batch of 1 lends
+  // nothing, and only 4 may wait.
+  p.configure('seq', { maxBatchItems: 8, maxQueueItems: 4 })
+  let done = computed()
+  const alone = one(1)
+  await done
+  const lengths = [2, 3, 4, 5, 6, 7].map(one)
+  t.equal(p.stats('seq').queuedItems, 4, 'the bound, no room lent')
+  t.same(await Promise.all([alone, ...lengths]), [...Array(5).fill('ok'), 'OverloadedError', 'OverloadedError'])
+  // 8 padded tokens a batch: the first run's row of 4 leaves room for 1 more
+  // such row (not for 7, its row limit): 4 + 1 may wait.
+  p.configure('seq', { padValue: 0, maxBatchTokens: 8 })
+  done = computed()
+  const first = one(4)
+  await done
+  const behind = Array.from({ length: 7 }, () => one(1))
+  t.equal(p.stats('seq').queuedItems, 5, 'the bound and the one row the tokens left room for')
+  t.same(await Promise.all([first, ...behind]), ['ok', ...Array(5).fill('ok'), 'OverloadedError', 'OverloadedError'])
 })
 
 t.test('requests of 0 rows count against the queue bound too', async t => {
