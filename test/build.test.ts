@@ -4,10 +4,10 @@
 // packages left out of the bundle resolve), not to the project's dist/.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
-import { writeModels } from '../bench/workload.ts'
+import { benchModels } from '../bench/models.ts'
 import { post, ROOT, startReady } from './fixtures/server.ts'
 
 const build = (...args: string[]) => spawnSync(process.execPath, ['scripts/build.mjs', ...args], { cwd: ROOT, encoding: 'utf8' })
@@ -24,10 +24,15 @@ t.test('--out DIR bench/app.ts: the server and the bench app compiled there, ser
   // (Not dist/'s timestamps: other test files build dist/ meanwhile.)
   t.notOk(existsSync(join(ROOT, 'dist', 'bench')), 'the extra entry is not written to dist/')
 
-  // Every model the bench app mounts, as the benchmark writes them.
+  // Every model the bench app mounts, as the benchmark writes them, but
+  // heavy: mlp's bytes in its place (the same input and output; building and
+  // loading heavy's 140 MB would load the machine other test files share).
   const models = mkdtempSync(join(tmpdir(), 'onnx-serve-build-'))
   t.teardown(() => rmSync(models, { recursive: true, force: true }))
-  writeModels(models)
+  const bench = benchModels().filter(m => m.name !== 'heavy')
+  for (const m of bench) writeFileSync(join(models, `${m.name}.onnx`), m.bytes)
+  writeFileSync(join(models, 'heavy.onnx'), bench.find(m => m.name === 'mlp')!.bytes)
+  for (const name of ['scaler.onnx', 'ner', 'pos']) cpSync(join(ROOT, 'models', name), join(models, name), { recursive: true })
   // No tsx anywhere: node runs the compiled files alone.
   const server = await startReady(t, ['--app', join(out, 'bench', 'app.js'), '--models-dir', models], { command: [process.execPath, join(out, 'server.js')] })
   const answer = await post(server.port, '/bench/tiny', { inputs: [[1, 2, 3, 4]] })
