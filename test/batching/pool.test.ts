@@ -129,6 +129,28 @@ t.test('a merged batch of a megabyte or more is merged into the buffer the last 
  * A pool whose first merged batch (16 requests of 9,000 int64 ids: 1.15 MB)
  * has run, leaving its buffer as the one spare; `long(k)` is request k's ids.
  */
+/**
+ * Holds the thread's answers to runs until released, one release per run: a
+ * thread computing for as long as a test needs. `computed()` resolves once
+ * the next run has computed (its answer held); `release()` lets the oldest
+ * held answer go.
+ */
+function holdRuns (p: InferencePool) {
+  const thread = (p as any).threads[0]
+  const call = thread.call.bind(thread)
+  const releases: Array<() => void> = []
+  const started: Array<() => void> = []
+  thread.call = async (msg: { op: string }, transfer: ArrayBuffer[]) => {
+    const answer = await call(msg, transfer)
+    if (msg.op === 'run') await new Promise<void>(resolve => { releases.push(resolve); started.shift()?.() })
+    return answer
+  }
+  return {
+    computed: () => new Promise<void>(resolve => started.push(resolve)),
+    release: () => { releases.shift()?.() },
+  }
+}
+
 async function poolWithSpare (t: Test) {
   const p = await pool(t)
   const spares = () => (p as unknown as { spares: ArrayBuffer[] }).spares
@@ -255,19 +277,7 @@ t.test('the rows a batch computing left unfilled may wait too: a burst of a batc
 t.test('a batch cut by a limit (jobs left waiting) lends the queue no room: the bound is maxQueueItems', async t => {
   const p = await pool(t)
   p.configure('seq', { maxBatchItems: 4, maxQueueItems: 4 })
-  // The thread's answers are held, one release per run: a thread computing for as long as the test needs.
-  const thread = (p as any).threads[0]
-  const call = thread.call.bind(thread)
-  const releases: Array<() => void> = []
-  const started: Array<() => void> = []
-  thread.call = async (msg: { op: string }, transfer: ArrayBuffer[]) => {
-    const answer = await call(msg, transfer)
-    if (msg.op === 'run') {
-      await new Promise<void>(resolve => { releases.push(resolve); started.shift()?.() })
-    }
-    return answer
-  }
-  const computed = () => new Promise<void>(resolve => started.push(resolve))
+  const { computed, release } = holdRuns(p)
   // Different lengths and no pad value: no two merge.
   const one = (n: number) => p.run('seq', { ids: ids([Array(n).fill(1)]) }).then(() => 'ok', e => (e as Error).name)
   let done = computed()
@@ -280,32 +290,22 @@ t.test('a batch cut by a limit (jobs left waiting) lends the queue no room: the 
   // The next batch takes the length-2 run alone and leaves 3 waiting: cut by
   // its shapes, as a flood's batches are by their size. No room lent.
   done = computed()
-  releases.shift()!()
+  release()
   await done
   t.equal(p.stats('seq').queuedItems, 3)
   const more = [6, 7].map(one)
   // Refused at once (counted before run returns).
   t.equal(p.stats('seq').refused, 1, 'refused past maxQueueItems')
   // Every run answered in turn.
-  const drain = setInterval(() => releases.shift()?.(), 5)
+  const drain = setInterval(release, 5)
   t.teardown(() => clearInterval(drain))
   t.same(await Promise.all([first, ...queued, ...more]), [...Array(6).fill('ok'), 'OverloadedError'])
 })
 
 t.test('a batch limited by padded tokens lends only the rows its tokens left room for; rows that never merge lend none', async t => {
   const p = await pool(t)
-  // The thread's answers are held until released: a thread computing for as long as the test needs.
-  const thread = (p as any).threads[0]
-  const call = thread.call.bind(thread)
-  const releases: Array<() => void> = []
-  const started: Array<() => void> = []
-  thread.call = async (msg: { op: string }, transfer: ArrayBuffer[]) => {
-    const answer = await call(msg, transfer)
-    if (msg.op === 'run') await new Promise<void>(resolve => { releases.push(resolve); started.shift()?.() })
-    return answer
-  }
-  const computed = () => new Promise<void>(resolve => started.push(resolve))
-  const drain = setInterval(() => releases.shift()?.(), 5)
+  const { computed, release } = holdRuns(p)
+  const drain = setInterval(release, 5)
   t.teardown(() => clearInterval(drain))
   const one = (n: number) => p.run('seq', { ids: ids([Array(n).fill(1)]) }).then(() => 'ok', e => (e as Error).name)
   // No pad value (first: configure keeps what it was given before): rows of
