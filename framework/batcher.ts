@@ -66,7 +66,8 @@ export function validateBatchOptions (options: Partial<BatchOptions>): string[] 
 
 export interface ModelShape { inputs: TensorInfo[], outputs: TensorInfo[] }
 
-const isDynamic = (d: number | string | undefined) => typeof d === 'string' || (typeof d === 'number' && d < 0)
+/** Whether a declared dimension is dynamic: a name, or a negative size. */
+export const isDynamic = (d: number | string | undefined) => typeof d === 'string' || (typeof d === 'number' && d < 0)
 
 /**
  * Whether a model can batch at all: every input and output must have a

@@ -45,7 +45,7 @@ import { availableParallelism } from 'node:os'
 import { TYPED_ARRAYS, type TensorInfo, type Tensor } from './tensor.ts'
 import type { AbortSignalLike } from './deadline.ts'
 import {
-  DEFAULT_BATCH_OPTIONS, compatible, mergeFeeds, modelBatches, rowsOf, splitOutputs, validateBatchOptions,
+  DEFAULT_BATCH_OPTIONS, compatible, isDynamic, mergeFeeds, modelBatches, rowsOf, splitOutputs, validateBatchOptions,
   type BatchOptions, type ModelShape,
 } from './batcher.ts'
 
@@ -1081,7 +1081,7 @@ export class InferencePool {
   private roomLeft (q: ModelQueue, jobs: Job[]): number {
     const { maxBatchItems, maxBatchTokens, padValue } = q.options
     if (!jobs[0].batchable || !q.batches || !q.shape || maxBatchItems <= 1) return 0
-    const varies = q.shape.inputs.some(i => i.shape.slice(1).some(d => typeof d === 'string' || d < 0))
+    const varies = q.shape.inputs.some(i => i.shape.slice(1).some(isDynamic))
     if (varies && padValue === undefined) return 0
     const items = jobs.reduce((n, j) => n + j.items, 0)
     let rows = maxBatchItems
