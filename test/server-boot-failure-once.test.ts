@@ -1,10 +1,9 @@
 // Workers that fail to boot for one cause at start-up: the operator reads the
 // failure once (one stderr line, one JSON error line, from the primary), not
-// once per worker; for causes of their own, each. To have both workers fail before the primary hears of the
-// first (else it kills the second one before it fails), the primary is
-// stopped (SIGSTOP) while they load, and each worker once it has sent its
-// failure (its debug line comes just before the message), so that on SIGCONT
-// the primary reads both failures, and no worker's exit before them.
+// once per worker; for causes of their own, each. To have both workers fail
+// before the primary hears of the first (else it kills the second one before
+// it fails), the primary is stopped (SIGSTOP) while they load and exit, so
+// that on SIGCONT it reads both failures.
 import t, { type Test } from 'tap'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -18,7 +17,7 @@ import { fileURLToPath } from 'node:url'
  * both fail to load, and each worker once it has sent its failure; then lets
  * the primary read both. Resolves once the server has exited.
  */
-async function bothFail (t: Test, app: string, workersExit = false) {
+async function bothFail (t: Test, app: string) {
   // No scaler model in the directory: the apps cannot load it.
   const dir = modelsDir(t, { 'slow.onnx': slowModel(1) })
   const gates = mkdtempSync(join(tmpdir(), 'onnx-serve-gates-'))
@@ -29,17 +28,16 @@ async function bothFail (t: Test, app: string, workersExit = false) {
   t.teardown(() => { for (const pid of workerPids(primary)) process.kill(pid, 'SIGKILL') })
   const importing = await Promise.all([1, 2].map(id => server.waitFor(l => l.msg === 'importing the app (gated)' && l.worker === id, 60_000)))
   process.kill(primary, 'SIGSTOP')
-  // Each worker is stopped once it said (debug) that its load failed: the
-  // message to the primary goes right after it. Or, with workersExit, each is
-  // let exit (a zombie until the stopped primary reaps it): its message was
-  // sent, and the primary reads a worker's messages before it counts it
-  // gone (its channel's end comes after them).
+  // Each worker is let exit once it said (debug) that its load failed: a
+  // zombie until the stopped primary reaps it. Its message was sent (stopping
+  // it after that line instead could catch it before the message, on a
+  // loaded machine), and the primary reads a worker's messages before it
+  // counts it gone (its channel's end comes after them).
   const zombie = (pid: number) => /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  const failed = importing.map(({ worker, pid }) => server.waitFor(l => l.msg === 'models failed to load' && l.worker === worker, 60_000)
-    .then(async () => {
-      if (!workersExit) return process.kill(pid, 'SIGSTOP')
-      for (let i = 0; i < 600 && !zombie(pid); i++) await new Promise(resolve => setTimeout(resolve, 50))
-    }))
+  const failed = importing.map(async ({ worker, pid }) => {
+    await server.waitFor(l => l.msg === 'models failed to load' && l.worker === worker, 60_000)
+    for (let i = 0; i < 600 && !zombie(pid); i++) await new Promise(resolve => setTimeout(resolve, 50))
+  })
   for (const id of [1, 2]) writeFileSync(join(gates, String(id)), '')
   await Promise.all(failed)
   process.kill(primary, 'SIGCONT')
@@ -63,7 +61,7 @@ t.test('cluster: two workers failing to load at start-up for one cause: one stde
 })
 
 t.test('cluster: two workers failing to load at start-up for causes of their own: both reported, exit 3', async t => {
-  const server = await bothFail(t, fileURLToPath(new URL('./fixtures/gated-per-worker-app.ts', import.meta.url)), true)
+  const server = await bothFail(t, fileURLToPath(new URL('./fixtures/gated-per-worker-app.ts', import.meta.url)))
   const stderr = server.stderr()
   for (const id of [1, 2]) t.match(stderr, new RegExp(`error: worker failed to boot: model 'scaler-${id}' not found`), `worker ${id}'s cause on stderr`)
   t.equal(server.lines.filter(l => l.level >= 50 && /model 'scaler-\d' not found/.test(String(l.error))).length, 2, 'and in the log at error level or above, each')
