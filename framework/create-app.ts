@@ -19,6 +19,7 @@ import { healthRoutes } from './health.ts'
 import { UNMATCHED_ROUTE, metricsRoutes, type ResponseCounter } from './metrics.ts'
 import { installDeadlines, quietPastDeadline, type RouteHandler } from './deadline.ts'
 import { buildSerializer } from './serializer.ts'
+import { fastJson, NOT_READ } from './fast-json.ts'
 
 export interface AppOptions {
   /** Directory the resources load their models from. */
@@ -392,7 +393,10 @@ export async function createApp (options: AppOptions): Promise<App> {
       return done(new HttpError('UNSUPPORTED_MEDIA_TYPE', `content-encoding '${encoding.slice(0, 100)}' is not supported on this route: send the body uncompressed`), undefined)
     }
     if (!isUtf8(body as Buffer)) return done(notUtf8(), undefined)
-    const text = withoutBom(body as Buffer).toString('utf8')
+    const bytes = withoutBom(body as Buffer)
+    const read = fastJson(bytes)
+    if (read !== NOT_READ) return done(null, read)
+    const text = bytes.toString('utf8')
     json(request, text, (err, parsed) => done(err && whyNotJson(err, text), parsed))
   }))
 

@@ -44,6 +44,7 @@ import { limitDeadline, quietPastDeadline, type RouteHandler } from './deadline.
 import { ModelRepository, type RepositoryModel, type ServedVersion } from './repository.ts'
 import type { LoadedModel } from './models.ts'
 import type { Tensor } from './tensor.ts'
+import { fastJson, NOT_READ } from './fast-json.ts'
 import {
   ELEMENT_SIZE, checkBatch, checkInput, dataBinary, dataJson, datatypeOf, elementCount, fromBinary, fromJson,
   isDatatype, oipShape, tensorMetadata, type RequestInput,
@@ -175,6 +176,8 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
       const buffer = withoutBom(body as Buffer)
       if (buffer.length === 0) return done(null, undefined)
       if (!isUtf8(buffer)) return done(notUtf8(), undefined)
+      const read = fastJson(buffer)
+      if (read !== NOT_READ) return done(null, read)
       // As on the resource routes: where the JSON breaks, or that valid JSON
       // was refused for a __proto__ key (fastify said "not valid JSON" for
       // both, and that the content type was application/json, sent or not).
@@ -202,13 +205,7 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
     // reaches into the binary data is not even UTF-8).
     const notJson = () => new HttpError('INVALID_JSON', n === 0 ? `the JSON header is empty (${HEADER_LENGTH}: 0)` : `the body's first ${n} bytes (${HEADER_LENGTH}) are not valid JSON`)
     if (!isUtf8(header)) return done(notJson(), undefined)
-    const text = header.toString('utf8')
-    json(request, text, (err, parsed) => {
-      if (err) {
-        // Valid JSON with a __proto__ key: said so, as above.
-        const why = whyNotJson(err, text)
-        return done(why instanceof HttpError && why.code === 'BAD_REQUEST' ? why : notJson(), undefined)
-      }
+    const withBinary = (parsed: unknown) => {
       if (typeof parsed === 'object' && parsed !== null) binaryBodies.set(parsed, buffer.subarray(n))
       else if (buffer.length > n) {
         // No object to hold the bytes after it: the repository routes read
@@ -217,6 +214,15 @@ export async function openInferenceProtocol (app: FastifyInstance, options: OipO
         return done(bad(`the JSON header (${HEADER_LENGTH}: ${n}) is ${kind}, not an object, and ${buffer.length - n} bytes follow it`), undefined)
       }
       done(null, parsed)
+    }
+    const read = fastJson(header)
+    if (read !== NOT_READ) return withBinary(read)
+    const text = header.toString('utf8')
+    json(request, text, (err, parsed) => {
+      if (!err) return withBinary(parsed)
+      // Valid JSON with a __proto__ key: said so, as above.
+      const why = whyNotJson(err, text)
+      done(why instanceof HttpError && why.code === 'BAD_REQUEST' ? why : notJson(), undefined)
     })
   }
   // Content-Encoding gzip or deflate (tritonclient's request_compression_algorithm,
