@@ -49,17 +49,11 @@ export function fastJson (b: Buffer): unknown {
     if (wantKey) {
       // An object's key, then its colon.
       if (c !== 34) return NOT_READ
-      const start = ++pos
-      let ascii = true
-      for (c = b[pos]; c !== 34; c = b[++pos]) {
-        if (c === 92 || c < 32 || c === undefined) return NOT_READ // \, a control character, the end
-        if (c >= 128) ascii = false
-      }
-      const key = b.toString(ascii ? 'latin1' : 'utf8', start, pos)
+      const key = readString(b, pos)
       // Prototype poisoning is the full parser's to refuse (or allow).
-      if (key === '__proto__' || key === 'constructor') return NOT_READ
+      if (key === undefined || key === '__proto__' || key === 'constructor') return NOT_READ
       keys[keys.length - 1] = key
-      c = b[++pos]
+      c = b[pos = readEnd]
       while (c === 32 || c === 10 || c === 13 || c === 9) c = b[++pos]
       if (c !== 58) return NOT_READ // :
       c = b[++pos]
@@ -81,17 +75,12 @@ export function fastJson (b: Buffer): unknown {
       } else {
         value = readNumber(b, pos)
         if (Number.isNaN(value)) return NOT_READ
-        c = b[pos = numberEnd]
+        c = b[pos = readEnd]
       }
     } else if (c === 34) { // "
-      const start = ++pos
-      let ascii = true
-      for (c = b[pos]; c !== 34; c = b[++pos]) {
-        if (c === 92 || c < 32 || c === undefined) return NOT_READ
-        if (c >= 128) ascii = false
-      }
-      value = b.toString(ascii ? 'latin1' : 'utf8', start, pos)
-      c = b[++pos]
+      value = readString(b, pos)
+      if (value === undefined) return NOT_READ
+      c = b[pos = readEnd]
     } else if (c === 91 || c === 123) { // [ {
       if (stack.length === MAX_DEPTH) return NOT_READ
       const array = c === 91
@@ -146,12 +135,28 @@ export function fastJson (b: Buffer): unknown {
   }
 }
 
-/** Where the number readNumber read last ends. */
-let numberEnd = 0
+/** Where the number or string that readNumber or readString read last ends. */
+let readEnd = 0
+
+/**
+ * The string whose opening quote is b[pos], its end (after the closing
+ * quote) in readEnd; undefined when it is not read here (an escape or a
+ * control character, both left to the full parser, or no closing quote).
+ */
+function readString (b: Buffer, pos: number): string | undefined {
+  const start = ++pos
+  let ascii = true
+  for (let c = b[pos]; c !== 34; c = b[++pos]) {
+    if (c === 92 || c < 32 || c === undefined) return undefined // \, a control character, the end
+    if (c >= 128) ascii = false
+  }
+  readEnd = pos + 1
+  return b.toString(ascii ? 'latin1' : 'utf8', start, pos)
+}
 
 /**
  * The number whose first byte is b[pos] (a digit or '-'), its end in
- * numberEnd; NaN when it is not read here (an exponent, digits that make
+ * readEnd; NaN when it is not read here (an exponent, digits that make
  * an integer above MAX_EXACT, more than 22 after the point, or not JSON).
  */
 function readNumber (b: Buffer, pos: number): number {
@@ -179,23 +184,22 @@ function readNumber (b: Buffer, pos: number): number {
     if (scale === 0) return NaN
   }
   if (c === 101 || c === 69 || m > MAX_EXACT || scale >= POW10.length) return NaN // e, E
-  numberEnd = pos
+  readEnd = pos
   const v = scale === 0 ? m : m / POW10[scale]
   return negative ? -v : v
 }
 
 /**
- * Numbers from b[pos] (a number's first byte) into `out`, each followed by a
- * comma, until the array's ] (the position returned is the ]'s) or an
- * element that is not a number (the position of its first byte); -1 when
- * one is not read here.
+ * An array's elements from b[pos] (a number's first byte) into `out`, as long
+ * as they are numbers: returns the position of the array's ] or of the first
+ * element that is not a number; -1 when one is not read here.
  */
 function readNumbers (b: Buffer, pos: number, out: unknown[]): number {
   for (;;) {
     const v = readNumber(b, pos)
     if (Number.isNaN(v)) return -1
     out.push(v)
-    pos = numberEnd
+    pos = readEnd
     let c = b[pos]
     while (c === 32 || c === 10 || c === 13 || c === 9) c = b[++pos]
     if (c === 93) return pos // ]
