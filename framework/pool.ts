@@ -248,7 +248,7 @@ export function modelShown (key: string): string {
 }
 
 export class OverloadedError extends Error {
-  constructor (readonly key: string, readonly queuedItems: number, readonly maxQueueItems: number, readonly unfilled = 0, readonly retryAfterSeconds = 1) {
+  constructor (readonly key: string, readonly queuedItems: number, readonly maxQueueItems: number, readonly retryAfterSeconds = 1, readonly unfilled = 0) {
     super(maxQueueItems === 0
       ? `${modelShown(key)} is overloaded: every inference thread is computing, and its requests do not queue (max queue items 0); retry later`
       : `${modelShown(key)} is overloaded: ${queuedItems} items queued (at most ${maxQueueItems}${unfilled > 0 ? `, and ${unfilled} more the batches computing left room for` : ''}); retry later`)
@@ -720,7 +720,7 @@ export class InferencePool {
     if (this.full(q, items, options.continues)) {
       q.stats.refused++
       this.forget(q)
-      return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems, q.unfilled))
+      return Promise.reject(new OverloadedError(key, q.items, q.options.maxQueueItems, 1, q.unfilled))
     }
     const inline = q.options.maxQueueItems > 0 && this.runsInline(q, feeds)
     return new Promise((resolve, reject) => {
@@ -917,7 +917,7 @@ export class InferencePool {
     const limit = Error.stackTraceLimit
     Error.stackTraceLimit = 0
     try {
-      return new OverloadedError(key, q.items, q.options.maxQueueItems, q.unfilled)
+      return new OverloadedError(key, q.items, q.options.maxQueueItems, 1, q.unfilled)
     } finally {
       Error.stackTraceLimit = limit
     }

@@ -851,4 +851,10 @@ t.test('refusals name the model as clients know it, not by its pool key', async 
   t.equal(new OverloadedError('mlp@12#3', 0, 0).message, "model 'mlp' version 12 is overloaded: every inference thread is computing, and its requests do not queue (max queue items 0); retry later")
   t.equal(new ModelUnavailableError('mlp@2#5', 'its file changed').message, "model 'mlp' version 2 is unavailable: its file changed")
   t.equal(new OverloadedError('mlp@#7', 4, 4).key, 'mlp@#7', 'the key is kept for the logs and metrics')
+  // The 4th argument is still Retry-After's seconds, as before the lent room
+  // (unfilled, the 5th) was added.
+  const later = new OverloadedError('mlp', 4, 4, 5)
+  t.equal(later.retryAfterSeconds, 5)
+  t.equal(later.message, "model 'mlp' is overloaded: 4 items queued (at most 4); retry later")
+  t.match(new OverloadedError('mlp', 70, 64, 1, 6).message, /70 items queued \(at most 64, and 6 more the batches computing left room for\)/)
 })
