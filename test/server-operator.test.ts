@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server as NetServer } from 'node:net'
 import { modelsDir, scalerModel, slowModel } from './fixtures/models.ts'
-import { childEnv, CLOSING_LOAD_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer, within, workerPids } from './fixtures/server.ts'
+import { childEnv, CLOSING_LOAD_APP, GATED_IMPORT_APP, HUNG_CLOSE_APP, post, ROOT, SLOW_APP, SLOW_BUILD_APP, SLOW_IMPORT_APP, startReady, startServer, within, workerPids } from './fixtures/server.ts'
 
 const tsx = [process.execPath, '--import', 'tsx', 'server.ts']
 const alive = (pid: number) => { try { process.kill(pid, 0); return true } catch { return false } }
@@ -102,9 +102,14 @@ t.test('TERM, INT or QUIT while the app is imported or built stops the server, e
 
 t.test('cluster: TERM or INT while the workers import the app: each worker exits 0, and so does the primary', async t => {
   const dir = modelsDir(t, { 'scaler.onnx': scalerModel(), 'slow.onnx': slowModel(1) })
+  // The workers' imports wait for gates never opened: with the slow import's
+  // fixed second, a loaded machine could start the second worker more than
+  // the hold's window after the first (a fresh-clone CI run read one line).
+  const gates = mkdtempSync(join(tmpdir(), 'onnx-serve-gates-'))
+  t.teardown(() => rmSync(gates, { recursive: true, force: true }))
   await Promise.all((['SIGTERM', 'SIGINT'] as const).map(async signal => {
-    const server = startServer(t, ['--models-dir', dir, '--app', SLOW_IMPORT_APP, '--workers', '2', '--threads', '1'])
-    await server.waitFor(l => l.msg === 'importing the app' && server.lines.filter(m => m.msg === l.msg).length === 2)
+    const server = startServer(t, ['--models-dir', dir, '--app', GATED_IMPORT_APP, '--workers', '2', '--threads', '1'], { env: { GATE_DIR: gates } })
+    await server.waitFor(l => l.msg === 'importing the app (gated)' && server.lines.filter(m => m.msg === l.msg).length === 2)
     server.proc.kill(signal)
     t.same(await within(server.exited, 10_000), { code: 0, signal: null }, `${signal}: the primary exits 0`)
     const exits = server.lines.filter(l => l.msg === 'worker exited').map(l => [l.code, l.signal])
